@@ -1,0 +1,105 @@
+"""create_app(settings, catalog, providers=None): the ASGI app, built from explicit parts, no globals.
+
+The lifespan opens the database (running migrations), builds the providers the catalog names (unless the
+caller passes its own, as tests do), starts the recorder, and on shutdown stops what still runs, flushes the
+recorder and closes the providers, in that order, so no record is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from promptd import __version__
+from promptd.catalog.schema import Catalog
+from promptd.engine.engine import Engine
+from promptd.errors import PromptdError
+from promptd.faces.dify import errors as dify_errors
+from promptd.faces.dify.routes import routes as dify_routes
+from promptd.keys import KeyCache
+from promptd.providers.base import Provider, load_provider_class
+from promptd.services import Services
+from promptd.settings import Settings
+from promptd.store.db import create_engine, migrate
+from promptd.store.recorder import Recorder
+from promptd.store.repository import Repository
+
+__all__ = ["build_providers", "create_app"]
+
+log = logging.getLogger("promptd")
+
+
+def build_providers(catalog: Catalog) -> dict[str, Provider]:
+    """One provider instance per catalog provider, chosen by `kind` from the table in providers/base.py."""
+    return {name: load_provider_class(cfg.kind)(name, cfg) for name, cfg in catalog.providers.items()}
+
+
+async def _dify_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    message = {404: "The requested URL was not found on the server."}.get(exc.status_code, str(exc.detail))
+    return dify_errors.error_response(exc.status_code, code, message)
+
+
+def _dify_app() -> Starlette:
+    return Starlette(routes=dify_routes(), exception_handlers={
+        PromptdError: dify_errors.handle_exception,
+        HTTPException: _dify_http_error,
+        Exception: dify_errors.handle_exception,
+    })
+
+
+async def _warm(name: str, provider: Any) -> None:
+    """Load a provider's model in the background at start, so the first request does not wait for it."""
+    try:
+        await provider.start()
+    except Exception as exc:
+        log.warning("provider %r could not start yet (%s); requests to it will report the error", name, exc)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = create_engine(settings.db_url)
+        await migrate(db)
+        built = dict(providers) if providers is not None else build_providers(catalog)
+        recorder = Recorder(db, dead_letter=settings.data_dir / "dead-letter.jsonl",
+                            batch=settings.recorder_batch, maxsize=settings.recorder_queue)
+        recorder.start()
+        repo = Repository(db)
+        engine = Engine(catalog, built, recorder)
+        svc = Services(settings=settings, catalog=catalog, engine=engine, repo=repo, recorder=recorder,
+                       keys=KeyCache(repo, ttl=settings.key_cache_ttl), providers=built)
+        warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        try:
+            yield {"services": svc}
+        finally:
+            for task in warmups:
+                task.cancel()
+            await engine.aclose()
+            await recorder.close()
+            for provider in built.values():
+                try:
+                    await provider.aclose()
+                except Exception:
+                    log.warning("closing a provider failed", exc_info=True)
+            await db.dispose()
+
+    return Starlette(
+        routes=[Route("/health", health), Mount("/v1", app=_dify_app())],
+        lifespan=lifespan,
+    )

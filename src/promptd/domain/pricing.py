@@ -1,0 +1,58 @@
+"""Token prices, exact, in Dify's usage shape (decimal strings). Pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from promptd.catalog.schema import Price
+from promptd.types import Usage
+
+__all__ = ["Cost", "price_usage"]
+
+QUANTUM = Decimal("0.0000001")
+
+
+def _plain(d: Decimal) -> str:
+    """Decimal → string without exponent (1E-6 → '0.000001')."""
+    return format(d, "f")
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    prompt_unit_price: Decimal
+    completion_unit_price: Decimal
+    price_unit: Decimal
+    prompt_price: Decimal
+    completion_price: Decimal
+    currency: str
+
+    @property
+    def total_price(self) -> Decimal:
+        return self.prompt_price + self.completion_price
+
+    def dify_fields(self) -> dict[str, str]:
+        return {
+            "prompt_unit_price": _plain(self.prompt_unit_price),
+            "prompt_price_unit": _plain(self.price_unit),
+            "prompt_price": _plain(self.prompt_price),
+            "completion_unit_price": _plain(self.completion_unit_price),
+            "completion_price_unit": _plain(self.price_unit),
+            "completion_price": _plain(self.completion_price),
+            "total_price": _plain(self.total_price),
+            "currency": self.currency,
+        }
+
+
+def price_usage(usage: Usage, price: Price) -> Cost:
+    """Cost of `usage` at `price`: tokens × unit price × (1 / tokens per unit), to 7 decimals, half up."""
+    unit = Decimal(1) / price.tokens_per_unit
+    prompt_unit, completion_unit = Decimal(price.input), Decimal(price.output)
+    return Cost(
+        prompt_unit_price=prompt_unit,
+        completion_unit_price=completion_unit,
+        price_unit=unit,
+        prompt_price=(usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
+        completion_price=(usage.completion_tokens * completion_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
+        currency=price.currency,
+    )

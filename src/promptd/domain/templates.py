@@ -1,0 +1,30 @@
+"""Dify-style prompt templates: `{{variable}}` is replaced by the input of that name. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["render_prompt", "template_variables"]
+
+VARIABLE = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]{0,63})\}\}")
+
+
+def template_variables(template: str) -> set[str]:
+    return set(VARIABLE.findall(template))
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    # a value must not smuggle in a template variable of its own (as Dify does: {{x}} → {x})
+    return VARIABLE.sub(r"{\1}", text)
+
+
+def render_prompt(template: str, inputs: Mapping[str, Any]) -> str:
+    """Fill every `{{name}}` from `inputs`; unknown names render empty (the form check runs before this)."""
+    return VARIABLE.sub(lambda m: _as_text(inputs.get(m.group(1))), template)

@@ -1,0 +1,65 @@
+"""What a face asks the engine for, and what the engine reports back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptd.domain.pricing import Cost
+from promptd.errors import PromptdError
+from promptd.types import Message, TextDelta, ToolCallDelta, Usage
+
+__all__ = ["Done", "EngineEvent", "GenerationRequest", "GenerationResult", "KeepAlive"]
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    project: str
+    model: str  # a catalog model key, already checked to be attached to the project
+    messages: list[Message]
+    face: str  # "dify" | "chat": which API face received it
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    # who asked, and what to store alongside the answer
+    user: str | None = None
+    end_user_id: str | None = None
+    key_id: str | None = None
+    inputs: dict[str, Any] | None = None
+    query: str | None = None
+    files: list[dict[str, Any]] | None = None
+    store: bool = True
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
+    started: float = field(default_factory=time.perf_counter)  # for latencies
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    answer: str
+    usage: Usage
+    cost: Cost
+    status: str  # "normal" | "stopped" | "error"
+    finish_reason: str | None
+    latency: float  # seconds from request to last token
+    ttft: float | None
+    error: PromptdError | None = None
+
+
+@dataclass(slots=True)
+class KeepAlive:
+    """No event for a while: a face may send its keep-alive (Dify: `event: ping`)."""
+
+
+@dataclass(slots=True)
+class Done:
+    """The last event. `result.status` says whether it finished, was stopped, or failed."""
+
+    result: GenerationResult
+
+
+EngineEvent = TextDelta | ToolCallDelta | KeepAlive | Done

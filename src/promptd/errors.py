@@ -1,0 +1,106 @@
+"""promptd's own errors. Every layer raises these; each API face turns them into its wire shape.
+
+    PromptdError
+    ├── CatalogError            the catalog file is invalid (carries every problem found)
+    ├── InputError              the client sent something invalid (bad field, missing input, …)
+    │   └── NotFound            a named entity (message, file, end user, project, model) does not exist
+    ├── AuthError               missing or invalid API key
+    ├── Forbidden               the key is valid but may not do this
+    ├── ConflictError           the request conflicts with the app's configuration (wrong mode, feature off)
+    └── ProviderError           the model provider failed
+        ├── ProviderUnavailable     cannot connect, or 5xx
+        ├── ProviderRateLimited     429 upstream
+        ├── ProviderTimeout         connect / first-token / idle / total deadline passed
+        └── ProviderBadRequest      upstream rejected the request (4xx other than 429)
+
+Each carries a stable ``code`` (snake_case) that faces map onto their own codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "CatalogError",
+    "ConflictError",
+    "Forbidden",
+    "InputError",
+    "NotFound",
+    "PromptdError",
+    "ProviderBadRequest",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+]
+
+
+class PromptdError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class CatalogError(PromptdError):
+    code = "catalog_invalid"
+
+    def __init__(self, problems: list[str], *, source: str = "<catalog>") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {source}: {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the catalog:\n{lines}")
+
+
+class InputError(PromptdError):
+    code = "invalid_param"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.param = param
+
+
+class NotFound(InputError):
+    code = "not_found"
+
+
+class AuthError(PromptdError):
+    code = "unauthorized"
+
+
+class Forbidden(PromptdError):
+    code = "forbidden"
+
+
+class ConflictError(PromptdError):
+    code = "app_unavailable"
+
+
+class ProviderError(PromptdError):
+    code = "provider_error"
+    retryable = False
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderRateLimited(ProviderError):
+    code = "provider_rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderBadRequest(ProviderError):
+    code = "provider_bad_request"

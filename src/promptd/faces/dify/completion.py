@@ -1,0 +1,166 @@
+"""POST /completion-messages (blocking and streaming) and POST /completion-messages/{task_id}/stop."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from promptd.domain.forms import validate_inputs
+from promptd.domain.templates import render_prompt, template_variables
+from promptd.engine.request import Done, GenerationRequest, KeepAlive
+from promptd.errors import InputError
+from promptd.faces.dify.auth import App, authenticate
+from promptd.faces.dify.errors import dify_error
+from promptd.faces.dify.sse import PING, event, header, usage_metadata
+from promptd.faces.dify.wire import CompletionBody, FileRef, StopBody, decode_body, require_user
+from promptd.types import ContentPart, Message, TextDelta
+
+__all__ = ["completion_messages", "stop_completion"]
+
+log = logging.getLogger("promptd.dify")
+
+
+def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
+    """Validate inputs against the form and render the prompt. The legacy top-level `query` fills a `query`
+    variable the request left empty, or else is appended to the prompt."""
+    project = app.project
+    raw = dict(body.inputs)
+    form_vars = {f.variable for f in project.inputs}
+    if body.query and "query" in form_vars and not raw.get("query"):
+        raw["query"] = body.query
+    inputs = validate_inputs(project.inputs, raw)
+    values = dict(inputs)
+    if "query" not in form_vars:
+        values["query"] = body.query
+    text = render_prompt(project.prompt, values)
+    if body.query and "query" not in form_vars and "query" not in template_variables(project.prompt):
+        text = f"{text}\n\n{body.query}" if text else body.query
+    return inputs, text
+
+
+async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bool) -> list[ContentPart]:
+    """Resolve `files` to image content parts the model can read, with Dify-style errors for each misuse."""
+    config = app.project.file_upload.image
+    if not config.enabled:
+        raise InputError("File upload is not enabled for this app.", param="files")
+    if len(files) > config.number_limits:
+        raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.",
+                         param="files")
+    parts: list[ContentPart] = []
+    for i, f in enumerate(files):
+        if f.type != "image":
+            raise InputError(f"files[{i}]: only image files are accepted by this app, not {f.type}", param="files")
+        if f.transfer_method not in config.transfer_methods:
+            raise InputError(f"files[{i}]: transfer method {f.transfer_method} is not allowed", param="files")
+        if f.transfer_method == "remote_url":
+            if not f.url or not f.url.startswith(("http://", "https://")):
+                raise InputError(f"files[{i}]: url must be an http(s) URL for remote_url", param="files")
+            url = f.url
+        else:
+            if not f.upload_file_id:
+                raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")
+            row = await app.svc.repo.get_file(f.upload_file_id, app.name)
+            if row is None or row["created_by"] != end_user:
+                raise InputError("Invalid upload file", param="files")
+            if row["kind"] != "image":
+                raise InputError(f"files[{i}]: the uploaded file is not an image", param="files")
+            data = (app.svc.settings.files_dir / row["storage_key"]).read_bytes()
+            url = f"data:{row['mime_type']};base64,{base64.b64encode(data).decode()}"
+        parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.detail}})
+    if not vision:
+        raise InputError("The model of this app does not accept images (it is not vision-capable).",
+                         param="files")
+    return parts
+
+
+async def completion_messages(request: Request) -> Response:
+    app = await authenticate(request)
+    raw = await request.body()
+    body = decode_body(raw, CompletionBody)
+    user = require_user(body.user)
+    end_user = app.end_user(user)
+    streaming = body.response_mode == "streaming"
+    model_key, model = app.svc.engine.model(app.name, None)
+    try:
+        inputs, text = _prompt(app, body)
+        content: str | list[ContentPart] = text
+        if body.files:
+            images = await _image_parts(app, body.files, end_user, model.vision)
+            content = [{"type": "text", "text": text}, *images]
+    except InputError as exc:
+        if not streaming:
+            raise
+        # Dify reports input-form errors of a streaming request as an `error` event in a 200 stream
+        return StreamingResponse(_single_error(exc), media_type="text/event-stream")
+    messages = []
+    if app.project.system_prompt:
+        messages.append(Message("system", render_prompt(app.project.system_prompt, inputs)))
+    messages.append(Message("user", content))
+    req = GenerationRequest(
+        project=app.name, model=model_key, messages=messages, face="dify", user=user, end_user_id=end_user,
+        key_id=app.key.id, inputs=inputs, query=body.query or None,
+        files=[{"type": f.type, "transfer_method": f.transfer_method, "url": f.url,
+                "upload_file_id": f.upload_file_id} for f in body.files] if body.files else None,
+    )
+    if streaming:
+        generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
+        return StreamingResponse(_stream(generation), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    result = await app.svc.engine.start(req).wait()
+    if result.error is not None:
+        raise result.error
+    return JSONResponse({
+        "event": "message", "task_id": req.task_id, "id": req.message_id, "message_id": req.message_id,
+        "mode": "completion", "answer": result.answer, "metadata": {"usage": usage_metadata(result)},
+        "created_at": int(req.created_at),
+    })
+
+
+def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
+    status, code, message = dify_error(exc)
+    if status >= 500:
+        message = "Internal Server Error, please contact support."
+    return event({"event": "error", "message_id": message_id, "created_at": created_at, "status": status,
+                  "code": code, "message": message})
+
+
+async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
+    req = GenerationRequest(project="", model="", messages=[], face="dify")
+    yield _error_event(req.message_id, int(req.created_at), exc)
+
+
+async def _stream(generation: Any) -> AsyncIterator[bytes]:
+    req: GenerationRequest = generation.request
+    head = header(req)
+    finished = False
+    try:
+        async for ev in generation.events():
+            if isinstance(ev, TextDelta):
+                yield event({"event": "message", **head, "answer": ev.text, "from_variable_selector": None})
+            elif isinstance(ev, KeepAlive):
+                yield PING
+            elif isinstance(ev, Done):
+                finished = True
+                result = ev.result
+                if result.error is not None:
+                    yield _error_event(req.message_id, head["created_at"], result.error)
+                else:
+                    yield event({"event": "message_end", **head,
+                                 "metadata": {"usage": usage_metadata(result)}, "files": None})
+    finally:
+        if not finished:  # the client went away: stop the upstream call, the record says so
+            generation.stop("client disconnected")
+
+
+async def stop_completion(request: Request) -> Response:
+    app = await authenticate(request)
+    body = decode_body(await request.body(), StopBody)
+    user = require_user(body.user)
+    app.svc.engine.tasks.stop(request.path_params["task_id"], project=app.name, end_user_id=app.end_user(user))
+    return JSONResponse({"result": "success"})
+

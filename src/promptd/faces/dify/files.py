@@ -1,0 +1,164 @@
+"""Files and audio: POST /files/upload, GET /files/{id}/preview, POST /audio-to-text, POST /text-to-audio."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from promptd.errors import InputError, NotFound
+from promptd.faces.dify.auth import App, authenticate
+from promptd.faces.dify.errors import DifyHTTPError
+from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
+from promptd.providers.base import SpeechProvider
+
+__all__ = ["audio_to_text", "file_kind", "preview_file", "text_to_audio", "upload_file"]
+
+MB = 1024 * 1024
+IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "webp", "gif", "svg"}
+AUDIO_EXTENSIONS = {"mp3", "m4a", "wav", "amr", "mpga", "ogg", "webm", "flac"}
+VIDEO_EXTENSIONS = {"mp4", "mov", "mpeg", "webm", "avi", "mkv"}
+#: MIME subtypes accepted by /audio-to-text (Dify's list)
+STT_TYPES = {"mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "amr"}
+
+
+def file_kind(extension: str, mime_type: str) -> str:
+    if mime_type.startswith("image/") or extension in IMAGE_EXTENSIONS:
+        return "image"
+    if mime_type.startswith("audio/") or extension in AUDIO_EXTENSIONS:
+        return "audio"
+    if mime_type.startswith("video/") or extension in VIDEO_EXTENSIONS:
+        return "video"
+    return "document"
+
+
+async def _single_file(request: Request, *, none: DifyHTTPError, many: DifyHTTPError,
+                       max_bytes: int) -> tuple[UploadFile, str | None]:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes + MB:
+        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {int(length) // MB} MB > {max_bytes // MB} MB")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise none
+    form = await request.form(max_files=10, max_fields=100)
+    uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+    if not uploads:
+        raise none
+    if len(uploads) > 1:
+        raise many
+    user = form.get("user")
+    return uploads[0], user if isinstance(user, str) and user else None
+
+
+async def upload_file(request: Request) -> Response:
+    app = await authenticate(request)
+    limits = app.svc.settings.upload_limits_mb
+    upload, user = await _single_file(
+        request,
+        none=DifyHTTPError(400, "no_file_uploaded", "Please upload your file."),
+        many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
+        max_bytes=max(limits.values()) * MB,
+    )
+    name = upload.filename
+    if not name:
+        raise DifyHTTPError(400, "filename_not_exists_error", "The specified filename does not exist.")
+    if "/" in name or "\\" in name:
+        raise InputError("Filename contains invalid characters.", param="file")
+    mime = upload.content_type
+    if not mime or mime == "application/octet-stream" and "." not in name:
+        raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
+    extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
+    kind = file_kind(extension, mime)
+    data = await upload.read()
+    limit = limits[kind] * MB
+    if len(data) > limit:
+        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {len(data) / MB:.1f} MB > {limits[kind]} MB")
+    owner = user or "DEFAULT-USER"
+    end_user_id = app.end_user(owner)
+    file_id = str(uuid.uuid4())
+    files_dir = app.svc.settings.files_dir
+    files_dir.mkdir(parents=True, exist_ok=True)
+    (files_dir / file_id).write_bytes(data)
+    now = time.time()
+    await app.svc.repo.ensure_end_user(end_user_id, app.name, owner)
+    await app.svc.repo.add_file({"id": file_id, "project": app.name, "name": name, "size": len(data),
+                                 "extension": extension, "mime_type": mime, "kind": kind,
+                                 "created_by": end_user_id, "created_at": now, "storage_key": file_id})
+    return JSONResponse(status_code=201, content={
+        "id": file_id, "name": name, "size": len(data), "extension": extension, "mime_type": mime,
+        "created_by": end_user_id, "created_at": int(now), "preview_url": None,
+        "source_url": str(request.url_for("dify_file_preview", file_id=file_id)), "original_url": None,
+        "user_id": None, "tenant_id": app.name, "conversation_id": None, "file_key": None,
+    })
+
+
+async def preview_file(request: Request) -> Response:
+    app = await authenticate(request)
+    row = await app.svc.repo.get_file(request.path_params["file_id"], app.name)
+    if row is None:
+        raise NotFound("File not found.", code="file_not_found")
+    user = request.query_params.get("user")
+    if user and row["created_by"] != app.end_user(user):
+        raise DifyHTTPError(403, "file_access_denied", "Access to the requested file is denied.")
+    path = app.svc.settings.files_dir / row["storage_key"]
+    if not path.is_file():
+        raise NotFound("File not found.", code="file_not_found")
+    as_attachment = request.query_params.get("as_attachment", "false").lower() == "true"
+    return FileResponse(path, media_type=row["mime_type"], filename=row["name"] if as_attachment else None,
+                        content_disposition_type="attachment" if as_attachment else "inline")
+
+
+def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
+    model = app.svc.catalog.models[model_key]
+    provider: Any = app.svc.providers.get(model.provider)
+    if not isinstance(provider, SpeechProvider):
+        raise DifyHTTPError(400, "provider_not_initialize", f"provider {model.provider!r} cannot do speech")
+    return provider, model.model
+
+
+async def audio_to_text(request: Request) -> Response:
+    app = await authenticate(request)
+    limit = app.svc.settings.audio_limit_mb * MB
+    upload, _user = await _single_file(
+        request,
+        none=DifyHTTPError(400, "no_audio_uploaded", "Please upload your audio."),
+        many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
+        max_bytes=limit,
+    )
+    model_key = app.project.audio.speech_to_text
+    if model_key is None:
+        raise DifyHTTPError(400, "provider_not_support_speech_to_text", "Speech to text is not enabled for this app.")
+    mime = upload.content_type or ""
+    if not mime.startswith("audio/") and not mime.startswith("video/") or mime.split("/", 1)[1] not in STT_TYPES:
+        raise DifyHTTPError(415, "unsupported_audio_type", "Audio type not allowed.")
+    data = await upload.read()
+    if len(data) > limit:
+        raise DifyHTTPError(413, "audio_too_large", "Audio size exceeded.")
+    provider, model = _speech(app, model_key)
+    text = await provider.transcribe(model=model, filename=upload.filename or "audio", data=data, mime_type=mime)
+    return JSONResponse({"text": text})
+
+
+async def text_to_audio(request: Request) -> Response:
+    app = await authenticate(request)
+    body = decode_body(await request.body(), TextToAudioBody)
+    model_key = app.project.audio.text_to_speech
+    if model_key is None:
+        raise DifyHTTPError(400, "provider_not_support_text_to_speech", "Text to speech is not enabled for this app.")
+    text = body.text
+    if body.message_id:
+        user = require_user(body.user)
+        await app.svc.recorder.drain()
+        message = await app.svc.repo.get_message(body.message_id, app.name)
+        if message is None or message["end_user_id"] != app.end_user(user):
+            raise NotFound("Message Not Exists.")
+        text = message["answer"]
+    if not text:
+        raise InputError("text or message_id is required", param="text")
+    provider, model = _speech(app, model_key)
+    audio, mime = await provider.speak(model=model, text=text, voice=body.voice or app.project.audio.voice)
+    return Response(audio, media_type=mime or mimetypes.types_map.get(".mp3", "audio/mpeg"))

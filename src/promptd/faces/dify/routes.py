@@ -1,0 +1,52 @@
+"""The Dify service API for completion apps, mounted under /v1."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from promptd.errors import ConflictError
+from promptd.faces.dify import app_info, completion, files
+from promptd.faces.dify.auth import authenticate
+
+__all__ = ["CHAT_ONLY", "routes"]
+
+#: Chat-app routes: a completion app answers them with 400 not_chat_app, as Dify does.
+CHAT_ONLY: list[tuple[str, list[str]]] = [
+    ("/chat-messages", ["POST"]),
+    ("/chat-messages/{task_id}/stop", ["POST"]),
+    ("/messages/{message_id}/suggested", ["GET"]),
+    ("/messages", ["GET"]),
+    ("/conversations", ["GET"]),
+    ("/conversations/{conversation_id}", ["DELETE"]),
+    ("/conversations/{conversation_id}/name", ["POST"]),
+    ("/conversations/{conversation_id}/variables", ["GET"]),
+    ("/conversations/{conversation_id}/variables/{variable_id}", ["PUT"]),
+    ("/apps/annotations", ["GET", "POST"]),
+]
+
+
+async def not_chat_app(request: Request) -> Response:
+    await authenticate(request)
+    raise ConflictError("Please check if your Chat app mode matches the right API route.", code="not_chat_app")
+
+
+def routes() -> list[BaseRoute]:
+    out: list[BaseRoute] = [
+        Route("/completion-messages", completion.completion_messages, methods=["POST"]),
+        Route("/completion-messages/{task_id}/stop", completion.stop_completion, methods=["POST"]),
+        Route("/messages/{message_id}/feedbacks", app_info.message_feedback, methods=["POST"]),
+        Route("/app/feedbacks", app_info.app_feedbacks, methods=["GET"]),
+        Route("/files/upload", files.upload_file, methods=["POST"]),
+        Route("/files/{file_id}/preview", files.preview_file, methods=["GET"], name="dify_file_preview"),
+        Route("/end-users/{end_user_id}", app_info.end_user, methods=["GET"]),
+        Route("/audio-to-text", files.audio_to_text, methods=["POST"]),
+        Route("/text-to-audio", files.text_to_audio, methods=["POST"]),
+        Route("/info", app_info.info, methods=["GET"]),
+        Route("/parameters", app_info.parameters, methods=["GET"]),
+        Route("/meta", app_info.meta, methods=["GET"]),
+        Route("/site", app_info.site, methods=["GET"]),
+    ]
+    out += [Route(path, not_chat_app, methods=methods) for path, methods in CHAT_ONLY]
+    return out

@@ -1,0 +1,42 @@
+"""Dify's SSE framing: `data: <json>\n\n` per event and a bare `event: ping\n\n` keep-alive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from promptd.engine.request import GenerationRequest, GenerationResult
+
+__all__ = ["PING", "event", "usage_metadata"]
+
+PING = b"event: ping\n\n"
+_encode = msgspec.json.Encoder().encode
+
+
+def event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+def usage_metadata(result: GenerationResult) -> dict[str, Any]:
+    """The `usage` object of Dify's metadata: tokens, decimal-string prices, currency and latency (seconds)."""
+    u, prices = result.usage, result.cost.dify_fields()
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "prompt_unit_price": prices["prompt_unit_price"],
+        "prompt_price_unit": prices["prompt_price_unit"],
+        "prompt_price": prices["prompt_price"],
+        "completion_tokens": u.completion_tokens,
+        "completion_unit_price": prices["completion_unit_price"],
+        "completion_price_unit": prices["completion_price_unit"],
+        "completion_price": prices["completion_price"],
+        "total_tokens": u.total_tokens,
+        "total_price": prices["total_price"],
+        "currency": prices["currency"],
+        "latency": result.latency,
+    }
+
+
+def header(req: GenerationRequest) -> dict[str, Any]:
+    return {"message_id": req.message_id, "created_at": int(req.created_at), "task_id": req.task_id,
+            "id": req.message_id}

@@ -1,0 +1,53 @@
+"""API-key authentication shared by both faces, with a short-lived cache of verified keys."""
+
+from __future__ import annotations
+
+import time
+
+from promptd.domain.ids import hash_key
+from promptd.errors import AuthError
+from promptd.store.repository import KeyInfo, Repository
+
+__all__ = ["KeyCache", "bearer_token"]
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, with Dify's messages for each way it can be wrong."""
+    if not header or " " not in header:
+        raise AuthError("Authorization header must be provided and start with 'Bearer'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthError("Authorization scheme must be 'Bearer'")
+    return token.strip()
+
+
+class KeyCache:
+    """Verified keys are trusted for `ttl` seconds, so a revocation takes effect within `ttl`."""
+
+    def __init__(self, repo: Repository, *, ttl: float) -> None:
+        self.repo = repo
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, KeyInfo]] = {}
+
+    async def authenticate(self, header: str | None) -> KeyInfo:
+        token = bearer_token(header)
+        digest = hash_key(token)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            info = hit[1]
+        else:
+            found = await self.repo.find_key(token)
+            if found is None:
+                self._cache.pop(digest, None)
+                raise AuthError("Access token is invalid")
+            info = found
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, info)
+        if not info.usable(time.time()):
+            raise AuthError("Access token is invalid")
+        return info
+
+    def forget(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,50 @@
+"""The provider contract, and the table that maps a catalog `kind` to its adapter.
+
+A provider streams one completion as `TextDelta`/`ToolCallDelta` events and ends with exactly one `Finish`.
+Closing the iterator early (`aclose()`, or cancelling the task that iterates it) must stop the upstream
+generation and release its resources. Failures are raised as `promptd.errors.ProviderError` subclasses,
+translated where they enter (the adapter), never as a foreign library's exception.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from promptd.types import ProviderCall, ProviderEvent
+
+__all__ = ["PROVIDER_KINDS", "Provider", "SpeechProvider", "load_provider_class"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
+        """Stream one completion. Deltas, then one Finish."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""
+        ...
+
+
+@runtime_checkable
+class SpeechProvider(Protocol):
+    async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str: ...
+
+    async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
+        """Return (audio bytes, MIME type)."""
+        ...
+
+
+#: catalog `kind` → "module:Class". A new provider is one file plus one line here.
+PROVIDER_KINDS: Mapping[str, str] = {
+    "local": "promptd.providers.local:LocalProvider",
+    "openai": "promptd.providers.openai_compat:OpenAICompatProvider",
+    "fake": "promptd.providers.fake:FakeProvider",
+}
+
+
+def load_provider_class(kind: str) -> Any:
+    module_name, _, attr = PROVIDER_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,69 @@
+"""A deterministic provider: it stands in for a real model in exact-output and failure tests.
+
+It answers `reply` (or "Echo: " + the last user message) one word per chunk, after `first_token_ms`, with
+`chunk_delay_ms` between chunks. Tokens are counted as whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from promptd.catalog.schema import FakeProviderConfig
+from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, Usage
+
+__all__ = ["FakeProvider", "count_words"]
+
+FAILURES: dict[str, ProviderError] = {
+    "unavailable": ProviderUnavailable("fake provider: unavailable (configured to fail)"),
+    "rate_limited": ProviderRateLimited("fake provider: rate limited (configured to fail)", retry_after=1),
+    "timeout": ProviderTimeout("fake provider: timed out (configured to fail)"),
+    "bad_request": ProviderBadRequest("fake provider: bad request (configured to fail)"),
+}
+
+
+def count_words(messages: list[Message]) -> int:
+    total = 0
+    for m in messages:
+        if isinstance(m.content, str):
+            total += len(m.content.split())
+        else:
+            total += sum(len(str(p.get("text", "")).split()) or 1 for p in m.content)
+    return total
+
+
+def _last_user_text(messages: list[Message]) -> str:
+    for m in reversed(messages):
+        if m.role == "user":
+            if isinstance(m.content, str):
+                return m.content
+            return " ".join(str(p.get("text", "")) for p in m.content if p.get("type") == "text")
+    return ""
+
+
+class FakeProvider:
+    def __init__(self, name: str, config: FakeProviderConfig) -> None:
+        self.name = name
+        self.config = config
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
+        cfg = self.config
+        if cfg.fail is not None:
+            raise FAILURES[cfg.fail]
+        reply = cfg.reply if cfg.reply is not None else "Echo: " + _last_user_text(call.messages)
+        words = reply.split(" ")
+        limit = call.max_tokens if call.max_tokens is not None else len(words)
+        if cfg.first_token_ms:
+            await asyncio.sleep(cfg.first_token_ms / 1000)
+        sent = 0
+        for i, word in enumerate(words[:limit]):
+            if i and cfg.chunk_delay_ms:
+                await asyncio.sleep(cfg.chunk_delay_ms / 1000)
+            yield TextDelta(word if i == 0 else " " + word)
+            sent += 1
+        reason = "length" if limit < len(words) else "stop"
+        yield Finish(reason, Usage(prompt_tokens=count_words(call.messages), completion_tokens=sent))
+
+    async def aclose(self) -> None:
+        return None

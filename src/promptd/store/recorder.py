@@ -1,0 +1,146 @@
+"""The recorder: rows are written off the request path, in batches, by one writer task; none is lost.
+
+`submit()` never blocks the request: it appends to an in-memory queue. When the queue holds `maxsize` rows,
+`submit` still accepts the row but the writer is behind: callers that can wait use `await put()` instead,
+which applies back-pressure. A batch that fails is retried row by row; a row the database keeps refusing is
+appended to `dead-letter.jsonl` in the data dir with the error, and logged: never dropped silently.
+`drain()` waits until everything submitted so far is written; `close()` drains and stops (graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["Recorder", "Row"]
+
+log = logging.getLogger("promptd.recorder")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    table: Table
+    values: Mapping[str, Any]
+    upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
+
+
+async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
+    """Insert rows grouped by (table, mode), one executemany per group."""
+    groups: dict[tuple[str, bool], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.table.name, r.upsert_ignore), []).append(r)
+    for (_, ignore), group in groups.items():
+        table = group[0].table
+        values = [dict(r.values) for r in group]
+        if ignore:
+            dialect = conn.dialect.name
+            ins = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).on_conflict_do_nothing()
+            await conn.execute(ins, values)
+        else:
+            await conn.execute(table.insert(), values)
+
+
+class Recorder:
+    def __init__(self, engine: AsyncEngine, *, dead_letter: Path, batch: int = 256, maxsize: int = 10_000) -> None:
+        self.engine = engine
+        self.dead_letter = dead_letter
+        self.batch = batch
+        self.maxsize = maxsize
+        self._queue: deque[Row] = deque()
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._submitted = 0
+        self._written = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.failed_rows = 0  # rows sent to the dead letter file
+
+    # --- producer side ------------------------------------------------------------------------------------------
+
+    def submit(self, *rows: Row) -> None:
+        if self._closing and self._task is None:
+            raise RuntimeError("recorder is closed")
+        self._queue.extend(rows)
+        self._submitted += len(rows)
+        self._wakeup.set()
+
+    async def put(self, *rows: Row) -> None:
+        """Like submit, but waits while the queue is over `maxsize` (back-pressure)."""
+        while len(self._queue) >= self.maxsize:
+            async with self._progress:
+                await self._progress.wait()
+        self.submit(*rows)
+
+    @property
+    def pending(self) -> int:
+        return self._submitted - self._written
+
+    async def drain(self) -> None:
+        """Wait until every row submitted before this call is in the database (or the dead-letter file)."""
+        target = self._submitted
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written >= target)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="promptd-recorder")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    # --- writer side --------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            rows = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            await self._write(rows)
+            async with self._progress:
+                self._written += len(rows)
+                self._progress.notify_all()
+
+    async def _write(self, rows: list[Row]) -> None:
+        for attempt in range(5):
+            try:
+                async with self.engine.begin() as conn:
+                    await write_rows(conn, rows)
+                return
+            except Exception as exc:  # the database is down, locked, or one row is bad
+                log.warning("recorder: writing %d row(s) failed (attempt %d): %s", len(rows), attempt + 1, exc)
+                if len(rows) > 1:
+                    break  # find the bad row(s) one by one
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        if len(rows) == 1:
+            self._dead(rows[0], "gave up after 5 attempts")
+            return
+        for row in rows:
+            await self._write([row])
+
+    def _dead(self, row: Row, why: str) -> None:
+        self.failed_rows += 1
+        entry = {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
+        log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        with self.dead_letter.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, default=str) + "\n")

@@ -1,0 +1,158 @@
+"""Reads and the few synchronous writes (keys, uploads, feedback). Message records go through the recorder."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from promptd.domain.ids import hash_key, new_key
+from promptd.store.recorder import Row, write_rows
+from promptd.store.tables import api_keys, end_users, feedbacks, files, messages
+
+__all__ = ["KEY_SHOWN", "KeyInfo", "Repository"]
+
+KEY_SHOWN = 12  # leading characters of a key kept in clear, to recognise it in listings
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: str
+    project: str
+    name: str
+    prefix: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def _key(row: Any) -> KeyInfo:
+    return KeyInfo(row.id, row.project, row.name, row.prefix, row.created_at, row.expires_at, row.revoked_at)
+
+
+def end_user_row(end_user_id: str, project: str, user: str, now: float) -> Row:
+    return Row(
+        end_users,
+        {"id": end_user_id, "project": project, "external_user_id": user, "type": "service_api",
+         "is_anonymous": user == "DEFAULT-USER", "created_at": now, "updated_at": now},
+        upsert_ignore=True,
+    )
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # --- keys -----------------------------------------------------------------------------------------------------
+
+    async def create_key(self, project: str, *, name: str = "", expires_at: float | None = None) -> tuple[str, KeyInfo]:
+        key = new_key()
+        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None)
+        async with self.engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(
+                id=info.id, project=project, name=name, key_hash=hash_key(key), prefix=info.prefix,
+                created_at=info.created_at, expires_at=expires_at))
+        return key, info
+
+    async def find_key(self, key: str) -> KeyInfo | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == hash_key(key)))).first()
+        return _key(row) if row else None
+
+    async def list_keys(self, project: str | None = None) -> list[KeyInfo]:
+        q = select(api_keys).order_by(api_keys.c.created_at)
+        if project is not None:
+            q = q.where(api_keys.c.project == project)
+        async with self.engine.connect() as conn:
+            return [_key(r) for r in (await conn.execute(q)).all()]
+
+    async def count_keys(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(api_keys))).scalar_one())
+
+    async def revoke_key(self, id_or_prefix: str) -> KeyInfo | None:
+        """Revoke the key with this id, or the only key starting with this prefix (`app-AbCd`)."""
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(api_keys).where(
+                (api_keys.c.id == id_or_prefix) | (api_keys.c.prefix == id_or_prefix[:KEY_SHOWN])))).all()
+            rows = [r for r in rows if r.id == id_or_prefix or id_or_prefix.startswith(r.prefix)]
+            if len(rows) != 1:
+                return None
+            now = time.time()
+            await conn.execute(update(api_keys).where(api_keys.c.id == rows[0].id).values(revoked_at=now))
+        r = rows[0]
+        return KeyInfo(r.id, r.project, r.name, r.prefix, r.created_at, r.expires_at, now)
+
+    # --- end users ------------------------------------------------------------------------------------------------
+
+    async def ensure_end_user(self, end_user_id: str, project: str, user: str) -> None:
+        async with self.engine.begin() as conn:
+            await write_rows(conn, [end_user_row(end_user_id, project, user, time.time())])
+
+    async def get_end_user(self, end_user_id: str, project: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(end_users).where(
+                end_users.c.id == end_user_id, end_users.c.project == project))).first()
+        return dict(row._mapping) if row else None
+
+    # --- messages -------------------------------------------------------------------------------------------------
+
+    async def get_message(self, message_id: str, project: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(messages).where(
+                messages.c.id == message_id, messages.c.project == project))).first()
+        return dict(row._mapping) if row else None
+
+    async def list_messages(self, project: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(messages).where(messages.c.project == project)
+                                       .order_by(messages.c.created_at.desc()).limit(limit))).all()
+        return [dict(r._mapping) for r in rows]
+
+    # --- feedback -------------------------------------------------------------------------------------------------
+
+    async def set_feedback(self, *, project: str, message_id: str, end_user_id: str, rating: str | None,
+                           content: str | None) -> bool:
+        """Create, update or (rating None) revoke this user's feedback. False when revoking nothing."""
+        now = time.time()
+        where = (feedbacks.c.message_id == message_id, feedbacks.c.from_end_user_id == end_user_id)
+        async with self.engine.begin() as conn:
+            existing = (await conn.execute(select(feedbacks.c.id).where(*where))).first()
+            if rating is None:
+                if existing is None:
+                    return False
+                await conn.execute(delete(feedbacks).where(*where))
+                return True
+            if existing is None:
+                await conn.execute(feedbacks.insert().values(
+                    id=str(uuid.uuid4()), project=project, message_id=message_id, rating=rating, content=content,
+                    from_source="user", from_end_user_id=end_user_id, created_at=now, updated_at=now))
+            else:
+                await conn.execute(update(feedbacks).where(*where).values(
+                    rating=rating, content=content, updated_at=now))
+        return True
+
+    async def list_feedbacks(self, project: str, *, page: int, limit: int) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(feedbacks).where(feedbacks.c.project == project)
+                                       .order_by(feedbacks.c.created_at.desc())
+                                       .offset((page - 1) * limit).limit(limit))).all()
+        return [dict(r._mapping) for r in rows]
+
+    # --- files ----------------------------------------------------------------------------------------------------
+
+    async def add_file(self, values: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(files.insert().values(**values))
+
+    async def get_file(self, file_id: str, project: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(files).where(files.c.id == file_id, files.c.project == project))).first()
+        return dict(row._mapping) if row else None

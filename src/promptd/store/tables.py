@@ -1,0 +1,107 @@
+"""The database schema (SQLAlchemy Core tables). Alembic migrations own it; this module mirrors the head."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+__all__ = ["api_keys", "end_users", "feedbacks", "files", "messages", "metadata"]
+
+metadata = MetaData()
+
+#: Times are stored as float Unix seconds (UTC): the same in SQLite and PostgreSQL, and cheap to compare.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False, server_default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Index("ix_api_keys_project", "project"),
+)
+
+end_users = Table(
+    "end_users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("external_user_id", String(255), nullable=False),
+    Column("type", String(32), nullable=False, server_default="service_api"),
+    Column("is_anonymous", Boolean, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project", "external_user_id", name="uq_end_users_project_external"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("face", String(16), nullable=False),
+    Column("task_id", String(36)),
+    Column("end_user_id", String(36)),
+    Column("user", String(255)),
+    Column("key_id", String(36)),
+    Column("model", String(128), nullable=False),
+    Column("provider", String(128), nullable=False),
+    Column("upstream_model", String(255), nullable=False),
+    Column("inputs", JSON),
+    Column("query", Text),
+    Column("prompt", JSON),  # the messages sent to the model
+    Column("files", JSON),
+    Column("answer", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),  # normal | stopped | error
+    Column("error", Text),
+    Column("error_code", String(64)),
+    Column("finish_reason", String(32)),
+    Column("prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("completion_tokens", Integer, nullable=False, server_default="0"),
+    Column("total_tokens", Integer, nullable=False, server_default="0"),
+    Column("prompt_price", String(32), nullable=False, server_default="0"),
+    Column("completion_price", String(32), nullable=False, server_default="0"),
+    Column("total_price", String(32), nullable=False, server_default="0"),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("latency", Float),  # seconds, request received → last token
+    Column("ttft", Float),  # seconds, request received → first token
+    Column("created_at", Float, nullable=False),
+    Index("ix_messages_project_created", "project", "created_at"),
+    Index("ix_messages_key_created", "key_id", "created_at"),
+    Index("ix_messages_end_user", "end_user_id"),
+)
+
+feedbacks = Table(
+    "feedbacks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("rating", String(16), nullable=False),
+    Column("content", Text),
+    Column("from_source", String(16), nullable=False, server_default="user"),
+    Column("from_end_user_id", String(36)),
+    Column("from_account_id", String(36)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("message_id", "from_end_user_id", name="uq_feedbacks_message_user"),
+    Index("ix_feedbacks_project_created", "project", "created_at"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("extension", String(32), nullable=False),
+    Column("mime_type", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # image | audio | video | document
+    Column("created_by", String(36), nullable=False),  # end user id
+    Column("created_at", Float, nullable=False),
+    Column("storage_key", String(255), nullable=False),
+    Index("ix_files_project_created_by", "project", "created_by"),
+)

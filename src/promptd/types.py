@@ -1,0 +1,89 @@
+"""Small shared types: chat messages, usage, and the events a provider streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ContentPart",
+    "Finish",
+    "Message",
+    "ProviderCall",
+    "ProviderEvent",
+    "TextDelta",
+    "ToolCallDelta",
+    "Usage",
+]
+
+#: One part of a multimodal message: {"type": "text", "text": ...} or {"type": "image_url", "image_url": {"url": ...}}
+ContentPart = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: str | list[ContentPart]
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_calls is not None:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class ProviderCall:
+    """What the engine asks one provider for: one completion of `messages` by `model` (the upstream name)."""
+
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a tool call in OpenAI's streaming shape (index, id?, function{name?, arguments?})."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Finish:
+    """The last event of a provider stream. `usage` is None when the provider could not report it."""
+
+    reason: Literal["stop", "length", "tool_calls", "content_filter"] | str
+    usage: Usage | None = None
+
+
+ProviderEvent = TextDelta | ToolCallDelta | Finish

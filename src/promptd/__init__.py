@@ -4,8 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from promptd.app import create_app  # noqa: E402
-from promptd.errors import PromptdError  # noqa: E402
-from promptd.settings import Settings  # noqa: E402
+from promptd.app import create_app
+from promptd.errors import PromptdError
+from promptd.settings import Settings
 
 __all__ = ["PromptdError", "Settings", "__version__", "create_app"]

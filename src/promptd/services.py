@@ -1,4 +1,4 @@
-"""Everything a request handler needs, built once per app in the lifespan and handed to requests through the lifespan state."""
+"""Everything a request handler needs: built once per app in the lifespan, handed to requests in its state."""
 
 from __future__ import annotations
 

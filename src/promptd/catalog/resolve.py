@@ -33,9 +33,9 @@ def cross_check(catalog: Catalog) -> list[str]:
             ref = getattr(project.audio, key)
             if ref is None:
                 continue
-            model = catalog.models.get(ref)
-            if model is None:
+            speech = catalog.models.get(ref)
+            if speech is None:
                 problems.append(f"{at}.audio.{key}: no model named {ref!r}")
-            elif model.type != want:
-                problems.append(f"{at}.audio.{key}: {ref!r} is a {model.type} model, not {want}")
+            elif speech.type != want:
+                problems.append(f"{at}.audio.{key}: {ref!r} is a {speech.type} model, not {want}")
     return problems

@@ -56,7 +56,7 @@ class OpenAIProviderConfig(Strict):
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Timeouts = Field(default_factory=Timeouts)  # type: ignore[arg-type]
+    timeout: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(256, ge=1)
 
     @field_validator("base_url")
@@ -120,7 +120,7 @@ class ModelConfig(Strict):
     provider: str
     model: str = Field(description="the model's name upstream")
     type: Literal["chat", "speech_to_text", "text_to_speech"] = "chat"
-    price: Price = Field(default_factory=Price)  # type: ignore[arg-type]
+    price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
 
@@ -158,7 +158,7 @@ class ImageUpload(Strict):
 
 
 class FileUploadConfig(Strict):
-    image: ImageUpload = Field(default_factory=ImageUpload)  # type: ignore[arg-type]
+    image: ImageUpload = Field(default_factory=ImageUpload)
 
 
 class AudioConfig(Strict):
@@ -195,9 +195,9 @@ class ProjectConfig(Strict):
     suggested_questions: list[str] = Field(default_factory=list)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
-    file_upload: FileUploadConfig = Field(default_factory=FileUploadConfig)  # type: ignore[arg-type]
-    audio: AudioConfig = Field(default_factory=AudioConfig)  # type: ignore[arg-type]
-    site: SiteConfig | None = Field(default_factory=SiteConfig)  # type: ignore[arg-type]
+    file_upload: FileUploadConfig = Field(default_factory=FileUploadConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("inputs")

@@ -45,7 +45,7 @@ class Cost:
 
 
 def price_usage(usage: Usage, price: Price) -> Cost:
-    """Cost of `usage` at `price`: tokens × unit price × (1 / tokens per unit), to 7 decimals, half up."""
+    """Cost of `usage` at `price`: tokens x unit price x (1 / tokens per unit), to 7 decimals, half up."""
     unit = Decimal(1) / price.tokens_per_unit
     prompt_unit, completion_unit = Decimal(price.input), Decimal(price.output)
     return Cost(

@@ -44,9 +44,8 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         table = group[0].table
         values = [dict(r.values) for r in group]
         if ignore:
-            dialect = conn.dialect.name
-            ins = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).on_conflict_do_nothing()
-            await conn.execute(ins, values)
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            await conn.execute(insert(table).on_conflict_do_nothing(), values)
         else:
             await conn.execute(table.insert(), values)
 

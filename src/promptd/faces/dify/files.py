@@ -69,7 +69,7 @@ async def upload_file(request: Request) -> Response:
     if "/" in name or "\\" in name:
         raise InputError("Filename contains invalid characters.", param="file")
     mime = upload.content_type
-    if not mime or mime == "application/octet-stream" and "." not in name:
+    if not mime or (mime == "application/octet-stream" and "." not in name):
         raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
     extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
     kind = file_kind(extension, mime)
@@ -133,7 +133,8 @@ async def audio_to_text(request: Request) -> Response:
     if model_key is None:
         raise DifyHTTPError(400, "provider_not_support_speech_to_text", "Speech to text is not enabled for this app.")
     mime = upload.content_type or ""
-    if not mime.startswith("audio/") and not mime.startswith("video/") or mime.split("/", 1)[1] not in STT_TYPES:
+    major, _, minor = mime.partition("/")
+    if major not in ("audio", "video") or minor not in STT_TYPES:
         raise DifyHTTPError(415, "unsupported_audio_type", "Audio type not allowed.")
     data = await upload.read()
     if len(data) > limit:

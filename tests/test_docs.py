@@ -14,13 +14,15 @@ DOC = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
 
 
 def _models() -> list[type[BaseModel]]:
-    return [obj for obj in vars(schema).values()
-            if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__]
+    return [
+        obj
+        for obj in vars(schema).values()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
+    ]
 
 
 def test_every_catalog_key_is_documented() -> None:
-    missing = sorted({f"{m.__name__}.{name}" for m in _models() for name in m.model_fields
-                      if f"`{name}`" not in DOC})
+    missing = sorted({f"{m.__name__}.{name}" for m in _models() for name in m.model_fields if f"`{name}`" not in DOC})
     assert not missing, f"document these catalog keys in docs/configuration.md: {missing}"
 
 

@@ -38,8 +38,12 @@ def test_sigterm_lets_streams_finish_and_loses_no_record(tmp_path: Path) -> None
     config = tmp_path / "catalog.yaml"
     config.write_text(yaml.safe_dump(catalog))
     data, port = tmp_path / "data", free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "promptd", "serve", "-c", str(config), "--data-dir", str(data),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "promptd", "serve", "-c", str(config), "--data-dir", str(data), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     output = ""
     while "Application startup complete" not in output:
@@ -53,16 +57,24 @@ def test_sigterm_lets_streams_finish_and_loses_no_record(tmp_path: Path) -> None
 
     def stream(i: int) -> None:
         body = {"inputs": {"query": f"tell me about number {i} please"}, "user": "u", "response_mode": "streaming"}
-        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completion-messages", json=body,
-                          headers={"Authorization": f"Bearer {key}"}, timeout=60) as r:
+        with httpx.stream(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/completion-messages",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data: ") and json.loads(line[6:])["event"] == "message_end":
                     finished.append(json.loads(line[6:])["message_id"])
 
     def block() -> None:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/completion-messages", timeout=60,
-                       json={"inputs": {"query": "a blocking question"}, "user": "u"},
-                       headers={"Authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/completion-messages",
+            timeout=60,
+            json={"inputs": {"query": "a blocking question"}, "user": "u"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         blocking.append(r.json()["message_id"])
 
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(8)] + [threading.Thread(target=block)]

@@ -51,11 +51,14 @@ async def _dify_http_error(request: Request, exc: Exception) -> Response:
 
 
 def _dify_app() -> Starlette:
-    return Starlette(routes=dify_routes(), exception_handlers={
-        PromptdError: dify_errors.handle_exception,
-        HTTPException: _dify_http_error,
-        Exception: dify_errors.handle_exception,
-    })
+    return Starlette(
+        routes=dify_routes(),
+        exception_handlers={
+            PromptdError: dify_errors.handle_exception,
+            HTTPException: _dify_http_error,
+            Exception: dify_errors.handle_exception,
+        },
+    )
 
 
 async def _warm(name: str, provider: Any) -> None:
@@ -77,13 +80,24 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         db = create_engine(settings.db_url)
         await migrate(db)
         built = dict(providers) if providers is not None else build_providers(catalog)
-        recorder = Recorder(db, dead_letter=settings.data_dir / "dead-letter.jsonl",
-                            batch=settings.recorder_batch, maxsize=settings.recorder_queue)
+        recorder = Recorder(
+            db,
+            dead_letter=settings.data_dir / "dead-letter.jsonl",
+            batch=settings.recorder_batch,
+            maxsize=settings.recorder_queue,
+        )
         recorder.start()
         repo = Repository(db)
         engine = Engine(catalog, built, recorder)
-        svc = Services(settings=settings, catalog=catalog, engine=engine, repo=repo, recorder=recorder,
-                       keys=KeyCache(repo, ttl=settings.key_cache_ttl), providers=built)
+        svc = Services(
+            settings=settings,
+            catalog=catalog,
+            engine=engine,
+            repo=repo,
+            recorder=recorder,
+            keys=KeyCache(repo, ttl=settings.key_cache_ttl),
+            providers=built,
+        )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
         try:
             yield {"services": svc}

@@ -30,11 +30,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def common(fn: F) -> F:
-    fn = click.option("--data-dir", envvar="PROMPTD_DATA_DIR", type=click.Path(path_type=Path),
-                      default=Path("promptd-data"), show_default=True,
-                      help="Where the SQLite database and uploaded files live [env PROMPTD_DATA_DIR].")(fn)
-    fn = click.option("--config", "-c", envvar="PROMPTD_CONFIG", type=click.Path(path_type=Path), default=None,
-                      help="The catalog YAML file; default: the built-in demo catalog [env PROMPTD_CONFIG].")(fn)
+    fn = click.option(
+        "--data-dir",
+        envvar="PROMPTD_DATA_DIR",
+        type=click.Path(path_type=Path),
+        default=Path("promptd-data"),
+        show_default=True,
+        help="Where the SQLite database and uploaded files live [env PROMPTD_DATA_DIR].",
+    )(fn)
+    fn = click.option(
+        "--config",
+        "-c",
+        envvar="PROMPTD_CONFIG",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The catalog YAML file; default: the built-in demo catalog [env PROMPTD_CONFIG].",
+    )(fn)
     return fn
 
 
@@ -74,8 +85,12 @@ def main() -> None:
 @common
 @click.option("--host", envvar="PROMPTD_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="PROMPTD_PORT", default=8080, show_default=True, type=int)
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
 def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: str) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
     import uvicorn
@@ -95,8 +110,15 @@ def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: 
     key = run_repo(settings, first_key)
     if key is not None:
         _print_welcome(key, catalog, host, port)
-    uvicorn.run(create_app(settings, catalog), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=30, proxy_headers=True, server_header=False)
+    uvicorn.run(
+        create_app(settings, catalog),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        proxy_headers=True,
+        server_header=False,
+    )
 
 
 def _print_welcome(key: str, catalog: Catalog, host: str, port: int) -> None:
@@ -139,8 +161,10 @@ def init(path: Path, force: bool) -> None:
 def check(config: Path | None, data_dir: Path) -> None:
     """Validate the catalog and report every problem with its key path."""
     catalog = read_catalog(config)
-    click.echo(f"{config or '<built-in catalog>'}: OK ({len(catalog.providers)} providers, "
-               f"{len(catalog.models)} models, {len(catalog.projects)} projects)")
+    click.echo(
+        f"{config or '<built-in catalog>'}: OK ({len(catalog.providers)} providers, "
+        f"{len(catalog.models)} models, {len(catalog.projects)} projects)"
+    )
 
 
 @main.command(name="migrate")
@@ -203,8 +227,10 @@ def keys_list(config: Path | None, data_dir: Path, project: str | None) -> None:
     click.echo(f"{'ID':36}  {'PROJECT':16}  {'KEY':15}  {'STATE':8}  {'CREATED':20}  {'EXPIRES':20}  NAME")
     for k in run_repo(make_settings(data_dir), listing):
         state = "revoked" if k.revoked_at else ("expired" if not k.usable(now) else "active")
-        click.echo(f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {state:8}  {_when(k.created_at):20}  "
-                   f"{_when(k.expires_at):20}  {k.name}")
+        click.echo(
+            f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {state:8}  {_when(k.created_at):20}  "
+            f"{_when(k.expires_at):20}  {k.name}"
+        )
 
 
 @keys.command("revoke")

@@ -34,8 +34,9 @@ def ask(server: RunningServer, query: str, **extra: Any) -> dict[str, Any]:
 
 def stream_events(server: RunningServer, query: str, user: str = "it") -> Iterator[dict[str, Any]]:
     body = {"inputs": {"query": query}, "user": user, "response_mode": "streaming"}
-    with httpx.stream("POST", server.v1 + "/completion-messages", json=body, headers=server.headers(),
-                      timeout=120) as r:
+    with httpx.stream(
+        "POST", server.v1 + "/completion-messages", json=body, headers=server.headers(), timeout=120
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
@@ -84,8 +85,12 @@ def test_stop_mid_stream_really_stops_and_keeps_the_partial_answer(local_server:
     for e in stream:
         events.append(e)
         if len(events) == 3:
-            r = httpx.post(f"{local_server.v1}/completion-messages/{e['task_id']}/stop", json={"user": "stopper"},
-                           headers=local_server.headers(), timeout=30)
+            r = httpx.post(
+                f"{local_server.v1}/completion-messages/{e['task_id']}/stop",
+                json={"user": "stopper"},
+                headers=local_server.headers(),
+                timeout=30,
+            )
             assert r.json() == {"result": "success"}
     assert events[-1]["event"] == "message_end"
     usage = events[-1]["metadata"]["usage"]

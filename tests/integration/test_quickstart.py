@@ -41,7 +41,10 @@ def test_first_start_prints_a_working_key_and_curl_commands(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTD_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "promptd", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         output = _wait_for_output(proc, r"Uvicorn running|Application startup complete", time.monotonic() + 120)
@@ -52,15 +55,15 @@ def test_first_start_prints_a_working_key_and_curl_commands(tmp_path: Path) -> N
         blocking, streaming = (c.replace("\\\n", " ") for c in commands)
         assert f"localhost:{port}" in blocking and key.group(1) in blocking
 
-        answer = json.loads(subprocess.run(["bash", "-c", blocking], capture_output=True, text=True,
-                                           timeout=120, check=True).stdout)
+        answer = json.loads(
+            subprocess.run(["bash", "-c", blocking], capture_output=True, text=True, timeout=120, check=True).stdout
+        )
         assert answer["event"] == "message" and answer["mode"] == "completion"
         assert answer["answer"].strip()
         assert answer["metadata"]["usage"]["completion_tokens"] > 0
         assert answer["metadata"]["usage"]["prompt_tokens"] > 0
 
-        raw = subprocess.run(["bash", "-c", streaming], capture_output=True, text=True, timeout=120,
-                             check=True).stdout
+        raw = subprocess.run(["bash", "-c", streaming], capture_output=True, text=True, timeout=120, check=True).stdout
         events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
         assert [e["event"] for e in events][-1] == "message_end"
         assert {e["event"] for e in events[:-1]} == {"message"}
@@ -83,7 +86,9 @@ def test_second_start_does_not_print_a_new_key(tmp_path: Path) -> None:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "promptd", "serve", "--data-dir", str(data), "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             output = _wait_for_output(proc, r"Application startup complete", time.monotonic() + 120)

@@ -13,8 +13,10 @@ def cross_check(catalog: Catalog) -> list[str]:
     for name, model in catalog.models.items():
         provider = catalog.providers.get(model.provider)
         if provider is None:
-            problems.append(f"models.{name}.provider: no provider named {model.provider!r} (known: "
-                            f"{', '.join(sorted(catalog.providers)) or 'none'})")
+            problems.append(
+                f"models.{name}.provider: no provider named {model.provider!r} (known: "
+                f"{', '.join(sorted(catalog.providers)) or 'none'})"
+            )
         elif model.type != "chat" and provider.kind != "openai":
             problems.append(f"models.{name}.type: {model.type} models need an openai-kind provider")
     for pname, project in catalog.projects.items():

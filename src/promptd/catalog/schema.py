@@ -77,9 +77,7 @@ class FakeProviderConfig(Strict):
     fail: Literal["unavailable", "rate_limited", "timeout", "bad_request"] | None = None
 
 
-ProviderConfig = Annotated[
-    LocalProviderConfig | OpenAIProviderConfig | FakeProviderConfig, Field(discriminator="kind")
-]
+ProviderConfig = Annotated[LocalProviderConfig | OpenAIProviderConfig | FakeProviderConfig, Field(discriminator="kind")]
 
 # --- models ----------------------------------------------------------------------------------------------------
 
@@ -88,7 +86,7 @@ UNITS: dict[str, Decimal] = {"1": Decimal(1), "1K": Decimal(1000), "1M": Decimal
 
 def _decimal(v: Any) -> str:
     if isinstance(v, float):
-        raise ValueError("prices must be decimal strings (write \"0.15\", not 0.15) so they stay exact")
+        raise ValueError('prices must be decimal strings (write "0.15", not 0.15) so they stay exact')
     try:
         d = Decimal(str(v))
     except InvalidOperation:

@@ -55,8 +55,9 @@ class Engine:
             top_p=request.top_p,
             stop=request.stop,
         )
-        generation = Generation(request, model=model, provider=provider, call=call, on_done=self._done,
-                                keepalive=keepalive)
+        generation = Generation(
+            request, model=model, provider=provider, call=call, on_done=self._done, keepalive=keepalive
+        )
         self.tasks.add(generation)
         return generation
 
@@ -73,19 +74,42 @@ class Engine:
             error_text: str | None = generation.stopped_by
         else:
             error_text = error.message if error is not None else None
-        rows.append(Row(messages, {
-            "id": req.message_id, "project": req.project, "face": req.face, "task_id": req.task_id,
-            "end_user_id": req.end_user_id, "user": req.user, "key_id": req.key_id, "model": req.model,
-            "provider": generation.model.provider, "upstream_model": generation.model.model,
-            "inputs": req.inputs, "query": req.query, "prompt": [m.to_openai() for m in generation.call.messages],
-            "files": req.files, "answer": result.answer, "status": result.status, "error": error_text,
-            "error_code": error.code if error is not None else None, "finish_reason": result.finish_reason,
-            "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.total_tokens, "prompt_price": str(result.cost.prompt_price),
-            "completion_price": str(result.cost.completion_price), "total_price": str(result.cost.total_price),
-            "currency": result.cost.currency, "latency": result.latency, "ttft": result.ttft,
-            "created_at": req.created_at,
-        }))
+        rows.append(
+            Row(
+                messages,
+                {
+                    "id": req.message_id,
+                    "project": req.project,
+                    "face": req.face,
+                    "task_id": req.task_id,
+                    "end_user_id": req.end_user_id,
+                    "user": req.user,
+                    "key_id": req.key_id,
+                    "model": req.model,
+                    "provider": generation.model.provider,
+                    "upstream_model": generation.model.model,
+                    "inputs": req.inputs,
+                    "query": req.query,
+                    "prompt": [m.to_openai() for m in generation.call.messages],
+                    "files": req.files,
+                    "answer": result.answer,
+                    "status": result.status,
+                    "error": error_text,
+                    "error_code": error.code if error is not None else None,
+                    "finish_reason": result.finish_reason,
+                    "prompt_tokens": result.usage.prompt_tokens,
+                    "completion_tokens": result.usage.completion_tokens,
+                    "total_tokens": result.usage.total_tokens,
+                    "prompt_price": str(result.cost.prompt_price),
+                    "completion_price": str(result.cost.completion_price),
+                    "total_price": str(result.cost.total_price),
+                    "currency": result.cost.currency,
+                    "latency": result.latency,
+                    "ttft": result.ttft,
+                    "created_at": req.created_at,
+                },
+            )
+        )
         self.recorder.submit(*rows)
 
     async def aclose(self) -> None:

@@ -94,8 +94,11 @@ class LocalProvider:
     # --- generation -----------------------------------------------------------------------------------------------
 
     def _body(self, call: ProviderCall) -> dict[str, Any]:
-        body: dict[str, Any] = {"messages": [m.to_openai() for m in call.messages], "stream": True,
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "messages": [m.to_openai() for m in call.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):
             value = getattr(call, key)
             if value is not None:
@@ -146,8 +149,9 @@ class LocalProvider:
                         yield TextDelta(delta["content"])
                     for tc in delta.get("tool_calls") or []:
                         fn = tc.get("function") or {}
-                        yield ToolCallDelta(int(tc.get("index", 0)), tc.get("id"), fn.get("name"),
-                                            fn.get("arguments") or "")
+                        yield ToolCallDelta(
+                            int(tc.get("index", 0)), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
+                        )
                     if choice.get("finish_reason"):
                         reason = choice["finish_reason"]
             yield Finish(reason or "stop", usage)
@@ -163,8 +167,9 @@ class LocalProvider:
         base = self._server.listening_address
 
         def post(path: str, payload: dict[str, Any]) -> Any:
-            req = urllib.request.Request(base + path, data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                base + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return json.loads(resp.read())
 

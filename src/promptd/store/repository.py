@@ -40,8 +40,15 @@ def _key(row: Any) -> KeyInfo:
 def end_user_row(end_user_id: str, project: str, user: str, now: float) -> Row:
     return Row(
         end_users,
-        {"id": end_user_id, "project": project, "external_user_id": user, "type": "service_api",
-         "is_anonymous": user == "DEFAULT-USER", "created_at": now, "updated_at": now},
+        {
+            "id": end_user_id,
+            "project": project,
+            "external_user_id": user,
+            "type": "service_api",
+            "is_anonymous": user == "DEFAULT-USER",
+            "created_at": now,
+            "updated_at": now,
+        },
         upsert_ignore=True,
     )
 
@@ -56,9 +63,17 @@ class Repository:
         key = new_key()
         info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None)
         async with self.engine.begin() as conn:
-            await conn.execute(api_keys.insert().values(
-                id=info.id, project=project, name=name, key_hash=hash_key(key), prefix=info.prefix,
-                created_at=info.created_at, expires_at=expires_at))
+            await conn.execute(
+                api_keys.insert().values(
+                    id=info.id,
+                    project=project,
+                    name=name,
+                    key_hash=hash_key(key),
+                    prefix=info.prefix,
+                    created_at=info.created_at,
+                    expires_at=expires_at,
+                )
+            )
         return key, info
 
     async def find_key(self, key: str) -> KeyInfo | None:
@@ -80,8 +95,13 @@ class Repository:
     async def revoke_key(self, id_or_prefix: str) -> KeyInfo | None:
         """Revoke the key with this id, or the only key starting with this prefix (`app-AbCd`)."""
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(select(api_keys).where(
-                (api_keys.c.id == id_or_prefix) | (api_keys.c.prefix == id_or_prefix[:KEY_SHOWN])))).all()
+            rows = (
+                await conn.execute(
+                    select(api_keys).where(
+                        (api_keys.c.id == id_or_prefix) | (api_keys.c.prefix == id_or_prefix[:KEY_SHOWN])
+                    )
+                )
+            ).all()
             rows = [r for r in rows if r.id == id_or_prefix or id_or_prefix.startswith(r.prefix)]
             if len(rows) != 1:
                 return None
@@ -98,28 +118,39 @@ class Repository:
 
     async def get_end_user(self, end_user_id: str, project: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(end_users).where(
-                end_users.c.id == end_user_id, end_users.c.project == project))).first()
+            row = (
+                await conn.execute(
+                    select(end_users).where(end_users.c.id == end_user_id, end_users.c.project == project)
+                )
+            ).first()
         return dict(row._mapping) if row else None
 
     # --- messages -------------------------------------------------------------------------------------------------
 
     async def get_message(self, message_id: str, project: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(messages).where(
-                messages.c.id == message_id, messages.c.project == project))).first()
+            row = (
+                await conn.execute(select(messages).where(messages.c.id == message_id, messages.c.project == project))
+            ).first()
         return dict(row._mapping) if row else None
 
     async def list_messages(self, project: str, *, limit: int = 100) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(messages).where(messages.c.project == project)
-                                       .order_by(messages.c.created_at.desc()).limit(limit))).all()
+            rows = (
+                await conn.execute(
+                    select(messages)
+                    .where(messages.c.project == project)
+                    .order_by(messages.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     # --- feedback -------------------------------------------------------------------------------------------------
 
-    async def set_feedback(self, *, project: str, message_id: str, end_user_id: str, rating: str | None,
-                           content: str | None) -> bool:
+    async def set_feedback(
+        self, *, project: str, message_id: str, end_user_id: str, rating: str | None, content: str | None
+    ) -> bool:
         """Create, update or (rating None) revoke this user's feedback. False when revoking nothing."""
         now = time.time()
         where = (feedbacks.c.message_id == message_id, feedbacks.c.from_end_user_id == end_user_id)
@@ -131,19 +162,36 @@ class Repository:
                 await conn.execute(delete(feedbacks).where(*where))
                 return True
             if existing is None:
-                await conn.execute(feedbacks.insert().values(
-                    id=str(uuid.uuid4()), project=project, message_id=message_id, rating=rating, content=content,
-                    from_source="user", from_end_user_id=end_user_id, created_at=now, updated_at=now))
+                await conn.execute(
+                    feedbacks.insert().values(
+                        id=str(uuid.uuid4()),
+                        project=project,
+                        message_id=message_id,
+                        rating=rating,
+                        content=content,
+                        from_source="user",
+                        from_end_user_id=end_user_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             else:
-                await conn.execute(update(feedbacks).where(*where).values(
-                    rating=rating, content=content, updated_at=now))
+                await conn.execute(
+                    update(feedbacks).where(*where).values(rating=rating, content=content, updated_at=now)
+                )
         return True
 
     async def list_feedbacks(self, project: str, *, page: int, limit: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(feedbacks).where(feedbacks.c.project == project)
-                                       .order_by(feedbacks.c.created_at.desc())
-                                       .offset((page - 1) * limit).limit(limit))).all()
+            rows = (
+                await conn.execute(
+                    select(feedbacks)
+                    .where(feedbacks.c.project == project)
+                    .order_by(feedbacks.c.created_at.desc())
+                    .offset((page - 1) * limit)
+                    .limit(limit)
+                )
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     # --- files ----------------------------------------------------------------------------------------------------

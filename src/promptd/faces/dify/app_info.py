@@ -25,32 +25,55 @@ def iso(ts: float | None) -> str | None:
 async def info(request: Request) -> Response:
     app = await authenticate(request)
     p = app.project
-    return JSONResponse({"name": p.name or app.name, "description": p.description, "tags": list(p.tags),
-                         "mode": p.mode, "author_name": p.author})
+    return JSONResponse(
+        {
+            "name": p.name or app.name,
+            "description": p.description,
+            "tags": list(p.tags),
+            "mode": p.mode,
+            "author_name": p.author,
+        }
+    )
 
 
 async def parameters(request: Request) -> Response:
     app = await authenticate(request)
     p, limits = app.project, app.svc.settings.upload_limits_mb
     image = p.file_upload.image
-    return JSONResponse({
-        "opening_statement": p.opening_statement,
-        "suggested_questions": list(p.suggested_questions),
-        "suggested_questions_after_answer": {"enabled": False},
-        "speech_to_text": {"enabled": p.audio.speech_to_text is not None},
-        "text_to_speech": {"enabled": p.audio.text_to_speech is not None, "voice": p.audio.voice,
-                           "language": p.audio.language, "autoPlay": "disabled"},
-        "retriever_resource": {"enabled": False},
-        "annotation_reply": {"enabled": False},
-        "more_like_this": {"enabled": False},
-        "sensitive_word_avoidance": {"enabled": False, "type": "", "configs": []},
-        "user_input_form": form_to_dify(p.inputs),
-        "file_upload": {"image": {"enabled": image.enabled, "number_limits": image.number_limits,
-                                  "detail": image.detail, "transfer_methods": list(image.transfer_methods)}},
-        "system_parameters": {"file_size_limit": limits["document"], "image_file_size_limit": limits["image"],
-                              "audio_file_size_limit": limits["audio"], "video_file_size_limit": limits["video"],
-                              "workflow_file_upload_limit": 10},
-    })
+    return JSONResponse(
+        {
+            "opening_statement": p.opening_statement,
+            "suggested_questions": list(p.suggested_questions),
+            "suggested_questions_after_answer": {"enabled": False},
+            "speech_to_text": {"enabled": p.audio.speech_to_text is not None},
+            "text_to_speech": {
+                "enabled": p.audio.text_to_speech is not None,
+                "voice": p.audio.voice,
+                "language": p.audio.language,
+                "autoPlay": "disabled",
+            },
+            "retriever_resource": {"enabled": False},
+            "annotation_reply": {"enabled": False},
+            "more_like_this": {"enabled": False},
+            "sensitive_word_avoidance": {"enabled": False, "type": "", "configs": []},
+            "user_input_form": form_to_dify(p.inputs),
+            "file_upload": {
+                "image": {
+                    "enabled": image.enabled,
+                    "number_limits": image.number_limits,
+                    "detail": image.detail,
+                    "transfer_methods": list(image.transfer_methods),
+                }
+            },
+            "system_parameters": {
+                "file_size_limit": limits["document"],
+                "image_file_size_limit": limits["image"],
+                "audio_file_size_limit": limits["audio"],
+                "video_file_size_limit": limits["video"],
+                "workflow_file_upload_limit": 10,
+            },
+        }
+    )
 
 
 async def meta(request: Request) -> Response:
@@ -63,13 +86,24 @@ async def site(request: Request) -> Response:
     s = app.project.site
     if s is None:
         raise Forbidden("Site is not enabled for this app.")
-    return JSONResponse({
-        "title": s.title or app.project.name or app.name, "chat_color_theme": s.chat_color_theme,
-        "chat_color_theme_inverted": False, "icon_type": "emoji", "icon": s.icon, "icon_background": s.icon_background,
-        "icon_url": None, "description": s.description if s.description is not None else app.project.description,
-        "copyright": s.copyright, "privacy_policy": s.privacy_policy, "custom_disclaimer": s.custom_disclaimer,
-        "default_language": s.default_language, "show_workflow_steps": False, "use_icon_as_answer_icon": False,
-    })
+    return JSONResponse(
+        {
+            "title": s.title or app.project.name or app.name,
+            "chat_color_theme": s.chat_color_theme,
+            "chat_color_theme_inverted": False,
+            "icon_type": "emoji",
+            "icon": s.icon,
+            "icon_background": s.icon_background,
+            "icon_url": None,
+            "description": s.description if s.description is not None else app.project.description,
+            "copyright": s.copyright,
+            "privacy_policy": s.privacy_policy,
+            "custom_disclaimer": s.custom_disclaimer,
+            "default_language": s.default_language,
+            "show_workflow_steps": False,
+            "use_icon_as_answer_icon": False,
+        }
+    )
 
 
 async def message_feedback(request: Request) -> Response:
@@ -82,8 +116,9 @@ async def message_feedback(request: Request) -> Response:
     message = await app.svc.repo.get_message(message_id, app.name)
     if message is None or message["end_user_id"] != end_user_id:
         raise NotFound("Message Not Exists.")
-    done = await app.svc.repo.set_feedback(project=app.name, message_id=message_id, end_user_id=end_user_id,
-                                           rating=body.rating, content=body.content)
+    done = await app.svc.repo.set_feedback(
+        project=app.name, message_id=message_id, end_user_id=end_user_id, rating=body.rating, content=body.content
+    )
     if not done:
         raise InputError("rating cannot be None when feedback not exists", param="rating")
     return JSONResponse({"result": "success"})
@@ -107,12 +142,22 @@ async def app_feedbacks(request: Request) -> Response:
     page = _int_arg(request, "page", 1, 1, 1_000_000)
     limit = _int_arg(request, "limit", 20, 1, 101)
     rows = await app.svc.repo.list_feedbacks(app.name, page=page, limit=limit)
-    data: list[dict[str, Any]] = [{
-        "id": r["id"], "app_id": app.name, "conversation_id": None, "message_id": r["message_id"],
-        "rating": r["rating"], "content": r["content"], "from_source": r["from_source"],
-        "from_end_user_id": r["from_end_user_id"], "from_account_id": r["from_account_id"],
-        "created_at": iso(r["created_at"]), "updated_at": iso(r["updated_at"]),
-    } for r in rows]
+    data: list[dict[str, Any]] = [
+        {
+            "id": r["id"],
+            "app_id": app.name,
+            "conversation_id": None,
+            "message_id": r["message_id"],
+            "rating": r["rating"],
+            "content": r["content"],
+            "from_source": r["from_source"],
+            "from_end_user_id": r["from_end_user_id"],
+            "from_account_id": r["from_account_id"],
+            "created_at": iso(r["created_at"]),
+            "updated_at": iso(r["updated_at"]),
+        }
+        for r in rows
+    ]
     return JSONResponse({"data": data})
 
 
@@ -122,9 +167,17 @@ async def end_user(request: Request) -> Response:
     row = await app.svc.repo.get_end_user(request.path_params["end_user_id"], app.name)
     if row is None:
         raise NotFound("End user not found.", code="end_user_not_found")
-    return JSONResponse({
-        "id": row["id"], "tenant_id": app.name, "app_id": app.name, "type": row["type"],
-        "external_user_id": row["external_user_id"], "name": None, "is_anonymous": bool(row["is_anonymous"]),
-        "session_id": row["external_user_id"], "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    })
+    return JSONResponse(
+        {
+            "id": row["id"],
+            "tenant_id": app.name,
+            "app_id": app.name,
+            "type": row["type"],
+            "external_user_id": row["external_user_id"],
+            "name": None,
+            "is_anonymous": bool(row["is_anonymous"]),
+            "session_id": row["external_user_id"],
+            "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]),
+        }
+    )

@@ -49,8 +49,7 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
     if not config.enabled:
         raise InputError("File upload is not enabled for this app.", param="files")
     if len(files) > config.number_limits:
-        raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.",
-                         param="files")
+        raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.", param="files")
     parts: list[ContentPart] = []
     for i, f in enumerate(files):
         if f.type != "image":
@@ -73,8 +72,7 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
             url = f"data:{row['mime_type']};base64,{base64.b64encode(data).decode()}"
         parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.detail}})
     if not vision:
-        raise InputError("The model of this app does not accept images (it is not vision-capable).",
-                         param="files")
+        raise InputError("The model of this app does not accept images (it is not vision-capable).", param="files")
     return parts
 
 
@@ -102,31 +100,60 @@ async def completion_messages(request: Request) -> Response:
         messages.append(Message("system", render_prompt(app.project.system_prompt, inputs)))
     messages.append(Message("user", content))
     req = GenerationRequest(
-        project=app.name, model=model_key, messages=messages, face="dify", user=user, end_user_id=end_user,
-        key_id=app.key.id, inputs=inputs, query=body.query or None,
-        files=[{"type": f.type, "transfer_method": f.transfer_method, "url": f.url,
-                "upload_file_id": f.upload_file_id} for f in body.files] if body.files else None,
+        project=app.name,
+        model=model_key,
+        messages=messages,
+        face="dify",
+        user=user,
+        end_user_id=end_user,
+        key_id=app.key.id,
+        inputs=inputs,
+        query=body.query or None,
+        files=[
+            {"type": f.type, "transfer_method": f.transfer_method, "url": f.url, "upload_file_id": f.upload_file_id}
+            for f in body.files
+        ]
+        if body.files
+        else None,
     )
     if streaming:
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
-        return StreamingResponse(_stream(generation), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _stream(generation),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     result = await app.svc.engine.start(req).wait()
     if result.error is not None:
         raise result.error
-    return JSONResponse({
-        "event": "message", "task_id": req.task_id, "id": req.message_id, "message_id": req.message_id,
-        "mode": "completion", "answer": result.answer, "metadata": {"usage": usage_metadata(result)},
-        "created_at": int(req.created_at),
-    })
+    return JSONResponse(
+        {
+            "event": "message",
+            "task_id": req.task_id,
+            "id": req.message_id,
+            "message_id": req.message_id,
+            "mode": "completion",
+            "answer": result.answer,
+            "metadata": {"usage": usage_metadata(result)},
+            "created_at": int(req.created_at),
+        }
+    )
 
 
 def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
     status, code, message = dify_error(exc)
     if status >= 500:
         message = "Internal Server Error, please contact support."
-    return event({"event": "error", "message_id": message_id, "created_at": created_at, "status": status,
-                  "code": code, "message": message})
+    return event(
+        {
+            "event": "error",
+            "message_id": message_id,
+            "created_at": created_at,
+            "status": status,
+            "code": code,
+            "message": message,
+        }
+    )
 
 
 async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
@@ -150,8 +177,9 @@ async def _stream(generation: Any) -> AsyncIterator[bytes]:
                 if result.error is not None:
                     yield _error_event(req.message_id, head["created_at"], result.error)
                 else:
-                    yield event({"event": "message_end", **head,
-                                 "metadata": {"usage": usage_metadata(result)}, "files": None})
+                    yield event(
+                        {"event": "message_end", **head, "metadata": {"usage": usage_metadata(result)}, "files": None}
+                    )
     finally:
         if not finished:  # the client went away: stop the upstream call, the record says so
             generation.stop("client disconnected")
@@ -163,4 +191,3 @@ async def stop_completion(request: Request) -> Response:
     user = require_user(body.user)
     app.svc.engine.tasks.stop(request.path_params["task_id"], project=app.name, end_user_id=app.end_user(user))
     return JSONResponse({"result": "success"})
-

@@ -67,8 +67,12 @@ def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
-    return Response(msgspec.json.encode(error_body(status, code, message, **extra)), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        msgspec.json.encode(error_body(status, code, message, **extra)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:

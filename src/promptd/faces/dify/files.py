@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -37,27 +38,38 @@ def file_kind(extension: str, mime_type: str) -> str:
     return "document"
 
 
-async def _single_file(request: Request, *, none: DifyHTTPError, many: DifyHTTPError,
-                       max_bytes: int) -> tuple[UploadFile, str | None]:
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str | None
+    content_type: str | None
+    data: bytes
+    user: str | None
+
+
+async def _single_file(request: Request, *, none: DifyHTTPError, many: DifyHTTPError, max_bytes: int) -> Upload:
+    """The one `file` part of a multipart request (read, and the form closed), and its `user` field."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes + MB:
         raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {int(length) // MB} MB > {max_bytes // MB} MB")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise none
-    form = await request.form(max_files=10, max_fields=100)
-    uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
-    if not uploads:
-        raise none
-    if len(uploads) > 1:
-        raise many
-    user = form.get("user")
-    return uploads[0], user if isinstance(user, str) and user else None
+    async with request.form(max_files=10, max_fields=100) as form:
+        uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+        if not uploads:
+            raise none
+        if len(uploads) > 1:
+            raise many
+        user = form.get("user")
+        part = uploads[0]
+        return Upload(
+            part.filename, part.content_type, await part.read(), user if isinstance(user, str) and user else None
+        )
 
 
 async def upload_file(request: Request) -> Response:
     app = await authenticate(request)
     limits = app.svc.settings.upload_limits_mb
-    upload, user = await _single_file(
+    upload = await _single_file(
         request,
         none=DifyHTTPError(400, "no_file_uploaded", "Please upload your file."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
@@ -73,11 +85,11 @@ async def upload_file(request: Request) -> Response:
         raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
     extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
     kind = file_kind(extension, mime)
-    data = await upload.read()
+    data = upload.data
     limit = limits[kind] * MB
     if len(data) > limit:
         raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {len(data) / MB:.1f} MB > {limits[kind]} MB")
-    owner = user or "DEFAULT-USER"
+    owner = upload.user or "DEFAULT-USER"
     end_user_id = app.end_user(owner)
     file_id = str(uuid.uuid4())
     files_dir = app.svc.settings.files_dir
@@ -85,15 +97,39 @@ async def upload_file(request: Request) -> Response:
     (files_dir / file_id).write_bytes(data)
     now = time.time()
     await app.svc.repo.ensure_end_user(end_user_id, app.name, owner)
-    await app.svc.repo.add_file({"id": file_id, "project": app.name, "name": name, "size": len(data),
-                                 "extension": extension, "mime_type": mime, "kind": kind,
-                                 "created_by": end_user_id, "created_at": now, "storage_key": file_id})
-    return JSONResponse(status_code=201, content={
-        "id": file_id, "name": name, "size": len(data), "extension": extension, "mime_type": mime,
-        "created_by": end_user_id, "created_at": int(now), "preview_url": None,
-        "source_url": str(request.url_for("dify_file_preview", file_id=file_id)), "original_url": None,
-        "user_id": None, "tenant_id": app.name, "conversation_id": None, "file_key": None,
-    })
+    await app.svc.repo.add_file(
+        {
+            "id": file_id,
+            "project": app.name,
+            "name": name,
+            "size": len(data),
+            "extension": extension,
+            "mime_type": mime,
+            "kind": kind,
+            "created_by": end_user_id,
+            "created_at": now,
+            "storage_key": file_id,
+        }
+    )
+    return JSONResponse(
+        status_code=201,
+        content={
+            "id": file_id,
+            "name": name,
+            "size": len(data),
+            "extension": extension,
+            "mime_type": mime,
+            "created_by": end_user_id,
+            "created_at": int(now),
+            "preview_url": None,
+            "source_url": str(request.url_for("dify_file_preview", file_id=file_id)),
+            "original_url": None,
+            "user_id": None,
+            "tenant_id": app.name,
+            "conversation_id": None,
+            "file_key": None,
+        },
+    )
 
 
 async def preview_file(request: Request) -> Response:
@@ -108,8 +144,12 @@ async def preview_file(request: Request) -> Response:
     if not path.is_file():
         raise NotFound("File not found.", code="file_not_found")
     as_attachment = request.query_params.get("as_attachment", "false").lower() == "true"
-    return FileResponse(path, media_type=row["mime_type"], filename=row["name"] if as_attachment else None,
-                        content_disposition_type="attachment" if as_attachment else "inline")
+    return FileResponse(
+        path,
+        media_type=row["mime_type"],
+        filename=row["name"] if as_attachment else None,
+        content_disposition_type="attachment" if as_attachment else "inline",
+    )
 
 
 def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
@@ -123,7 +163,7 @@ def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
 async def audio_to_text(request: Request) -> Response:
     app = await authenticate(request)
     limit = app.svc.settings.audio_limit_mb * MB
-    upload, _user = await _single_file(
+    upload = await _single_file(
         request,
         none=DifyHTTPError(400, "no_audio_uploaded", "Please upload your audio."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
@@ -136,7 +176,7 @@ async def audio_to_text(request: Request) -> Response:
     major, _, minor = mime.partition("/")
     if major not in ("audio", "video") or minor not in STT_TYPES:
         raise DifyHTTPError(415, "unsupported_audio_type", "Audio type not allowed.")
-    data = await upload.read()
+    data = upload.data
     if len(data) > limit:
         raise DifyHTTPError(413, "audio_too_large", "Audio size exceeded.")
     provider, model = _speech(app, model_key)

@@ -38,5 +38,9 @@ def usage_metadata(result: GenerationResult) -> dict[str, Any]:
 
 
 def header(req: GenerationRequest) -> dict[str, Any]:
-    return {"message_id": req.message_id, "created_at": int(req.created_at), "task_id": req.task_id,
-            "id": req.message_id}
+    return {
+        "message_id": req.message_id,
+        "created_at": int(req.created_at),
+        "task_id": req.task_id,
+        "id": req.message_id,
+    }

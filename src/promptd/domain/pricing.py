@@ -8,12 +8,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from promptd.catalog.schema import Price
 from promptd.types import Usage
 
-__all__ = ["Cost", "price_usage"]
+__all__ = ["Cost", "plain", "price_usage"]
 
 QUANTUM = Decimal("0.0000001")
 
 
-def _plain(d: Decimal) -> str:
+def plain(d: Decimal) -> str:
     """Decimal → string without exponent (1E-6 → '0.000001')."""
     return format(d, "f")
 
@@ -33,13 +33,13 @@ class Cost:
 
     def dify_fields(self) -> dict[str, str]:
         return {
-            "prompt_unit_price": _plain(self.prompt_unit_price),
-            "prompt_price_unit": _plain(self.price_unit),
-            "prompt_price": _plain(self.prompt_price),
-            "completion_unit_price": _plain(self.completion_unit_price),
-            "completion_price_unit": _plain(self.price_unit),
-            "completion_price": _plain(self.completion_price),
-            "total_price": _plain(self.total_price),
+            "prompt_unit_price": plain(self.prompt_unit_price),
+            "prompt_price_unit": plain(self.price_unit),
+            "prompt_price": plain(self.prompt_price),
+            "completion_unit_price": plain(self.completion_unit_price),
+            "completion_price_unit": plain(self.price_unit),
+            "completion_price": plain(self.completion_price),
+            "total_price": plain(self.total_price),
             "currency": self.currency,
         }
 

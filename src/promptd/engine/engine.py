@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from promptd.catalog.schema import Catalog, ModelConfig
+from promptd.domain.pricing import plain
 from promptd.engine.generation import Generation
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.tasks import TaskRegistry
@@ -100,9 +101,9 @@ class Engine:
                     "prompt_tokens": result.usage.prompt_tokens,
                     "completion_tokens": result.usage.completion_tokens,
                     "total_tokens": result.usage.total_tokens,
-                    "prompt_price": str(result.cost.prompt_price),
-                    "completion_price": str(result.cost.completion_price),
-                    "total_price": str(result.cost.total_price),
+                    "prompt_price": plain(result.cost.prompt_price),
+                    "completion_price": plain(result.cost.completion_price),
+                    "total_price": plain(result.cost.total_price),
                     "currency": result.cost.currency,
                     "latency": result.latency,
                     "ttft": result.ttft,

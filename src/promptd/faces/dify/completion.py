@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from promptd.domain.forms import validate_inputs
 from promptd.domain.templates import render_prompt, template_variables
@@ -18,6 +18,7 @@ from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, event, header, usage_metadata
 from promptd.faces.dify.wire import CompletionBody, FileRef, StopBody, decode_body, require_user
+from promptd.faces.streaming import EventStream
 from promptd.types import ContentPart, Message, TextDelta
 
 __all__ = ["completion_messages", "stop_completion"]
@@ -94,7 +95,7 @@ async def completion_messages(request: Request) -> Response:
         if not streaming:
             raise
         # Dify reports input-form errors of a streaming request as an `error` event in a 200 stream
-        return StreamingResponse(_single_error(exc), media_type="text/event-stream")
+        return EventStream(_single_error(exc))
     messages = []
     if app.project.system_prompt:
         messages.append(Message("system", render_prompt(app.project.system_prompt, inputs)))
@@ -118,11 +119,7 @@ async def completion_messages(request: Request) -> Response:
     )
     if streaming:
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
-        return StreamingResponse(
-            _stream(generation),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return EventStream(_stream(generation))
     result = await app.svc.engine.start(req).wait()
     if result.error is not None:
         raise result.error

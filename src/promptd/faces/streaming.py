@@ -1,0 +1,58 @@
+"""A text/event-stream response that notices a client disconnect at once, even while no byte is being sent.
+
+Starlette's StreamingResponse (with ASGI spec 2.4 servers) only finds out at the next write; a stream waiting
+for a slow first token would keep the upstream call running. Here the body and `receive()` race: when the
+client goes, the body task is cancelled, which runs the body generator's `finally` (the faces stop their
+generation there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["EventStream"]
+
+
+class EventStream(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None) -> None:
+        # not Response.__init__: there is no body to render, only a stream to relay
+        self.status_code = 200
+        self.background = None
+        self.stream = body
+        self.extra_headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.extra_headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        body = asyncio.create_task(self._send_body(send))
+        gone = asyncio.create_task(self._wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (body, gone):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await body
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+
+    async def _send_body(self, send: Send) -> None:
+        try:
+            async for chunk in self.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.stream.aclose()  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _wait_for_disconnect(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass

@@ -15,13 +15,24 @@ from aiohttp import web
 
 
 def make_app(ttft_ms: float, gap_ms: float, tokens: int) -> web.Application:
-    chunk = ("data: " + json.dumps({"id": "b", "object": "chat.completion.chunk",
-                                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]})
-             + "\n\n").encode()  # fmt: skip
-    tail = ("data: " + json.dumps({"id": "b", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            + "\n\ndata: " + json.dumps({"id": "b", "choices": [], "usage": {"prompt_tokens": 10,
-                                                                            "completion_tokens": tokens}})
-            + "\n\ndata: [DONE]\n\n").encode()  # fmt: skip
+    chunk = (
+        "data: "
+        + json.dumps(
+            {
+                "id": "b",
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
+            }
+        )
+        + "\n\n"
+    ).encode()
+    tail = (
+        "data: "
+        + json.dumps({"id": "b", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        + "\n\ndata: "
+        + json.dumps({"id": "b", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": tokens}})
+        + "\n\ndata: [DONE]\n\n"
+    ).encode()
 
     async def chat(request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -55,8 +66,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(a.ttft_ms, a.gap_ms, a.tokens), host="127.0.0.1", port=a.port, print=None,
-                access_log=None)  # fmt: skip
+    web.run_app(make_app(a.ttft_ms, a.gap_ms, a.tokens), host="127.0.0.1", port=a.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -86,9 +86,14 @@ async def closed_loop(target: Target, concurrency: int, *, requests: int = 0, se
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return {"n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-            "p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000,
-            "mean_ms": statistics.fmean(latencies) * 1000}  # fmt: skip
+    return {
+        "n": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+    }
 
 
 def start_promptd(mock_port: int, data: Path) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -103,29 +108,50 @@ def start_promptd(mock_port: int, data: Path) -> tuple[subprocess.Popen[bytes], 
     )
     env = {**os.environ, "PROMPTD_CONFIG": str(catalog), "PROMPTD_DATA_DIR": str(data / "d")}
     promptd = [sys.executable, "-m", "promptd"]
-    key = subprocess.run([*promptd, "keys", "create", "--project", "demo"], env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    key = subprocess.run(
+        [*promptd, "keys", "create", "--project", "demo"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
     port = free_port()
-    proc = subprocess.Popen([*promptd, "serve", "--port", str(port), "--log-level", "warning"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*promptd, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(port)
     return proc, port, key
 
 
 async def scenarios(quick: bool) -> dict[str, Any]:
     mock_port = free_port()
-    mock = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port),
-                             "--ttft-ms", "20", "--tokens", "16"])  # fmt: skip
+    mock = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "mock_upstream.py"),
+            "--port",
+            str(mock_port),
+            "--ttft-ms",
+            "20",
+            "--tokens",
+            "16",
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         wait_port(mock_port)
         proc, port, key = start_promptd(mock_port, Path(tmp))
         try:
-            direct = Target("direct", f"http://127.0.0.1:{mock_port}/v1/chat/completions",
-                            {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-                            {"Content-Type": "application/json"})  # fmt: skip
-            dify = Target("promptd (Dify face)", f"http://127.0.0.1:{port}/v1/completion-messages",
-                          {"inputs": {"query": "hi"}, "user": "bench"},
-                          {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})  # fmt: skip
+            direct = Target(
+                "direct",
+                f"http://127.0.0.1:{mock_port}/v1/chat/completions",
+                {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+                {"Content-Type": "application/json"},
+            )
+            dify = Target(
+                "promptd (Dify face)",
+                f"http://127.0.0.1:{port}/v1/completion-messages",
+                {"inputs": {"query": "hi"}, "user": "bench"},
+                {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            )
             n1 = 100 if quick else 400
             secs = 3 if quick else 10
             out: dict[str, Any] = {"c1": {}, "c64": {}}
@@ -142,8 +168,10 @@ async def scenarios(quick: bool) -> dict[str, Any]:
 
 
 def summarize(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    c1 = {name: {k: statistics.fmean(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "rps")}
-          for name, runs in raw["c1"].items()}  # fmt: skip
+    c1 = {
+        name: {k: statistics.fmean(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "rps")}
+        for name, runs in raw["c1"].items()
+    }
     d, p = c1["direct"], c1["promptd (Dify face)"]
     c64 = raw["c64"]
     summary = {
@@ -153,8 +181,10 @@ def summarize(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     }
     lines = ["| system | c=1 p50 ms | c=1 p99 ms | c=64 req/s | c=64 p99 ms | errors |", "|---|---|---|---|---|---|"]
     for name in ("direct", "promptd (Dify face)"):
-        lines.append(f"| {name} | {c1[name]['p50_ms']:.2f} | {c1[name]['p99_ms']:.2f} | {c64[name]['rps']:.0f} | "
-                     f"{c64[name]['p99_ms']:.1f} | {c64[name]['errors']} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {c1[name]['p50_ms']:.2f} | {c1[name]['p99_ms']:.2f} | {c64[name]['rps']:.0f} | "
+            f"{c64[name]['p99_ms']:.1f} | {c64[name]['errors']} |"
+        )
     lines.append("")
     lines.append(
         f"Added latency at c=1: p50 {summary['added_p50_ms_c1']:.2f} ms, p99 {summary['added_p99_ms_c1']:.2f} ms; "

@@ -23,6 +23,9 @@ from promptd import __version__
 from promptd.catalog.schema import Catalog
 from promptd.engine.engine import Engine
 from promptd.errors import PromptdError
+from promptd.faces.chat import errors as chat_errors
+from promptd.faces.chat.routes import openai_routes
+from promptd.faces.chat.routes import routes as chat_routes
 from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.routes import routes as dify_routes
 from promptd.keys import KeyCache
@@ -57,6 +60,22 @@ def _dify_app() -> Starlette:
             PromptdError: dify_errors.handle_exception,
             HTTPException: _dify_http_error,
             Exception: dify_errors.handle_exception,
+        },
+    )
+
+
+async def _chat_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+def _chat_app() -> Starlette:
+    return Starlette(
+        routes=chat_routes(),
+        exception_handlers={
+            PromptdError: chat_errors.adaptive_error,
+            HTTPException: _chat_http_error,
+            Exception: chat_errors.adaptive_error,
         },
     )
 
@@ -114,6 +133,13 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             await db.dispose()
 
     return Starlette(
-        routes=[Route("/health", health), Mount("/v1", app=_dify_app())],
+        routes=[
+            Route("/health", health),
+            Mount("/api/v1", app=_chat_app()),
+            *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
+            Mount("/v1", app=_dify_app()),
+        ],
+        # errors of the routes above that are not in a mount: the OpenAI aliases
+        exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
         lifespan=lifespan,
     )

@@ -25,8 +25,12 @@ def check(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def test_valid_inputs_are_cleaned_defaulted_and_unknown_keys_dropped() -> None:
     assert check({"name": "Ann\x00", "n": "3", "extra": 1}) == {
-        "name": "Ann", "bio": "", "tone": "casual", "n": 3, "ok": False
-    }  # fmt: skip
+        "name": "Ann",
+        "bio": "",
+        "tone": "casual",
+        "n": 3,
+        "ok": False,
+    }
 
 
 @pytest.mark.parametrize(("raw", "parsed"), [("3", 3), ("2.5", 2.5), ("1e3", 1000.0), (7, 7), (1.5, 1.5), ("", None)])
@@ -61,6 +65,13 @@ def test_the_form_is_described_the_way_dify_parameters_do() -> None:
     assert form_to_dify(FORM[:3]) == [
         {"text-input": {"label": "name", "variable": "name", "required": True, "default": "", "max_length": 5}},
         {"paragraph": {"label": "bio", "variable": "bio", "required": False, "default": ""}},
-        {"select": {"label": "tone", "variable": "tone", "required": False, "default": "casual",
-                    "options": ["formal", "casual"]}},
-    ]  # fmt: skip
+        {
+            "select": {
+                "label": "tone",
+                "variable": "tone",
+                "required": False,
+                "default": "casual",
+                "options": ["formal", "casual"],
+            }
+        },
+    ]

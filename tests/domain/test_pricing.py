@@ -12,10 +12,15 @@ from promptd.types import Usage
 def test_the_dify_seed_example() -> None:
     cost = price_usage(Usage(1033, 128), Price(input="0.001", output="0.002", unit="1K"))
     assert cost.dify_fields() == {
-        "prompt_unit_price": "0.001", "prompt_price_unit": "0.001", "prompt_price": "0.0010330",
-        "completion_unit_price": "0.002", "completion_price_unit": "0.001", "completion_price": "0.0002560",
-        "total_price": "0.0012890", "currency": "USD",
-    }  # fmt: skip
+        "prompt_unit_price": "0.001",
+        "prompt_price_unit": "0.001",
+        "prompt_price": "0.0010330",
+        "completion_unit_price": "0.002",
+        "completion_price_unit": "0.001",
+        "completion_price": "0.0002560",
+        "total_price": "0.0012890",
+        "currency": "USD",
+    }
 
 
 def test_per_million_prices_round_half_up_at_the_seventh_decimal() -> None:

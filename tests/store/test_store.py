@@ -31,9 +31,16 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 def message_row(**overrides: Any) -> Row:
     values: dict[str, Any] = {
-        "id": str(uuid.uuid4()), "project": "demo", "face": "dify", "model": "m", "provider": "p",
-        "upstream_model": "u", "answer": "hi", "status": "normal", "created_at": time.time(),
-    }  # fmt: skip
+        "id": str(uuid.uuid4()),
+        "project": "demo",
+        "face": "dify",
+        "model": "m",
+        "provider": "p",
+        "upstream_model": "u",
+        "answer": "hi",
+        "status": "normal",
+        "created_at": time.time(),
+    }
     values.update(overrides)
     return Row(messages, values)
 

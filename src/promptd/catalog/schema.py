@@ -7,6 +7,7 @@ between them (a project's models exist, its default model is attached, …).
 from __future__ import annotations
 
 import re
+import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -14,17 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "AudioConfig",
+    "CampaignConfig",
     "Catalog",
     "FakeProviderConfig",
     "FileUploadConfig",
     "FormField",
     "LocalProviderConfig",
+    "MetricConfig",
     "ModelConfig",
     "OpenAIProviderConfig",
     "Price",
     "ProjectConfig",
     "ProviderConfig",
     "SiteConfig",
+    "ToolConfig",
 ]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -75,6 +79,7 @@ class FakeProviderConfig(Strict):
     chunk_delay_ms: float = Field(0.0, ge=0)
     first_token_ms: float = Field(0.0, ge=0)
     fail: Literal["unavailable", "rate_limited", "timeout", "bad_request"] | None = None
+    tool_arguments: str | None = Field(None, description="when tools are offered, call the first with these")
 
 
 ProviderConfig = Annotated[LocalProviderConfig | OpenAIProviderConfig | FakeProviderConfig, Field(discriminator="kind")]
@@ -117,10 +122,13 @@ class Price(Strict):
 class ModelConfig(Strict):
     provider: str
     model: str = Field(description="the model's name upstream")
-    type: Literal["chat", "speech_to_text", "text_to_speech"] = "chat"
+    type: Literal["chat", "embedding", "speech_to_text", "text_to_speech"] = "chat"
     price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
+    max_ttft_ms: int | None = Field(None, ge=1, description="deadline for the first token, queueing included")
+    fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one fails")
+    system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
 
 
 # --- projects --------------------------------------------------------------------------------------------------
@@ -178,15 +186,49 @@ class SiteConfig(Strict):
     chat_color_theme: str | None = None
 
 
+class ToolConfig(Strict):
+    """A tool the project offers the model: an OpenAI function definition, on or off by default."""
+
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    enabled: bool = True
+
+
+class MetricConfig(Strict):
+    kind: Literal["scalar", "bool"] = "scalar"
+    higher_is_better: bool = True
+
+
+class CampaignConfig(Strict):
+    """An A/B campaign: a share of the project's default traffic split evenly between `models`."""
+
+    id: str | None = Field(None, description="a UUID; default: derived from the project and key")
+    models: list[str] = Field(min_length=2)
+    traffic_split: float = Field(ge=0, le=1)
+    metric: str
+    status: Literal["active", "paused", "done"] = "active"
+
+    @field_validator("id")
+    @classmethod
+    def _uuid(cls, v: str | None) -> str | None:
+        if v is not None:
+            uuid.UUID(v)
+        return v
+
+
 class ProjectConfig(Strict):
-    mode: Literal["completion"] = "completion"
+    mode: Literal["completion", "chat"] = "completion"
     name: str | None = None
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     author: str = "promptd"
     models: list[str] = Field(min_length=1)
     default_model: str | None = None
-    prompt: str = Field(description="the prompt template; {{variable}} is replaced by the input of that name")
+    prompt: str | None = Field(None, description="completion apps: {{variable}} is replaced by that input")
+    system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
+    tools: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ToolConfig] = Field(default_factory=dict)
+    metrics: dict[Annotated[str, Field(pattern=NAME)], MetricConfig] = Field(default_factory=dict)
+    campaigns: dict[Annotated[str, Field(pattern=NAME)], CampaignConfig] = Field(default_factory=dict)
     system_prompt: str | None = None
     inputs: list[FormField] = Field(default_factory=list)
     opening_statement: str | None = None
@@ -207,6 +249,12 @@ class ProjectConfig(Strict):
                 raise ValueError(f"variable {f.variable!r} is declared twice")
             seen.add(f.variable)
         return v
+
+    @model_validator(mode="after")
+    def _prompt_for_completion(self) -> ProjectConfig:
+        if self.mode == "completion" and self.prompt is None:
+            raise ValueError("a completion project needs a `prompt`")
+        return self
 
     @property
     def default(self) -> str:

@@ -6,19 +6,26 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from promptd.catalog.schema import Catalog, ModelConfig
+from promptd.catalog.schema import CampaignConfig, Catalog, ModelConfig
+from promptd.domain.campaigns import assign, campaign_uuid
 from promptd.domain.pricing import plain
-from promptd.engine.generation import Generation
+from promptd.engine.generation import Candidate, Generation
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.tasks import TaskRegistry
-from promptd.errors import ConflictError, NotFound
+from promptd.errors import ConflictError, InputError, NotFound
 from promptd.providers.base import Provider
 from promptd.store.recorder import Recorder, Row
 from promptd.store.repository import end_user_row
 from promptd.store.tables import messages
 from promptd.types import ProviderCall
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "campaign_id"]
+
+
+def campaign_id(project: str, key: str, campaign: CampaignConfig) -> str:
+    """The campaign's UUID: declared in the catalog, or derived from the project and key."""
+    return campaign.id or campaign_uuid(project, key)
+
 
 log = logging.getLogger("promptd.engine")
 
@@ -40,25 +47,65 @@ class Engine:
             raise NotFound(f"model {key!r} does not exist or is not attached to project {project!r}")
         return key, self.catalog.models[key]
 
+    def campaign(self, project: str, id_or_key: str) -> tuple[str, CampaignConfig]:
+        for key, campaign in self.catalog.projects[project].campaigns.items():
+            if id_or_key in (key, campaign_id(project, key, campaign)):
+                return key, campaign
+        raise NotFound(f"A/B campaign {id_or_key!r} does not exist in project {project!r}")
+
+    def route(self, project: str, model: str | None, *, ab_campaign: str | None, who: str) -> tuple[str, str | None]:
+        """(model, campaign key or None) for a request: an explicit model wins, then a forced campaign, then
+        each active campaign takes its traffic share, then the project's default model."""
+        self.model(project, model)  # the project exists and the model, if named, is attached
+        if ab_campaign is not None:
+            key, campaign = self.campaign(project, ab_campaign)
+            if campaign.status != "active":
+                raise ConflictError(f"A/B campaign {key!r} is {campaign.status}, not active", code="campaign_inactive")
+            if model is not None:
+                if model not in campaign.models:
+                    raise InputError(f"model {model!r} is not part of A/B campaign {key!r}", param="model")
+                return model, key
+            cid = campaign_id(project, key, campaign)
+            chosen = assign(cid, who, campaign.models, campaign.traffic_split, forced=True)
+            assert chosen is not None
+            return chosen, key
+        if model is not None:
+            return model, None
+        proj = self.catalog.projects[project]
+        for key, campaign in proj.campaigns.items():
+            if campaign.status == "active":
+                chosen = assign(
+                    campaign_id(project, key, campaign), who, campaign.models, campaign.traffic_split, forced=False
+                )
+                if chosen is not None:
+                    return chosen, key
+        return proj.default, None
+
     def start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
-        model = self.catalog.models[request.model]
-        provider = self.providers.get(model.provider)
-        if provider is None:
-            raise ConflictError(f"provider {model.provider!r} is not available", code="provider_not_initialize")
+        """Start generating; the model's fallbacks are candidates too, tried in order before the first token."""
         project = self.catalog.projects[request.project]
-        max_tokens = request.max_tokens or project.max_tokens or model.max_tokens
-        temperature = request.temperature if request.temperature is not None else project.temperature
-        call = ProviderCall(
-            model=model.model,
-            messages=request.messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=request.top_p,
-            stop=request.stop,
-        )
-        generation = Generation(
-            request, model=model, provider=provider, call=call, on_done=self._done, keepalive=keepalive
-        )
+        candidates: list[Candidate] = []
+        for key in (request.model, *self.catalog.models[request.model].fallbacks):
+            model = self.catalog.models[key]
+            provider = self.providers.get(model.provider)
+            if provider is None:
+                continue
+            ttft_ms = request.max_ttft_ms if request.max_ttft_ms is not None else model.max_ttft_ms
+            call = ProviderCall(
+                model=model.model,
+                messages=request.messages,
+                max_tokens=request.max_tokens or project.max_tokens or model.max_tokens,
+                temperature=request.temperature if request.temperature is not None else project.temperature,
+                top_p=request.top_p,
+                stop=request.stop,
+                tools=request.tools,
+                extra=request.extra,
+            )
+            candidates.append(Candidate(key, model, provider, call, ttft_ms / 1000 if ttft_ms else None))
+        if not candidates:
+            provider_name = self.catalog.models[request.model].provider
+            raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
+        generation = Generation(request, candidates, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
         return generation
 
@@ -86,12 +133,12 @@ class Engine:
                     "end_user_id": req.end_user_id,
                     "user": req.user,
                     "key_id": req.key_id,
-                    "model": req.model,
-                    "provider": generation.model.provider,
-                    "upstream_model": generation.model.model,
+                    "model": result.model,
+                    "provider": generation.served.model.provider,
+                    "upstream_model": generation.served.model.model,
                     "inputs": req.inputs,
                     "query": req.query,
-                    "prompt": [m.to_openai() for m in generation.call.messages],
+                    "prompt": [m.to_openai() for m in req.messages],
                     "files": req.files,
                     "answer": result.answer,
                     "status": result.status,
@@ -108,6 +155,12 @@ class Engine:
                     "latency": result.latency,
                     "ttft": result.ttft,
                     "created_at": req.created_at,
+                    "session_id": req.session_id,
+                    "choice_index": req.choice_index,
+                    "labels": req.labels,
+                    "tags": req.tags,
+                    "campaign": req.campaign,
+                    "attempts": result.attempts,
                 },
             )
         )

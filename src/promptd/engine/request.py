@@ -32,6 +32,15 @@ class GenerationRequest:
     query: str | None = None
     files: list[dict[str, Any]] | None = None
     store: bool = True
+    # the chat API
+    session_id: str | None = None
+    labels: dict[str, str] | None = None
+    tags: list[str] | None = None
+    campaign: str | None = None
+    choice_index: int = 0
+    max_ttft_ms: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # passed through to the provider (e.g. tool_choice)
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
@@ -48,6 +57,9 @@ class GenerationResult:
     latency: float  # seconds from request to last token
     ttft: float | None
     error: PromptdError | None = None
+    model: str = ""  # the catalog model that answered (a fallback, maybe)
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from promptd.types import ProviderCall, ProviderEvent
 
-__all__ = ["PROVIDER_KINDS", "Provider", "SpeechProvider", "load_provider_class"]
+__all__ = ["PROVIDER_KINDS", "EmbeddingProvider", "Provider", "SpeechProvider", "load_provider_class"]
 
 
 @runtime_checkable
@@ -25,6 +25,13 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, threads and models."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Return one vector per text, and the number of input tokens."""
         ...
 
 

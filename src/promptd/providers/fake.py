@@ -7,11 +7,13 @@ It answers `reply` (or "Echo: " + the last user message) one word per chunk, aft
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 from collections.abc import AsyncIterator
 
 from promptd.catalog.schema import FakeProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, Usage
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 
 __all__ = ["FakeProvider", "count_words"]
 
@@ -51,11 +53,16 @@ class FakeProvider:
         cfg = self.config
         if cfg.fail is not None:
             raise FAILURES[cfg.fail]
+        if cfg.first_token_ms:
+            await asyncio.sleep(cfg.first_token_ms / 1000)
+        if call.tools and cfg.tool_arguments is not None:
+            name = call.tools[0]["function"]["name"]
+            yield ToolCallDelta(0, "call_fake_0", name, cfg.tool_arguments)
+            yield Finish("tool_calls", Usage(prompt_tokens=count_words(call.messages), completion_tokens=1))
+            return
         reply = cfg.reply if cfg.reply is not None else "Echo: " + _last_user_text(call.messages)
         words = reply.split(" ")
         limit = call.max_tokens if call.max_tokens is not None else len(words)
-        if cfg.first_token_ms:
-            await asyncio.sleep(cfg.first_token_ms / 1000)
         sent = 0
         for i, word in enumerate(words[:limit]):
             if i and cfg.chunk_delay_ms:
@@ -64,6 +71,16 @@ class FakeProvider:
             sent += 1
         reason = "length" if limit < len(words) else "stop"
         yield Finish(reason, Usage(prompt_tokens=count_words(call.messages), completion_tokens=sent))
+
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """A deterministic 8-dimensional unit vector per text (from its SHA-256)."""
+        vectors = []
+        for text in texts:
+            digest = hashlib.sha256(text.encode()).digest()
+            raw = [b - 127.5 for b in digest[:8]]
+            norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+            vectors.append([v / norm for v in raw])
+        return vectors, sum(len(t.split()) for t in texts)
 
     async def aclose(self) -> None:
         return None

@@ -76,6 +76,8 @@ class LocalProvider:
         params.cpuparams.n_threads = self.config.threads
         params.cpuparams_batch.n_threads = self.config.threads
         params.offline = True  # never reach for a model hub
+        params.embedding = True  # the same server also answers /embeddings (mean-pooled)
+        params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         params.verbosity = -1
         return xlc.Server(params)
 
@@ -160,6 +162,15 @@ class LocalProvider:
             self._cancels.discard(cancel)
             # the worker returns at the next token once cancelled; don't block the loop waiting for it
             future.add_done_callback(lambda f: f.exception())
+
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        await self.start()
+        reply = await asyncio.to_thread(self._server.handle_embeddings, {"input": texts})
+        message = _error_message(reply)
+        if message is not None:
+            raise ProviderBadRequest(f"local model rejected the embedding request: {message}")
+        data = sorted(reply["data"], key=lambda d: d["index"])
+        return [list(d["embedding"]) for d in data], int(reply.get("usage", {}).get("prompt_tokens", 0))
 
     async def count_prompt_tokens(self, messages: list[Message]) -> int:
         """Tokens of `messages` as the model sees them (chat template applied), via llama.cpp's own tokenizer."""

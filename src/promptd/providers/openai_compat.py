@@ -173,6 +173,20 @@ class OpenAICompatProvider:
         except aiohttp.ClientError as exc:
             raise ProviderUnavailable(f"{who}: {type(exc).__name__}: {exc}") from exc
 
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        body, _ = await self._request(
+            "POST",
+            "/embeddings",
+            data=_encode({"model": model, "input": texts}),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            reply = _decode(body)
+            data = sorted(reply["data"], key=lambda d: d["index"])
+            return [list(d["embedding"]) for d in data], int((reply.get("usage") or {}).get("prompt_tokens") or 0)
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise ProviderError(f"provider {self.name!r}: unexpected embeddings reply") from exc
+
     async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str:
         form = aiohttp.FormData()
         form.add_field("model", model)

@@ -12,7 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptd.domain.ids import hash_key, new_key
 from promptd.store.recorder import Row, write_rows
-from promptd.store.tables import api_keys, end_users, feedbacks, files, messages
+from promptd.store.tables import (
+    api_keys,
+    comparisons,
+    end_users,
+    feedbacks,
+    files,
+    messages,
+    metric_feedback,
+    outcomes,
+)
 
 __all__ = ["KEY_SHOWN", "KeyInfo", "Repository"]
 
@@ -204,3 +213,75 @@ class Repository:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(files).where(files.c.id == file_id, files.c.project == project))).first()
         return dict(row._mapping) if row else None
+
+    # --- the chat API: sessions, metrics, comparisons, outcomes, imports -----------------------------------------
+
+    async def session_turns(self, project: str, session_id: str) -> list[dict[str, Any]]:
+        q = (
+            select(messages)
+            .where(messages.c.project == project, messages.c.session_id == session_id)
+            .order_by(messages.c.created_at, messages.c.choice_index)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def add_metric_feedback(self, values: dict[str, Any]) -> str:
+        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        async with self.engine.begin() as conn:
+            await conn.execute(metric_feedback.insert().values(**row))
+        return str(row["id"])
+
+    async def add_comparison(self, values: dict[str, Any]) -> str:
+        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        async with self.engine.begin() as conn:
+            await conn.execute(comparisons.insert().values(**row))
+        return str(row["id"])
+
+    async def add_outcome(self, values: dict[str, Any]) -> str:
+        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        async with self.engine.begin() as conn:
+            await conn.execute(outcomes.insert().values(**row))
+        return str(row["id"])
+
+    async def import_interaction(self, message: dict[str, Any], metric_values: list[dict[str, Any]]) -> list[str]:
+        """Store an imported interaction and its metric feedback in one transaction; the feedback ids."""
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "created_at": message["created_at"],
+                "project": message["project"],
+                "completion_id": message["id"],
+                **fb,
+            }
+            for fb in metric_values
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(messages.insert().values(**message))
+            if rows:
+                await conn.execute(metric_feedback.insert(), rows)
+        return [str(r["id"]) for r in rows]
+
+    async def campaign_requests(self, project: str, campaign: str) -> list[dict[str, Any]]:
+        cols = [
+            messages.c.id,
+            messages.c.model,
+            messages.c.status,
+            messages.c.latency,
+            messages.c.ttft,
+            messages.c.total_price,
+            messages.c.currency,
+        ]
+        q = select(*cols).where(messages.c.project == project, messages.c.campaign == campaign)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def campaign_metric_values(self, project: str, campaign: str, metric: str) -> list[tuple[str, float]]:
+        """(model, value) for every metric feedback on a completion of this campaign."""
+        q = (
+            select(messages.c.model, metric_feedback.c.value)
+            .join(messages, messages.c.id == metric_feedback.c.completion_id)
+            .where(messages.c.project == project, messages.c.campaign == campaign)
+            .where(metric_feedback.c.metric == metric)
+        )
+        async with self.engine.connect() as conn:
+            return [(r.model, float(r.value)) for r in (await conn.execute(q)).all()]

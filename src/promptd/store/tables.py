@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
-__all__ = ["api_keys", "end_users", "feedbacks", "files", "messages", "metadata"]
+__all__ = [
+    "api_keys",
+    "comparisons",
+    "end_users",
+    "feedbacks",
+    "files",
+    "messages",
+    "metadata",
+    "metric_feedback",
+    "outcomes",
+]
 
 metadata = MetaData()
 
@@ -68,7 +78,16 @@ messages = Table(
     Column("latency", Float),  # seconds, request received → last token
     Column("ttft", Float),  # seconds, request received → first token
     Column("created_at", Float, nullable=False),
+    # the chat API (migration 0002)
+    Column("session_id", String(36)),
+    Column("choice_index", Integer, nullable=False, server_default="0"),
+    Column("labels", JSON),
+    Column("tags", JSON),
+    Column("campaign", String(128)),  # the campaign key this request was exposed to
+    Column("attempts", JSON),  # every model tried: [{model, provider, status, error, ttft}]
     Index("ix_messages_project_created", "project", "created_at"),
+    Index("ix_messages_session", "session_id", "created_at"),
+    Index("ix_messages_campaign", "project", "campaign"),
     Index("ix_messages_key_created", "key_id", "created_at"),
     Index("ix_messages_end_user", "end_user_id"),
 )
@@ -104,4 +123,48 @@ files = Table(
     Column("created_at", Float, nullable=False),
     Column("storage_key", String(255), nullable=False),
     Index("ix_files_project_created_by", "project", "created_by"),
+)
+
+metric_feedback = Table(
+    "metric_feedback",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("completion_id", String(36), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("reason", String(64)),
+    Column("details", Text),
+    Column("user_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_metric_feedback_completion", "completion_id"),
+    Index("ix_metric_feedback_project_metric", "project", "metric"),
+)
+
+comparisons = Table(
+    "comparisons",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("preferred", JSON, nullable=False),  # {"completion_id"} or {"text", "model"}
+    Column("other", JSON, nullable=False),
+    Column("tied", String(8)),
+    Column("messages", JSON),
+    Column("user_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_comparisons_project_metric", "project", "metric"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("session_id", String(36), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("user_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_outcomes_session", "session_id"),
 )

@@ -49,9 +49,12 @@ def get(server: RunningServer, path: str, key: str | None = None, **params: Any)
 
 def test_info_describes_the_app(rich: RunningServer) -> None:
     assert get(rich, "/info").json() == {
-        "name": "Demo", "description": "A test app", "tags": ["support", "beta"], "mode": "completion",
+        "name": "Demo",
+        "description": "A test app",
+        "tags": ["support", "beta"],
+        "mode": "completion",
         "author_name": "ops",
-    }  # fmt: skip
+    }
 
 
 def test_parameters_give_the_form_in_difys_shape(rich: RunningServer) -> None:
@@ -59,20 +62,35 @@ def test_parameters_give_the_form_in_difys_shape(rich: RunningServer) -> None:
     assert p["user_input_form"] == [
         {"text-input": {"label": "City", "variable": "city", "required": True, "default": "", "max_length": 48}},
         {"paragraph": {"label": "Query", "variable": "query", "required": True, "default": ""}},
-        {"select": {"label": "Tone", "variable": "tone", "required": False, "default": "",
-                    "options": ["formal", "casual"]}},
+        {
+            "select": {
+                "label": "Tone",
+                "variable": "tone",
+                "required": False,
+                "default": "",
+                "options": ["formal", "casual"],
+            }
+        },
         {"number": {"label": "Count", "variable": "n", "required": False, "default": ""}},
-    ]  # fmt: skip
+    ]
     assert p["opening_statement"] == "Hello!" and p["suggested_questions"] == ["What can you do?"]
     assert p["file_upload"] == {
         "image": {"enabled": True, "number_limits": 2, "detail": "low", "transfer_methods": ["local_file"]}
     }
     assert p["system_parameters"] == {
-        "file_size_limit": 15, "image_file_size_limit": 10, "audio_file_size_limit": 50,
-        "video_file_size_limit": 100, "workflow_file_upload_limit": 10,
-    }  # fmt: skip
-    for feature in ("suggested_questions_after_answer", "speech_to_text", "retriever_resource",
-                    "annotation_reply", "more_like_this"):  # fmt: skip
+        "file_size_limit": 15,
+        "image_file_size_limit": 10,
+        "audio_file_size_limit": 50,
+        "video_file_size_limit": 100,
+        "workflow_file_upload_limit": 10,
+    }
+    for feature in (
+        "suggested_questions_after_answer",
+        "speech_to_text",
+        "retriever_resource",
+        "annotation_reply",
+        "more_like_this",
+    ):
         assert p[feature] == {"enabled": False}
     assert p["text_to_speech"]["enabled"] is False
     assert p["sensitive_word_avoidance"] == {"enabled": False, "type": "", "configs": []}
@@ -125,17 +143,24 @@ def test_feedback_is_created_updated_and_revoked(fake_server: RunningServer) -> 
 
     assert feedback(fake_server, mid, {"rating": None, "user": "alice"}).json() == {"result": "success"}
     assert feedbacks(fake_server) == []
-    assert_dify_error(feedback(fake_server, mid, {"rating": None, "user": "alice"}), 400, "invalid_param",
-                      "rating cannot be None when feedback not exists")  # fmt: skip
+    assert_dify_error(
+        feedback(fake_server, mid, {"rating": None, "user": "alice"}),
+        400,
+        "invalid_param",
+        "rating cannot be None when feedback not exists",
+    )
 
 
 def test_feedback_needs_the_users_own_message(fake_server: RunningServer) -> None:
     mid = answer(fake_server, "alice")
-    for target, body in [(mid, {"rating": "like", "user": "bob"}),
-                         ("00000000-0000-0000-0000-000000000000", {"rating": "like", "user": "alice"})]:  # fmt: skip
+    for target, body in [
+        (mid, {"rating": "like", "user": "bob"}),
+        ("00000000-0000-0000-0000-000000000000", {"rating": "like", "user": "alice"}),
+    ]:
         assert_dify_error(feedback(fake_server, target, body), 404, "not_found", "Message Not Exists.")
-    assert_dify_error(feedback(fake_server, mid, {"rating": "like"}), 400, "invalid_param",
-                      "Arg user must be provided.")  # fmt: skip
+    assert_dify_error(
+        feedback(fake_server, mid, {"rating": "like"}), 400, "invalid_param", "Arg user must be provided."
+    )
     assert_dify_error(feedback(fake_server, mid, {"rating": "love", "user": "alice"}), 400, "invalid_param")
     assert feedbacks(fake_server) == []
 
@@ -170,10 +195,17 @@ def test_a_key_sees_only_its_own_project(rich: RunningServer) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/chat-messages"), ("POST", "/chat-messages/t1/stop"), ("GET", "/conversations"),
-     ("GET", "/messages"), ("GET", "/messages/m1/suggested"), ("DELETE", "/conversations/c1"),
-     ("POST", "/conversations/c1/name"), ("GET", "/apps/annotations")],
-)  # fmt: skip
+    [
+        ("POST", "/chat-messages"),
+        ("POST", "/chat-messages/t1/stop"),
+        ("GET", "/conversations"),
+        ("GET", "/messages"),
+        ("GET", "/messages/m1/suggested"),
+        ("DELETE", "/conversations/c1"),
+        ("POST", "/conversations/c1/name"),
+        ("GET", "/apps/annotations"),
+    ],
+)
 def test_chat_app_routes_answer_not_chat_app(fake_server: RunningServer, method: str, path: str) -> None:
     r = httpx.request(method, fake_server.v1 + path, headers=fake_server.headers())
     assert_dify_error(r, 400, "not_chat_app", "Please check if your Chat app mode matches the right API route.")

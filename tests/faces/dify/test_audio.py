@@ -29,8 +29,12 @@ def speech(tmp_path: Path) -> Iterator[tuple[RunningServer, FakeUpstream]]:
 
 
 def to_text(server: RunningServer, name: str, data: bytes, mime: str) -> httpx.Response:
-    return httpx.post(server.v1 + "/audio-to-text", files={"file": (name, data, mime)}, data={"user": "alice"},
-                      headers=server.headers())  # fmt: skip
+    return httpx.post(
+        server.v1 + "/audio-to-text",
+        files={"file": (name, data, mime)},
+        data={"user": "alice"},
+        headers=server.headers(),
+    )
 
 
 def test_parameters_show_speech_enabled(speech: tuple[RunningServer, FakeUpstream]) -> None:
@@ -65,15 +69,22 @@ def test_text_to_audio_speaks_text_or_a_message(speech: tuple[RunningServer, Fak
     assert up.requests[-1]["body"] == {"model": "tts-1", "input": "hello", "voice": "nova"}
 
     message = complete(server, {"inputs": {"query": "hi"}, "user": "alice"}).json()
-    r = httpx.post(server.v1 + "/text-to-audio", json={"message_id": message["message_id"], "user": "alice",
-                                                        "voice": "echo"}, headers=server.headers())  # fmt: skip
+    r = httpx.post(
+        server.v1 + "/text-to-audio",
+        json={"message_id": message["message_id"], "user": "alice", "voice": "echo"},
+        headers=server.headers(),
+    )
     assert r.content == b"ID3fake-mp3:" + message["answer"].encode()
     assert up.requests[-1]["body"]["voice"] == "echo"
-    r = httpx.post(server.v1 + "/text-to-audio", json={"message_id": message["message_id"], "user": "bob"},
-                   headers=server.headers())  # fmt: skip
+    r = httpx.post(
+        server.v1 + "/text-to-audio",
+        json={"message_id": message["message_id"], "user": "bob"},
+        headers=server.headers(),
+    )
     assert_dify_error(r, 404, "not_found", "Message Not Exists.")
-    assert_dify_error(httpx.post(server.v1 + "/text-to-audio", json={"user": "a"}, headers=server.headers()),
-                      400, "invalid_param")  # fmt: skip
+    assert_dify_error(
+        httpx.post(server.v1 + "/text-to-audio", json={"user": "a"}, headers=server.headers()), 400, "invalid_param"
+    )
 
 
 def test_an_app_without_speech_answers_difys_codes(fake_server: RunningServer) -> None:

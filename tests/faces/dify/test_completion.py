@@ -40,11 +40,18 @@ def test_blocking_answer_has_difys_shape_and_exact_prices(fake_server: RunningSe
     assert isinstance(latency, float) and latency > 0
     # 5 prompt words at 0.15/1M and 6 answer words at 0.60/1M, to 7 decimals half-up
     assert usage == {
-        "prompt_tokens": 5, "prompt_unit_price": "0.15", "prompt_price_unit": "0.000001",
-        "prompt_price": "0.0000008", "completion_tokens": 6, "completion_unit_price": "0.60",
-        "completion_price_unit": "0.000001", "completion_price": "0.0000036", "total_tokens": 11,
-        "total_price": "0.0000044", "currency": "USD",
-    }  # fmt: skip
+        "prompt_tokens": 5,
+        "prompt_unit_price": "0.15",
+        "prompt_price_unit": "0.000001",
+        "prompt_price": "0.0000008",
+        "completion_tokens": 6,
+        "completion_unit_price": "0.60",
+        "completion_price_unit": "0.000001",
+        "completion_price": "0.0000036",
+        "total_tokens": 11,
+        "total_price": "0.0000044",
+        "currency": "USD",
+    }
 
 
 @pytest.mark.parametrize("mode", [None, "blocking"])
@@ -160,8 +167,11 @@ def test_valid_form_values_are_cleaned_and_defaulted(tmp_path: Path) -> None:
         r = complete(server, {"inputs": {"name": "Ann", "n": "2.5"}, "user": "u"})
         assert r.json()["answer"] == "Echo: Ann casual 2.5 "  # the empty topic renders as nothing
         assert stored_message(server, r.json()["message_id"])["inputs"] == {
-            "name": "Ann", "tone": "casual", "n": 2.5, "topic": ""
-        }  # fmt: skip
+            "name": "Ann",
+            "tone": "casual",
+            "n": 2.5,
+            "topic": "",
+        }
 
 
 @pytest.mark.parametrize(
@@ -203,9 +213,12 @@ def test_bad_keys_get_difys_401(fake_server: RunningServer, header: str | None, 
 
 @pytest.mark.parametrize(
     ("fail", "status", "code"),
-    [("unavailable", 400, "completion_request_error"), ("rate_limited", 429, "rate_limit_error"),
-     ("timeout", 400, "completion_request_error")],
-)  # fmt: skip
+    [
+        ("unavailable", 400, "completion_request_error"),
+        ("rate_limited", 429, "rate_limit_error"),
+        ("timeout", 400, "completion_request_error"),
+    ],
+)
 def test_model_failures_map_to_difys_codes(tmp_path: Path, fail: str, status: int, code: str) -> None:
     with serve_app(catalog_with(fail=fail), tmp_path) as server:
         body = assert_dify_error(complete(server, {"inputs": {"query": "x"}, "user": "u"}), status, code)
@@ -219,12 +232,12 @@ def test_model_failures_map_to_difys_codes(tmp_path: Path, fail: str, status: in
 
 
 def _stream_in_thread(server: RunningServer, user: str, events: list[Any], stop_after: int = 0) -> threading.Thread:
-    body = {"inputs": {"query": "one two three four five six seven eight"}, "user": user,
-            "response_mode": "streaming"}  # fmt: skip
+    body = {"inputs": {"query": "one two three four five six seven eight"}, "user": user, "response_mode": "streaming"}
 
     def run() -> None:
-        with httpx.stream("POST", server.v1 + "/completion-messages", json=body, headers=server.headers(),
-                          timeout=60) as r:  # fmt: skip
+        with httpx.stream(
+            "POST", server.v1 + "/completion-messages", json=body, headers=server.headers(), timeout=60
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))
@@ -247,8 +260,9 @@ def test_stop_ends_the_stream_with_message_end_and_keeps_the_partial_answer(tmp_
         thread = _stream_in_thread(server, "alice", events)
         _wait_for(events, 2)
         task_id = events[0]["task_id"]
-        r = httpx.post(f"{server.v1}/completion-messages/{task_id}/stop", json={"user": "alice"},
-                       headers=server.headers())  # fmt: skip
+        r = httpx.post(
+            f"{server.v1}/completion-messages/{task_id}/stop", json={"user": "alice"}, headers=server.headers()
+        )
         assert r.status_code == 200 and r.json() == {"result": "success"}
         thread.join(20)
         assert events[-1]["event"] == "message_end"
@@ -264,8 +278,11 @@ def test_stop_by_another_user_is_a_silent_no_op(tmp_path: Path) -> None:
         events: list[Any] = []
         thread = _stream_in_thread(server, "alice", events)
         _wait_for(events, 1)
-        r = httpx.post(f"{server.v1}/completion-messages/{events[0]['task_id']}/stop", json={"user": "mallory"},
-                       headers=server.headers())  # fmt: skip
+        r = httpx.post(
+            f"{server.v1}/completion-messages/{events[0]['task_id']}/stop",
+            json={"user": "mallory"},
+            headers=server.headers(),
+        )
         assert r.json() == {"result": "success"}
         thread.join(20)
         assert events[-1]["event"] == "message_end" and len(events) == 12  # the whole answer arrived
@@ -275,14 +292,18 @@ def test_stop_by_another_user_is_a_silent_no_op(tmp_path: Path) -> None:
 def test_stop_of_an_unknown_task_succeeds_and_stop_needs_a_user(fake_server: RunningServer) -> None:
     url = fake_server.v1 + "/completion-messages/00000000-0000-0000-0000-000000000000/stop"
     assert httpx.post(url, json={"user": "u"}, headers=fake_server.headers()).json() == {"result": "success"}
-    assert_dify_error(httpx.post(url, json={}, headers=fake_server.headers()), 400, "invalid_param",
-                      "Arg user must be provided.")  # fmt: skip
+    assert_dify_error(
+        httpx.post(url, json={}, headers=fake_server.headers()), 400, "invalid_param", "Arg user must be provided."
+    )
 
 
 def test_a_client_that_disconnects_stops_the_generation(tmp_path: Path) -> None:
     with serve_app(catalog_with(chunk_delay_ms=200, first_token_ms=0), tmp_path) as server:
-        body = {"inputs": {"query": "one two three four five six seven eight"}, "user": "gone",
-                "response_mode": "streaming"}  # fmt: skip
+        body = {
+            "inputs": {"query": "one two three four five six seven eight"},
+            "user": "gone",
+            "response_mode": "streaming",
+        }
         with httpx.stream("POST", server.v1 + "/completion-messages", json=body, headers=server.headers()) as r:
             first = json.loads(next(line for line in r.iter_lines() if line.startswith("data: "))[6:])
         # the connection is closed here, mid-answer

@@ -102,8 +102,9 @@ def test_preview_returns_the_bytes_to_their_owner(fake_server: RunningServer) ->
     r = httpx.get(f"{fake_server.v1}/files/{fid}/preview", headers=fake_server.headers(), params={"user": "alice"})
     assert r.status_code == 200 and r.content == PNG and r.headers["content-type"] == "image/png"
     assert "attachment" not in r.headers.get("content-disposition", "")
-    r = httpx.get(f"{fake_server.v1}/files/{fid}/preview", headers=fake_server.headers(),
-                  params={"as_attachment": "true"})  # fmt: skip
+    r = httpx.get(
+        f"{fake_server.v1}/files/{fid}/preview", headers=fake_server.headers(), params={"as_attachment": "true"}
+    )
     assert r.headers["content-disposition"].startswith("attachment") and "pic.png" in r.headers["content-disposition"]
     r = httpx.get(f"{fake_server.v1}/files/{fid}/preview", headers=fake_server.headers(), params={"user": "bob"})
     assert_dify_error(r, 403, "file_access_denied")
@@ -120,17 +121,21 @@ def test_an_uploaded_image_reaches_the_vision_model_as_a_data_uri(
 ) -> None:
     server, provider = vision
     fid = upload(server).json()["id"]
-    files = [image(transfer_method="local_file", upload_file_id=fid),
-             image(transfer_method="remote_url", url="https://example.com/cat.png")]  # fmt: skip
+    files = [
+        image(transfer_method="local_file", upload_file_id=fid),
+        image(transfer_method="remote_url", url="https://example.com/cat.png"),
+    ]
     r = complete(server, {"inputs": {"query": "What is this?"}, "user": "alice", "files": files})
     assert r.status_code == 200, r.text
     [message] = provider.calls[-1].messages
     assert message.content == [
         {"type": "text", "text": "Answer briefly: What is this?"},
-        {"type": "image_url",
-         "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode(), "detail": "high"}},
+        {
+            "type": "image_url",
+            "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode(), "detail": "high"},
+        },
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.parametrize(

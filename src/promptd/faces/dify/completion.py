@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from promptd.domain.forms import validate_inputs
 from promptd.domain.templates import render_prompt, template_variables
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
-from promptd.errors import InputError
+from promptd.errors import ConflictError, InputError
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, event, header, usage_metadata
@@ -30,6 +30,7 @@ def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
     """Validate inputs against the form and render the prompt. The legacy top-level `query` fills a `query`
     variable the request left empty, or else is appended to the prompt."""
     project = app.project
+    template = project.prompt or ""
     raw = dict(body.inputs)
     form_vars = {f.variable for f in project.inputs}
     if body.query and "query" in form_vars and not raw.get("query"):
@@ -38,8 +39,8 @@ def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
     values = dict(inputs)
     if "query" not in form_vars:
         values["query"] = body.query
-    text = render_prompt(project.prompt, values)
-    if body.query and "query" not in form_vars and "query" not in template_variables(project.prompt):
+    text = render_prompt(template, values)
+    if body.query and "query" not in form_vars and "query" not in template_variables(template):
         text = f"{text}\n\n{body.query}" if text else body.query
     return inputs, text
 
@@ -82,6 +83,8 @@ async def completion_messages(request: Request) -> Response:
     raw = await request.body()
     body = decode_body(raw, CompletionBody)
     user = require_user(body.user)
+    if app.project.mode != "completion":
+        raise ConflictError("App unavailable, please check your app configurations.", code="app_unavailable")
     end_user = app.end_user(user)
     streaming = body.response_mode == "streaming"
     model_key, model = app.svc.engine.model(app.name, None)

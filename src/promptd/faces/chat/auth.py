@@ -1,0 +1,39 @@
+"""The key selects a project; a request may only address that project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from promptd.errors import Forbidden, NotFound
+from promptd.services import Services, services
+from promptd.store.repository import KeyInfo
+
+__all__ = ["Caller", "authenticate", "split_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    svc: Services
+    key: KeyInfo
+
+    def project(self, name: str | None) -> str:
+        """`name` (or, when None, the key's own project), checked to exist and to be the key's."""
+        project = name or self.key.project
+        if project not in self.svc.catalog.projects:
+            raise NotFound(f"project {project!r} does not exist")
+        if project != self.key.project:
+            raise Forbidden(f"this API key is not valid for project {project!r}")
+        return project
+
+
+async def authenticate(request: Request) -> Caller:
+    svc = services(request)
+    return Caller(svc, await svc.keys.authenticate(request.headers.get("authorization")))
+
+
+def split_model(model: str) -> tuple[str, str | None]:
+    """'{project}/{model}' → (project, model); '{project}' → (project, None)."""
+    project, _, name = model.partition("/")
+    return project, name or None

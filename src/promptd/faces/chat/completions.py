@@ -1,0 +1,267 @@
+"""POST /api/v1/chat/completions (and the OpenAI alias POST /v1/chat/completions)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from promptd.domain.ids import end_user_id
+from promptd.domain.pricing import plain
+from promptd.domain.prompts import render_system_prompt
+from promptd.engine.generation import Generation
+from promptd.engine.request import Done, GenerationRequest, GenerationResult, KeepAlive
+from promptd.errors import InputError, PromptdError
+from promptd.faces.chat.auth import Caller, authenticate, split_model
+from promptd.faces.chat.errors import chat_status
+from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
+from promptd.faces.streaming import EventStream
+from promptd.types import Message, TextDelta, ToolCallDelta
+
+__all__ = ["chat_completions", "enabled_tools", "usage_body"]
+
+_encode = msgspec.json.Encoder().encode
+MAX_N = 16
+
+
+def enabled_tools(caller: Caller, project: str, body: ChatBody) -> list[dict[str, Any]] | None:
+    """The OpenAI `tools` list sent upstream: the project's tools switched by `use_tools` and per-id overrides,
+    plus any OpenAI function definitions the client sent itself."""
+    declared = caller.svc.catalog.projects[project].tools
+    on = {name for name, tool in declared.items() if (tool.enabled if body.use_tools is None else body.use_tools)}
+    client_defined: list[dict[str, Any]] = []
+    for i, item in enumerate(body.tools or []):
+        if item.get("type") == "function" and isinstance(item.get("function"), dict):
+            client_defined.append(item)
+            continue
+        tool_id, enabled = item.get("id"), item.get("enabled")
+        if not isinstance(tool_id, str) or not isinstance(enabled, bool):
+            raise InputError(f"tools[{i}] must be {{id, enabled}} or an OpenAI function tool", param="tools")
+        if tool_id not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InputError(f"tools[{i}]: unknown tool id {tool_id!r} (project tools: {known})", param="tools")
+        (on.add if enabled else on.discard)(tool_id)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": declared[name].description,
+                "parameters": declared[name].parameters,
+            },
+        }
+        for name in declared
+        if name in on
+    ]
+    return (tools + client_defined) or None
+
+
+def _system_prompt(caller: Caller, project: str, model: str, args: dict[str, Any] | None) -> Message | None:
+    template = caller.svc.catalog.models[model].system_prompt_template
+    template = template or caller.svc.catalog.projects[project].system_prompt_template
+    if template is None:
+        return None
+    return Message("system", render_system_prompt(template, args or {}))
+
+
+def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
+    """Token counts, and the cost in the Dify face's fields, summed over the choices."""
+    prompt = sum(r.usage.prompt_tokens for r in results)
+    completion = sum(r.usage.completion_tokens for r in results)
+    prompt_price = sum((r.cost.prompt_price for r in results), Decimal(0))
+    completion_price = sum((r.cost.completion_price for r in results), Decimal(0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_price": plain(prompt_price),
+        "completion_price": plain(completion_price),
+        "total_price": plain(prompt_price + completion_price),
+        "currency": results[0].cost.currency,
+    }
+
+
+async def chat_completions(request: Request) -> Response:
+    caller = await authenticate(request)
+    body = decode(await request.body(), ChatBody)
+    project_name, model_name = split_model(body.model)
+    project = caller.project(project_name)
+    user = optional_uuid(body.user, "user")
+    given_session = optional_uuid(body.session_id, "session_id")
+    session_id = given_session or str(uuid.uuid4())
+    n = body.n or 1
+    if not 1 <= n <= MAX_N:
+        raise InputError(f"n must be between 1 and {MAX_N}", param="n")
+    max_tokens = body.max_tokens or body.max_completion_tokens or None
+    if max_tokens is not None and max_tokens < 0:
+        raise InputError("max_tokens must be >= 0", param="max_tokens")
+    if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
+        raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
+    messages = to_messages(body.messages)
+    model, campaign = caller.svc.engine.route(
+        project, model_name, ab_campaign=body.ab_campaign, who=given_session or user or session_id
+    )
+    system = _system_prompt(caller, project, model, body.system_prompt_args)
+    if system is not None:
+        messages = [system, *messages]
+    tools = enabled_tools(caller, project, body)
+    extra = {"tool_choice": body.tool_choice} if body.tool_choice is not None and tools else {}
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    labels = {**(body.metadata or {}), **(body.labels or {})} or None
+    created = time.time()
+    requests = [
+        GenerationRequest(
+            project=project,
+            model=model,
+            messages=messages,
+            face="chat",
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=stop,
+            user=user,
+            end_user_id=end_user_id(project, user) if user else None,
+            key_id=caller.key.id,
+            store=body.store is not False,
+            session_id=session_id,
+            labels=labels,
+            tags=body.tags,
+            campaign=campaign,
+            choice_index=i,
+            max_ttft_ms=body.max_ttft_ms,
+            tools=tools,
+            extra=extra,
+            created_at=created,
+        )
+        for i in range(n)
+    ]
+    head = {
+        "id": "chatcmpl-" + requests[0].message_id.replace("-", ""),
+        "created": int(created),
+        "model": f"{project}/{model}",
+        "session_id": session_id,
+    }
+    if body.stream:
+        keepalive = caller.svc.settings.ping_interval
+        generations = [
+            caller.svc.engine.start(r, keepalive=keepalive if i == 0 else None) for i, r in enumerate(requests)
+        ]
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return EventStream(_stream(generations, head, include_usage))
+    generations = [caller.svc.engine.start(r) for r in requests]
+    results = await asyncio.gather(*(g.wait() for g in generations))
+    for result in results:
+        if result.error is not None:
+            raise result.error
+    choices = [
+        {
+            "index": i,
+            "completion_id": g.request.message_id,
+            "model": r.model,
+            "finish_reason": r.finish_reason,
+            "message": {
+                "id": g.request.message_id,
+                "role": "assistant",
+                "content": r.answer,
+                **({"tool_calls": r.tool_calls} if r.tool_calls else {}),
+            },
+        }
+        for i, (g, r) in enumerate(zip(generations, results, strict=True))
+    ]
+    return Response(
+        _encode({**head, "object": "chat.completion", "choices": choices, "usage": usage_body(results)}),
+        media_type="application/json",
+    )
+
+
+def _delta(head: dict[str, Any], index: int, completion_id: str, finish: str | None, **delta: Any) -> bytes:
+    choice = {
+        "index": index,
+        "completion_id": completion_id,
+        "finish_reason": finish,
+        "delta": {"id": completion_id, "role": "assistant", "content": "", **delta},
+    }
+    return b"data: " + _encode({**head, "object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
+
+
+async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]]:
+    """The events of several generations as they come, tagged with the choice index."""
+    if len(generations) == 1:
+        async for event in generations[0].events():
+            yield 0, event
+        return
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def pump(i: int, g: Generation) -> None:
+        async for event in g.events():
+            queue.put_nowait((i, event))
+
+    pumps = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        done = 0
+        while done < len(generations):
+            i, event = await queue.get()
+            done += isinstance(event, Done)
+            yield i, event
+    finally:
+        for task in pumps:
+            task.cancel()
+
+
+async def _stream(generations: list[Generation], head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+    results: dict[int, GenerationResult] = {}
+    failed: PromptdError | None = None
+    try:
+        async for i, event in _merge(generations):
+            cid = generations[i].request.message_id
+            if isinstance(event, TextDelta):
+                yield _delta(head, i, cid, None, content=event.text)
+            elif isinstance(event, ToolCallDelta):
+                call: dict[str, Any] = {
+                    "index": event.index,
+                    "type": "function",
+                    "function": {"arguments": event.arguments},
+                }
+                if event.id:
+                    call["id"] = event.id
+                if event.name:
+                    call["function"]["name"] = event.name
+                yield _delta(head, i, cid, None, tool_calls=[call])
+            elif isinstance(event, KeepAlive):
+                yield b": keep-alive\n\n"
+            elif isinstance(event, Done):
+                results[i] = event.result
+                if event.result.error is not None:
+                    failed = event.result.error
+                    for g in generations:
+                        g.stop("another choice failed")
+                    status = chat_status(failed)
+                    error = {"message": failed.message, "code": failed.code, "status": status}
+                    choice = {
+                        "index": i,
+                        "completion_id": cid,
+                        "finish_reason": "error",
+                        "delta": {"id": cid, "role": "assistant", "content": ""},
+                    }
+                    yield b"data: " + _encode({**head, "error": error, "choices": [choice]}) + b"\n\n"
+                    return  # no [DONE]: the answer is not complete
+                yield _delta(head, i, cid, event.result.finish_reason)
+        if include_usage:
+            ordered = [results[i] for i in sorted(results)]
+            yield (
+                b"data: "
+                + _encode({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)})
+                + b"\n\n"
+            )
+        yield b"data: [DONE]\n\n"
+    finally:
+        if len(results) < len(generations) and failed is None:  # the client went away mid-stream
+            for g in generations:
+                g.stop("client disconnected")

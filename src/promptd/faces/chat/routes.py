@@ -1,0 +1,47 @@
+"""The Adaptive chat API under /api/v1, and the plain OpenAI aliases under /v1."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from promptd.faces.chat import campaigns, completions, embeddings, feedback, records
+from promptd.faces.chat.auth import authenticate
+
+__all__ = ["openai_routes", "routes"]
+
+
+async def list_models(request: Request) -> Response:
+    caller = await authenticate(request)
+    project = caller.project(None)
+    models = caller.svc.catalog.projects[project].models
+    now = int(time.time())
+    data = [{"id": f"{project}/{m}", "object": "model", "created": now, "owned_by": "promptd"} for m in models]
+    return JSONResponse(
+        {"object": "list", "data": [{"id": project, "object": "model", "created": now, "owned_by": "promptd"}, *data]}
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/chat/completions", completions.chat_completions, methods=["POST"]),
+        Route("/embeddings", embeddings.embeddings, methods=["POST"]),
+        Route("/feedback", feedback.add_feedback, methods=["POST"]),
+        Route("/comparison", feedback.add_comparison, methods=["POST"]),
+        Route("/outcome", feedback.add_outcome, methods=["POST"]),
+        Route("/interactions", records.import_interaction, methods=["POST"]),
+        Route("/sessions/{session_id}", records.session, methods=["GET"]),
+        Route("/ab_campaigns/{key}", campaigns.campaign_results, methods=["GET"]),
+        Route("/models", list_models, methods=["GET"]),
+    ]
+
+
+def openai_routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/chat/completions", completions.chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+    ]

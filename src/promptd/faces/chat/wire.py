@@ -1,0 +1,170 @@
+"""Request bodies of the Adaptive chat API (and OpenAI's), decoded with msgspec; unknown fields are ignored."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+import msgspec
+
+from promptd.errors import InputError
+from promptd.types import ContentPart, Message
+
+__all__ = [
+    "ChatBody",
+    "ChatMessageIn",
+    "ComparisonBody",
+    "EmbeddingsBody",
+    "FeedbackBody",
+    "InteractionBody",
+    "OutcomeBody",
+    "decode",
+    "optional_uuid",
+    "to_messages",
+]
+
+T = TypeVar("T")
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class ChatMessageIn(msgspec.Struct):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    completion_id: str | None = None
+    metadata: Any = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatBody(msgspec.Struct):
+    messages: list[ChatMessageIn]
+    model: str
+    stop: str | list[str] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None  # the OpenAI SDK's newer name
+    temperature: float | None = None
+    top_p: float | None = None
+    max_ttft_ms: int | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    session_id: str | None = None
+    user: str | None = None
+    ab_campaign: str | None = None
+    n: int | None = None
+    labels: dict[str, str] | None = None
+    metadata: dict[str, str] | None = None
+    system_prompt_args: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    use_tools: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    store: bool | None = None
+
+
+class EmbeddingsBody(msgspec.Struct):
+    input: str | list[str]
+    model: str
+    encoding_format: str | None = None
+    dimensions: int | None = None
+    user: str | None = None
+    session_id: str | None = None
+
+
+class FeedbackBody(msgspec.Struct):
+    value: Any
+    completion_id: str
+    metric: str
+    user_id: str | None = None
+    reason: str | None = None
+    details: str | None = None
+
+
+class ComparisonBody(msgspec.Struct):
+    metric: str
+    preferred_completion: str | dict[str, Any]
+    other_completion: str | dict[str, Any]
+    project: str | None = None
+    messages: list[ChatMessageIn] | None = None
+    tied: str | None = None
+    user_id: str | None = None
+
+
+class OutcomeBody(msgspec.Struct):
+    value: Any
+    metric: str
+    session_id: str
+    project_id: str | None = None
+    project: str | None = None
+    user_id: str | None = None
+
+
+class InteractionFeedbackIn(msgspec.Struct):
+    metric: str
+    value: Any
+    reason: str | None = None
+    details: str | None = None
+
+
+class InteractionBody(msgspec.Struct):
+    project: str
+    messages: list[ChatMessageIn]
+    completion: str
+    model_service: str | None = None
+    feedbacks: list[InteractionFeedbackIn] | None = None
+    user: str | None = None
+    session_id: str | None = None
+    created_at: str | None = None
+    ab_campaign: str | None = None
+    labels: dict[str, str] | None = None
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InputError(f"invalid request body: {str(exc).replace('$.', '')}") from None
+    except msgspec.DecodeError:
+        raise InputError("invalid request body: not a JSON object") from None
+
+
+def optional_uuid(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InputError(f"{field} must be a UUID, got {value!r}", param=field) from None
+
+
+def _part(part: dict[str, Any], where: str) -> ContentPart:
+    kind = part.get("type")
+    if kind == "text" and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image  # Adaptive's flat string, or OpenAI's {url}
+        if isinstance(url, str) and url:
+            return {"type": "image_url", "image_url": {"url": url}}
+    raise InputError(f"{where}: a content part is {{type: text, text}} or {{type: image_url, image_url}}")
+
+
+def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
+    if not messages:
+        raise InputError("messages must not be empty", param="messages")
+    out = []
+    for i, m in enumerate(messages):
+        content: str | list[ContentPart]
+        if m.content is None:
+            if not m.tool_calls:
+                raise InputError(f"messages[{i}].content is required", param="messages")
+            content = ""
+        elif isinstance(m.content, str):
+            content = m.content
+        else:
+            content = [_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(m.content)]
+        out.append(Message(m.role, content, name=m.name, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id))
+    return out

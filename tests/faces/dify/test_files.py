@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from promptd.catalog.schema import FakeProviderConfig
 from promptd.domain.ids import end_user_id
-from promptd.providers.fake import FakeProvider
-from promptd.types import ProviderCall, ProviderEvent
 from tests.conftest import FAKE_CATALOG
 from tests.faces.dify.helpers import assert_dify_error, complete, message_count
+from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
-
-
-class RecordingProvider(FakeProvider):
-    """Stands for a vision model: answers like the fake provider and keeps every call it was given."""
-
-    def __init__(self) -> None:
-        super().__init__("fake", FakeProviderConfig(kind="fake", reply="I see it"))
-        self.calls: list[ProviderCall] = []
-
-    async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
-        self.calls.append(call)
-        async for event in super().stream(call):
-            yield event
 
 
 VISION: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
@@ -47,7 +32,7 @@ VISION["models"]["text"] = {"provider": "fake", "model": "text"}
 
 @pytest.fixture
 def vision(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
-    provider = RecordingProvider()
+    provider = RecordingProvider(reply="I see it")  # stands for a vision model
     with serve_app(VISION, tmp_path / "data", providers={"fake": provider}) as server:
         yield server, provider
 

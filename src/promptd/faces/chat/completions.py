@@ -96,7 +96,7 @@ async def chat_completions(request: Request) -> Response:
     user = optional_uuid(body.user, "user")
     given_session = optional_uuid(body.session_id, "session_id")
     session_id = given_session or str(uuid.uuid4())
-    n = body.n or 1
+    n = 1 if body.n in (None, 0) else body.n  # Adaptive's schema allows 0: the default, one choice
     if not 1 <= n <= MAX_N:
         raise InputError(f"n must be between 1 and {MAX_N}", param="n")
     max_tokens = body.max_tokens or body.max_completion_tokens or None

@@ -1,0 +1,52 @@
+"""The chat API on the real embedded model, through the OpenAI SDK: shape and token counts, not wording."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from openai import OpenAI
+
+from promptd.catalog.load import BUILTIN_CATALOG
+from tests.serving import RunningServer, serve_app
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with serve_app(BUILTIN_CATALOG, tmp_path_factory.mktemp("chat") / "data") as s:
+        yield s
+
+
+@pytest.fixture
+def client(server: RunningServer) -> OpenAI:
+    return OpenAI(base_url=server.url + "/api/v1", api_key=server.key)
+
+
+def test_blocking_chat_with_two_choices(client: OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, n=2
+    )
+    assert len(r.choices) == 2 and all(c.message.content for c in r.choices)
+    assert r.usage is not None and 0 < r.usage.completion_tokens <= 32 and r.usage.prompt_tokens > 0
+
+
+def test_streaming_chat(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="demo/smol",
+        messages=[{"role": "user", "content": "Count to 5."}],
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 24
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+def test_local_embeddings(client: OpenAI) -> None:
+    r = client.embeddings.create(model="demo", input=["a cat", "a dog"])
+    assert len(r.data) == 2 and len(r.data[0].embedding) == 576 and r.usage.prompt_tokens > 0

@@ -50,3 +50,20 @@ def test_streaming_chat(client: OpenAI) -> None:
 def test_local_embeddings(client: OpenAI) -> None:
     r = client.embeddings.create(model="demo", input=["a cat", "a dog"])
     assert len(r.data) == 2 and len(r.data[0].embedding) == 576 and r.usage.prompt_tokens > 0
+
+
+def test_adaptive_sdk_on_the_real_model(server: RunningServer) -> None:
+    from adaptive_sdk import Adaptive
+
+    client = Adaptive(base_url=server.url, api_key=server.key)
+    try:
+        r = client.chat.create(messages=[{"role": "user", "content": "Say hi."}], project="demo", max_tokens=12)
+        assert r.choices[0].message.content.strip() and r.usage.completion_tokens <= 12
+        chunks = list(
+            client.chat.create(
+                messages=[{"role": "user", "content": "Say hi."}], project="demo", max_tokens=12, stream=True
+            )
+        )
+        assert "".join(c.choices[0].delta.content for c in chunks if c.choices).strip()
+    finally:
+        client.close()

@@ -227,3 +227,13 @@ def test_a_key_whose_project_left_the_catalog_is_forbidden(tmp_path: Path) -> No
     with serve_app(FAKE_CATALOG, tmp_path) as server:
         orphan = server.new_key("gone")
         assert_dify_error(get(server, "/info", key=orphan), 403, "forbidden", "The app no longer exists.")
+
+
+def test_a_chat_project_is_not_a_dify_completion_app(tmp_path: Path) -> None:
+    catalog = copy.deepcopy(FAKE_CATALOG)
+    catalog["projects"]["talk"] = {"mode": "chat", "models": ["echo"]}
+    with serve_app(catalog, tmp_path, project="talk") as server:
+        r = complete(server, {"inputs": {}, "user": "u"})
+        assert_dify_error(r, 400, "app_unavailable", "App unavailable, please check your app configurations.")
+        r = httpx.post(server.v1 + "/chat-messages", headers=server.headers())
+        assert "/api/v1/chat/completions" in assert_dify_error(r, 400, "app_unavailable")["message"]

@@ -28,7 +28,11 @@ CHAT_ONLY: list[tuple[str, list[str]]] = [
 
 
 async def not_chat_app(request: Request) -> Response:
-    await authenticate(request)
+    app = await authenticate(request)
+    if app.project.mode == "chat":
+        raise ConflictError(
+            "This app is served by the chat API: POST /api/v1/chat/completions.", code="app_unavailable"
+        )
     raise ConflictError("Please check if your Chat app mode matches the right API route.", code="not_chat_app")
 
 

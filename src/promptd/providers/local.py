@@ -19,7 +19,8 @@ from typing import Any
 
 from promptd.catalog.schema import LocalProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderUnavailable
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.providers.openai_wire import ChunkReader, request_body
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent
 
 __all__ = ["LocalProvider", "default_model_path"]
 
@@ -98,25 +99,12 @@ class LocalProvider:
 
     # --- generation -----------------------------------------------------------------------------------------------
 
-    def _body(self, call: ProviderCall) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "messages": [m.to_openai() for m in call.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):
-            value = getattr(call, key)
-            if value is not None:
-                body[key] = value
-        body.update(call.extra)
-        return body
-
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         await self.start()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
-        server, body = self._server, self._body(call)
+        server, body = self._server, request_body(call)
 
         def on_chunk(chunk: Any) -> bool:
             if cancel.is_set():
@@ -136,8 +124,7 @@ class LocalProvider:
 
         self._cancels.add(cancel)
         future = loop.run_in_executor(self._executor, work)
-        reason: str | None = None
-        usage: Usage | None = None
+        reader = ChunkReader()
         try:
             while (chunk := await queue.get()) is not _END:
                 if isinstance(chunk, BaseException):
@@ -145,21 +132,9 @@ class LocalProvider:
                 message = _error_message(chunk)
                 if message is not None:
                     raise ProviderBadRequest(f"local model rejected the request: {message}")
-                if chunk.get("usage"):
-                    u = chunk["usage"]
-                    usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        yield TextDelta(delta["content"])
-                    for tc in delta.get("tool_calls") or []:
-                        fn = tc.get("function") or {}
-                        yield ToolCallDelta(
-                            int(tc.get("index", 0)), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
-                        )
-                    if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
-            yield Finish(reason or "stop", usage)
+                for event in reader.events(chunk):
+                    yield event
+            yield Finish(reader.reason or "stop", reader.usage)
         finally:
             cancel.set()
             self._cancels.discard(cancel)

@@ -23,7 +23,8 @@ from promptd.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from promptd.types import Finish, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.providers.openai_wire import ChunkReader, request_body
+from promptd.types import Finish, ProviderCall, ProviderEvent
 
 __all__ = ["OpenAICompatProvider", "parse_retry_after"]
 
@@ -92,31 +93,16 @@ class OpenAICompatProvider:
             self._session = aiohttp.ClientSession(headers=headers, connector=connector, timeout=self._timeout)
         return self._session
 
-    def _body(self, call: ProviderCall) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": call.model,
-            "messages": [m.to_openai() for m in call.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):
-            value = getattr(call, key)
-            if value is not None:
-                body[key] = value
-        body.update(call.extra)
-        return body
-
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         url = f"{self.config.base_url}/chat/completions"
         who = f"provider {self.name!r}"
         try:
             async with self._http().post(
-                url, data=_encode(self._body(call)), headers={"Content-Type": "application/json"}
+                url, data=_encode(request_body(call, model=call.model)), headers={"Content-Type": "application/json"}
             ) as resp:
                 if resp.status >= 400:
                     raise http_error(resp.status, await resp.read(), resp.headers, who)
-                reason: str | None = None
-                usage: Usage | None = None
+                reader = ChunkReader()
                 done = False
                 async for raw in resp.content:
                     line = raw.strip()
@@ -134,23 +120,11 @@ class OpenAICompatProvider:
                         raise ProviderError(f"{who}: malformed chunk from upstream: {data[:200]!r}")
                     if chunk.get("error"):
                         raise http_error(500, data, resp.headers, who)
-                    if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        if delta.get("content"):
-                            yield TextDelta(delta["content"])
-                        for tc in delta.get("tool_calls") or []:
-                            fn = tc.get("function") or {}
-                            yield ToolCallDelta(
-                                int(tc.get("index") or 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
-                            )
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-                if not done and reason is None:
+                    for event in reader.events(chunk):
+                        yield event
+                if not done and reader.reason is None:
                     raise ProviderUnavailable(f"{who}: the stream ended before the answer was complete")
-                yield Finish(reason or "stop", usage)
+                yield Finish(reader.reason or "stop", reader.usage)
         except ProviderError:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -17,6 +17,8 @@ __all__ = [
     "AudioConfig",
     "CampaignConfig",
     "Catalog",
+    "CircuitPolicy",
+    "Deployment",
     "FakeProviderConfig",
     "FileUploadConfig",
     "FormField",
@@ -27,6 +29,7 @@ __all__ = [
     "Price",
     "ProjectConfig",
     "ProviderConfig",
+    "RetryPolicy",
     "SiteConfig",
     "ToolConfig",
 ]
@@ -119,16 +122,60 @@ class Price(Strict):
         return UNITS[self.unit]
 
 
-class ModelConfig(Strict):
+class Deployment(Strict):
     provider: str
-    model: str = Field(description="the model's name upstream")
+    model: str = Field(description="the model's name at this provider")
+    weight: float = Field(1.0, gt=0)
+
+
+class RetryPolicy(Strict):
+    attempts: int = Field(2, ge=0, le=10, description="retries of one deployment, before its first token only")
+    backoff_ms: float = Field(100, ge=0, description="first backoff; doubles each retry, with full jitter")
+    max_backoff_ms: float = Field(2000, ge=0)
+    max_retry_after_s: float = Field(5, ge=0, description="a longer Retry-After moves on instead of waiting")
+
+
+class CircuitPolicy(Strict):
+    failures: int = Field(5, ge=1, description="consecutive failures that open a deployment's circuit")
+    cooldown_s: float = Field(30, gt=0, description="how long an open deployment is skipped before a new try")
+
+
+class ModelConfig(Strict):
+    provider: str = Field("", description="the provider (or give `deployments`)")
+    model: str = Field("", description="the model's name upstream (or give `deployments`)")
+    deployments: list[Deployment] = Field(default_factory=list, description="several provider+model, by weight")
     type: Literal["chat", "embedding", "speech_to_text", "text_to_speech"] = "chat"
     price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
     max_ttft_ms: int | None = Field(None, ge=1, description="deadline for the first token, queueing included")
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one fails")
+    context_fallback: str | None = Field(None, description="a larger-context model for context-length errors")
     system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    circuit: CircuitPolicy = Field(default_factory=CircuitPolicy)
+    idle_timeout_ms: int | None = Field(None, ge=1, description="longest gap between chunks once streaming")
+    total_timeout_ms: int | None = Field(None, ge=1, description="longest a whole answer may take")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary(cls, data: Any) -> Any:
+        """`provider` + `model` is the one-deployment form; with `deployments`, they name the first."""
+        if isinstance(data, dict) and data.get("deployments") and not data.get("provider"):
+            first = data["deployments"][0]
+            if isinstance(first, dict):
+                data = {**data, "provider": first.get("provider", ""), "model": first.get("model", "")}
+        return data
+
+    @model_validator(mode="after")
+    def _has_deployment(self) -> ModelConfig:
+        if not self.provider or not self.model:
+            raise ValueError("a model needs `provider` and `model`, or `deployments`")
+        return self
+
+    @property
+    def all_deployments(self) -> list[Deployment]:
+        return list(self.deployments) or [Deployment(provider=self.provider, model=self.model)]
 
 
 # --- projects --------------------------------------------------------------------------------------------------

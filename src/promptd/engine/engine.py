@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Mapping
 
 from promptd.catalog.schema import CampaignConfig, Catalog, ModelConfig
@@ -11,6 +13,7 @@ from promptd.domain.campaigns import assign, campaign_uuid
 from promptd.domain.pricing import plain
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.request import GenerationRequest, GenerationResult
+from promptd.engine.routing import CircuitBreakers, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound
 from promptd.providers.base import Provider
@@ -36,6 +39,8 @@ class Engine:
         self.providers = providers
         self.recorder = recorder
         self.tasks = TaskRegistry()
+        self.breakers = CircuitBreakers()
+        self.rng = random.Random()
 
     def model(self, project: str, model: str | None) -> tuple[str, ModelConfig]:
         """The catalog model a request for `project` (and optionally `model`) runs on."""
@@ -81,31 +86,41 @@ class Engine:
                     return chosen, key
         return proj.default, None
 
-    def start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
-        """Start generating; the model's fallbacks are candidates too, tried in order before the first token."""
+    def plan(self, model_key: str, request: GenerationRequest) -> list[Candidate]:
+        """Every deployment to try, in order: the model's by weight, then each fallback's. Deployments whose
+        circuit is open go last (tried only when everything else failed)."""
         project = self.catalog.projects[request.project]
-        candidates: list[Candidate] = []
-        for key in (request.model, *self.catalog.models[request.model].fallbacks):
+        healthy: list[Candidate] = []
+        cooling: list[Candidate] = []
+        now = time.monotonic()
+        for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
-            provider = self.providers.get(model.provider)
-            if provider is None:
-                continue
             ttft_ms = request.max_ttft_ms if request.max_ttft_ms is not None else model.max_ttft_ms
-            call = ProviderCall(
-                model=model.model,
-                messages=request.messages,
-                max_tokens=request.max_tokens or project.max_tokens or model.max_tokens,
-                temperature=request.temperature if request.temperature is not None else project.temperature,
-                top_p=request.top_p,
-                stop=request.stop,
-                tools=request.tools,
-                extra=request.extra,
-            )
-            candidates.append(Candidate(key, model, provider, call, ttft_ms / 1000 if ttft_ms else None))
+            for deployment in weighted_order(model.all_deployments, self.rng):
+                provider = self.providers.get(deployment.provider)
+                if provider is None:
+                    continue
+                call = ProviderCall(
+                    model=deployment.model,
+                    messages=request.messages,
+                    max_tokens=request.max_tokens or project.max_tokens or model.max_tokens,
+                    temperature=request.temperature if request.temperature is not None else project.temperature,
+                    top_p=request.top_p,
+                    stop=request.stop,
+                    tools=request.tools,
+                    extra=request.extra,
+                )
+                candidate = Candidate(key, model, deployment, provider, call, ttft_ms / 1000 if ttft_ms else None)
+                (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)
+        return healthy + cooling
+
+    def start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
+        """Start generating on the planned deployments (retries, fallbacks and deadlines: engine/generation.py)."""
+        candidates = self.plan(request.model, request)
         if not candidates:
             provider_name = self.catalog.models[request.model].provider
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
-        generation = Generation(request, candidates, on_done=self._done, keepalive=keepalive)
+        generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
         return generation
 
@@ -134,8 +149,8 @@ class Engine:
                     "user": req.user,
                     "key_id": req.key_id,
                     "model": result.model,
-                    "provider": generation.served.model.provider,
-                    "upstream_model": generation.served.model.model,
+                    "provider": generation.served.deployment.provider,
+                    "upstream_model": generation.served.deployment.model,
                     "inputs": req.inputs,
                     "query": req.query,
                     "prompt": [m.to_openai() for m in req.messages],

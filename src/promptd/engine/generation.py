@@ -14,32 +14,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from promptd.catalog.schema import ModelConfig
+from promptd.catalog.schema import Deployment, ModelConfig
 from promptd.domain.pricing import price_usage
 from promptd.engine.request import Done, EngineEvent, GenerationRequest, GenerationResult, KeepAlive
-from promptd.errors import PromptdError, ProviderError, ProviderTimeout
+from promptd.engine.routing import CircuitBreakers, backoff_s
+from promptd.errors import PromptdError, ProviderError, ProviderRateLimited, ProviderTimeout
 from promptd.providers.base import Provider
 from promptd.types import Finish, ProviderCall, TextDelta, ToolCallDelta, Usage
 
-__all__ = ["Candidate", "Generation"]
+__all__ = ["Candidate", "FirstTokenTimeout", "Generation", "Planner"]
 
 log = logging.getLogger("promptd.engine")
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A model the generation may run on: the catalog key, its config, its provider and the call to make."""
+    """One deployment the generation may run on: the catalog model, the deployment, its provider, the call."""
 
     key: str
     model: ModelConfig
+    deployment: Deployment
     provider: Provider
     call: ProviderCall
-    ttft_s: float | None = None  # first-token deadline for this candidate
+    ttft_s: float | None = None  # first-token deadline for this model
+
+
+class Planner(Protocol):
+    def plan(self, model_key: str, request: GenerationRequest) -> list[Candidate]: ...
+
+    breakers: CircuitBreakers
+    rng: random.Random
 
 
 class FirstTokenTimeout(ProviderTimeout):
@@ -52,11 +63,13 @@ class Generation:
         request: GenerationRequest,
         candidates: list[Candidate],
         *,
+        planner: Planner,
         on_done: Callable[[Generation, GenerationResult], None],
         keepalive: float | None = None,
     ) -> None:
         self.request = request
         self.candidates = candidates
+        self.planner = planner
         self.served = candidates[0]  # the candidate that answered (or the last one tried)
         self._on_done = on_done
         self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
@@ -65,6 +78,7 @@ class Generation:
         self._timer: asyncio.TimerHandle | None = None
         self._stopped_by: str | None = None
         self.result: GenerationResult | None = None
+        self._delay = 0.0
         self._task = asyncio.create_task(self._run(), name=f"generation-{request.message_id}")
         if keepalive:
             self._timer = asyncio.get_running_loop().call_later(keepalive, self._tick)
@@ -123,54 +137,84 @@ class Generation:
         finish: Finish | None = None
         error: PromptdError | None = None
         status = "normal"
-        attempt_start = self.request.started
-        for number, candidate in enumerate(self.candidates):
+        queue = deque(self.candidates)
+        model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
+        breakers, rng = self.planner.breakers, self.planner.rng
+        while queue:
+            candidate = queue.popleft()
             self.served = candidate
-            attempt: dict[str, Any] = {
-                "model": candidate.key,
-                "provider": candidate.model.provider,
-                "upstream_model": candidate.model.model,
-                "status": "ok",
-            }
-            attempts.append(attempt)
-            deadline = attempt_start + candidate.ttft_s if candidate.ttft_s else None
-            stream = candidate.provider.stream(candidate.call)
-            error = None
-            try:
-                async for event in _with_first_token_deadline(stream, deadline):
-                    if isinstance(event, TextDelta | ToolCallDelta):
-                        if ttft is None:
-                            ttft = time.perf_counter() - self.request.started
-                            attempt["ttft"] = ttft
-                        if isinstance(event, TextDelta):
-                            parts.append(event.text)
-                            deltas += 1
-                        else:
-                            _merge_tool_call(tool_calls, event)
-                        self._emit(event)
-                    elif isinstance(event, Finish):
-                        finish = event
-            except asyncio.CancelledError:
-                status, attempt["status"] = "stopped", "stopped"
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # the stop is handled: finish normally from here
-            except PromptdError as exc:
-                status, error = "error", exc
-            except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
-                log.exception("provider %r raised an unexpected error", candidate.model.provider)
-                status, error = "error", ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            if error is not None:
+            model_started.setdefault(candidate.key, time.perf_counter())
+            retries = candidate.model.retry
+            for retry in range(retries.attempts + 1):
+                began = time.perf_counter()
+                attempt: dict[str, Any] = {"model": candidate.key, "provider": candidate.deployment.provider,
+                                           "upstream_model": candidate.deployment.model, "status": "ok",
+                                           "started": round(began - self.request.started, 4)}  # fmt: skip
+                attempts.append(attempt)
+                first_deadline = model_started[candidate.key] + candidate.ttft_s if candidate.ttft_s else None
+                total = candidate.model.total_timeout_ms
+                stream = candidate.provider.stream(candidate.call)
+                error, got = None, deltas
+                try:
+                    async for event in _with_deadlines(
+                        stream,
+                        first=first_deadline,
+                        idle=candidate.model.idle_timeout_ms / 1000 if candidate.model.idle_timeout_ms else None,
+                        total=began + total / 1000 if total else None,
+                    ):
+                        if isinstance(event, TextDelta | ToolCallDelta):
+                            if ttft is None:
+                                ttft = time.perf_counter() - self.request.started
+                                attempt["ttft"] = round(ttft, 4)
+                            if isinstance(event, TextDelta):
+                                parts.append(event.text)
+                                deltas += 1
+                            else:
+                                _merge_tool_call(tool_calls, event)
+                            self._emit(event)
+                        elif isinstance(event, Finish):
+                            finish = event
+                except asyncio.CancelledError:
+                    status, attempt["status"] = "stopped", "stopped"
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()  # the stop is handled: finish normally from here
+                except PromptdError as exc:
+                    error = exc
+                except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
+                    log.exception("provider %r raised an unexpected error", candidate.deployment.provider)
+                    error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
+                finally:
+                    await stream.aclose()  # type: ignore[attr-defined]
+                attempt["duration"] = round(time.perf_counter() - began, 4)
+                if finish is not None and finish.usage is not None:
+                    attempt["usage"] = {"prompt_tokens": finish.usage.prompt_tokens,
+                                        "completion_tokens": finish.usage.completion_tokens}  # fmt: skip
+                if error is None:
+                    if status == "normal":
+                        breakers.success(candidate.deployment)
+                    break
                 attempt.update(status="error", error=error.message, error_code=error.code)
-                more = number + 1 < len(self.candidates)
-                if more and ttft is None and isinstance(error, ProviderError) and error.retryable:
-                    log.info("falling back from %s after %s", candidate.key, error.code)
-                    attempt_start = time.perf_counter()
-                    status = "normal"
+                if deltas > got:
+                    attempt["usage"] = {"completion_tokens": deltas - got, "estimated": True}
+                if isinstance(error, ProviderError) and error.code != "provider_bad_request":
+                    breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
+                if ttft is not None:
+                    break  # committed: the client has content, a failure now is final
+                next_step = self._after_failure(error, candidate, retry, rng)
+                if next_step == "retry":
+                    await asyncio.sleep(self._delay)
                     continue
-            break
+                if next_step == "context":
+                    assert candidate.model.context_fallback is not None
+                    queue = deque(self.planner.plan(candidate.model.context_fallback, self.request))
+                    error = None if queue else error
+                elif next_step == "final":
+                    queue.clear()
+                break
+            if error is None or ttft is not None or status == "stopped":
+                break
+        status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
         usage = finish.usage if finish is not None else None
         if usage is None:
             usage = await self._estimate_usage(deltas)
@@ -194,6 +238,24 @@ class Generation:
             self._on_done(self, result)
         finally:
             self._emit(Done(result))
+
+    def _after_failure(self, error: PromptdError, candidate: Candidate, retry: int, rng: random.Random) -> str:
+        """What to do after a failure before the first token: "retry" (after self._delay), "next" candidate,
+        "context" (the model's larger-context fallback) or "final"."""
+        policy = candidate.model.retry
+        if error.code == "context_length_exceeded":
+            return "context" if candidate.model.context_fallback else "final"
+        if not isinstance(error, ProviderError) or not error.retryable:
+            return "final"  # bad requests and content filters are not retried
+        if error.code == "first_token_timeout":
+            return "next"  # this model's deadline has passed: only another model can help
+        if retry >= policy.attempts:
+            return "next"
+        wait = error.retry_after if isinstance(error, ProviderRateLimited) else None
+        if wait is not None and wait > policy.max_retry_after_s:
+            return "next"  # waiting that long is worse than another deployment or model
+        self._delay = wait if wait is not None else backoff_s(retry, policy, rng)
+        return "retry"
 
     async def _estimate_usage(self, deltas: int) -> Usage:
         """Usage when the provider could not report it (stopped early): deltas, and the provider's prompt count."""
@@ -219,26 +281,35 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
     call["function"]["arguments"] += delta.arguments
 
 
-async def _with_first_token_deadline(stream: Any, deadline: float | None) -> AsyncIterator[Any]:
-    """Relay `stream`; until its first delta, give up (FirstTokenTimeout) at `deadline` (perf_counter time)."""
+async def _with_deadlines(
+    stream: Any, *, first: float | None, idle: float | None, total: float | None
+) -> AsyncIterator[Any]:
+    """Relay `stream` under deadlines (perf_counter times): the first delta by `first`, then no gap between
+    events longer than `idle` seconds, and everything by `total`."""
     iterator = stream.__aiter__()
-    waiting = deadline is not None
+    waiting = True
     while True:
+        now = time.perf_counter()
+        limits = [t - now for t in (first if waiting else None, total) if t is not None]
+        if not waiting and idle is not None:
+            limits.append(idle)
+        timeout = min(limits) if limits else None
         try:
-            if waiting:
-                assert deadline is not None
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    raise TimeoutError
-                event = await asyncio.wait_for(iterator.__anext__(), remaining)
-            else:
+            if timeout is None:
                 event = await iterator.__anext__()
+            else:
+                if timeout <= 0:
+                    raise TimeoutError
+                event = await asyncio.wait_for(iterator.__anext__(), timeout)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            if not waiting:
-                raise
-            raise FirstTokenTimeout("no first token before the max_ttft_ms deadline") from None
+            now = time.perf_counter()
+            if total is not None and now >= total - 0.001:
+                raise ProviderTimeout("the answer took longer than total_timeout_ms") from None
+            if waiting:
+                raise FirstTokenTimeout("no first token before the max_ttft_ms deadline") from None
+            raise ProviderTimeout("the stream stalled longer than idle_timeout_ms") from None
         if isinstance(event, TextDelta | ToolCallDelta):
             waiting = False
         yield event

@@ -199,8 +199,13 @@ class Generation:
                     attempt["usage"] = {"completion_tokens": deltas - got, "estimated": True}
                 if isinstance(error, ProviderError) and error.code != "provider_bad_request":
                     breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
-                if ttft is not None:
+                if ttft is not None and self.request.streaming:
                     break  # committed: the client has content, a failure now is final
+                if ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
+                    parts.clear()
+                    tool_calls.clear()
+                    deltas, ttft, finish = 0, None, None
+                    model_started[candidate.key] = time.perf_counter()
                 next_step = self._after_failure(error, candidate, retry, rng)
                 if next_step == "retry":
                     await asyncio.sleep(self._delay)
@@ -208,12 +213,11 @@ class Generation:
                 if next_step == "context":
                     assert candidate.model.context_fallback is not None
                     queue = deque(self.planner.plan(candidate.model.context_fallback, self.request))
-                    error = None if queue else error
                 elif next_step == "final":
                     queue.clear()
                 break
-            if error is None or ttft is not None or status == "stopped":
-                break
+            if error is None or (ttft is not None and self.request.streaming) or status == "stopped":
+                break  # answered, committed, or stopped: no other candidate
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
         usage = finish.usage if finish is not None else None
         if usage is None:

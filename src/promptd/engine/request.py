@@ -32,6 +32,7 @@ class GenerationRequest:
     query: str | None = None
     files: list[dict[str, Any]] | None = None
     store: bool = True
+    streaming: bool = False  # the client sees tokens as they come: the first one commits the answer
     # the chat API
     session_id: str | None = None
     labels: dict[str, str] | None = None

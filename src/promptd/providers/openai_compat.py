@@ -115,9 +115,9 @@ class OpenAICompatProvider:
                     try:
                         chunk = _decode(data)
                     except msgspec.DecodeError as exc:
-                        raise ProviderError(f"{who}: malformed chunk from upstream: {data[:200]!r}") from exc
+                        raise ProviderUnavailable(f"{who}: malformed chunk from upstream: {data[:200]!r}") from exc
                     if not isinstance(chunk, dict):
-                        raise ProviderError(f"{who}: malformed chunk from upstream: {data[:200]!r}")
+                        raise ProviderUnavailable(f"{who}: malformed chunk from upstream: {data[:200]!r}")
                     if chunk.get("error"):
                         raise http_error(500, data, resp.headers, who)
                     for event in reader.events(chunk):

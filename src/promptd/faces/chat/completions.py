@@ -139,6 +139,7 @@ async def chat_completions(request: Request) -> Response:
             tools=tools,
             extra=extra,
             created_at=created,
+            streaming=bool(body.stream),
         )
         for i in range(n)
     ]

@@ -121,6 +121,7 @@ async def completion_messages(request: Request) -> Response:
         else None,
     )
     if streaming:
+        req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
         return EventStream(_stream(generation))
     result = await app.svc.engine.start(req).wait()

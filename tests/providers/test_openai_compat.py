@@ -8,7 +8,8 @@ import pytest
 
 from promptd.catalog.schema import OpenAIProviderConfig, Timeouts
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
-from promptd.providers.openai_compat import OpenAICompatProvider, parse_retry_after
+from promptd.providers.http import parse_retry_after
+from promptd.providers.openai_compat import OpenAICompatProvider
 from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from tests.serving import free_port
 from tests.upstream import FakeUpstream, fake_upstream

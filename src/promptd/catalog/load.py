@@ -72,7 +72,7 @@ def format_path(loc: tuple[int | str, ...]) -> str:
     """('projects', 'demo', 'inputs', 0, 'type') → 'projects.demo.inputs[0].type'."""
     parts = list(loc)
     # a discriminated union puts the tag in the path (providers.x.openai.base_url): drop it
-    if len(parts) >= 3 and parts[0] == "providers" and parts[2] in ("local", "openai", "fake"):
+    if len(parts) >= 3 and parts[0] == "providers" and parts[2] in ("local", "openai", "anthropic", "fake"):
         del parts[2]
     out = ""
     for p in parts:

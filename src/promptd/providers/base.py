@@ -48,6 +48,7 @@ class SpeechProvider(Protocol):
 PROVIDER_KINDS: Mapping[str, str] = {
     "local": "promptd.providers.local:LocalProvider",
     "openai": "promptd.providers.openai_compat:OpenAICompatProvider",
+    "anthropic": "promptd.providers.anthropic:AnthropicProvider",
     "fake": "promptd.providers.fake:FakeProvider",
 }
 

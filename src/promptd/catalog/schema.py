@@ -100,7 +100,10 @@ class FakeProviderConfig(Strict):
     tool_arguments: str | None = Field(None, description="when tools are offered, call the first with these")
 
 
-ProviderConfig = Annotated[LocalProviderConfig | OpenAIProviderConfig | FakeProviderConfig, Field(discriminator="kind")]
+ProviderConfig = Annotated[
+    LocalProviderConfig | OpenAIProviderConfig | AnthropicProviderConfig | FakeProviderConfig,
+    Field(discriminator="kind"),
+]
 
 # --- models ----------------------------------------------------------------------------------------------------
 

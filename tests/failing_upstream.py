@@ -17,6 +17,7 @@ The requested model names the behaviour (a per-model counter lets a behaviour ch
     filter         400 content_filter
     flap           fails (503) on odd calls, answers on even ones
 
+A `#tag` suffix ("slow-first#hedge") behaves the same but is a distinct deployment (its own circuit).
 `hang_url` is a socket that accepts connections and never answers; `calls` counts requests per model.
 """
 
@@ -55,9 +56,9 @@ class FailingUpstream:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json()
-        model = body["model"]
-        self.calls[model] += 1
-        n = self.calls[model]
+        self.calls[body["model"]] += 1
+        n = self.calls[body["model"]]
+        model = body["model"].split("#")[0]  # "cut#b" behaves like "cut" but is another deployment
         status = {"500": 500, "502": 502, "503": 503}.get(model)
         if model == "flap" and n % 2 == 1:
             status = 503

@@ -47,6 +47,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "context_alone": model("context"),
     "filter": model("filter", fallbacks=["healthy"]),
     "flap": {**model("flap", "ok"), "retry": {"attempts": 0}, "circuit": {"failures": 1, "cooldown_s": 60}},
+    "hedged": model("slow-first#hedge", hedge_ms=300, fallbacks=["healthy"]),
+    "hedge_unneeded": model("ok", hedge_ms=2000, fallbacks=["healthy"]),
     "healthy": model("ok"),
     "big": model("ok"),
 }
@@ -204,6 +206,8 @@ def test_a_stream_that_breaks_mid_answer_is_never_a_success(server: RunningServe
     # blocking: nothing reached the client yet, so another deployment can still answer
     _, record = served_ok(server, project)
     assert attempts(record)[-1] == ("ok", "ok") and record["attempts"][0]["usage"]["estimated"] is True
+    assert record["attempts"][0]["cost"] == "0.0000020"  # the 2 tokens the broken attempt was billed, at 1/1M
+    assert record["attempts"][-1]["cost"] == "0.0000070"  # 4 prompt + 3 completion tokens
 
 
 def test_a_context_length_error_goes_to_the_larger_model(server: RunningServer) -> None:
@@ -232,3 +236,16 @@ def test_a_flapping_deployment_is_cooled_down(server: RunningServer, upstream: F
         assert status == 200 and body["choices"][0]["message"]["content"] == "Hello there friend"
     # it failed once and its circuit opened: the other deployment took the rest of the traffic
     assert upstream.calls["flap"] <= 2
+
+
+def test_a_hedge_starts_the_next_candidate_and_keeps_the_first_to_answer(server: RunningServer) -> None:
+    elapsed, record = served_ok(server, "hedged")
+    assert record["model"] == "healthy"
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("hedged", "hedged-out"), ("healthy", "ok")]
+    assert record["attempts"][1]["hedge"] is True
+    assert elapsed < 2.5  # the hedge answered; nobody waited for the 3 s first token
+
+
+def test_a_fast_primary_never_starts_the_hedge(server: RunningServer) -> None:
+    _, record = served_ok(server, "hedge_unneeded")
+    assert [(a["model"], a["status"]) for a in record["attempts"]] == [("hedge_unneeded", "ok")]

@@ -174,6 +174,7 @@ class ModelConfig(Strict):
     circuit: CircuitPolicy = Field(default_factory=CircuitPolicy)
     idle_timeout_ms: int | None = Field(None, ge=1, description="longest gap between chunks once streaming")
     total_timeout_ms: int | None = Field(None, ge=1, description="longest a whole answer may take")
+    hedge_ms: int | None = Field(None, ge=1, description="start the next candidate after this long without a token")
 
     @model_validator(mode="before")
     @classmethod

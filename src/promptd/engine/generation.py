@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from promptd.catalog.schema import Deployment, ModelConfig
-from promptd.domain.pricing import price_usage
+from promptd.domain.pricing import plain, price_usage
+from promptd.engine.hedging import Hedge
 from promptd.engine.request import Done, EngineEvent, GenerationRequest, GenerationResult, KeepAlive
 from promptd.engine.routing import CircuitBreakers, backoff_s
 from promptd.errors import PromptdError, ProviderError, ProviderRateLimited, ProviderTimeout
@@ -151,17 +152,22 @@ class Generation:
                                            "upstream_model": candidate.deployment.model, "status": "ok",
                                            "started": round(began - self.request.started, 4)}  # fmt: skip
                 attempts.append(attempt)
-                first_deadline = model_started[candidate.key] + candidate.ttft_s if candidate.ttft_s else None
-                total = candidate.model.total_timeout_ms
-                stream = candidate.provider.stream(candidate.call)
+                hedge: Hedge | None = None
+                hedged: dict[str, Any] = {}  # the backup's attempt, when a hedge started one
+                if candidate.model.hedge_ms and queue and retry == 0 and ttft is None:
+                    backup = queue[0]
+                    model_started.setdefault(backup.key, began)
+                    hedge = Hedge(
+                        _guarded(candidate, model_started[candidate.key], began),
+                        _guarded(backup, model_started[backup.key], began),
+                        candidate.model.hedge_ms / 1000,
+                    )
+                    stream = hedge.events()
+                else:
+                    stream = _guarded(candidate, model_started[candidate.key], began)
                 error, got = None, deltas
                 try:
-                    async for event in _with_deadlines(
-                        stream,
-                        first=first_deadline,
-                        idle=candidate.model.idle_timeout_ms / 1000 if candidate.model.idle_timeout_ms else None,
-                        total=began + total / 1000 if total else None,
-                    ):
+                    async for event in stream:
                         if isinstance(event, TextDelta | ToolCallDelta):
                             if ttft is None:
                                 ttft = time.perf_counter() - self.request.started
@@ -187,16 +193,30 @@ class Generation:
                 finally:
                     await stream.aclose()  # type: ignore[attr-defined]
                 attempt["duration"] = round(time.perf_counter() - began, 4)
+                if hedge is not None and hedge.started_backup:
+                    backup = queue.popleft()  # it ran: it is not tried again
+                    hedged = {"model": backup.key, "provider": backup.deployment.provider,
+                              "upstream_model": backup.deployment.model, "hedge": True,
+                              "started": round(began + hedge.delay - self.request.started, 4)}  # fmt: skip
+                    attempts.append(hedged)
+                    if hedge.winner == 1:  # the backup answered: the outcome is its, the primary lost
+                        hedged.update(status=attempt["status"], ttft=attempt.pop("ttft", None))
+                        attempt["status"] = "hedged-out"
+                        candidate = self.served = backup
+                    elif hedge.winner == 0:
+                        hedged["status"] = "hedged-out"
+                    else:
+                        hedged["status"] = "error"
+                outcome = hedged if hedge is not None and hedge.winner == 1 else attempt
                 if finish is not None and finish.usage is not None:
-                    attempt["usage"] = {"prompt_tokens": finish.usage.prompt_tokens,
-                                        "completion_tokens": finish.usage.completion_tokens}  # fmt: skip
+                    _bill(outcome, finish.usage, candidate, estimated=False)
                 if error is None:
                     if status == "normal":
                         breakers.success(candidate.deployment)
                     break
-                attempt.update(status="error", error=error.message, error_code=error.code)
-                if deltas > got:
-                    attempt["usage"] = {"completion_tokens": deltas - got, "estimated": True}
+                outcome.update(status="error", error=error.message, error_code=error.code)
+                if deltas > got:  # the upstream produced (and billed) tokens the answer will not keep
+                    _bill(outcome, Usage(0, deltas - got), candidate, estimated=True)
                 if isinstance(error, ProviderError) and error.code != "provider_bad_request":
                     breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
                 if ttft is not None and self.request.streaming:
@@ -283,6 +303,25 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
     if delta.name:
         call["function"]["name"] += delta.name
     call["function"]["arguments"] += delta.arguments
+
+
+def _bill(attempt: dict[str, Any], usage: Usage, candidate: Candidate, *, estimated: bool) -> None:
+    """Note an attempt's tokens and their cost (estimated: counted from the deltas, the upstream never said)."""
+    attempt["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    if estimated:
+        attempt["usage"]["estimated"] = True
+    attempt["cost"] = plain(price_usage(usage, candidate.model.price).total_price)
+
+
+def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIterator[Any]:
+    """The candidate's provider stream under its deadlines (first token, idle gap, total)."""
+    model = candidate.model
+    return _with_deadlines(
+        candidate.provider.stream(candidate.call),
+        first=model_clock + candidate.ttft_s if candidate.ttft_s else None,
+        idle=model.idle_timeout_ms / 1000 if model.idle_timeout_ms else None,
+        total=began + model.total_timeout_ms / 1000 if model.total_timeout_ms else None,
+    )
 
 
 async def _with_deadlines(

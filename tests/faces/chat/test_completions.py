@@ -243,3 +243,14 @@ def test_openai_aliases_use_openais_error_shape(chat: tuple[RunningServer, Recor
     assert "not attached" in info.value.body["message"]  # type: ignore[index]
     # the Dify face still owns the rest of /v1
     assert httpx.get(server.v1 + "/info", headers=server.headers()).json()["mode"] == "completion"
+
+
+def test_a_slow_first_token_gets_sse_keep_alives(tmp_path: Path) -> None:
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["providers"]["fake"]["first_token_ms"] = 700
+    with serve_app(catalog, tmp_path, ping_interval=0.2) as server:
+        raw = post(server, "/api/v1/chat/completions", {"model": "demo", "messages": USER, "stream": True, **ARGS}).text
+    blocks = [b for b in raw.split("\n\n") if b]
+    first_data = next(i for i, b in enumerate(blocks) if b.startswith("data: "))
+    assert blocks[:first_data].count(": keep-alive") >= 2  # comments: SSE clients ignore them, proxies see traffic
+    assert blocks[-1] == "data: [DONE]"

@@ -15,8 +15,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from promptd import __version__
@@ -29,12 +30,14 @@ from promptd.faces.chat.routes import routes as chat_routes
 from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.routes import routes as dify_routes
 from promptd.keys import KeyCache
+from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
-from promptd.services import Services
+from promptd.services import Services, services
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder
 from promptd.store.repository import Repository
+from promptd.timing import ServerTiming
 
 __all__ = ["build_providers", "create_app"]
 
@@ -88,6 +91,10 @@ async def _warm(name: str, provider: Any) -> None:
         log.warning("provider %r could not start yet (%s); requests to it will report the error", name, exc)
 
 
+async def metrics_endpoint(request: Request) -> Response:
+    return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "version": __version__})
 
@@ -99,15 +106,19 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         db = create_engine(settings.db_url)
         await migrate(db)
         built = dict(providers) if providers is not None else build_providers(catalog)
+        metrics = Metrics()
         recorder = Recorder(
             db,
             dead_letter=settings.data_dir / "dead-letter.jsonl",
             batch=settings.recorder_batch,
             maxsize=settings.recorder_queue,
+            on_written=lambda outcome, n: metrics.recorded.inc(n, outcome=outcome),
         )
         recorder.start()
         repo = Repository(db)
-        engine = Engine(catalog, built, recorder)
+        engine = Engine(catalog, built, recorder, metrics)
+        metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
+        metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
         svc = Services(
             settings=settings,
             catalog=catalog,
@@ -135,11 +146,13 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
     return Starlette(
         routes=[
             Route("/health", health),
+            Route("/metrics", metrics_endpoint),
             Mount("/api/v1", app=_chat_app()),
             *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
             Mount("/v1", app=_dify_app()),
         ],
         # errors of the routes above that are not in a mount: the OpenAI aliases
         exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
+        middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )

@@ -16,6 +16,7 @@ from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import CircuitBreakers, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound
+from promptd.metrics import Metrics
 from promptd.providers.base import Provider
 from promptd.store.recorder import Recorder, Row
 from promptd.store.repository import end_user_row
@@ -34,8 +35,11 @@ log = logging.getLogger("promptd.engine")
 
 
 class Engine:
-    def __init__(self, catalog: Catalog, providers: Mapping[str, Provider], recorder: Recorder) -> None:
+    def __init__(
+        self, catalog: Catalog, providers: Mapping[str, Provider], recorder: Recorder, metrics: Metrics | None = None
+    ) -> None:
         self.catalog = catalog
+        self.metrics = metrics or Metrics()
         self.providers = providers
         self.recorder = recorder
         self.tasks = TaskRegistry()
@@ -124,8 +128,25 @@ class Engine:
         self.tasks.add(generation)
         return generation
 
+    def _observe(self, generation: Generation, result: GenerationResult) -> None:
+        m, req = self.metrics, generation.request
+        labels: dict[str, str] = {"project": req.project, "model": result.model}
+        m.requests.inc(face=req.face, status=result.status, **labels)
+        if result.error is not None:
+            m.errors.inc(code=result.error.code, **labels)
+        m.latency.observe(result.latency, **labels)
+        if result.ttft is not None:
+            m.ttft.observe(result.ttft, **labels)
+        m.overhead.observe(max(0.0, result.latency - result.upstream_s), face=req.face)
+        m.tokens.inc(result.usage.prompt_tokens, kind="prompt", **labels)
+        m.tokens.inc(result.usage.completion_tokens, kind="completion", **labels)
+        m.cost.inc(float(result.cost.total_price), currency=result.cost.currency, **labels)
+        for attempt in result.attempts:
+            m.attempts.inc(provider=attempt["provider"], status=attempt.get("status", "ok"))
+
     def _done(self, generation: Generation, result: GenerationResult) -> None:
         self.tasks.remove(generation)
+        self._observe(generation, result)
         req = generation.request
         if not req.store:
             return

@@ -192,7 +192,7 @@ class Generation:
                     error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
                 finally:
                     await stream.aclose()  # type: ignore[attr-defined]
-                attempt["duration"] = round(time.perf_counter() - began, 4)
+                attempt["duration"] = time.perf_counter() - began
                 if hedge is not None and hedge.started_backup:
                     backup = queue.popleft()  # it ran: it is not tried again
                     hedged = {"model": backup.key, "provider": backup.deployment.provider,
@@ -254,6 +254,7 @@ class Generation:
             model=self.served.key,
             tool_calls=[tool_calls[i] for i in sorted(tool_calls)] or None,
             attempts=attempts,
+            upstream_s=sum(a.get("duration", 0.0) for a in attempts if not a.get("hedge")),
         )
         self.result = result
         if self._timer is not None:
@@ -316,8 +317,11 @@ def _bill(attempt: dict[str, Any], usage: Usage, candidate: Candidate, *, estima
 def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIterator[Any]:
     """The candidate's provider stream under its deadlines (first token, idle gap, total)."""
     model = candidate.model
+    stream = candidate.provider.stream(candidate.call)
+    if not (candidate.ttft_s or model.idle_timeout_ms or model.total_timeout_ms):
+        return stream  # no deadline to watch: no extra layer per event
     return _with_deadlines(
-        candidate.provider.stream(candidate.call),
+        stream,
         first=model_clock + candidate.ttft_s if candidate.ttft_s else None,
         idle=model.idle_timeout_ms / 1000 if model.idle_timeout_ms else None,
         total=began + model.total_timeout_ms / 1000 if model.total_timeout_ms else None,

@@ -61,6 +61,7 @@ class GenerationResult:
     model: str = ""  # the catalog model that answered (a fallback, maybe)
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    upstream_s: float = 0.0  # time spent waiting on upstreams (the rest of `latency` is promptd's own)
 
 
 @dataclass(slots=True)

@@ -41,9 +41,11 @@ class OpenAICompatProvider(HTTPProvider):
                 reader = ChunkReader()
                 done = False
                 async for data in sse_data(resp.content):
+                    if done:
+                        continue  # read to the end of the body, so the connection goes back to the pool
                     if data == b"[DONE]":
                         done = True
-                        break
+                        continue
                     try:
                         chunk = _decode(data)
                     except msgspec.DecodeError as exc:

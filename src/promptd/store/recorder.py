@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,17 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
 
 
 class Recorder:
-    def __init__(self, engine: AsyncEngine, *, dead_letter: Path, batch: int = 256, maxsize: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        dead_letter: Path,
+        batch: int = 256,
+        maxsize: int = 10_000,
+        on_written: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self._on_written = on_written or (lambda outcome, n: None)
         self.dead_letter = dead_letter
         self.batch = batch
         self.maxsize = maxsize
@@ -124,6 +133,7 @@ class Recorder:
             try:
                 async with self.engine.begin() as conn:
                     await write_rows(conn, rows)
+                self._on_written("written", len(rows))
                 return
             except Exception as exc:  # the database is down, locked, or one row is bad
                 log.warning("recorder: writing %d row(s) failed (attempt %d): %s", len(rows), attempt + 1, exc)
@@ -138,6 +148,7 @@ class Recorder:
 
     def _dead(self, row: Row, why: str) -> None:
         self.failed_rows += 1
+        self._on_written("dead_letter", 1)
         entry = {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
         self.dead_letter.parent.mkdir(parents=True, exist_ok=True)

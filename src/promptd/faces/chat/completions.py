@@ -23,6 +23,7 @@ from promptd.faces.chat.auth import Caller, authenticate, split_model
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
 from promptd.faces.streaming import EventStream
+from promptd.timing import UPSTREAM_KEY
 from promptd.types import Message, TextDelta, ToolCallDelta
 
 __all__ = ["chat_completions", "enabled_tools", "usage_body"]
@@ -158,6 +159,7 @@ async def chat_completions(request: Request) -> Response:
         return EventStream(_stream(generations, head, include_usage))
     generations = [caller.svc.engine.start(r) for r in requests]
     results = await asyncio.gather(*(g.wait() for g in generations))
+    request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
     for result in results:
         if result.error is not None:
             raise result.error

@@ -19,6 +19,7 @@ from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, event, header, usage_metadata
 from promptd.faces.dify.wire import CompletionBody, FileRef, StopBody, decode_body, require_user
 from promptd.faces.streaming import EventStream
+from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
 
 __all__ = ["completion_messages", "stop_completion"]
@@ -125,6 +126,7 @@ async def completion_messages(request: Request) -> Response:
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
         return EventStream(_stream(generation))
     result = await app.svc.engine.start(req).wait()
+    request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
         raise result.error
     return JSONResponse(

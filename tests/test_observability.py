@@ -1,0 +1,73 @@
+"""Transparency in production: Server-Timing on responses, Prometheus metrics at /metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+
+from promptd.metrics import Counter, Histogram, Metrics
+from tests.serving import RunningServer
+
+TIMING = re.compile(r"^gateway;dur=(\d+\.\d\d), upstream;dur=(\d+\.\d\d)$")
+
+
+def test_blocking_answers_split_gateway_and_upstream_time(fake_server: RunningServer) -> None:
+    body = {"inputs": {"query": "hi"}, "user": "u"}
+    r = httpx.post(fake_server.v1 + "/completion-messages", json=body, headers=fake_server.headers())
+    m = TIMING.match(r.headers["server-timing"])
+    assert m, r.headers["server-timing"]
+    chat = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(fake_server.url + "/api/v1/chat/completions", json=chat, headers=fake_server.headers())
+    assert TIMING.match(r.headers["server-timing"])
+
+
+def test_streams_and_other_endpoints_report_gateway_time(fake_server: RunningServer) -> None:
+    body = {"inputs": {"query": "hi"}, "user": "u", "response_mode": "streaming"}
+    r = httpx.post(fake_server.v1 + "/completion-messages", json=body, headers=fake_server.headers())
+    assert re.match(r"^gateway;dur=\d+\.\d\d$", r.headers["server-timing"])
+    assert re.match(
+        r"^gateway;dur=", httpx.get(fake_server.v1 + "/info", headers=fake_server.headers()).headers["server-timing"]
+    )
+
+
+def test_metrics_count_requests_tokens_cost_and_recorder_rows(fake_server: RunningServer) -> None:
+    for _ in range(3):
+        httpx.post(
+            fake_server.v1 + "/completion-messages",
+            json={"inputs": {"query": "hi"}, "user": "u"},
+            headers=fake_server.headers(),
+        )
+    httpx.post(fake_server.v1 + "/completion-messages", json={"inputs": {}, "user": "u"}, headers=fake_server.headers())
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(fake_server.url + "/metrics").text
+        if 'promptd_recorder_rows_total{outcome="written"}' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert 'promptd_requests_total{face="dify",model="echo",project="demo",status="normal"} 3' in text
+    assert 'promptd_tokens_total{kind="completion",model="echo",project="demo"} 12' in text  # "Echo: hi" x3... words
+    assert 'promptd_overhead_seconds_count{face="dify"} 3' in text
+    assert 'promptd_latency_seconds_bucket{model="echo",project="demo",le="+Inf"} 3' in text
+    assert re.search(r'promptd_recorder_rows_total\{outcome="written"\} \d+', text)
+    assert "promptd_recorder_queue_rows " in text and "# TYPE promptd_ttft_seconds histogram" in text
+
+
+def test_exposition_format() -> None:
+    c = Counter("x_total", "help")
+    c.inc(2, a='q"uote')
+    assert list(c.lines())[-1] == 'x_total{a="q\\"uote"} 2'
+    h = Histogram("h", "help", (0.1, 1.0))
+    for v in (0.05, 0.5, 5):
+        h.observe(v, k="v")
+    assert list(h.lines())[2:] == [
+        'h_bucket{k="v",le="0.1"} 1',
+        'h_bucket{k="v",le="1"} 2',
+        'h_bucket{k="v",le="+Inf"} 3',
+        'h_sum{k="v"} 5.55',
+        'h_count{k="v"} 3',
+    ]
+    m = Metrics()
+    m.gauge("g", "a gauge", lambda: 7)
+    assert m.exposition().endswith("# TYPE g gauge\ng 7\n")

@@ -47,7 +47,8 @@ def test_metrics_count_requests_tokens_cost_and_recorder_rows(fake_server: Runni
             break
         time.sleep(0.05)
     assert 'promptd_requests_total{face="dify",model="echo",project="demo",status="normal"} 3' in text
-    assert 'promptd_tokens_total{kind="completion",model="echo",project="demo"} 12' in text  # "Echo: hi" x3... words
+    # "Echo: Answer briefly: hi" is 4 words, answered 3 times
+    assert 'promptd_tokens_total{kind="completion",model="echo",project="demo"} 12' in text
     assert 'promptd_overhead_seconds_count{face="dify"} 3' in text
     assert 'promptd_latency_seconds_bucket{model="echo",project="demo",le="+Inf"} 3' in text
     assert re.search(r'promptd_recorder_rows_total\{outcome="written"\} \d+', text)

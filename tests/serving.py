@@ -68,6 +68,13 @@ class RunningServer:
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
 
+    def settle(self) -> None:
+        """Wait until the server's recorder has written everything answered so far (GET /v1/end-users drains
+        the recorder before it reads)."""
+        import httpx
+
+        httpx.get(f"{self.v1}/end-users/settle", headers=self.headers(), timeout=30)
+
     def repo_call(self, fn: Any) -> Any:
         """Run `await fn(repo)` against this server's database (from the test's thread)."""
 

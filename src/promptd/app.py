@@ -113,6 +113,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             batch=settings.recorder_batch,
             maxsize=settings.recorder_queue,
             on_written=lambda outcome, n: metrics.recorded.inc(n, outcome=outcome),
+            linger=settings.recorder_linger,
         )
         recorder.start()
         repo = Repository(db)

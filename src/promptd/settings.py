@@ -17,6 +17,7 @@ class Settings:
     ping_interval: float = 10.0  # seconds between Dify `event: ping` keep-alives
     recorder_batch: int = 256
     recorder_queue: int = 10_000
+    recorder_linger: float = 0.1  # seconds the writer waits for a batch to fill
     key_cache_ttl: float = 5.0  # seconds a verified key is trusted before it is looked up again
     upload_limits_mb: dict[str, int] = field(
         default_factory=lambda: {"image": 10, "audio": 50, "video": 100, "document": 15}

@@ -141,6 +141,7 @@ class Generation:
         queue = deque(self.candidates)
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
+        relay = self.request.streaming
         while queue:
             candidate = queue.popleft()
             self.served = candidate
@@ -177,7 +178,8 @@ class Generation:
                                 deltas += 1
                             else:
                                 _merge_tool_call(tool_calls, event)
-                            self._emit(event)
+                            if relay:  # blocking clients only wait for the result
+                                self._emit(event)
                         elif isinstance(event, Finish):
                             finish = event
                 except asyncio.CancelledError:

@@ -5,11 +5,14 @@
 which applies back-pressure. A batch that fails is retried row by row; a row the database keeps refusing is
 appended to `dead-letter.jsonl` in the data dir with the error, and logged: never dropped silently.
 `drain()` waits until everything submitted so far is written; `close()` drains and stops (graceful shutdown).
+With `linger` > 0 the writer waits up to that long for a batch to fill before inserting (drain and close
+cut the wait short).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -59,6 +62,7 @@ class Recorder:
         batch: int = 256,
         maxsize: int = 10_000,
         on_written: Callable[[str, int], None] | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.engine = engine
         self._on_written = on_written or (lambda outcome, n: None)
@@ -67,6 +71,8 @@ class Recorder:
         self.maxsize = maxsize
         self._queue: deque[Row] = deque()
         self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self.linger = linger
         self._progress = asyncio.Condition()
         self._submitted = 0
         self._written = 0
@@ -82,6 +88,8 @@ class Recorder:
         self._queue.extend(rows)
         self._submitted += len(rows)
         self._wakeup.set()
+        if len(self._queue) >= self.batch:
+            self._full.set()
 
     async def put(self, *rows: Row) -> None:
         """Like submit, but waits while the queue is over `maxsize` (back-pressure)."""
@@ -97,6 +105,7 @@ class Recorder:
     async def drain(self) -> None:
         """Wait until every row submitted before this call is in the database (or the dead-letter file)."""
         target = self._submitted
+        self._full.set()  # a reader is waiting: write now
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target)
 
@@ -108,6 +117,7 @@ class Recorder:
     async def close(self) -> None:
         self._closing = True
         self._wakeup.set()
+        self._full.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -122,6 +132,11 @@ class Recorder:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self.linger and len(self._queue) < self.batch and not self._closing:
+                # gather a batch: one insert of many rows costs about what one row alone does
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.linger)
+                self._full.clear()
             rows = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
             await self._write(rows)
             async with self._progress:

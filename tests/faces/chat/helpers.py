@@ -46,6 +46,7 @@ def assert_adaptive_error(resp: httpx.Response, status: int, contains: str = "")
 
 def rows(server: RunningServer, project: str = "demo", expect: int | None = None) -> list[dict[str, Any]]:
     """The project's stored messages, oldest first (waits for `expect` rows: records are written off-path)."""
+    server.settle()
     deadline = time.monotonic() + 20
     while True:
         found = server.repo_call(lambda repo: repo.list_messages(project, limit=10_000))

@@ -61,5 +61,6 @@ def stored_message(server: RunningServer, message_id: str, project: str = "demo"
 
 
 def message_count(server: RunningServer, project: str = "demo") -> int:
+    server.settle()
     rows = server.repo_call(lambda repo: repo.list_messages(project, limit=10_000))
     return len(rows)

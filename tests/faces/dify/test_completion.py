@@ -226,6 +226,7 @@ def test_model_failures_map_to_difys_codes(tmp_path: Path, fail: str, status: in
         events = stream(server, {"inputs": {"query": "x"}, "user": "u"})
         assert len(events) == 1 and isinstance(events[0], dict)
         assert (events[0]["event"], events[0]["status"], events[0]["code"]) == ("error", status, code)
+        server.settle()
         failed = server.repo_call(lambda repo: repo.list_messages("demo"))
         assert len(failed) == 2 and {m["status"] for m in failed} == {"error"}  # failures are recorded too
         assert all(m["error_code"] for m in failed)

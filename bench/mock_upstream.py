@@ -34,8 +34,23 @@ def make_app(ttft_ms: float, gap_ms: float, tokens: int) -> web.Application:
         + "\n\ndata: [DONE]\n\n"
     ).encode()
 
+    whole = json.dumps(
+        {
+            "id": "b",
+            "object": "chat.completion",
+            "model": "bench",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": " tok" * tokens}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+        }
+    )
+
     async def chat(request: web.Request) -> web.StreamResponse:
-        await request.read()
+        body = await request.json()
+        if not body.get("stream"):  # a non-streaming client gets the whole answer once it is "generated"
+            await asyncio.sleep((ttft_ms + gap_ms * max(0, tokens - 1)) / 1000)
+            return web.Response(text=whole, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         if ttft_ms:

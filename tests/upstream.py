@@ -10,9 +10,17 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     cut         two chunks, then the stream ends without finish_reason or [DONE]
     malformed   one chunk, then a line that is not JSON
     stall       waits `stall_s` (default 5) before answering
-    slow        a chunk every 0.2 s for 2 s
+    slow        a chunk every 0.2 s for 2 s; `outcomes` records whether it "completed" or was "aborted"
+    no-usage    "Hello", finish_reason, [DONE]: no usage chunk
+    no-done     the normal answer with finish_reason and usage, then a clean end without [DONE]
+    split       the normal answer in 16-byte pieces with CRLF line ends (lines straddle reads)
+    big         one 1 000 000-character content chunk (longer than aiohttp's readline limit, 512 KiB)
+    linger      the normal answer and [DONE], then the body stays open `linger_s` (default 2) more
+    odd         a chunk that is JSON but not a chunk's shape ({"choices": "nope"})
+    error-chunk a 200 stream whose one chunk is an error object with code 400 (as vLLM sends them)
+    whole       ignores stream=true: one application/json chat.completion with a tool call
 
-Every request is kept in `requests` (headers and JSON body) for assertions.
+Every request is kept in `requests` (headers, JSON body and, for chat, the client's port) for assertions.
 """
 
 from __future__ import annotations
@@ -50,11 +58,44 @@ USAGE = b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":7,"comp
 DONE = b"data: [DONE]\n\n"
 
 
+def _answer() -> list[bytes]:
+    """The normal answer: a keep-alive comment, "Hello from upstream" in three chunks, finish, usage, [DONE]."""
+    return [
+        b": keep-alive\n\n",
+        *(_chunk(p) for p in ("Hello", " from", " upstream")),
+        _chunk(finish="stop"),
+        USAGE,
+        DONE,
+    ]
+
+
+WHOLE = {
+    "id": "chatcmpl-2",
+    "object": "chat.completion",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_9", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+}
+
+
 @dataclass
 class FakeUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     stall_s: float = 5.0
+    linger_s: float = 2.0
     url: str = ""
+    outcomes: list[str] = field(default_factory=list)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -67,7 +108,8 @@ class FakeUpstream:
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
-        self.requests.append({"headers": dict(request.headers), "body": body})
+        port = request.client.port if request.client else None  # the client's side of the connection
+        self.requests.append({"headers": dict(request.headers), "body": body, "client_port": port})
         model = body["model"]
         errors = {
             "rate-limit": (429, "rate_limit_exceeded", {"Retry-After": "2"}),
@@ -81,6 +123,8 @@ class FakeUpstream:
             status, code, headers = errors[model]
             message = {"context": "This model's maximum context length is 8192 tokens"}.get(model, f"{code} here")
             return JSONResponse({"error": {"message": message, "code": code}}, status_code=status, headers=headers)
+        if model == "whole":
+            return JSONResponse(WHOLE)
         return StreamingResponse(self._stream(model), media_type="text/event-stream")
 
     async def _stream(self, model: str) -> AsyncIterator[bytes]:
@@ -112,18 +156,48 @@ class FakeUpstream:
             yield b"data: {not json\n\n"
             return
         if model == "slow":
-            for i in range(10):
-                yield _chunk(f" {i}")
-                await asyncio.sleep(0.2)
+            outcome = "aborted"
+            try:
+                for i in range(10):
+                    yield _chunk(f" {i}")
+                    await asyncio.sleep(0.2)
+                yield _chunk(finish="stop")
+                yield DONE
+                outcome = "completed"
+            finally:
+                self.outcomes.append(outcome)
+            return
+        if model == "no-usage":
+            yield _chunk("Hello")
             yield _chunk(finish="stop")
             yield DONE
             return
-        yield b": keep-alive\n\n"
-        for piece in ("Hello", " from", " upstream"):
-            yield _chunk(piece)
-        yield _chunk(finish="stop")
-        yield USAGE
-        yield DONE
+        if model == "big":
+            yield _chunk("x" * 1_000_000)
+            yield _chunk(finish="stop")
+            yield USAGE
+            yield DONE
+            return
+        if model == "error-chunk":
+            error = {"object": "error", "type": "BadRequestError", "code": 400}
+            error["message"] = "This model's maximum context length is 4096 tokens. However, you requested 5000"
+            yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            return
+        if model == "odd":
+            yield b'data: {"choices": "nope"}\n\n'
+            return
+        if model == "split":
+            answer = b"".join(_answer()).replace(b"\n", b"\r\n")
+            for i in range(0, len(answer), 16):
+                yield answer[i : i + 16]
+                await asyncio.sleep(0.001)  # one piece per read, as far as loopback allows
+            return
+        for piece in _answer():
+            if model == "no-done" and piece == DONE:
+                return
+            yield piece
+        if model == "linger":
+            await asyncio.sleep(self.linger_s)
 
     async def transcribe(self, request: Request) -> Response:
         async with request.form() as form:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_UPLOAD_LIMITS_MB", "Settings"]
+
+#: Dify's defaults (UPLOAD_*_FILE_SIZE_LIMIT), in MB, by kind of file
+DEFAULT_UPLOAD_LIMITS_MB: Mapping[str, float] = {"image": 10, "audio": 50, "video": 100, "document": 15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +23,9 @@ class Settings:
     recorder_queue: int = 10_000
     recorder_linger: float = 0.1  # seconds the writer waits for a batch to fill
     key_cache_ttl: float = 5.0  # seconds a verified key is trusted before it is looked up again
-    upload_limits_mb: dict[str, int] = field(
-        default_factory=lambda: {"image": 10, "audio": 50, "video": 100, "document": 15}
-    )
-    audio_limit_mb: int = 30
+    #: MB per kind of upload (image, audio, video, document); fractions allowed, a kind left out keeps its default
+    upload_limits_mb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS_MB))
+    audio_limit_mb: float = 30  # MB accepted by /audio-to-text; fractions allowed
     remote_fetch_timeout: float = 10.0
 
     @property
@@ -30,6 +33,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'promptd.db').resolve()}"
+
+    def upload_limit_mb(self, kind: str) -> float:
+        """The size limit, in MB, of an upload of this kind (image, audio, video or document)."""
+        return self.upload_limits_mb.get(kind, DEFAULT_UPLOAD_LIMITS_MB[kind])
 
     @property
     def files_dir(self) -> Path:

@@ -1,18 +1,28 @@
-"""The OpenAI-compatible adapter against a real HTTP upstream (tests/upstream.py)."""
+"""The OpenAI-compatible adapter against a real HTTP upstream on loopback (tests/upstream.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from promptd.catalog.schema import OpenAIProviderConfig, Timeouts
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
+from promptd.providers.base import Provider, SpeechProvider
 from promptd.providers.http import parse_retry_after
 from promptd.providers.openai_compat import OpenAICompatProvider
 from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from tests.serving import free_port
 from tests.upstream import FakeUpstream, fake_upstream
+
+ANSWER = [
+    TextDelta("Hello"),
+    TextDelta(" from"),
+    TextDelta(" upstream"),
+    Finish("stop", Usage(prompt_tokens=7, completion_tokens=3)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,46 +31,119 @@ def upstream() -> Iterator[FakeUpstream]:
         yield up
 
 
+def make(upstream: FakeUpstream, **kw: Any) -> OpenAICompatProvider:
+    cfg: dict[str, Any] = {"kind": "openai", "base_url": upstream.url, "api_key": "sk-test"}
+    cfg["timeout"] = Timeouts(connect=2, read=0.5, total=10)
+    return OpenAICompatProvider("up", OpenAIProviderConfig(**(cfg | kw)))
+
+
 @pytest.fixture
 async def provider(upstream: FakeUpstream) -> AsyncIterator[OpenAICompatProvider]:
-    cfg = OpenAIProviderConfig(
-        kind="openai", base_url=upstream.url, api_key="sk-test", timeout=Timeouts(connect=2, read=0.5, total=10)
-    )
-    p = OpenAICompatProvider("up", cfg)
+    p = make(upstream)
     yield p
     await p.aclose()
 
 
-def call(model: str, **kw: object) -> ProviderCall:
-    return ProviderCall(model=model, messages=[Message("user", "hi")], **kw)  # type: ignore[arg-type]
+def call(model: str, **kw: Any) -> ProviderCall:
+    return ProviderCall(model=model, messages=[Message("user", "hi")], **kw)
 
 
 async def collect(p: OpenAICompatProvider, c: ProviderCall) -> list[ProviderEvent]:
     return [e async for e in p.stream(c)]
 
 
+async def eventually(check: Any) -> None:
+    """Wait (boundedly) until `check()` is true: for effects the upstream sees after the client moved on."""
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+
+
+def test_it_is_a_provider_and_a_speech_provider(provider: OpenAICompatProvider) -> None:
+    assert isinstance(provider, Provider) and isinstance(provider, SpeechProvider)
+
+
 async def test_streams_text_then_one_finish_with_usage(provider: OpenAICompatProvider, upstream: FakeUpstream) -> None:
-    events = await collect(provider, call("ok", max_tokens=5, temperature=0.2))
-    assert events == [
-        TextDelta("Hello"),
-        TextDelta(" from"),
-        TextDelta(" upstream"),
-        Finish("stop", Usage(prompt_tokens=7, completion_tokens=3)),
-    ]
+    assert await collect(provider, call("ok", max_tokens=5, temperature=0.2)) == ANSWER
     sent = upstream.requests[-1]
     assert sent["headers"]["authorization"] == "Bearer sk-test"
-    assert sent["body"]["model"] == "ok" and sent["body"]["max_tokens"] == 5 and sent["body"]["stream"] is True
-    assert sent["body"]["messages"] == [{"role": "user", "content": "hi"}]
-    assert "top_p" not in sent["body"]  # unset parameters are not sent
+    assert sent["headers"]["content-type"] == "application/json"
+    body = sent["body"]
+    assert body["model"] == "ok" and body["max_tokens"] == 5 and body["temperature"] == 0.2
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert "top_p" not in body and "stop" not in body and "tools" not in body  # unset parameters are not sent
+
+
+async def test_a_finished_stream_gives_its_connection_back_to_the_pool(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    await collect(provider, call("ok"))
+    await collect(provider, call("ok"))
+    assert upstream.requests[-1]["client_port"] == upstream.requests[-2]["client_port"]
+
+
+async def test_every_parameter_extra_fields_and_configured_headers_are_sent(upstream: FakeUpstream) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    messages = [
+        Message("system", "be brief"),
+        Message("assistant", "", tool_calls=[{"id": "c1", "type": "function", "function": {"name": "f"}}]),
+        Message("tool", "42", tool_call_id="c1"),
+        Message("user", [{"type": "text", "text": "and?"}], name="ann"),
+    ]
+    c = ProviderCall("ok", messages, top_p=0.5, stop=["\n"], tools=tools, extra={"seed": 7, "user": "u-1"})
+    p = make(upstream, api_key=None, headers={"X-Org": "acme"})
+    try:
+        assert await collect(p, c) == ANSWER
+    finally:
+        await p.aclose()
+    sent = upstream.requests[-1]
+    assert "authorization" not in sent["headers"] and sent["headers"]["x-org"] == "acme"
+    body = sent["body"]
+    assert body["top_p"] == 0.5 and body["stop"] == ["\n"] and body["tools"] == tools
+    assert body["seed"] == 7 and body["user"] == "u-1"
+    assert body["messages"] == [m.to_openai() for m in messages]
 
 
 async def test_tool_calls_stream_as_fragments(provider: OpenAICompatProvider) -> None:
-    events = await collect(provider, call("tools"))
-    assert events[:2] == [
+    assert await collect(provider, call("tools")) == [
         ToolCallDelta(0, "call_1", "get_weather", ""),
         ToolCallDelta(0, None, None, '{"city":"Paris"}'),
+        Finish("tool_calls", Usage(7, 3)),
     ]
-    assert events[-1] == Finish("tool_calls", Usage(7, 3))
+
+
+async def test_a_server_that_ignores_stream_true_still_answers(provider: OpenAICompatProvider) -> None:
+    assert await collect(provider, call("whole")) == [
+        ToolCallDelta(0, "call_9", "get_time", "{}"),
+        Finish("tool_calls", Usage(5, 2)),
+    ]
+
+
+async def test_no_usage_chunk_means_usage_none(provider: OpenAICompatProvider) -> None:
+    assert await collect(provider, call("no-usage")) == [TextDelta("Hello"), Finish("stop", None)]
+
+
+async def test_a_finish_reason_without_done_is_a_complete_answer(provider: OpenAICompatProvider) -> None:
+    assert await collect(provider, call("no-done")) == ANSWER
+
+
+async def test_lines_split_across_reads_and_crlf_line_ends(provider: OpenAICompatProvider) -> None:
+    assert await collect(provider, call("split")) == ANSWER
+
+
+async def test_a_chunk_longer_than_aiohttps_line_limit(provider: OpenAICompatProvider) -> None:
+    events = await collect(provider, call("big"))
+    assert events == [TextDelta("x" * 1_000_000), Finish("stop", Usage(7, 3))]
+
+
+async def test_a_body_held_open_after_done_does_not_turn_the_answer_into_a_timeout(
+    provider: OpenAICompatProvider,
+) -> None:
+    # the upstream keeps the body open longer than the read timeout after [DONE]
+    assert await collect(provider, call("linger")) == ANSWER
+    assert await collect(provider, call("ok")) == ANSWER
 
 
 async def test_429_is_rate_limited_with_retry_after(provider: OpenAICompatProvider) -> None:
@@ -81,11 +164,26 @@ async def test_429_is_rate_limited_with_retry_after(provider: OpenAICompatProvid
         ("bad", ProviderBadRequest, "provider_bad_request"),
     ],
 )
-async def test_http_errors_are_translated(provider: OpenAICompatProvider, model: str, error: type, code: str) -> None:
+async def test_http_errors_are_translated(
+    provider: OpenAICompatProvider, model: str, error: type[ProviderError], code: str
+) -> None:
     with pytest.raises(error) as info:
         await collect(provider, call(model))
     assert info.value.code == code
     assert "upstream answered" in info.value.message
+
+
+async def test_the_upstream_error_message_is_kept(provider: OpenAICompatProvider) -> None:
+    with pytest.raises(ProviderBadRequest, match="maximum context length is 8192 tokens"):
+        await collect(provider, call("context"))
+
+
+async def test_an_error_object_in_the_stream_is_translated_like_an_http_error(
+    provider: OpenAICompatProvider,
+) -> None:
+    with pytest.raises(ProviderBadRequest, match="maximum context length") as info:
+        await collect(provider, call("error-chunk"))
+    assert info.value.code == "context_length_exceeded"
 
 
 async def test_a_stream_cut_before_the_end_is_a_failure_not_a_success(provider: OpenAICompatProvider) -> None:
@@ -94,12 +192,12 @@ async def test_a_stream_cut_before_the_end_is_a_failure_not_a_success(provider: 
         async for e in provider.stream(call("cut")):
             seen.append(e)
     assert seen == [TextDelta("Hello"), TextDelta(" from")]
-    assert not any(isinstance(e, Finish) for e in seen)
 
 
-async def test_a_malformed_chunk_is_a_provider_error(provider: OpenAICompatProvider) -> None:
+@pytest.mark.parametrize("model", ["malformed", "odd"])
+async def test_a_malformed_chunk_is_a_provider_error(provider: OpenAICompatProvider, model: str) -> None:
     with pytest.raises(ProviderError, match="malformed"):
-        await collect(provider, call("malformed"))
+        await collect(provider, call(model))
 
 
 async def test_no_first_byte_within_the_read_timeout_is_a_timeout(provider: OpenAICompatProvider) -> None:
@@ -107,34 +205,81 @@ async def test_no_first_byte_within_the_read_timeout_is_a_timeout(provider: Open
         await collect(provider, call("stall"))
 
 
-async def test_a_refused_connection_is_unavailable() -> None:
-    cfg = OpenAIProviderConfig(kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1")
-    p = OpenAICompatProvider("down", cfg)
+async def test_the_total_deadline_is_a_timeout(upstream: FakeUpstream) -> None:
+    p = make(upstream, timeout=Timeouts(connect=2, read=5, total=0.5))  # "slow" sends a chunk every 0.2 s for 2 s
     try:
-        with pytest.raises(ProviderUnavailable):
-            await collect(p, call("ok"))
+        with pytest.raises(ProviderTimeout):
+            await collect(p, call("slow"))
     finally:
         await p.aclose()
 
 
-async def test_closing_the_stream_early_closes_the_upstream_call(provider: OpenAICompatProvider) -> None:
+async def test_a_refused_connection_is_unavailable() -> None:
+    p = OpenAICompatProvider("down", OpenAIProviderConfig(kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await collect(p, call("ok"))
+        with pytest.raises(ProviderUnavailable):
+            await p.speak(model="tts-1", text="hi", voice="nova")
+    finally:
+        await p.aclose()
+
+
+async def test_closing_the_stream_early_closes_the_upstream_call(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    before = len(upstream.outcomes)
     stream = provider.stream(call("slow"))
-    first = await stream.__anext__()  # type: ignore[attr-defined]
-    assert first == TextDelta(" 0")
+    assert await anext(stream) == TextDelta(" 0")
     await stream.aclose()  # type: ignore[attr-defined]
-    assert await collect(provider, call("ok"))  # the pool is still usable
+    await eventually(lambda: len(upstream.outcomes) > before)
+    assert upstream.outcomes[before:] == ["aborted"]  # the upstream saw the disconnect
+    assert await collect(provider, call("ok")) == ANSWER  # and the pool is still usable
+
+
+async def test_cancelling_the_consuming_task_closes_the_upstream_call(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    before = len(upstream.outcomes)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream(call("slow")):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await eventually(lambda: len(upstream.outcomes) > before)
+    assert upstream.outcomes[before:] == ["aborted"]
 
 
 async def test_speech_endpoints(provider: OpenAICompatProvider, upstream: FakeUpstream) -> None:
     text = await provider.transcribe(model="whisper-1", filename="a.wav", data=b"RIFF1234", mime_type="audio/wav")
     assert text == "transcribed 8 bytes of a.wav"
-    assert upstream.requests[-1]["model"] == "whisper-1"
+    sent = upstream.requests[-1]
+    assert sent["model"] == "whisper-1" and sent["filename"] == "a.wav" and sent["size"] == 8
+    assert sent["headers"]["authorization"] == "Bearer sk-test"
     audio, mime = await provider.speak(model="tts-1", text="hello", voice="nova")
     assert audio == b"ID3fake-mp3:hello" and mime == "audio/mpeg"
     assert upstream.requests[-1]["body"] == {"model": "tts-1", "input": "hello", "voice": "nova"}
 
 
+async def test_speech_errors_are_translated(upstream: FakeUpstream) -> None:
+    p = make(upstream, base_url=upstream.url + "/nowhere")  # every path answers 404
+    try:
+        with pytest.raises(ProviderBadRequest, match="404"):
+            await p.transcribe(model="whisper-1", filename="a.wav", data=b"RIFF", mime_type="audio/wav")
+        with pytest.raises(ProviderBadRequest, match="404"):
+            await p.speak(model="tts-1", text="hello", voice="nova")
+    finally:
+        await p.aclose()
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
-    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("3") == 3.0 and parse_retry_after("1.5") == 1.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412500.0) == 0.0  # a past date: now

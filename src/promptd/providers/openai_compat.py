@@ -1,78 +1,171 @@
-"""Any OpenAI-compatible server: `/chat/completions` (streamed), `/embeddings`, `/audio/transcriptions`,
-`/audio/speech`. Sessions, SSE and error translation come from providers/http.py."""
+"""Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp's server, Ollama, LiteLLM, …): streamed
+`/chat/completions`, `/embeddings`, `/audio/transcriptions` and `/audio/speech`.
+
+The pooled session and the translation of HTTP and network failures come from providers/http.py, the chunk
+format from providers/openai_wire.py. The SSE body is read here, on the gateway's hot path:
+
+- one `readany()` per network read, split into lines there: a line may straddle reads, CRLF is fine, and a line
+  may be up to `MAX_LINE` long (aiohttp's own readline gives up at 512 KiB; one tool-call chunk can be longer);
+- `data: [DONE]`, or a clean end after a finish_reason, completes the answer; any other end is a failure;
+- after `[DONE]` the rest of the body is read for at most `DRAIN_S`, so the connection goes back to the pool (an
+  upstream that holds the body open costs that connection, never the answer);
+- an error object in the body (vLLM streams them) is translated like an HTTP error, its `code` as the status;
+- a server that ignores `stream: true` and answers one `application/json` completion is read as one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import msgspec
 
 from promptd.catalog.schema import OpenAIProviderConfig
-from promptd.errors import (
-    ProviderError,
-    ProviderUnavailable,
-)
-from promptd.providers.http import HTTPProvider, http_error, sse_data, translate_errors
+from promptd.errors import ProviderError, ProviderUnavailable
+from promptd.providers.http import HTTPProvider, http_error, translate_errors
 from promptd.providers.openai_wire import ChunkReader, request_body
 from promptd.types import Finish, ProviderCall, ProviderEvent
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["DRAIN_S", "MAX_LINE", "OpenAICompatProvider"]
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+_JSON_HEADERS = {"Content-Type": "application/json"}
+#: what a chunk that is not JSON, or not a chunk's shape, raises while it is read
+_SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)  # msgspec.DecodeError is a ValueError
+
+MAX_LINE = 16 * 1024 * 1024
+DRAIN_S = 0.25
+
+
+class _Lines:
+    """Splits a body, as it arrives, into lines. `feed(b"")` at the end returns a last, unterminated line."""
+
+    __slots__ = ("_parts", "_size", "_who")
+
+    def __init__(self, who: str) -> None:
+        self._parts: list[bytes] = []  # the start of a line not ended yet
+        self._size = 0
+        self._who = who
+
+    def feed(self, block: bytes) -> list[bytes]:
+        if not block:
+            rest = b"".join(self._parts)
+            self._parts.clear()
+            return [rest] if rest else []
+        if b"\n" not in block:
+            self._parts.append(block)
+            self._size += len(block)
+            if self._size > MAX_LINE:
+                raise ProviderError(f"{self._who}: malformed stream: a line longer than {MAX_LINE} bytes")
+            return []
+        if self._parts:
+            self._parts.append(block)
+            block = b"".join(self._parts)
+            self._parts.clear()
+        lines = block.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._parts.append(tail)
+        self._size = len(tail)
+        return lines
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read what follows [DONE] (normally only the end of the chunked body) so the connection can be reused."""
+    with contextlib.suppress(Exception):  # the answer is complete: nothing here may fail it
+        async with asyncio.timeout(DRAIN_S):
+            while await content.readany():
+                pass
 
 
 class OpenAICompatProvider(HTTPProvider):
+    """`Provider`, `EmbeddingProvider` and `SpeechProvider` for one OpenAI-compatible base URL."""
+
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
         headers = dict(config.headers)
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
         super().__init__(name, headers=headers, timeout=config.timeout, max_connections=config.max_connections)
         self.config = config
+        self._chat_url = f"{config.base_url}/chat/completions"
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
-        url = f"{self.config.base_url}/chat/completions"
         body = _encode(request_body(call, model=call.model))
         with translate_errors(self.who):
-            async with self._http().post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with self._http().post(self._chat_url, data=body, headers=_JSON_HEADERS) as resp:
                 if resp.status >= 400:
                     raise http_error(resp.status, await resp.read(), resp.headers, self.who)
-                reader = ChunkReader()
-                done = False
-                async for data in sse_data(resp.content):
-                    if done:
-                        continue  # read to the end of the body, so the connection goes back to the pool
-                    if data == b"[DONE]":
-                        done = True
-                        continue
-                    try:
-                        chunk = _decode(data)
-                    except msgspec.DecodeError as exc:
-                        raise ProviderUnavailable(f"{self.who}: malformed chunk from upstream: {data[:200]!r}") from exc
-                    if not isinstance(chunk, dict):
-                        raise ProviderUnavailable(f"{self.who}: malformed chunk from upstream: {data[:200]!r}")
-                    if chunk.get("error"):
-                        raise http_error(500, data, resp.headers, self.who)
-                    for event in reader.events(chunk):
+                if resp.content_type == "application/json":
+                    for event in self._whole(await resp.read()):
                         yield event
+                    return
+                content, reader, lines, done = resp.content, ChunkReader(), _Lines(self.who), False
+                while not done:
+                    block = await content.readany()
+                    for line in lines.feed(block):
+                        if line.startswith(b"data:"):  # comments, blank lines, event: and id: lines are skipped
+                            data = line[5:].strip()
+                            if data == b"[DONE]":
+                                done = True
+                                break
+                            for event in self._events(reader, data):
+                                yield event
+                    if not block:
+                        break
                 if not done and reader.reason is None:
-                    raise ProviderUnavailable(f"{self.who}: the stream ended before the answer was complete")
+                    raise ProviderUnavailable(f"{self.who}: the stream ended before completion")
                 yield Finish(reader.reason or "stop", reader.usage)
+                if done:
+                    await _drain(content)
+
+    def _events(self, reader: ChunkReader, data: bytes) -> list[ProviderEvent]:
+        try:
+            chunk = _decode(data)
+            if not chunk.get("error"):
+                return reader.events(chunk)
+        except _SHAPE_ERRORS as exc:
+            raise ProviderUnavailable(f"{self.who}: malformed chunk from upstream: {data[:200]!r}") from exc
+        raise self._body_error(chunk["error"], data)
+
+    def _whole(self, raw: bytes) -> list[ProviderEvent]:
+        """One non-streamed chat.completion, as the events its stream would have carried."""
+        try:
+            reply = _decode(raw)
+            if not reply.get("error"):
+                choice = reply["choices"][0]
+                delta = dict(choice.get("message") or {})
+                delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(delta.get("tool_calls") or [])]
+                reader = ChunkReader()
+                chunk = {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
+                events = reader.events({**chunk, "usage": reply.get("usage")})
+                return [*events, Finish(reader.reason or "stop", reader.usage)]
+        except _SHAPE_ERRORS as exc:
+            raise ProviderUnavailable(f"{self.who}: malformed reply from upstream: {raw[:200]!r}") from exc
+        raise self._body_error(reply["error"], raw)
+
+    def _body_error(self, error: Any, raw: bytes) -> ProviderError:
+        """An error object sent with a 200: its `code` is taken as the HTTP status when it is one (vLLM)."""
+        code = error.get("code") if isinstance(error, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        return http_error(status, raw, {}, self.who)
 
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         body, _ = await self._request(
             "POST",
             f"{self.config.base_url}/embeddings",
             data=_encode({"model": model, "input": texts}),
-            headers={"Content-Type": "application/json"},
+            headers=_JSON_HEADERS,
         )
         try:
             reply = _decode(body)
             data = sorted(reply["data"], key=lambda d: d["index"])
             return [list(d["embedding"]) for d in data], int((reply.get("usage") or {}).get("prompt_tokens") or 0)
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
-            raise ProviderError(f"provider {self.name!r}: unexpected embeddings reply") from exc
+        except _SHAPE_ERRORS as exc:
+            raise ProviderError(f"{self.who}: unexpected embeddings reply") from exc
 
     async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str:
         form = aiohttp.FormData()
@@ -81,14 +174,14 @@ class OpenAICompatProvider(HTTPProvider):
         body, _ = await self._request("POST", f"{self.config.base_url}/audio/transcriptions", data=form)
         try:
             return str(_decode(body)["text"])
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
-            raise ProviderError(f"provider {self.name!r}: unexpected transcription reply") from exc
+        except _SHAPE_ERRORS as exc:
+            raise ProviderError(f"{self.who}: unexpected transcription reply") from exc
 
     async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
         body, content_type = await self._request(
             "POST",
             f"{self.config.base_url}/audio/speech",
             data=_encode({"model": model, "input": text, "voice": voice}),
-            headers={"Content-Type": "application/json"},
+            headers=_JSON_HEADERS,
         )
         return body, content_type.split(";")[0].strip() or "audio/mpeg"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptd.domain.ids import hash_key, new_key
@@ -160,34 +161,37 @@ class Repository:
     async def set_feedback(
         self, *, project: str, message_id: str, end_user_id: str, rating: str | None, content: str | None
     ) -> bool:
-        """Create, update or (rating None) revoke this user's feedback. False when revoking nothing."""
+        """Create, update or (rating None) revoke this user's feedback. False when revoking nothing.
+
+        One statement each way (an upsert on the (message, user) unique key, or a delete), so concurrent
+        requests for the same message and user cannot both insert."""
         now = time.time()
-        where = (feedbacks.c.message_id == message_id, feedbacks.c.from_end_user_id == end_user_id)
         async with self.engine.begin() as conn:
-            existing = (await conn.execute(select(feedbacks.c.id).where(*where))).first()
             if rating is None:
-                if existing is None:
-                    return False
-                await conn.execute(delete(feedbacks).where(*where))
-                return True
-            if existing is None:
-                await conn.execute(
-                    feedbacks.insert().values(
-                        id=str(uuid.uuid4()),
-                        project=project,
-                        message_id=message_id,
-                        rating=rating,
-                        content=content,
-                        from_source="user",
-                        from_end_user_id=end_user_id,
-                        created_at=now,
-                        updated_at=now,
+                result = await conn.execute(
+                    delete(feedbacks).where(
+                        feedbacks.c.message_id == message_id, feedbacks.c.from_end_user_id == end_user_id
                     )
                 )
-            else:
-                await conn.execute(
-                    update(feedbacks).where(*where).values(rating=rating, content=content, updated_at=now)
+                return bool(result.rowcount)
+            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            upsert = dialect_insert(feedbacks).values(
+                id=str(uuid.uuid4()),
+                project=project,
+                message_id=message_id,
+                rating=rating,
+                content=content,
+                from_source="user",
+                from_end_user_id=end_user_id,
+                created_at=now,
+                updated_at=now,
+            )
+            await conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[feedbacks.c.message_id, feedbacks.c.from_end_user_id],
+                    set_={"rating": rating, "content": content, "updated_at": now},
                 )
+            )
         return True
 
     async def list_feedbacks(self, project: str, *, page: int, limit: int) -> list[dict[str, Any]]:

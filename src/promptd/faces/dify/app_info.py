@@ -36,9 +36,14 @@ async def info(request: Request) -> Response:
     )
 
 
+def _whole(mb: float) -> int | float:
+    """Dify reports limits as whole MB; a fractional limit (a test's, say) is reported as it is."""
+    return int(mb) if float(mb).is_integer() else mb
+
+
 async def parameters(request: Request) -> Response:
     app = await authenticate(request)
-    p, limits = app.project, app.svc.settings.upload_limits_mb
+    p, settings = app.project, app.svc.settings
     image = p.file_upload.image
     return JSONResponse(
         {
@@ -66,10 +71,10 @@ async def parameters(request: Request) -> Response:
                 }
             },
             "system_parameters": {
-                "file_size_limit": limits["document"],
-                "image_file_size_limit": limits["image"],
-                "audio_file_size_limit": limits["audio"],
-                "video_file_size_limit": limits["video"],
+                "file_size_limit": _whole(settings.upload_limit_mb("document")),
+                "image_file_size_limit": _whole(settings.upload_limit_mb("image")),
+                "audio_file_size_limit": _whole(settings.upload_limit_mb("audio")),
+                "video_file_size_limit": _whole(settings.upload_limit_mb("video")),
                 "workflow_file_upload_limit": 10,
             },
         }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -21,11 +22,30 @@ from promptd.providers.base import SpeechProvider
 __all__ = ["audio_to_text", "file_kind", "preview_file", "text_to_audio", "upload_file"]
 
 MB = 1024 * 1024
+UPLOAD_KINDS = ("image", "audio", "video", "document")
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "webp", "gif", "svg"}
 AUDIO_EXTENSIONS = {"mp3", "m4a", "wav", "amr", "mpga", "ogg", "webm", "flac"}
 VIDEO_EXTENSIONS = {"mp4", "mov", "mpeg", "webm", "avi", "mkv"}
 #: MIME subtypes accepted by /audio-to-text (Dify's list)
 STT_TYPES = {"mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "amr"}
+#: Files a browser would run as a page if it opened them from the API's origin. HTML is served as a download
+#: of type application/octet-stream; SVG and XML keep their type (so an <img> still shows them) but are
+#: served as attachments with a CSP that forbids scripts. Dify's file preview does the same.
+HTML_TYPES = {"text/html", "application/xhtml+xml"}
+HTML_EXTENSIONS = {"html", "htm"}
+SCRIPTABLE_TYPES = {"image/svg+xml", "text/xml", "application/xml"}
+SCRIPTABLE_EXTENSIONS = {"svg", "svgz", "xml"}
+INERT_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+
+def mime_type(raw: str | None) -> str:
+    """A part's MIME type the way Dify reads it (werkzeug's `mimetype`): lower case, without parameters, so
+    a browser's `audio/webm;codecs=opus` is `audio/webm`."""
+    return (raw or "").split(";", 1)[0].strip().lower()
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / MB:.2f}".rstrip("0").rstrip(".") + " MB"
 
 
 def file_kind(extension: str, mime_type: str) -> str:
@@ -46,49 +66,61 @@ class Upload:
     user: str | None
 
 
-async def _single_file(request: Request, *, none: DifyHTTPError, many: DifyHTTPError, max_bytes: int) -> Upload:
-    """The one `file` part of a multipart request (read, and the form closed), and its `user` field."""
+async def _single_file(
+    request: Request, *, none: DifyHTTPError, many: DifyHTTPError, too_large: DifyHTTPError, max_bytes: int
+) -> Upload:
+    """The one `file` part of a multipart request (read, and the form closed), and its `user` field. A body
+    far over `max_bytes` (more than the 1 MB allowed for the form around the file) is refused unread."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes + MB:
-        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {int(length) // MB} MB > {max_bytes // MB} MB")
+        raise too_large
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise none
-    async with request.form(max_files=10, max_fields=100) as form:
-        uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
-        if not uploads:
-            raise none
-        if len(uploads) > 1:
-            raise many
-        user = form.get("user")
-        part = uploads[0]
-        return Upload(
-            part.filename, part.content_type, await part.read(), user if isinstance(user, str) and user else None
-        )
+    try:
+        async with request.form(max_files=10, max_fields=100) as form:
+            uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+            if not uploads:
+                raise none
+            if len(uploads) > 1:
+                raise many
+            user = form.get("user")
+            part = uploads[0]
+            return Upload(
+                part.filename, part.content_type, await part.read(), user if isinstance(user, str) and user else None
+            )
+    except HTTPException as exc:  # Starlette's multipart parser refusing the body
+        if "Too many files" in str(exc.detail):
+            raise many from None
+        raise
 
 
 async def upload_file(request: Request) -> Response:
     app = await authenticate(request)
-    limits = app.svc.settings.upload_limits_mb
+    settings = app.svc.settings
+    largest = max(settings.upload_limit_mb(kind) for kind in UPLOAD_KINDS) * MB
     upload = await _single_file(
         request,
         none=DifyHTTPError(400, "no_file_uploaded", "Please upload your file."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
-        max_bytes=max(limits.values()) * MB,
+        too_large=DifyHTTPError(413, "file_too_large", f"File size exceeded. The largest upload is {_mb(largest)}."),
+        max_bytes=int(largest),
     )
     name = upload.filename
     if not name:
         raise DifyHTTPError(400, "filename_not_exists_error", "The specified filename does not exist.")
     if "/" in name or "\\" in name:
         raise InputError("Filename contains invalid characters.", param="file")
-    mime = upload.content_type
+    mime = mime_type(upload.content_type)
     if not mime or (mime == "application/octet-stream" and "." not in name):
         raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
     extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
     kind = file_kind(extension, mime)
     data = upload.data
-    limit = limits[kind] * MB
+    limit = settings.upload_limit_mb(kind) * MB
     if len(data) > limit:
-        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {len(data) / MB:.1f} MB > {limits[kind]} MB")
+        raise DifyHTTPError(
+            413, "file_too_large", f"File size exceeded. {_mb(len(data))} > {_mb(limit)} allowed for {kind} files."
+        )
     owner = upload.user or "DEFAULT-USER"
     end_user_id = app.end_user(owner)
     file_id = str(uuid.uuid4())
@@ -144,9 +176,17 @@ async def preview_file(request: Request) -> Response:
     if not path.is_file():
         raise NotFound("File not found.", code="file_not_found")
     as_attachment = request.query_params.get("as_attachment", "false").lower() == "true"
+    media_type, extension = mime_type(row["mime_type"]), row["extension"].lower()
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if media_type in HTML_TYPES or extension in HTML_EXTENSIONS:
+        media_type, as_attachment = "application/octet-stream", True
+    elif media_type in SCRIPTABLE_TYPES or extension in SCRIPTABLE_EXTENSIONS:
+        as_attachment = True
+        headers["Content-Security-Policy"] = INERT_CSP
     return FileResponse(
         path,
-        media_type=row["mime_type"],
+        media_type=media_type,
+        headers=headers,
         filename=row["name"] if as_attachment else None,
         content_disposition_type="attachment" if as_attachment else "inline",
     )
@@ -162,23 +202,25 @@ def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
 
 async def audio_to_text(request: Request) -> Response:
     app = await authenticate(request)
-    limit = app.svc.settings.audio_limit_mb * MB
+    too_large = DifyHTTPError(413, "audio_too_large", "Audio size exceeded.")
+    limit = int(app.svc.settings.audio_limit_mb * MB)
     upload = await _single_file(
         request,
         none=DifyHTTPError(400, "no_audio_uploaded", "Please upload your audio."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
+        too_large=too_large,
         max_bytes=limit,
     )
     model_key = app.project.audio.speech_to_text
     if model_key is None:
         raise DifyHTTPError(400, "provider_not_support_speech_to_text", "Speech to text is not enabled for this app.")
-    mime = upload.content_type or ""
+    mime = mime_type(upload.content_type)
     major, _, minor = mime.partition("/")
     if major not in ("audio", "video") or minor not in STT_TYPES:
         raise DifyHTTPError(415, "unsupported_audio_type", "Audio type not allowed.")
     data = upload.data
     if len(data) > limit:
-        raise DifyHTTPError(413, "audio_too_large", "Audio size exceeded.")
+        raise too_large
     provider, model = _speech(app, model_key)
     text = await provider.transcribe(model=model, filename=upload.filename or "audio", data=data, mime_type=mime)
     return JSONResponse({"text": text})

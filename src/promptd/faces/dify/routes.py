@@ -10,7 +10,7 @@ from promptd.errors import ConflictError
 from promptd.faces.dify import app_info, completion, files
 from promptd.faces.dify.auth import authenticate
 
-__all__ = ["CHAT_ONLY", "routes"]
+__all__ = ["CHAT_ONLY", "WORKFLOW_ONLY", "routes"]
 
 #: Chat-app routes: a completion app answers them with 400 not_chat_app, as Dify does.
 CHAT_ONLY: list[tuple[str, list[str]]] = [
@@ -24,6 +24,18 @@ CHAT_ONLY: list[tuple[str, list[str]]] = [
     ("/conversations/{conversation_id}/variables", ["GET"]),
     ("/conversations/{conversation_id}/variables/{variable_id}", ["PUT"]),
     ("/apps/annotations", ["GET", "POST"]),
+    ("/apps/annotations/{annotation_id}", ["PUT", "DELETE"]),
+    ("/apps/annotation-reply/{action}", ["POST"]),
+    ("/apps/annotation-reply/{action}/status/{job_id}", ["GET"]),
+]
+
+#: Workflow-app routes: a completion app answers them with 400 not_workflow_app, as Dify does.
+WORKFLOW_ONLY: list[tuple[str, list[str]]] = [
+    ("/workflows/run", ["POST"]),
+    ("/workflows/run/{workflow_run_id}", ["GET"]),
+    ("/workflows/tasks/{task_id}/stop", ["POST"]),
+    ("/workflows/logs", ["GET"]),
+    ("/workflows/{workflow_id}/run", ["POST"]),
 ]
 
 
@@ -34,6 +46,11 @@ async def not_chat_app(request: Request) -> Response:
             "This app is served by the chat API: POST /api/v1/chat/completions.", code="app_unavailable"
         )
     raise ConflictError("Please check if your Chat app mode matches the right API route.", code="not_chat_app")
+
+
+async def not_workflow_app(request: Request) -> Response:
+    await authenticate(request)
+    raise ConflictError("Please check if your Workflow app mode matches the right API route.", code="not_workflow_app")
 
 
 def routes() -> list[BaseRoute]:
@@ -53,4 +70,5 @@ def routes() -> list[BaseRoute]:
         Route("/site", app_info.site, methods=["GET"]),
     ]
     out += [Route(path, not_chat_app, methods=methods) for path, methods in CHAT_ONLY]
+    out += [Route(path, not_workflow_app, methods=methods) for path, methods in WORKFLOW_ONLY]
     return out

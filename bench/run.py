@@ -346,6 +346,44 @@ async def scenarios(quick: bool, litellm: bool) -> dict[str, Any]:
     return out
 
 
+async def soak(seconds: float) -> dict[str, Any]:
+    """Steady load (concurrency 16, Dify face) for `seconds`; promptd's RSS sampled every 10 s."""
+    mock, mock_port = start_mock(20, 0, 16)
+    samples: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port, key, _ = start_promptd(mock_port, Path(tmp))
+        target = Target(
+            "promptd (Dify face)",
+            f"http://127.0.0.1:{port}/v1/completion-messages",
+            {"inputs": {"query": "hi"}, "user": "bench"},
+            {"Authorization": f"Bearer {key}"},
+        )
+        try:
+            began = time.monotonic()
+            load = asyncio.create_task(closed_loop(target, 16, seconds=seconds))
+            while not load.done():
+                samples.append((time.monotonic() - began, rss_mb(proc.pid)))
+                await asyncio.wait({load}, timeout=10)
+            result = load.result()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            mock.terminate()
+            mock.wait(10)
+    third = max(1, len(samples) // 3)
+    early = statistics.fmean(r for _, r in samples[:third])
+    late = statistics.fmean(r for _, r in samples[-third:])
+    return {
+        "seconds": seconds,
+        "requests": result["n"],
+        "errors": result["errors"],
+        "rss_samples": samples,
+        "rss_first_third_mb": early,
+        "rss_last_third_mb": late,
+        "growth_mb": late - early,
+    }
+
+
 def summarize(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     c1 = {
         name: {k: statistics.fmean(r[k] for r in runs) for k in ("p50_ms", "p99_ms")}
@@ -429,7 +467,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter runs")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument("--soak", type=float, metavar="SECONDS", help="only the RSS soak, for this long (600)")
     args = parser.parse_args()
+    if args.soak:
+        result = asyncio.run(soak(args.soak))
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / time.strftime("soak-%Y%m%d-%H%M%S.json")
+        path.write_text(json.dumps(result, indent=2))
+        print(
+            f"soak {result['seconds']:.0f} s, {result['requests']} requests, {result['errors']} errors: RSS "
+            f"{result['rss_first_third_mb']:.0f} MB (first third) → {result['rss_last_third_mb']:.0f} MB "
+            f"(last third), growth {result['growth_mb']:+.1f} MB\nwritten to {path.relative_to(ROOT)}"
+        )
+        return
     raw = asyncio.run(scenarios(args.quick, not args.no_litellm))
     summary, table = summarize(raw)
     RESULTS.mkdir(exist_ok=True)

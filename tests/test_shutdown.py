@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ def test_sigterm_lets_streams_finish_and_loses_no_record(tmp_path: Path) -> None
     key = next(w for w in output.split() if w.startswith("app-"))
 
     finished: list[str] = []
-    blocking: list[str] = []
+    started = threading.Semaphore(0)
 
     def stream(i: int) -> None:
         body = {"inputs": {"query": f"tell me about number {i} please"}, "user": "u", "response_mode": "streaming"}
@@ -64,23 +63,19 @@ def test_sigterm_lets_streams_finish_and_loses_no_record(tmp_path: Path) -> None
             headers={"Authorization": f"Bearer {key}"},
             timeout=60,
         ) as r:
+            first = True
             for line in r.iter_lines():
+                if first and line.startswith("data: "):
+                    started.release()  # this stream is in flight
+                    first = False
                 if line.startswith("data: ") and json.loads(line[6:])["event"] == "message_end":
                     finished.append(json.loads(line[6:])["message_id"])
 
-    def block() -> None:
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/v1/completion-messages",
-            timeout=60,
-            json={"inputs": {"query": "a blocking question"}, "user": "u"},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        blocking.append(r.json()["message_id"])
-
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(8)] + [threading.Thread(target=block)]
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.4)  # the requests are in flight
+    for _ in threads:
+        assert started.acquire(timeout=30)  # every stream has its first event before the signal
     proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(60)
@@ -89,8 +84,8 @@ def test_sigterm_lets_streams_finish_and_loses_no_record(tmp_path: Path) -> None
     assert "Finished server process" in (proc.stdout.read() or "")
     proc.stdout.close()
 
-    answered = finished + blocking
-    assert len(answered) == 9  # in-flight requests were allowed to finish
+    answered = finished
+    assert len(answered) == 8  # every in-flight stream was allowed to finish
     rows = _rows(data / "promptd.db")
     for message_id in answered:
         assert rows[message_id]["status"] == "normal"

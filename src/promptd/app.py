@@ -53,7 +53,9 @@ async def _dify_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
     message = {404: "The requested URL was not found on the server."}.get(exc.status_code, str(exc.detail))
-    return dify_errors.error_response(exc.status_code, code, message)
+    response = dify_errors.error_response(exc.status_code, code, message)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
 
 
 def _dify_app() -> Starlette:

@@ -125,7 +125,7 @@ def _print_welcome(key: str, catalog: Catalog, host: str, port: int) -> None:
     project_name = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
     project = catalog.projects[project_name]
     variable = next((f.variable for f in project.inputs if f.required), "query")
-    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # not localhost: it may be ::1
     base = f"http://{shown}:{port}/v1"
     body = f'{{"inputs": {{"{variable}": "What is the capital of France?"}}, "user": "me"}}'
     stream_body = body[:-1] + ', "response_mode": "streaming"}'

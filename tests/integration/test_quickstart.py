@@ -53,7 +53,7 @@ def test_first_start_prints_a_working_key_and_curl_commands(tmp_path: Path) -> N
         commands = re.findall(r"^\s+(curl .*?\n.*?)$", output, re.M)
         assert len(commands) == 2, output
         blocking, streaming = (c.replace("\\\n", " ") for c in commands)
-        assert f"localhost:{port}" in blocking and key.group(1) in blocking
+        assert f"127.0.0.1:{port}" in blocking and key.group(1) in blocking
 
         answer = json.loads(
             subprocess.run(["bash", "-c", blocking], capture_output=True, text=True, timeout=120, check=True).stdout

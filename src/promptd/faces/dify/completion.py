@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
@@ -71,7 +72,10 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
                 raise InputError("Invalid upload file", param="files")
             if row["kind"] != "image":
                 raise InputError(f"files[{i}]: the uploaded file is not an image", param="files")
-            data = (app.svc.settings.files_dir / row["storage_key"]).read_bytes()
+            try:
+                data = await asyncio.to_thread((app.svc.settings.files_dir / row["storage_key"]).read_bytes)
+            except OSError:
+                raise InputError("Invalid upload file", param="files") from None  # its bytes are gone
             url = f"data:{row['mime_type']};base64,{base64.b64encode(data).decode()}"
         parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.detail}})
     if not vision:

@@ -16,7 +16,9 @@ import msgspec
 from promptd.catalog.schema import Timeouts
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
 
-__all__ = ["HTTPProvider", "http_error", "parse_retry_after", "sse_data", "translate_errors"]
+__all__ = ["MAX_LINE", "HTTPProvider", "Lines", "http_error", "parse_retry_after", "sse_data", "translate_errors"]
+
+MAX_LINE = 16 * 1024 * 1024  # aiohttp's own readline gives up at 512 KiB; one tool-call chunk can be longer
 
 _decode = msgspec.json.Decoder().decode
 CONTEXT_MARKERS = ("maximum context length", "context length", "prompt is too long", "too many tokens")
@@ -80,12 +82,51 @@ def translate_errors(who: str) -> Iterator[None]:
         raise ProviderUnavailable(f"{who}: {type(exc).__name__}: {exc}") from exc
 
 
-async def sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The payloads of `data:` lines (blank lines, comments and `event:` lines are skipped)."""
-    async for raw in content:
-        line = raw.strip()
-        if line.startswith(b"data:"):
-            yield line[5:].strip()
+class Lines:
+    """Splits a body, as it arrives, into lines. `feed(b"")` at the end returns a last, unterminated line."""
+
+    __slots__ = ("_parts", "_size", "_who")
+
+    def __init__(self, who: str) -> None:
+        self._parts: list[bytes] = []  # the start of a line not ended yet
+        self._size = 0
+        self._who = who
+
+    def feed(self, block: bytes) -> list[bytes]:
+        if not block:
+            rest = b"".join(self._parts)
+            self._parts.clear()
+            return [rest] if rest else []
+        if b"\n" not in block:
+            self._parts.append(block)
+            self._size += len(block)
+            if self._size > MAX_LINE:
+                raise ProviderError(f"{self._who}: malformed stream: a line longer than {MAX_LINE} bytes")
+            return []
+        if self._parts:
+            self._parts.append(block)
+            block = b"".join(self._parts)
+            self._parts.clear()
+        lines = block.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._parts.append(tail)
+        self._size = len(tail)
+        return lines
+
+
+async def sse_data(content: aiohttp.StreamReader, who: str) -> AsyncIterator[bytes]:
+    """The payloads of `data:` lines (blank lines, comments and `event:` lines are skipped); lines may straddle
+    network reads and be up to MAX_LINE long."""
+    splitter = Lines(who)
+    while True:
+        block = await content.readany()
+        for raw in splitter.feed(block):
+            line = raw.strip()
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+        if not block:
+            return
 
 
 class HTTPProvider:

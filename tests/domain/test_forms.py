@@ -1,4 +1,4 @@
-"""Input-form validation with Dify's rules and messages."""
+"""Input-form validation with Dify's rules and messages (`BaseAppGenerator._validate_inputs`)."""
 
 from __future__ import annotations
 
@@ -23,47 +23,166 @@ def check(inputs: dict[str, Any]) -> dict[str, Any]:
     return validate_inputs(FORM, inputs)
 
 
-def test_valid_inputs_are_cleaned_defaulted_and_unknown_keys_dropped() -> None:
-    assert check({"name": "Ann\x00", "n": "3", "extra": 1}) == {
-        "name": "Ann",
-        "bio": "",
-        "tone": "casual",
-        "n": 3,
-        "ok": False,
-    }
+def refusal(form: list[FormField], inputs: dict[str, Any]) -> InputError:
+    with pytest.raises(InputError) as info:
+        validate_inputs(form, inputs)
+    assert info.value.code == "invalid_param"
+    return info.value
 
 
-@pytest.mark.parametrize(("raw", "parsed"), [("3", 3), ("2.5", 2.5), ("1e3", 1000.0), (7, 7), (1.5, 1.5), ("", None)])
-def test_numbers_are_parsed_from_strings(raw: Any, parsed: Any) -> None:
-    assert check({"name": "A", "n": raw})["n"] == parsed
+# --- required fields -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inputs", [{}, {"name": ""}, {"name": None}], ids=["missing", "empty", "null"])
+def test_a_required_field_that_is_missing_or_empty_is_refused(inputs: dict[str, Any]) -> None:
+    error = refusal(FORM, inputs)
+    assert error.message == "name is required in input form" and error.param == "name"
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_a_required_number_left_blank_is_refused_as_required(value: Any) -> None:
+    form = [FormField(type="number", variable="n", required=True)]
+    assert refusal(form, {"n": value}).message == "n is required in input form"
+
+
+def test_required_fields_accept_falsy_values_that_are_not_empty() -> None:
+    form = [
+        FormField(type="number", variable="n", required=True),
+        FormField(type="checkbox", variable="ok", required=True),
+    ]
+    assert validate_inputs(form, {"n": 0, "ok": False}) == {"n": 0, "ok": False}
+
+
+def test_the_first_bad_field_in_form_order_is_the_one_reported() -> None:
+    assert refusal(FORM, {"ok": "yes", "n": "lots"}).message == "name is required in input form"
+    assert refusal(FORM, {"name": "A", "ok": "yes", "n": "lots"}).param == "n"
+
+
+# --- types -----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({}, "name is required in input form"),
-        ({"name": ""}, "name is required in input form"),
-        ({"name": None}, "name is required in input form"),
         ({"name": 5}, "(type 'text-input') name in input form must be a string"),
+        ({"name": ["A"]}, "(type 'text-input') name in input form must be a string"),
         ({"name": "A", "bio": 1}, "(type 'paragraph') bio in input form must be a string"),
+        ({"name": "A", "bio": {"text": "x"}}, "(type 'paragraph') bio in input form must be a string"),
         ({"name": "A", "tone": 1}, "(type 'select') tone in input form must be a string"),
-        ({"name": "A", "tone": "loud"}, "tone in input form must be one of the following: ['formal', 'casual']"),
-        ({"name": "abcdef"}, "name in input form must be less than 5 characters"),
-        ({"name": "A", "n": "lots"}, "n in input form must be a valid number"),
-        ({"name": "A", "n": True}, "n in input form must be a valid number"),
-        ({"name": "A", "n": [1]}, "n in input form must be a valid number"),
-        ({"name": "A", "ok": "yes"}, "ok in input form must be a boolean"),
+        ({"name": "A", "tone": True}, "(type 'select') tone in input form must be a string"),
     ],
 )
-def test_bad_inputs_get_difys_messages(inputs: dict[str, Any], message: str) -> None:
-    with pytest.raises(InputError) as info:
-        check(inputs)
-    assert info.value.message == message and info.value.code == "invalid_param"
+def test_text_paragraph_and_select_values_must_be_strings(inputs: dict[str, Any], message: str) -> None:
+    assert refusal(FORM, inputs).message == message
+
+
+def test_a_select_value_must_be_one_of_the_options() -> None:
+    error = refusal(FORM, {"name": "A", "tone": "loud"})
+    assert error.message == "tone in input form must be one of the following: ['formal', 'casual']"
+    assert error.param == "tone"
+    assert refusal(FORM, {"name": "A", "tone": "Formal"}).param == "tone"  # exact match only
+    assert check({"name": "A", "tone": "formal"})["tone"] == "formal"
+
+
+def test_text_longer_than_max_length_is_refused_and_max_length_itself_is_fine() -> None:
+    assert check({"name": "abcde"})["name"] == "abcde"
+    assert refusal(FORM, {"name": "abcdef"}).message == "name in input form must be less than 5 characters"
+    paragraph = [FormField(type="paragraph", variable="p", max_length=2)]
+    assert refusal(paragraph, {"p": "abc"}).message == "p in input form must be less than 2 characters"
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("3", 3),
+        ("-4", -4),
+        (" 12 ", 12),
+        ("2.5", 2.5),
+        ("-0.5", -0.5),
+        (".5", 0.5),
+        ("1e3", 1000.0),
+        (7, 7),
+        (1.5, 1.5),
+        (0, 0),
+    ],
+)
+def test_numbers_are_parsed_from_strings(raw: Any, parsed: Any) -> None:
+    value = check({"name": "A", "n": raw})["n"]
+    assert value == parsed and type(value) is type(parsed)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "lots",
+        "1.2.3",
+        "0x10",
+        "3 apples",
+        "nan",
+        "inf",
+        "1e999",
+        True,
+        False,
+        [1],
+        {"n": 1},
+        float("inf"),
+        float("nan"),
+    ],
+)
+def test_anything_else_is_not_a_valid_number(raw: Any) -> None:
+    error = refusal(FORM, {"name": "A", "n": raw})
+    assert error.message == "n in input form must be a valid number" and error.param == "n"
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_checkbox_takes_a_boolean(value: bool) -> None:
+    assert check({"name": "A", "ok": value})["ok"] is value
+
+
+@pytest.mark.parametrize("raw", ["yes", "true", 1, 0, [True]])
+def test_a_checkbox_refuses_what_is_not_a_boolean(raw: Any) -> None:
+    assert refusal(FORM, {"name": "A", "ok": raw}).message == "ok in input form must be a boolean"
+
+
+# --- cleaning --------------------------------------------------------------------------------------------------
+
+
+def test_optional_fields_left_out_take_their_default() -> None:
+    assert check({"name": "Ann"}) == {"name": "Ann", "bio": "", "tone": "casual", "n": None, "ok": False}
+
+
+def test_optional_fields_sent_empty_take_their_default_too() -> None:
+    assert check({"name": "Ann", "bio": "", "tone": "", "n": "", "ok": None}) == check({"name": "Ann"})
+
+
+def test_defaults_of_every_type_are_used_as_they_are() -> None:
+    form = [
+        FormField(type="text-input", variable="city", default="Paris"),
+        FormField(type="number", variable="top", default=3),
+        FormField(type="number", variable="ratio", default=0.5),
+        FormField(type="checkbox", variable="formal", default=True),
+        FormField(type="checkbox", variable="plain"),
+    ]
+    assert validate_inputs(form, {}) == {"city": "Paris", "top": 3, "ratio": 0.5, "formal": True, "plain": None}
+
+
+def test_unknown_keys_are_dropped_and_the_result_follows_the_form() -> None:
+    cleaned = check({"extra": 1, "ok": True, "name": "Ann", "__proto__": "x"})
+    assert list(cleaned) == ["name", "bio", "tone", "n", "ok"]
+
+
+def test_nul_bytes_are_stripped_from_strings() -> None:
+    cleaned = check({"name": "A\x00n\x00", "bio": "\x00line\x00"})
+    assert cleaned["name"] == "An" and cleaned["bio"] == "line"
+
+
+# --- /parameters ---------------------------------------------------------------------------------------------
 
 
 def test_the_form_is_described_the_way_dify_parameters_do() -> None:
-    assert form_to_dify(FORM[:3]) == [
-        {"text-input": {"label": "name", "variable": "name", "required": True, "default": "", "max_length": 5}},
+    labelled = FormField(type="text-input", variable="city", label="City", required=True, max_length=48)
+    assert form_to_dify([labelled, *FORM[1:]]) == [
+        {"text-input": {"label": "City", "variable": "city", "required": True, "default": "", "max_length": 48}},
         {"paragraph": {"label": "bio", "variable": "bio", "required": False, "default": ""}},
         {
             "select": {
@@ -74,4 +193,13 @@ def test_the_form_is_described_the_way_dify_parameters_do() -> None:
                 "options": ["formal", "casual"],
             }
         },
+        {"number": {"label": "n", "variable": "n", "required": False, "default": ""}},
+        {"checkbox": {"label": "ok", "variable": "ok", "required": False, "default": False}},
     ]
+
+
+def test_each_form_item_is_a_single_key_object_and_options_are_a_copy() -> None:
+    described = form_to_dify(FORM)
+    assert all(len(item) == 1 for item in described)
+    described[2]["select"]["options"].append("loud")
+    assert FORM[2].options == ["formal", "casual"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,25 +12,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, inspect, select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import end_user_id
-from promptd.store.db import create_engine, migrate
+from promptd.domain.ids import end_user_id, hash_key
+from promptd.store.db import alembic_config, create_engine, migrate
 from promptd.store.recorder import Recorder, Row
 from promptd.store.repository import Repository, end_user_row
-from promptd.store.tables import end_users, messages, metadata
+from promptd.store.tables import api_keys, end_users, feedbacks, messages, metadata
+
+#: Hang guard for awaits that must finish: far above anything a passing run takes, it only turns a hang into
+#: a failure. No assertion is about time.
+HANG = 60
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
+async def empty_db(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await migrate(engine)
     yield engine
     await engine.dispose()
 
 
-def message_row(**overrides: Any) -> Row:
+@pytest.fixture
+async def db(empty_db: AsyncEngine) -> AsyncEngine:
+    await migrate(empty_db)
+    return empty_db
+
+
+def message_values(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "project": "demo",
@@ -42,7 +56,11 @@ def message_row(**overrides: Any) -> Row:
         "created_at": time.time(),
     }
     values.update(overrides)
-    return Row(messages, values)
+    return values
+
+
+def message_row(**overrides: Any) -> Row:
+    return Row(messages, message_values(**overrides))
 
 
 async def count(db: AsyncEngine, table: Any = messages) -> int:
@@ -50,102 +68,412 @@ async def count(db: AsyncEngine, table: Any = messages) -> int:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def test_migrations_create_the_declared_schema_and_run_twice(db: AsyncEngine) -> None:
-    await migrate(db)  # idempotent
-
-    def columns(sync_conn: Any) -> dict[str, set[str]]:
-        insp = inspect(sync_conn)
-        return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
-
+async def message_ids(db: AsyncEngine) -> set[str]:
     async with db.connect() as conn:
-        actual = await conn.run_sync(columns)
+        return {r.id for r in await conn.execute(select(messages.c.id))}
+
+
+def recorder_for(db: AsyncEngine, tmp_path: Path, **options: Any) -> Recorder:
+    return Recorder(db, dead_letter=tmp_path / "dead-letter.jsonl", **options)
+
+
+# --- migrations ----------------------------------------------------------------------------------------------
+
+
+def _columns(sync_conn: Connection) -> dict[str, set[str]]:
+    insp = inspect(sync_conn)
+    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
+
+
+def _schema_diff(sync_conn: Connection) -> list[Any]:
+    # server defaults are left out: SQLite reflects '' defaults in a form alembic cannot compare
+    return list(compare_metadata(MigrationContext.configure(sync_conn, opts={"compare_type": True}), metadata))
+
+
+def _revision(sync_conn: Connection) -> str | None:
+    return MigrationContext.configure(sync_conn).get_current_revision()
+
+
+async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(empty_db: AsyncEngine) -> None:
+    async with empty_db.connect() as conn:
+        assert await conn.run_sync(_columns) == {}
+    await migrate(empty_db)
+    async with empty_db.connect() as conn:
+        actual = await conn.run_sync(_columns)
+        diff = await conn.run_sync(_schema_diff)
+        revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
+    assert diff == []  # types, nullability, indexes and unique constraints match too
+    assert revision == "0002"
 
 
-async def test_the_recorder_writes_everything_and_drain_waits_for_it(db: AsyncEngine, tmp_path: Path) -> None:
-    recorder = Recorder(db, dead_letter=tmp_path / "dead.jsonl", batch=50)
+async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        await conn.execute(messages.insert().values(**message_values(id="kept")))
+    await migrate(db)
+    await migrate(db)
+    async with db.connect() as conn:
+        assert await conn.run_sync(_schema_diff) == []
+        assert await conn.run_sync(_revision) == "0002"
+    assert await message_ids(db) == {"kept"}
+
+
+async def test_migrations_go_down_to_nothing_and_up_again(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+    async with db.connect() as conn:
+        assert await conn.run_sync(_columns) == {}
+    await migrate(db)
+    async with db.connect() as conn:
+        assert await conn.run_sync(_schema_diff) == []
+
+
+async def test_server_defaults_fill_the_columns_a_row_leaves_out(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO messages (id, project, face, model, provider, upstream_model, status, created_at) "
+                "VALUES ('m1', 'demo', 'dify', 'm', 'p', 'u', 'normal', 1.0)"
+            )
+        )
+        row = (await conn.execute(select(messages).where(messages.c.id == "m1"))).one()
+    assert (row.answer, row.prompt_tokens, row.total_price, row.currency, row.choice_index) == ("", 0, "0", "USD", 0)
+
+
+# --- the recorder --------------------------------------------------------------------------------------------
+
+
+async def test_the_recorder_writes_in_batches(db: AsyncEngine, tmp_path: Path) -> None:
+    written: list[tuple[str, int]] = []
+    recorder = recorder_for(db, tmp_path, batch=50, on_written=lambda outcome, n: written.append((outcome, n)))
     recorder.start()
-    recorder.submit(*(message_row() for _ in range(120)))
-    await recorder.drain()
-    assert await count(db) == 120 and recorder.pending == 0
+    rows = [message_row() for _ in range(120)]
+    recorder.submit(*rows)
+    await asyncio.wait_for(recorder.drain(), HANG)
+    await recorder.close()
+    assert await message_ids(db) == {r.values["id"] for r in rows}
+    assert all(outcome == "written" and 0 < n <= 50 for outcome, n in written)
+    assert sum(n for _, n in written) == 120 and len(written) >= 3
+
+
+async def test_drain_waits_for_everything_submitted(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path, batch=7)
+    recorder.start()
+    for _ in range(3):
+        recorder.submit(*(message_row() for _ in range(10)))
+        assert recorder.pending > 0
+        await asyncio.wait_for(recorder.drain(), HANG)
+        assert recorder.pending == 0
+    assert await count(db) == 30
+    await recorder.close()
+
+
+async def test_drain_with_nothing_submitted_returns(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    await asyncio.wait_for(recorder.drain(), HANG)
+    await recorder.close()
+    assert recorder.pending == 0 and await count(db) == 0
+
+
+async def test_drain_does_not_wait_out_the_linger(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path, batch=10, linger=3600)
+    recorder.start()
+    recorder.submit(*(message_row() for _ in range(3)))
+    for _ in range(10):
+        await asyncio.sleep(0)  # the writer is now waiting for a full batch
+    recorder.submit(*(message_row() for _ in range(9)))  # a full batch, and 2 rows over
+    await asyncio.wait_for(recorder.drain(), HANG)
+    assert await count(db) == 12
     await recorder.close()
 
 
 async def test_close_flushes_what_is_still_queued(db: AsyncEngine, tmp_path: Path) -> None:
-    recorder = Recorder(db, dead_letter=tmp_path / "dead.jsonl", batch=64)
+    recorder = recorder_for(db, tmp_path, batch=64)
     recorder.start()
     recorder.submit(*(message_row() for _ in range(500)))
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 500 and recorder.pending == 0
+
+
+async def test_close_flushes_even_a_recorder_that_never_started(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path, batch=64)
+    recorder.submit(*(message_row() for _ in range(100)))
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 100
+
+
+async def test_a_closed_recorder_refuses_rows(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
     await recorder.close()
-    assert await count(db) == 500
+    with pytest.raises(RuntimeError, match="closed"):
+        recorder.submit(message_row())
+    assert await count(db) == 0
 
 
-async def test_a_refused_row_goes_to_the_dead_letter_file_and_its_batch_is_kept(
+async def test_rows_with_different_columns_keep_all_their_values(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    plain_row = message_row()
+    rich_row = message_row(campaign="ab", answer="long answer", prompt_tokens=5)
+    recorder.submit(plain_row, rich_row)
+    await recorder.close()
+    async with db.connect() as conn:
+        got = {r.id: r for r in await conn.execute(select(messages))}
+    assert (got[rich_row.values["id"]].campaign, got[rich_row.values["id"]].answer) == ("ab", "long answer")
+    assert got[rich_row.values["id"]].prompt_tokens == 5
+    assert (got[plain_row.values["id"]].campaign, got[plain_row.values["id"]].answer) == (None, "hi")
+
+
+async def test_a_refused_row_goes_to_the_dead_letter_file_and_the_rest_of_its_batch_is_written(
     db: AsyncEngine, tmp_path: Path
 ) -> None:
-    dead = tmp_path / "dead.jsonl"
-    recorder = Recorder(db, dead_letter=dead, batch=100)
+    outcomes: list[tuple[str, int]] = []
+    recorder = recorder_for(db, tmp_path, batch=100, on_written=lambda outcome, n: outcomes.append((outcome, n)))
     recorder.start()
-    dup = message_row()
+    dup = message_row(answer="first")
     recorder.submit(dup)
-    await recorder.drain()
+    await asyncio.wait_for(recorder.drain(), HANG)
     good = [message_row() for _ in range(5)]
-    recorder.submit(good[0], good[1], dup, *good[2:])  # the same primary key again
-    await recorder.drain()
+    again = Row(messages, {**dup.values, "answer": "second"})  # the same primary key
+    recorder.submit(good[0], good[1], again, *good[2:])
+    await asyncio.wait_for(recorder.drain(), HANG)
     await recorder.close()
-    assert await count(db) == 6
-    [entry] = [json.loads(line) for line in dead.read_text().splitlines()]
-    assert entry["table"] == "messages" and entry["values"]["id"] == dup.values["id"] and entry["error"]
+    assert await message_ids(db) == {dup.values["id"], *(r.values["id"] for r in good)}
+    [entry] = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert entry["table"] == "messages"
+    assert entry["values"] == json.loads(json.dumps(again.values))
+    assert "IntegrityError" in entry["error"]  # the database's own reason
+    assert recorder.failed_rows == 1 and ("dead_letter", 1) in outcomes
+    assert sum(n for outcome, n in outcomes if outcome == "written") == 6
+
+
+async def test_a_row_the_database_cannot_take_is_dead_lettered_with_its_reason(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    bad = Row(messages, message_values(status=None))  # NOT NULL
+    recorder.submit(message_row(), bad, message_row())
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 2
+    [entry] = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert entry["values"]["id"] == bad.values["id"] and "IntegrityError" in entry["error"]
+
+
+async def test_when_the_dead_letter_file_cannot_be_written_the_row_is_logged_and_writing_goes_on(
+    db: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    recorder = Recorder(db, dead_letter=tmp_path / "not-a-dir" / "dead-letter.jsonl")
+    recorder.start()
+    first = message_row()
+    recorder.submit(first)
+    await asyncio.wait_for(recorder.drain(), HANG)
+    with caplog.at_level(logging.ERROR, logger="promptd.recorder"):
+        recorder.submit(Row(messages, dict(first.values)))
+        await asyncio.wait_for(recorder.drain(), HANG)
+    later = message_row()
+    recorder.submit(later)
+    await asyncio.wait_for(recorder.drain(), HANG)
+    await recorder.close()
+    assert await message_ids(db) == {first.values["id"], later.values["id"]}
     assert recorder.failed_rows == 1
+    assert any(first.values["id"] in r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL)
 
 
 async def test_put_applies_back_pressure_when_the_queue_is_full(db: AsyncEngine, tmp_path: Path) -> None:
-    recorder = Recorder(db, dead_letter=tmp_path / "dead.jsonl", batch=10, maxsize=20)
+    recorder = recorder_for(db, tmp_path, batch=10, maxsize=20)
     recorder.submit(*(message_row() for _ in range(20)))  # full, and the writer is not running yet
     waiting = asyncio.create_task(recorder.put(message_row()))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # held back while the queue is full
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done() and recorder.pending == 20  # held back while the queue is full
     recorder.start()
-    await asyncio.wait_for(waiting, 30)
-    await recorder.close()
+    await asyncio.wait_for(waiting, HANG)
+    await asyncio.wait_for(recorder.close(), HANG)
     assert await count(db) == 21
 
 
-async def test_end_users_are_inserted_once(db: AsyncEngine, tmp_path: Path) -> None:
-    recorder = Recorder(db, dead_letter=tmp_path / "dead.jsonl")
+async def test_put_does_not_wait_below_maxsize(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path, maxsize=20)
+    await asyncio.wait_for(recorder.put(*(message_row() for _ in range(5))), HANG)  # no writer is running
+    assert recorder.pending == 5
+    recorder.start()
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 5
+
+
+# --- end users -----------------------------------------------------------------------------------------------
+
+
+async def test_an_end_user_seen_again_is_not_inserted_again(db: AsyncEngine, tmp_path: Path) -> None:
+    recorder = recorder_for(db, tmp_path)
     recorder.start()
     uid = end_user_id("demo", "alice")
     for _ in range(3):
-        recorder.submit(end_user_row(uid, "demo", "alice", time.time()))
-        await recorder.drain()
+        recorder.submit(end_user_row(uid, "demo", "alice", time.time()), message_row(end_user_id=uid))
+        await asyncio.wait_for(recorder.drain(), HANG)
+    recorder.submit(*(end_user_row(uid, "demo", "alice", time.time()) for _ in range(3)))  # in one batch
     await recorder.close()
-    assert await count(db, end_users) == 1 and not (tmp_path / "dead.jsonl").exists()
+    assert await count(db, end_users) == 1 and await count(db) == 3
+    assert not (tmp_path / "dead-letter.jsonl").exists()
 
 
-async def test_keys_are_created_found_listed_and_revoked(db: AsyncEngine) -> None:
+async def test_an_end_user_upsert_also_yields_to_the_project_and_user_unique_key(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    await repo.ensure_end_user(end_user_id("demo", "alice"), "demo", "alice")
+    await repo.ensure_end_user(str(uuid.uuid4()), "demo", "alice")  # another id, same (project, user)
+    assert await count(db, end_users) == 1
+
+
+async def test_end_users_are_kept_per_project(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    for project in ("demo", "shop"):
+        for _ in range(2):
+            await repo.ensure_end_user(end_user_id(project, "alice"), project, "alice")
+    await repo.ensure_end_user(end_user_id("demo", "DEFAULT-USER"), "demo", "DEFAULT-USER")
+    alice = await repo.get_end_user(end_user_id("demo", "alice"), "demo")
+    anonymous = await repo.get_end_user(end_user_id("demo", "DEFAULT-USER"), "demo")
+    assert alice is not None and alice["external_user_id"] == "alice" and alice["type"] == "service_api"
+    assert alice["is_anonymous"] is False
+    assert anonymous is not None and anonymous["is_anonymous"] is True
+    assert await repo.get_end_user(end_user_id("demo", "alice"), "shop") is None  # not another project's
+    assert await count(db, end_users) == 3
+
+
+# --- keys ----------------------------------------------------------------------------------------------------
+
+
+async def test_a_created_key_is_stored_only_as_its_hash(db: AsyncEngine) -> None:
     repo = Repository(db)
     key, info = await repo.create_key("demo", name="ci")
-    other, _ = await repo.create_key("shop", expires_at=time.time() - 1)
+    assert key.startswith("app-") and info.prefix == key[:12] and info.project == "demo" and info.name == "ci"
+    async with db.connect() as conn:
+        row = (await conn.execute(select(api_keys).where(api_keys.c.id == info.id))).one()
+    assert row.key_hash == hash_key(key)
+    assert key not in {str(v) for v in row._mapping.values()}
+
+
+async def test_a_key_is_found_by_the_key_itself_and_only_by_it(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo")
     found = await repo.find_key(key)
-    assert found is not None and found.project == "demo" and found.usable(time.time())
-    assert info.prefix == key[:12]
-    expired = await repo.find_key(other)
-    assert expired is not None and not expired.usable(time.time())
-    assert [k.project for k in await repo.list_keys()] == ["demo", "shop"]
+    assert found == info and found.usable(time.time())
     assert await repo.find_key(key + "x") is None
-    revoked = await repo.revoke_key(key)  # by the key itself
+    assert await repo.find_key(key[:-1]) is None
+    assert await repo.find_key(info.prefix) is None
+
+
+async def test_an_expired_key_is_found_but_not_usable(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    now = time.time()
+    expired, _ = await repo.create_key("demo", expires_at=now - 1)
+    later, _ = await repo.create_key("demo", expires_at=now + 3600)
+    old = await repo.find_key(expired)
+    fresh = await repo.find_key(later)
+    assert old is not None and not old.usable(now)
+    assert fresh is not None and fresh.usable(now) and not fresh.usable(now + 7200)
+
+
+async def test_keys_are_listed_oldest_first_and_per_project(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    made = [await repo.create_key(project) for project in ("demo", "shop", "demo")]
+    listed = await repo.list_keys()
+    assert [k.id for k in listed] == [info.id for _, info in made]
+    assert [k.id for k in await repo.list_keys("demo")] == [made[0][1].id, made[2][1].id]
+    assert await repo.list_keys("nobody") == []
+    assert await repo.count_keys() == 3
+
+
+async def test_a_key_is_revoked_by_its_id(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo")
+    other, _ = await repo.create_key("demo")
+    revoked = await repo.revoke_key(info.id)
+    assert revoked is not None and revoked.id == info.id and revoked.revoked_at is not None
+    found = await repo.find_key(key)
+    assert found is not None and found.revoked_at == revoked.revoked_at and not found.usable(time.time())
+    still = await repo.find_key(other)
+    assert still is not None and still.usable(time.time())
+
+
+async def test_a_key_is_revoked_by_the_full_key(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo")
+    other, _ = await repo.create_key("demo")
+    revoked = await repo.revoke_key(key)
     assert revoked is not None and revoked.id == info.id
-    again = await repo.find_key(key)
-    assert again is not None and not again.usable(time.time())
+    found = await repo.find_key(key)
+    assert found is not None and not found.usable(time.time())
+    still = await repo.find_key(other)
+    assert still is not None and still.usable(time.time())
+
+
+async def test_revoking_an_unknown_key_changes_nothing(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, _ = await repo.create_key("demo")
     assert await repo.revoke_key(str(uuid.uuid4())) is None
+    assert await repo.revoke_key("app-" + "x" * 32) is None
+    found = await repo.find_key(key)
+    assert found is not None and found.usable(time.time())
+
+
+# --- feedback ------------------------------------------------------------------------------------------------
 
 
 async def test_feedback_is_set_updated_and_revoked(db: AsyncEngine) -> None:
     repo = Repository(db)
     mid, uid = str(uuid.uuid4()), end_user_id("demo", "a")
     assert await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating="like", content="x")
+    [first] = await repo.list_feedbacks("demo", page=1, limit=10)
+    assert (first["rating"], first["content"], first["message_id"]) == ("like", "x", mid)
+    assert first["from_end_user_id"] == uid and first["from_source"] == "user"
+
     assert await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating="dislike", content=None)
-    [fb] = await repo.list_feedbacks("demo", page=1, limit=10)
-    assert fb["rating"] == "dislike" and fb["content"] is None
+    [updated] = await repo.list_feedbacks("demo", page=1, limit=10)
+    assert (updated["id"], updated["rating"], updated["content"]) == (first["id"], "dislike", None)
+    assert updated["created_at"] == first["created_at"] and updated["updated_at"] >= first["updated_at"]
+
     assert await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating=None, content=None)
-    assert not await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating=None, content=None)
     assert await repo.list_feedbacks("demo", page=1, limit=10) == []
+    assert not await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating=None, content=None)
+
+
+async def test_each_user_has_their_own_feedback_on_a_message(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    mid = str(uuid.uuid4())
+    a, b = end_user_id("demo", "a"), end_user_id("demo", "b")
+    await repo.set_feedback(project="demo", message_id=mid, end_user_id=a, rating="like", content=None)
+    await repo.set_feedback(project="demo", message_id=mid, end_user_id=b, rating="dislike", content=None)
+    await repo.set_feedback(project="demo", message_id=mid, end_user_id=a, rating=None, content=None)
+    [left] = await repo.list_feedbacks("demo", page=1, limit=10)
+    assert (left["from_end_user_id"], left["rating"]) == (b, "dislike")
+    assert await count(db, feedbacks) == 1
+
+
+async def test_concurrent_feedback_for_one_message_and_user_is_one_row(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    mid, uid = str(uuid.uuid4()), end_user_id("demo", "a")
+    results = await asyncio.gather(
+        *(
+            repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating="like", content=str(i))
+            for i in range(8)
+        )
+    )
+    assert all(results) and await count(db, feedbacks) == 1
+
+
+async def test_feedback_is_listed_per_project_newest_first_by_page(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    uid = end_user_id("demo", "a")
+    mids = [str(uuid.uuid4()) for _ in range(5)]
+    for mid in mids:
+        await repo.set_feedback(project="demo", message_id=mid, end_user_id=uid, rating="like", content=None)
+        await asyncio.sleep(0.001)  # distinct created_at, so the order is defined
+    await repo.set_feedback(project="shop", message_id=str(uuid.uuid4()), end_user_id=uid, rating="like", content=None)
+    page1 = await repo.list_feedbacks("demo", page=1, limit=2)
+    page3 = await repo.list_feedbacks("demo", page=3, limit=2)
+    everything = await repo.list_feedbacks("demo", page=1, limit=100)
+    assert [f["message_id"] for f in page1] == [mids[4], mids[3]]
+    assert [f["message_id"] for f in page3] == [mids[0]]
+    assert [f["message_id"] for f in everything] == mids[::-1]

@@ -1,12 +1,14 @@
 """Read a catalog file: YAML → `${ENV}` interpolation → strict schema → cross-reference checks.
 
-Every problem is collected and reported together, each with its key path (`projects.demo.inputs[0].type`).
+Every problem is collected and reported together, each with its key path (`projects.demo.inputs[0].type`):
+the references between the entries that passed the schema are checked even when others did not.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,25 @@ BUILTIN_CATALOG: dict[str, Any] = {
 }
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def interpolate(value: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
     """Replace `${NAME}` and `${NAME:-default}` in every string. Unset variables without a default are problems."""
     if isinstance(value, str):
@@ -85,6 +106,91 @@ def format_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling)"
+        elif err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (not {err['input']!r})"
+        elif err["type"] == "union_tag_not_found":  # only providers have a tag
+            msg = "needs a `kind`: local, openai, anthropic or fake"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+            loc = (*loc, "kind")
+        problems.append(f"{format_path(loc)}: {msg}")
+    return problems
+
+
+SECTIONS = ("providers", "models", "projects")
+
+
+class _Everything(frozenset[str]):
+    """The broken names of a section that is not a mapping at all: every reference into it."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+def _without_unknown_keys(entry: Any, errors: list[Any]) -> Any | None:
+    """`entry` without the unknown keys the errors name, or None when some other error is among them."""
+    entry = copy.deepcopy(entry)
+    for err in errors:
+        if err["type"] != "extra_forbidden":
+            return None
+        *parents, key = err["loc"][2:]  # after (section, name)
+        node = entry
+        for part in parents:
+            if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
+                node = node[part]
+            # else: a union tag (providers.x.openai.…), not a key of the file
+        if isinstance(node, dict):
+            node.pop(key, None)
+    return entry
+
+
+def _passes(data: dict[str, Any]) -> bool:
+    try:
+        Catalog.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _valid_part(data: dict[str, Any]) -> tuple[Catalog, dict[str, Set[str]]]:
+    """The entries that pass the schema on their own (unknown keys left out), and the names of the others.
+
+    Phase two runs on these, so a reference problem is reported along with the shape problems."""
+    valid: dict[str, dict[Any, Any]] = {}
+    broken: dict[str, Set[str]] = {}
+    for section in SECTIONS:
+        entries = data.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, dict):
+            broken[section] = _Everything()
+            continue
+        valid[section], bad = {}, set[str]()
+        broken[section] = bad
+        for name, entry in entries.items():
+            try:
+                Catalog.model_validate({section: {name: entry}})
+            except ValidationError as exc:
+                trimmed = _without_unknown_keys(entry, exc.errors())
+                if trimmed is not None and _passes({section: {name: trimmed}}):
+                    valid[section][name] = trimmed
+                else:
+                    bad.add(str(name))
+            else:
+                valid[section][name] = entry
+    return Catalog.model_validate(valid), broken
+
+
 def parse_catalog(raw: Any, environ: Mapping[str, str], *, source: str = "<catalog>") -> Catalog:
     """Validate a catalog already read from YAML (a dict). Raises CatalogError listing every problem."""
     if raw is None:
@@ -93,21 +199,28 @@ def parse_catalog(raw: Any, environ: Mapping[str, str], *, source: str = "<catal
         raise CatalogError(["the catalog must be a mapping with providers, models and projects"], source=source)
     problems: list[str] = []
     data = interpolate(raw, environ, "", problems)
+    # a section whose entries are all commented out reads as null: it is empty
+    data = {k: {} if k in SECTIONS and v is None else v for k, v in data.items()}
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check its spelling)"
-            elif err["type"] == "missing":
-                msg = "is required"
-            problems.append(f"{format_path(tuple(err['loc']))}: {msg}")
+        problems.extend(_describe(exc))
+        partial, broken = _valid_part(data)
+        problems.extend(cross_check(partial, broken))
         raise CatalogError(problems, source=source) from None
     problems.extend(cross_check(catalog))
     if problems:
         raise CatalogError(problems, source=source)
     return catalog
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'line 3, column 3: found the key 'demo' twice (while reading a mapping)'."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return str(exc)
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 
 def load_catalog(path: Path | None, environ: Mapping[str, str]) -> Catalog:
@@ -119,8 +232,10 @@ def load_catalog(path: Path | None, environ: Mapping[str, str]) -> Catalog:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError([f"cannot read the file: {exc.strerror}"], source=source) from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError([f"not UTF-8 text (byte {exc.start}): {exc.reason}"], source=source) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
-        raise CatalogError([f"not valid YAML: {exc}"], source=source) from None
+        raise CatalogError([f"not valid YAML: {_yaml_problem(exc)}"], source=source) from None
     return parse_catalog(raw, environ, source=source)

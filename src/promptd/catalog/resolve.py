@@ -1,6 +1,12 @@
-"""Phase two of catalog validation: references between providers, models and projects."""
+"""Phase two of catalog validation: references between providers, models and projects.
+
+`broken` names the entries that exist in the file but failed phase one (they are reported there): a reference
+to one of them is not reported again as a reference to nothing.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Set
 
 from promptd.catalog.schema import Catalog
 from promptd.domain.templates import template_variables
@@ -8,25 +14,44 @@ from promptd.domain.templates import template_variables
 __all__ = ["cross_check"]
 
 
-def cross_check(catalog: Catalog) -> list[str]:
+def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) -> list[str]:
+    broken = broken or {}
+    bad_providers, bad_models = broken.get("providers", set()), broken.get("models", set())
     problems: list[str] = []
     for name, model in catalog.models.items():
-        provider = catalog.providers.get(model.provider)
-        if provider is None:
-            problems.append(
-                f"models.{name}.provider: no provider named {model.provider!r} (known: "
-                f"{', '.join(sorted(catalog.providers)) or 'none'})"
-            )
-        elif model.type in ("speech_to_text", "text_to_speech") and provider.kind != "openai":
-            problems.append(f"models.{name}.type: {model.type} models need an openai-kind provider")
+        at = f"models.{name}"
+        # every deployment's provider must exist (`provider` is the first one's, unless set apart)
+        refs = [(f"{at}.deployments[{i}].provider", d.provider) for i, d in enumerate(model.deployments)]
+        if model.provider not in {d.provider for d in model.deployments}:
+            refs.insert(0, (f"{at}.provider", model.provider))
+        kinds: set[str] = set()
+        for path, ref in refs:
+            provider = catalog.providers.get(ref)
+            if provider is not None:
+                kinds.add(provider.kind)
+            elif ref not in bad_providers:
+                known = ", ".join(sorted(catalog.providers)) or "none"
+                problems.append(f"{path}: no provider named {ref!r} (known: {known})")
+        if model.type in ("speech_to_text", "text_to_speech") and kinds - {"openai"}:
+            problems.append(f"{at}.type: {model.type} models need an openai-kind provider")
         for i, fb in enumerate(model.fallbacks):
+            if fb in bad_models:
+                continue
             if fb not in catalog.models or fb == name:
-                problems.append(f"models.{name}.fallbacks[{i}]: no other model named {fb!r}")
+                problems.append(f"{at}.fallbacks[{i}]: no other model named {fb!r}")
             elif catalog.models[fb].type != model.type:
-                problems.append(f"models.{name}.fallbacks[{i}]: {fb!r} is a {catalog.models[fb].type} model")
+                problems.append(f"{at}.fallbacks[{i}]: {fb!r} is a {catalog.models[fb].type} model")
+        fallback = model.context_fallback
+        if fallback is not None and fallback not in bad_models:
+            if fallback not in catalog.models or fallback == name:
+                problems.append(f"{at}.context_fallback: no other model named {fallback!r}")
+            elif catalog.models[fallback].type != model.type:
+                problems.append(f"{at}.context_fallback: {fallback!r} is a {catalog.models[fallback].type} model")
     for pname, project in catalog.projects.items():
         at = f"projects.{pname}"
         for i, m in enumerate(project.models):
+            if m in bad_models:
+                continue
             if m not in catalog.models:
                 problems.append(f"{at}.models[{i}]: no model named {m!r}")
             elif catalog.models[m].type not in ("chat", "embedding"):
@@ -34,11 +59,18 @@ def cross_check(catalog: Catalog) -> list[str]:
         if project.default_model is not None and project.default_model not in project.models:
             problems.append(f"{at}.default_model: {project.default_model!r} is not in this project's models")
         variables = {f.variable for f in project.inputs}
-        for var in sorted(template_variables(project.prompt or "") - variables - {"query"}):
-            problems.append(f"{at}.prompt: uses {{{{{var}}}}} but no input declares variable {var!r}")
+        # the Dify face fills {{query}} of the prompt from the request's top-level `query`; the system prompt
+        # is rendered from the inputs alone
+        templates: tuple[tuple[str, str | None, set[str]], ...] = (
+            ("prompt", project.prompt, {"query"}),
+            ("system_prompt", project.system_prompt, set()),
+        )
+        for key, template, implicit in templates:
+            for var in sorted(template_variables(template or "") - variables - implicit):
+                problems.append(f"{at}.{key}: uses {{{{{var}}}}} but no input declares variable {var!r}")
         for key, want in (("speech_to_text", "speech_to_text"), ("text_to_speech", "text_to_speech")):
             ref = getattr(project.audio, key)
-            if ref is None:
+            if ref is None or ref in bad_models:
                 continue
             speech = catalog.models.get(ref)
             if speech is None:

@@ -6,12 +6,15 @@ between them (a project's models exist, its default model is attached, …).
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from promptd.domain.templates import VARIABLE_NAME
 
 __all__ = [
     "AnthropicProviderConfig",
@@ -180,7 +183,7 @@ class ModelConfig(Strict):
     @classmethod
     def _primary(cls, data: Any) -> Any:
         """`provider` + `model` is the one-deployment form; with `deployments`, they name the first."""
-        if isinstance(data, dict) and data.get("deployments") and not data.get("provider"):
+        if isinstance(data, dict) and isinstance(data.get("deployments"), list) and not data.get("provider"):
             first = data["deployments"][0]
             if isinstance(first, dict):
                 data = {**data, "provider": first.get("provider", ""), "model": first.get("model", "")}
@@ -204,12 +207,26 @@ FIELD_TYPES = ("text-input", "paragraph", "select", "number", "checkbox")
 
 class FormField(Strict):
     type: Literal["text-input", "paragraph", "select", "number", "checkbox"]
-    variable: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    variable: str
     label: str | None = None
     required: bool = False
-    default: str | int | float | bool | None = None
+    default: str | int | float | bool | None = Field(None, description='"" or none: no default')
     max_length: int | None = Field(None, ge=1)
     options: list[str] | None = None
+
+    @field_validator("variable")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(VARIABLE_NAME, v):
+            raise ValueError(f"{v!r} is not a variable name (a letter or _, then letters, digits or _; 64 at most)")
+        return v
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _scalar(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str | int | float | bool):
+            raise ValueError("must be a string, a number or a boolean")
+        return v
 
     @model_validator(mode="after")
     def _options(self) -> FormField:
@@ -219,7 +236,26 @@ class FormField(Strict):
             raise ValueError(f"`options` is only for select fields, not {self.type}")
         if self.max_length is not None and self.type not in ("text-input", "paragraph"):
             raise ValueError(f"`max_length` is only for text-input and paragraph fields, not {self.type}")
+        self._check_default()
         return self
+
+    def _check_default(self) -> None:
+        """The default is what a request that leaves the field out gets: it must be a value the field accepts."""
+        d = self.default
+        if d is None or d == "":
+            return
+        if self.type in ("text-input", "paragraph", "select"):
+            if not isinstance(d, str):
+                raise ValueError(f"the `default` of a {self.type} field must be a string")
+            if self.options is not None and d not in self.options:
+                raise ValueError(f"the `default` {d!r} is not one of the `options` {self.options}")
+            if self.max_length is not None and len(d) > self.max_length:
+                raise ValueError(f"the `default` is longer than `max_length` ({self.max_length})")
+        elif self.type == "number":
+            if isinstance(d, bool) or not isinstance(d, int | float) or not math.isfinite(d):
+                raise ValueError("the `default` of a number field must be a number")
+        elif not isinstance(d, bool):
+            raise ValueError("the `default` of a checkbox field must be true or false")
 
 
 class ImageUpload(Strict):
@@ -278,7 +314,10 @@ class CampaignConfig(Strict):
     @classmethod
     def _uuid(cls, v: str | None) -> str | None:
         if v is not None:
-            uuid.UUID(v)
+            try:
+                uuid.UUID(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a UUID") from None
         return v
 
 
@@ -305,6 +344,17 @@ class ProjectConfig(Strict):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("tool_icons", mode="before")
+    @classmethod
+    def _icons(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for tool, icon in v.items():
+                if isinstance(icon, str):
+                    continue
+                if not isinstance(icon, dict) or not all(isinstance(x, str) for x in icon.values()):
+                    raise ValueError(f"{tool}: an icon is a URL or a mapping of strings ({{background, content}})")
+        return v
 
     @field_validator("inputs")
     @classmethod

@@ -8,6 +8,7 @@ their default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,24 +20,40 @@ __all__ = ["form_to_dify", "validate_inputs"]
 TEXT_TYPES = ("text-input", "paragraph", "select")
 
 
+def _empty(field: FormField, value: Any) -> bool:
+    if value is None or value == "":
+        return True
+    # Dify treats a blank number ("  ") as no value
+    return field.type == "number" and isinstance(value, str) and not value.strip()
+
+
+def _number(var: str, value: Any) -> int | float:
+    """Dify parses numbers sent as strings; promptd also refuses what is not a finite number (1e999, nan)."""
+    invalid = InputError(f"{var} in input form must be a valid number", param=var)
+    if isinstance(value, bool):
+        raise invalid
+    if isinstance(value, str):
+        try:
+            value = float(value) if "." in value or "e" in value.lower() else int(value)
+        except ValueError:
+            raise invalid from None
+    if not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
+        raise invalid
+    return value
+
+
 def _check(field: FormField, value: Any) -> Any:
     var = field.variable
-    if value is None or value == "":
+    if _empty(field, value):
         if field.required:
             raise InputError(f"{var} is required in input form", param=var)
-        return field.default if field.default is not None else ("" if field.type in TEXT_TYPES else None)
+        if field.default is not None and field.default != "":
+            return field.default
+        return "" if field.type in TEXT_TYPES else None
     if field.type in TEXT_TYPES and not isinstance(value, str):
         raise InputError(f"(type '{field.type}') {var} in input form must be a string", param=var)
     if field.type == "number":
-        if isinstance(value, bool):
-            raise InputError(f"{var} in input form must be a valid number", param=var)
-        if isinstance(value, str):
-            try:
-                value = float(value) if "." in value or "e" in value.lower() else int(value)
-            except ValueError:
-                raise InputError(f"{var} in input form must be a valid number", param=var) from None
-        elif not isinstance(value, int | float):
-            raise InputError(f"{var} in input form must be a valid number", param=var)
+        value = _number(var, value)
     if field.type == "checkbox" and not isinstance(value, bool):
         raise InputError(f"{var} in input form must be a boolean", param=var)
     if field.type == "select" and value not in (field.options or []):

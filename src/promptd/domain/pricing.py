@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from promptd.catalog.schema import Price
 from promptd.types import Usage
@@ -11,6 +11,9 @@ from promptd.types import Usage
 __all__ = ["Cost", "plain", "price_usage"]
 
 QUANTUM = Decimal("0.0000001")
+#: Digits kept while multiplying: enough that tokens x price x unit is exact before the one rounding at the
+#: 7th decimal (the default 28 would round first, and a second rounding can move the 7th decimal).
+PRECISION = 200
 
 
 def plain(d: Decimal) -> str:
@@ -29,7 +32,8 @@ class Cost:
 
     @property
     def total_price(self) -> Decimal:
-        return self.prompt_price + self.completion_price
+        with localcontext(prec=PRECISION):
+            return self.prompt_price + self.completion_price
 
     def dify_fields(self) -> dict[str, str]:
         return {
@@ -46,13 +50,16 @@ class Cost:
 
 def price_usage(usage: Usage, price: Price) -> Cost:
     """Cost of `usage` at `price`: tokens x unit price x (1 / tokens per unit), to 7 decimals, half up."""
-    unit = Decimal(1) / price.tokens_per_unit
-    prompt_unit, completion_unit = Decimal(price.input), Decimal(price.output)
-    return Cost(
-        prompt_unit_price=prompt_unit,
-        completion_unit_price=completion_unit,
-        price_unit=unit,
-        prompt_price=(usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
-        completion_price=(usage.completion_tokens * completion_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
-        currency=price.currency,
-    )
+    with localcontext(prec=PRECISION):
+        unit = Decimal(1) / price.tokens_per_unit
+        prompt_unit, completion_unit = Decimal(price.input), Decimal(price.output)
+        return Cost(
+            prompt_unit_price=prompt_unit,
+            completion_unit_price=completion_unit,
+            price_unit=unit,
+            prompt_price=(usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
+            completion_price=(usage.completion_tokens * completion_unit * unit).quantize(
+                QUANTUM, rounding=ROUND_HALF_UP
+            ),
+            currency=price.currency,
+        )

@@ -6,9 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["render_prompt", "template_variables"]
+__all__ = ["VARIABLE_NAME", "render_prompt", "template_variables"]
 
-VARIABLE = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]{0,63})\}\}")
+#: A variable's name. The catalog refuses longer or other names: `{{name}}` would never be replaced.
+VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+VARIABLE = re.compile(r"\{\{(" + VARIABLE_NAME + r")\}\}")
 
 
 def template_variables(template: str) -> set[str]:

@@ -2,8 +2,9 @@
 
 `submit()` never blocks the request: it appends to an in-memory queue. When the queue holds `maxsize` rows,
 `submit` still accepts the row but the writer is behind: callers that can wait use `await put()` instead,
-which applies back-pressure. A batch that fails is retried row by row; a row the database keeps refusing is
-appended to `dead-letter.jsonl` in the data dir with the error, and logged: never dropped silently.
+which applies back-pressure. A batch that fails is retried row by row; a row the database refuses for good
+(a constraint, a value it cannot store) or keeps refusing (5 attempts) is appended to `dead-letter.jsonl` in
+the data dir with the error, and logged: never dropped silently.
 `drain()` waits until everything submitted so far is written; `close()` drains and stops (graceful shutdown).
 With `linger` > 0 the writer waits up to that long for a batch to fill before inserting (drain and close
 cut the wait short).
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = ["Recorder", "Row"]
@@ -38,12 +40,22 @@ class Row:
     upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
 
 
+def _permanent(exc: Exception) -> bool:
+    """Whether trying again cannot help: the row itself is refused (unlike a database that is down or busy)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)  # refused before reaching it
+
+
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
-    """Insert rows grouped by (table, mode), one executemany per group."""
-    groups: dict[tuple[str, bool], list[Row]] = {}
+    """Insert rows grouped by (table, mode, columns), one executemany per group.
+
+    The columns are part of the group: an executemany takes its columns from the first row, so a later row
+    with other keys would lose its values silently."""
+    groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
-        groups.setdefault((r.table.name, r.upsert_ignore), []).append(r)
-    for (_, ignore), group in groups.items():
+        groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
+    for (_, ignore, _), group in groups.items():
         table = group[0].table
         values = [dict(r.values) for r in group]
         if ignore:
@@ -76,6 +88,7 @@ class Recorder:
         self._progress = asyncio.Condition()
         self._submitted = 0
         self._written = 0
+        self._wanted = 0  # drain() waits for the rows up to here: the writer does not linger before them
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failed_rows = 0  # rows sent to the dead letter file
@@ -93,9 +106,9 @@ class Recorder:
 
     async def put(self, *rows: Row) -> None:
         """Like submit, but waits while the queue is over `maxsize` (back-pressure)."""
-        while len(self._queue) >= self.maxsize:
+        if len(self._queue) >= self.maxsize:
             async with self._progress:
-                await self._progress.wait()
+                await self._progress.wait_for(lambda: len(self._queue) < self.maxsize)
         self.submit(*rows)
 
     @property
@@ -105,6 +118,7 @@ class Recorder:
     async def drain(self) -> None:
         """Wait until every row submitted before this call is in the database (or the dead-letter file)."""
         target = self._submitted
+        self._wanted = max(self._wanted, target)
         self._full.set()  # a reader is waiting: write now
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target)
@@ -115,12 +129,15 @@ class Recorder:
         self._task = asyncio.create_task(self._run(), name="promptd-recorder")
 
     async def close(self) -> None:
+        """Write everything still queued, then stop. Rows submitted afterwards are refused."""
         self._closing = True
         self._wakeup.set()
         self._full.set()
         if self._task is not None:
             await self._task
             self._task = None
+        elif self._queue:  # never started: write what was queued here
+            await self._run()
 
     # --- writer side --------------------------------------------------------------------------------------------
 
@@ -132,11 +149,12 @@ class Recorder:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self.linger and len(self._queue) < self.batch and not self._closing:
-                # gather a batch: one insert of many rows costs about what one row alone does
+            if self.linger and len(self._queue) < self.batch and not self._closing and self._wanted <= self._written:
+                # gather a batch: one insert of many rows costs about what one row alone does (a submit that
+                # fills the batch, drain and close all set _full)
+                self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.linger)
-                self._full.clear()
             rows = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
             await self._write(rows)
             async with self._progress:
@@ -144,7 +162,8 @@ class Recorder:
                 self._progress.notify_all()
 
     async def _write(self, rows: list[Row]) -> None:
-        for attempt in range(5):
+        attempts = 5
+        for attempt in range(attempts):
             try:
                 async with self.engine.begin() as conn:
                     await write_rows(conn, rows)
@@ -154,18 +173,26 @@ class Recorder:
                 log.warning("recorder: writing %d row(s) failed (attempt %d): %s", len(rows), attempt + 1, exc)
                 if len(rows) > 1:
                     break  # find the bad row(s) one by one
+                if _permanent(exc):
+                    self._dead(rows[0], f"{type(exc).__name__}: {exc}")
+                    return
+                if attempt == attempts - 1:
+                    self._dead(rows[0], f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}")
+                    return
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-        if len(rows) == 1:
-            self._dead(rows[0], "gave up after 5 attempts")
-            return
         for row in rows:
             await self._write([row])
 
     def _dead(self, row: Row, why: str) -> None:
         self.failed_rows += 1
         self._on_written("dead_letter", 1)
-        entry = {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
+        entry = json.dumps(
+            {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}, default=str
+        )
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
-        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-        with self.dead_letter.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
+        try:
+            self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+            with self.dead_letter.open("a", encoding="utf-8") as f:
+                f.write(entry + "\n")
+        except OSError as exc:  # the writer must go on: the row is kept in the log instead
+            log.critical("recorder: cannot append to %s (%s); the row: %s", self.dead_letter, exc, entry)

@@ -477,3 +477,15 @@ async def test_feedback_is_listed_per_project_newest_first_by_page(db: AsyncEngi
     assert [f["message_id"] for f in page1] == [mids[4], mids[3]]
     assert [f["message_id"] for f in page3] == [mids[0]]
     assert [f["message_id"] for f in everything] == mids[::-1]
+
+
+async def test_a_mistyped_key_never_revokes_another_by_its_prefix(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo")
+    assert await repo.revoke_key(key[:12] + "X" * 20) is None  # same shown prefix, wrong key
+    still = await repo.find_key(key)
+    assert still is not None and still.usable(time.time())
+    first = await repo.revoke_key(key[:8])  # a short prefix of one key is enough
+    assert first is not None and first.id == info.id
+    again = await repo.revoke_key(info.id)
+    assert again is not None and again.revoked_at == first.revoked_at  # the first revocation time is kept

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import hash_key, new_key
+from promptd.domain.ids import hash_key, looks_like_key, new_key
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
     api_keys,
@@ -102,23 +102,28 @@ class Repository:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(api_keys))).scalar_one())
 
-    async def revoke_key(self, id_or_prefix: str) -> KeyInfo | None:
-        """Revoke the key with this id, or the only key starting with this prefix (`app-AbCd`)."""
+    async def revoke_key(self, ref: str) -> KeyInfo | None:
+        """Revoke the key with this id, or this exact key, or else the only key whose shown prefix starts with
+        `ref` (at most KEY_SHOWN characters: a mistyped full key never matches another key by its prefix)."""
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(api_keys).where(
-                        (api_keys.c.id == id_or_prefix) | (api_keys.c.prefix == id_or_prefix[:KEY_SHOWN])
-                    )
-                )
-            ).all()
-            rows = [r for r in rows if r.id == id_or_prefix or id_or_prefix.startswith(r.prefix)]
+            exact = api_keys.c.id == ref
+            if looks_like_key(ref):
+                exact = exact | (api_keys.c.key_hash == hash_key(ref))
+            rows = (await conn.execute(select(api_keys).where(exact))).all()
+            if not rows and 0 < len(ref) <= KEY_SHOWN:
+                rows = (
+                    await conn.execute(select(api_keys).where(api_keys.c.prefix.startswith(ref, autoescape=True)))
+                ).all()
             if len(rows) != 1:
                 return None
-            now = time.time()
-            await conn.execute(update(api_keys).where(api_keys.c.id == rows[0].id).values(revoked_at=now))
-        r = rows[0]
-        return KeyInfo(r.id, r.project, r.name, r.prefix, r.created_at, r.expires_at, now)
+            r = rows[0]
+            revoked = r.revoked_at or time.time()  # revoking twice keeps the first time
+            await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == r.id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=revoked)
+            )
+        return KeyInfo(r.id, r.project, r.name, r.prefix, r.created_at, r.expires_at, revoked)
 
     # --- end users ------------------------------------------------------------------------------------------------
 

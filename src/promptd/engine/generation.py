@@ -78,6 +78,8 @@ class Generation:
         self._last_event = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._stopped_by: str | None = None
+        # "pending" until the task runs, "running" while it may be cancelled, "finishing" once the answer is in
+        self._phase = "pending"
         self.result: GenerationResult | None = None
         self._delay = 0.0
         self._task = asyncio.create_task(self._run(), name=f"generation-{request.message_id}")
@@ -87,9 +89,15 @@ class Generation:
     # --- control --------------------------------------------------------------------------------------------------
 
     def stop(self, reason: str = "stopped by request") -> None:
-        """End the generation now; it finishes as 'stopped' with what was generated so far."""
-        if self._stopped_by is None and not self._task.done():
-            self._stopped_by = reason
+        """End the generation now; it finishes as 'stopped' with what was generated so far.
+
+        Only a running task is cancelled: a task cancelled before it starts would never run its body (no
+        result, no record, no Done for the face), so a pending one sees `_stopped_by` when it starts; once the
+        answer is complete ("finishing") there is nothing left to stop."""
+        if self._stopped_by is not None or self._task.done() or self._phase == "finishing":
+            return
+        self._stopped_by = reason
+        if self._phase == "running":
             self._task.cancel()
 
     async def events(self) -> AsyncIterator[EngineEvent]:
@@ -142,104 +150,115 @@ class Generation:
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
         relay = self.request.streaming
-        while queue:
-            candidate = queue.popleft()
-            self.served = candidate
-            model_started.setdefault(candidate.key, time.perf_counter())
-            retries = candidate.model.retry
-            for retry in range(retries.attempts + 1):
-                began = time.perf_counter()
-                attempt: dict[str, Any] = {"model": candidate.key, "provider": candidate.deployment.provider,
-                                           "upstream_model": candidate.deployment.model, "status": "ok",
-                                           "started": round(began - self.request.started, 4)}  # fmt: skip
-                attempts.append(attempt)
-                hedge: Hedge | None = None
-                hedged: dict[str, Any] = {}  # the backup's attempt, when a hedge started one
-                if candidate.model.hedge_ms and queue and retry == 0 and ttft is None:
-                    backup = queue[0]
-                    model_started.setdefault(backup.key, began)
-                    hedge = Hedge(
-                        _guarded(candidate, model_started[candidate.key], began),
-                        _guarded(backup, model_started[backup.key], began),
-                        candidate.model.hedge_ms / 1000,
-                    )
-                    stream = hedge.events()
-                else:
-                    stream = _guarded(candidate, model_started[candidate.key], began)
-                error, got = None, deltas
-                try:
-                    async for event in stream:
-                        if isinstance(event, TextDelta | ToolCallDelta):
-                            if ttft is None:
-                                ttft = time.perf_counter() - self.request.started
-                                attempt["ttft"] = round(ttft, 4)
-                            if isinstance(event, TextDelta):
-                                parts.append(event.text)
-                                deltas += 1
-                            else:
-                                _merge_tool_call(tool_calls, event)
-                            if relay:  # blocking clients only wait for the result
-                                self._emit(event)
-                        elif isinstance(event, Finish):
-                            finish = event
-                except asyncio.CancelledError:
-                    status, attempt["status"] = "stopped", "stopped"
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()  # the stop is handled: finish normally from here
-                except PromptdError as exc:
-                    error = exc
-                except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
-                    log.exception("provider %r raised an unexpected error", candidate.deployment.provider)
-                    error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
-                finally:
-                    await stream.aclose()  # type: ignore[attr-defined]
-                attempt["duration"] = time.perf_counter() - began
-                if hedge is not None and hedge.started_backup:
-                    backup = queue.popleft()  # it ran: it is not tried again
-                    hedged = {"model": backup.key, "provider": backup.deployment.provider,
-                              "upstream_model": backup.deployment.model, "hedge": True,
-                              "started": round(began + hedge.delay - self.request.started, 4)}  # fmt: skip
-                    attempts.append(hedged)
-                    if hedge.winner == 1:  # the backup answered: the outcome is its, the primary lost
-                        hedged.update(status=attempt["status"], ttft=attempt.pop("ttft", None))
-                        attempt["status"] = "hedged-out"
-                        candidate = self.served = backup
-                    elif hedge.winner == 0:
-                        hedged["status"] = "hedged-out"
+        self._phase = "running"
+        if self._stopped_by is not None:  # stopped before it started: no provider is asked anything
+            queue.clear()
+            status = "stopped"
+        try:
+            while queue:
+                candidate = queue.popleft()
+                self.served = candidate
+                model_started.setdefault(candidate.key, time.perf_counter())
+                retries = candidate.model.retry
+                for retry in range(retries.attempts + 1):
+                    began = time.perf_counter()
+                    attempt: dict[str, Any] = {"model": candidate.key, "provider": candidate.deployment.provider,
+                                               "upstream_model": candidate.deployment.model, "status": "ok",
+                                               "started": round(began - self.request.started, 4)}  # fmt: skip
+                    attempts.append(attempt)
+                    hedge: Hedge | None = None
+                    hedged: dict[str, Any] = {}  # the backup's attempt, when a hedge started one
+                    if candidate.model.hedge_ms and queue and retry == 0 and ttft is None:
+                        backup = queue[0]
+                        model_started.setdefault(backup.key, began)
+                        hedge = Hedge(
+                            _guarded(candidate, model_started[candidate.key], began),
+                            _guarded(backup, model_started[backup.key], began),
+                            candidate.model.hedge_ms / 1000,
+                        )
+                        stream = hedge.events()
                     else:
-                        hedged["status"] = "error"
-                outcome = hedged if hedge is not None and hedge.winner == 1 else attempt
-                if finish is not None and finish.usage is not None:
-                    _bill(outcome, finish.usage, candidate, estimated=False)
-                if error is None:
-                    if status == "normal":
-                        breakers.success(candidate.deployment)
+                        stream = _guarded(candidate, model_started[candidate.key], began)
+                    error, got = None, deltas
+                    try:
+                        async for event in stream:
+                            if isinstance(event, TextDelta | ToolCallDelta):
+                                if ttft is None:
+                                    ttft = time.perf_counter() - self.request.started
+                                    attempt["ttft"] = round(ttft, 4)
+                                if isinstance(event, TextDelta):
+                                    parts.append(event.text)
+                                    deltas += 1
+                                else:
+                                    _merge_tool_call(tool_calls, event)
+                                if relay:  # blocking clients only wait for the result
+                                    self._emit(event)
+                            elif isinstance(event, Finish):
+                                finish = event
+                    except asyncio.CancelledError:
+                        status, attempt["status"] = "stopped", "stopped"
+                        task = asyncio.current_task()
+                        if task is not None:
+                            task.uncancel()  # the stop is handled: finish normally from here
+                    except PromptdError as exc:
+                        error = exc
+                    except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
+                        log.exception("provider %r raised an unexpected error", candidate.deployment.provider)
+                        error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
+                    finally:
+                        await stream.aclose()  # type: ignore[attr-defined]
+                    attempt["duration"] = time.perf_counter() - began
+                    if hedge is not None and hedge.started_backup:
+                        backup = queue.popleft()  # it ran: it is not tried again
+                        hedged = {"model": backup.key, "provider": backup.deployment.provider,
+                                  "upstream_model": backup.deployment.model, "hedge": True,
+                                  "started": round(began + hedge.delay - self.request.started, 4)}  # fmt: skip
+                        attempts.append(hedged)
+                        if hedge.winner == 1:  # the backup answered: the outcome is its, the primary lost
+                            hedged.update(status=attempt["status"], ttft=attempt.pop("ttft", None))
+                            attempt["status"] = "hedged-out"
+                            candidate = self.served = backup
+                        elif hedge.winner == 0:
+                            hedged["status"] = "hedged-out"
+                        else:
+                            hedged["status"] = "error"
+                    outcome = hedged if hedge is not None and hedge.winner == 1 else attempt
+                    if finish is not None and finish.usage is not None:
+                        _bill(outcome, finish.usage, candidate, estimated=False)
+                    if error is None:
+                        if status == "normal":
+                            breakers.success(candidate.deployment)
+                        break
+                    outcome.update(status="error", error=error.message, error_code=error.code)
+                    if deltas > got:  # the upstream produced (and billed) tokens the answer will not keep
+                        _bill(outcome, Usage(0, deltas - got), candidate, estimated=True)
+                    if isinstance(error, ProviderError) and error.code != "provider_bad_request":
+                        breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
+                    if ttft is not None and self.request.streaming:
+                        break  # committed: the client has content, a failure now is final
+                    if ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
+                        parts.clear()
+                        tool_calls.clear()
+                        deltas, ttft, finish = 0, None, None
+                        model_started[candidate.key] = time.perf_counter()
+                    next_step = self._after_failure(error, candidate, retry, rng)
+                    if next_step == "retry":
+                        await asyncio.sleep(self._delay)
+                        continue
+                    if next_step == "context":
+                        assert candidate.model.context_fallback is not None
+                        queue = deque(self.planner.plan(candidate.model.context_fallback, self.request))
+                    elif next_step == "final":
+                        queue.clear()
                     break
-                outcome.update(status="error", error=error.message, error_code=error.code)
-                if deltas > got:  # the upstream produced (and billed) tokens the answer will not keep
-                    _bill(outcome, Usage(0, deltas - got), candidate, estimated=True)
-                if isinstance(error, ProviderError) and error.code != "provider_bad_request":
-                    breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
-                if ttft is not None and self.request.streaming:
-                    break  # committed: the client has content, a failure now is final
-                if ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
-                    parts.clear()
-                    tool_calls.clear()
-                    deltas, ttft, finish = 0, None, None
-                    model_started[candidate.key] = time.perf_counter()
-                next_step = self._after_failure(error, candidate, retry, rng)
-                if next_step == "retry":
-                    await asyncio.sleep(self._delay)
-                    continue
-                if next_step == "context":
-                    assert candidate.model.context_fallback is not None
-                    queue = deque(self.planner.plan(candidate.model.context_fallback, self.request))
-                elif next_step == "final":
-                    queue.clear()
-                break
-            if error is None or (ttft is not None and self.request.streaming) or status == "stopped":
-                break  # answered, committed, or stopped: no other candidate
+                if error is None or (ttft is not None and self.request.streaming) or status == "stopped":
+                    break  # answered, committed, or stopped: no other candidate
+        except asyncio.CancelledError:  # stopped between provider streams (a retry's backoff, a stream closing)
+            status, error = "stopped", None
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        self._phase = "finishing"  # from here on stop() has nothing to cancel
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
         usage = finish.usage if finish is not None else None
         if usage is None:

@@ -14,11 +14,19 @@ from starlette.responses import JSONResponse, Response
 from promptd.domain.forms import validate_inputs
 from promptd.domain.templates import render_prompt, template_variables
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
-from promptd.errors import ConflictError, InputError
+from promptd.errors import ConflictError, InputError, ProviderError
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, event, header, usage_metadata
-from promptd.faces.dify.wire import CompletionBody, FileRef, StopBody, decode_body, require_user
+from promptd.faces.dify.wire import (
+    CompletionBody,
+    FileRef,
+    StopBody,
+    convert_body,
+    decode_body,
+    decode_object,
+    require_user,
+)
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
@@ -83,13 +91,19 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
     return parts
 
 
-async def completion_messages(request: Request) -> Response:
-    app = await authenticate(request)
-    raw = await request.body()
-    body = decode_body(raw, CompletionBody)
-    user = require_user(body.user)
+def _require_completion_app(app: App) -> None:
     if app.project.mode != "completion":
         raise ConflictError("App unavailable, please check your app configurations.", code="app_unavailable")
+
+
+async def completion_messages(request: Request) -> Response:
+    app = await authenticate(request)
+    # Dify's order: the `user` argument (read by the key check), then the app's mode, then the payload
+    obj = decode_object(await request.body())
+    user = require_user(obj.get("user"))
+    _require_completion_app(app)
+    body = convert_body(obj, CompletionBody)
+    body.query = body.query.replace("\x00", "")  # as Dify does (and as the form does for inputs)
     end_user = app.end_user(user)
     streaming = body.response_mode == "streaming"
     model_key, model = app.svc.engine.model(app.name, None)
@@ -149,6 +163,10 @@ async def completion_messages(request: Request) -> Response:
 
 def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
     status, code, message = dify_error(exc)
+    if isinstance(exc, ProviderError):
+        # a stream reports every model invoke error, a rate limit too, as 400 completion_request_error
+        # (Dify's `_error_to_stream_response`); only a blocking answer turns a rate limit into a 429
+        status, code = 400, "completion_request_error"
     if status >= 500:
         message = "Internal Server Error, please contact support."
     return event(
@@ -196,5 +214,6 @@ async def stop_completion(request: Request) -> Response:
     app = await authenticate(request)
     body = decode_body(await request.body(), StopBody)
     user = require_user(body.user)
+    _require_completion_app(app)
     app.svc.engine.tasks.stop(request.path_params["task_id"], project=app.name, end_user_id=app.end_user(user))
     return JSONResponse({"result": "success"})

@@ -8,7 +8,18 @@ import msgspec
 
 from promptd.errors import InputError
 
-__all__ = ["CompletionBody", "FeedbackBody", "FileRef", "StopBody", "TextToAudioBody", "decode_body", "require_user"]
+__all__ = [
+    "MAX_USER_LENGTH",
+    "CompletionBody",
+    "FeedbackBody",
+    "FileRef",
+    "StopBody",
+    "TextToAudioBody",
+    "convert_body",
+    "decode_body",
+    "decode_object",
+    "require_user",
+]
 
 T = TypeVar("T")
 
@@ -46,24 +57,43 @@ class TextToAudioBody(msgspec.Struct):
     streaming: bool | None = None
 
 
-def decode_body(raw: bytes, kind: type[T]) -> T:
-    """Decode a JSON body; a broken or empty body and a wrongly typed field each get Dify's 400."""
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object body; a broken or empty body, or one that is not an object, gets Dify's 400."""
     try:
         obj = msgspec.json.decode(raw) if raw.strip() else None
     except msgspec.DecodeError:
         obj = None
     if not isinstance(obj, dict):
         raise InputError("Invalid JSON payload received or JSON payload is empty.", code="bad_request")
+    return obj
+
+
+def decode_body(raw: bytes, kind: type[T]) -> T:
+    """Decode a JSON body; a broken or empty body and a wrongly typed field each get Dify's 400."""
+    return convert_body(decode_object(raw), kind)
+
+
+def convert_body(obj: dict[str, Any], kind: type[T]) -> T:
+    """A decoded JSON object as `kind`; a missing or wrongly typed field gets Dify's 400 invalid_param."""
     try:
         return msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
         raise InputError(str(exc).replace("`$.", "`").replace("$.", "")) from None
 
 
+#: The longest `user` the store keeps (end_users.external_user_id and messages.user are VARCHAR(255), as in
+#: Dify): a longer one would be answered but its record refused by PostgreSQL, so it is refused up front.
+MAX_USER_LENGTH = 255
+
+
 def require_user(user: Any) -> str:
-    """Dify's `user` argument: required, a non-empty string."""
+    """Dify's `user` argument: required, a non-empty string that the store can keep."""
     if user is None or user == "":
         raise InputError("Arg user must be provided.", param="user")
     if not isinstance(user, str):
         raise InputError("Arg user must be a string.", param="user")
+    if len(user) > MAX_USER_LENGTH:
+        raise InputError(f"Arg user must be at most {MAX_USER_LENGTH} characters.", param="user")
+    if "\x00" in user:  # PostgreSQL text cannot hold NUL: the end user and message records would be refused
+        raise InputError("Arg user must not contain NUL characters.", param="user")
     return user

@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ExceptionHandler
 
 from promptd import __version__
 from promptd.catalog.schema import Catalog
@@ -58,30 +59,16 @@ async def _dify_http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def _dify_app() -> Starlette:
-    return Starlette(
-        routes=dify_routes(),
-        exception_handlers={
-            PromptdError: dify_errors.handle_exception,
-            HTTPException: _dify_http_error,
-            Exception: dify_errors.handle_exception,
-        },
-    )
-
-
 async def _chat_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
 
-def _chat_app() -> Starlette:
+def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: ExceptionHandler) -> Starlette:
+    """A face's routes, whose every error leaves in that face's own shape."""
     return Starlette(
-        routes=chat_routes(),
-        exception_handlers={
-            PromptdError: chat_errors.adaptive_error,
-            HTTPException: _chat_http_error,
-            Exception: chat_errors.adaptive_error,
-        },
+        routes=routes,
+        exception_handlers={PromptdError: errors, HTTPException: http_errors, Exception: errors},
     )
 
 
@@ -150,9 +137,9 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         routes=[
             Route("/health", health),
             Route("/metrics", metrics_endpoint),
-            Mount("/api/v1", app=_chat_app()),
+            Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
             *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
-            Mount("/v1", app=_dify_app()),
+            Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
         ],
         # errors of the routes above that are not in a mount: the OpenAI aliases
         exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},

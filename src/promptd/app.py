@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,16 +21,18 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ExceptionHandler
+from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
 
 from promptd import __version__
 from promptd.catalog.schema import Catalog
 from promptd.engine.engine import Engine
 from promptd.errors import PromptdError
 from promptd.faces.chat import errors as chat_errors
+from promptd.faces.chat.completions import chat_completions
 from promptd.faces.chat.routes import openai_routes
 from promptd.faces.chat.routes import routes as chat_routes
 from promptd.faces.dify import errors as dify_errors
+from promptd.faces.dify.completion import completion_messages
 from promptd.faces.dify.routes import routes as dify_routes
 from promptd.keys import KeyCache
 from promptd.metrics import Metrics
@@ -38,9 +42,9 @@ from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder
 from promptd.store.repository import Repository
-from promptd.timing import ServerTiming
+from promptd.timing import ServerTiming, header_value
 
-__all__ = ["build_providers", "create_app"]
+__all__ = ["PromptdApp", "build_providers", "create_app"]
 
 log = logging.getLogger("promptd")
 
@@ -62,6 +66,76 @@ async def _dify_http_error(request: Request, exc: Exception) -> Response:
 async def _chat_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+async def _default_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answer to an HTTPException, for routes outside a face's mount."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HotRoute:
+    """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
+    the Server-Timing header, and every error answered by its face's handlers (an exception that is not
+    promptd's own is then raised on, as Starlette's ServerErrorMiddleware does, for the server's log)."""
+
+    __slots__ = ("endpoint", "errors", "http_errors")
+
+    def __init__(self, endpoint: Endpoint, errors: ExceptionHandler, http_errors: ExceptionHandler) -> None:
+        self.endpoint = endpoint
+        self.errors = errors
+        self.http_errors = http_errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        started = False
+
+        async def timed(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
+            await send(message)
+
+        request = Request(scope, receive, timed)
+        try:
+            response = await self.endpoint(request)
+            await response(scope, receive, timed)
+        except Exception as exc:
+            if started:
+                raise
+            handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
+            response = await handler(request, exc)
+            await response(scope, receive, timed)
+            if not isinstance(exc, PromptdError | HTTPException):
+                raise
+
+
+class PromptdApp(Starlette):
+    """Starlette, but the hot endpoints (the two faces' completions) are dispatched by exact path first: the
+    nested mounts, routers and middlewares cost a measurable share of a request (docs/benchmarks.md)."""
+
+    def __init__(self, *, hot: Mapping[str, HotRoute], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot = dict(hot)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root + "/"):
+                path = path[len(root) :]
+            route = self.hot.get(path)
+            if route is not None:
+                scope["app"] = self
+                await route(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: ExceptionHandler) -> Starlette:
@@ -88,7 +162,7 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> Starlette:
+def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> PromptdApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +193,10 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             providers=built,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        # what was built at start lives as long as the process: keep the collector from walking it again and
+        # again (a full collection over it is a pause every request in flight waits for)
+        gc.collect()
+        gc.freeze()
         try:
             yield {"services": svc}
         finally:
@@ -133,7 +211,12 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
                     log.warning("closing a provider failed", exc_info=True)
             await db.dispose()
 
-    return Starlette(
+    return PromptdApp(
+        hot={
+            "/v1/completion-messages": HotRoute(completion_messages, dify_errors.handle_exception, _dify_http_error),
+            "/api/v1/chat/completions": HotRoute(chat_completions, chat_errors.adaptive_error, _chat_http_error),
+            "/v1/chat/completions": HotRoute(chat_completions, chat_errors.openai_error, _default_http_error),
+        },
         routes=[
             Route("/health", health),
             Route("/metrics", metrics_endpoint),

@@ -11,9 +11,19 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["UPSTREAM_KEY", "ServerTiming"]
+__all__ = ["UPSTREAM_KEY", "ServerTiming", "header_value"]
 
 UPSTREAM_KEY = "promptd.upstream_s"
+
+
+def header_value(scope: Scope, start: float) -> bytes:
+    """The header for a response starting now, of a request that arrived at `start` (perf_counter)."""
+    total = (time.perf_counter() - start) * 1000
+    upstream = scope.get(UPSTREAM_KEY)
+    if upstream is None:
+        return b"gateway;dur=%.2f" % total
+    up = upstream * 1000
+    return b"gateway;dur=%.2f, upstream;dur=%.2f" % (max(0.0, total - up), up)
 
 
 class ServerTiming:
@@ -28,14 +38,7 @@ class ServerTiming:
 
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
-                total = (time.perf_counter() - start) * 1000
-                upstream = scope.get(UPSTREAM_KEY)
-                if upstream is None:
-                    value = f"gateway;dur={total:.2f}"
-                else:
-                    up = upstream * 1000
-                    value = f"gateway;dur={max(0.0, total - up):.2f}, upstream;dur={up:.2f}"
-                message["headers"] = [*message.get("headers", []), (b"server-timing", value.encode())]
+                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
             await send(message)
 
         await self.app(scope, receive, timed)

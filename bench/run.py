@@ -1,13 +1,17 @@
-"""One-command benchmark: the same load against a mock upstream directly, through promptd (both faces) and,
-when it can be installed, through LiteLLM's proxy, all in one run so the ratios hold on a noisy machine.
+"""One-command benchmark: the same load against a mock upstream directly, through promptd (both faces) and
+through LiteLLM's proxy, all in one run so the ratios hold on a noisy machine.
 
-    .venv/bin/python bench/run.py [--quick] [--no-litellm]
+    .venv/bin/python bench/run.py [--quick] [--no-litellm] [--workers N] [--rate R]
+    .venv/bin/python bench/run.py --soak 600
 
-Scenarios (mock: 20 ms to first token; blocking: 16 chunks at once; streaming: 64 chunks 20 ms apart):
+Scenarios (blocking mock: 20 ms to first token, 16 chunks at once; streaming mock: 64 chunks 20 ms apart):
   1. added latency at concurrency 1: p50/p99, through minus direct;
-  2. sustained requests/s at concurrency 64 (closed loop), with p99;
-  3. streaming: time to first token and chunk-gap p99 at concurrency 1, and 256 concurrent streams (max gap);
-  4. RSS of the promptd process idle and after the load; 5. start-up time (spawn to listening).
+  2. sustained requests/s at concurrency 64 and 256 (closed loop), with p99; and an open loop at a fixed rate
+     (latency counted from when each request was due, so a system that falls behind shows it);
+  3. streaming: time to first token and chunk-gap p99 at concurrency 1, and the largest number of concurrent
+     streams that run without a stall (no gap between chunks over 100 ms, no error);
+  4. RSS of every promptd worker idle and after the load (and, with --soak, its growth over a long run);
+  5. start-up time (spawn to listening).
 Writes bench/results/<time>.json, bench/results/<time>.png, and prints a markdown table.
 Timings are figures, never test assertions.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -34,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LITELLM = Path(os.environ.get("LITELLM_VENV", "/tmp/promptd-bench-litellm"))
 LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4  # LiteLLM refuses to start without a master key
+STALL_MS = 100  # a gap between two chunks longer than this is a stall
+DIRECT, DIFY, CHAT, PEER = "direct", "promptd (Dify face)", "promptd (chat face)", "LiteLLM proxy"
 
 
 def free_port() -> int:
@@ -54,15 +61,46 @@ def wait_port(port: int, timeout: float = 120) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
+
+
+def family(pid: int) -> list[int]:
+    """The process and its descendants (a server with workers: the supervisor and each worker)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+    return out
+
+
+def rss_all(pid: int) -> dict[str, float]:
+    """RSS of the server process and of each of its workers, in MB."""
+    pids = family(pid)
+    return {"main": rss_mb(pid), **{f"worker-{i}": rss_mb(p) for i, p in enumerate(pids[1:], 1)}}
 
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def _content(line: bytes) -> bool:
+    """Whether an SSE line carries answer text (OpenAI's chunk delta, or Dify's `message` event)."""
+    if not line.startswith(b"data: {"):
+        return False
+    data = json.loads(line[6:])
+    if "answer" in data:
+        return data.get("event") == "message" and bool(data["answer"])
+    choices = data.get("choices") or [{}]
+    return bool((choices[0].get("delta") or {}).get("content"))
 
 
 class Target:
@@ -83,44 +121,90 @@ class Target:
         start = time.perf_counter()
         times: list[float] = []
         async with session.post(self.url, data=self.body, headers=self.headers) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{self.name}: HTTP {r.status}: {(await r.read())[:300]!r}")
             async for line in r.content:
-                if not line.startswith(b"data: {"):
-                    continue
-                choices = json.loads(line[6:]).get("choices") or [{}]
-                if (choices[0].get("delta") or {}).get("content"):
+                if _content(line):
                     times.append(time.perf_counter())
         if not times:
             raise RuntimeError(f"{self.name}: no content chunk")
         return times[0] - start, [b - a for a, b in itertools.pairwise(times)]
 
 
+def _session(limit: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit), timeout=aiohttp.ClientTimeout(total=60))
+
+
 async def closed_loop(target: Target, concurrency: int, *, requests: int = 0, seconds: float = 0) -> dict[str, Any]:
+    """`concurrency` clients, each sending its next request when the last one is answered."""
     latencies: list[float] = []
-    errors = 0
+    errors: list[str] = []
     deadline = time.perf_counter() + seconds if seconds else None
     remaining = [requests]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        for _ in range(min(concurrency, 8)):  # warm up connections and code paths
+    async with _session(concurrency) as session:
+        for _ in range(min(concurrency, 8)):  # warm up connections and code paths (and fail fast)
             await target.one(session)
 
         async def worker() -> None:
-            nonlocal errors
             while (deadline is None and remaining[0] > 0) or (deadline is not None and time.perf_counter() < deadline):
                 remaining[0] -= 1
                 try:
                     latencies.append(await target.one(session))
-                except Exception:
-                    errors += 1
+                except Exception as exc:
+                    errors.append(str(exc)[:200])
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     return {
         "n": len(latencies),
-        "errors": errors,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
         "rps": len(latencies) / elapsed,
         "p50_ms": pct(latencies, 50) * 1000,
         "p99_ms": pct(latencies, 99) * 1000,
+    }
+
+
+async def open_loop(target: Target, rate: float, seconds: float) -> dict[str, Any]:
+    """Requests sent at a fixed rate whatever the answers do; each latency counts from when the request was
+    due (not when it could be sent), so queueing inside the system under test is not hidden."""
+    latencies: list[float] = []
+    errors = 0
+    async with _session(4096) as session:
+        for _ in range(8):
+            await target.one(session)
+
+        async def one(due: float) -> None:
+            nonlocal errors
+            try:
+                async with session.post(target.url, data=target.body, headers=target.headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(r.status)
+                latencies.append(time.perf_counter() - due)
+            except Exception:
+                errors += 1
+
+        tasks: list[asyncio.Task[None]] = []
+        began = time.perf_counter()
+        total = int(rate * seconds)
+        for i in range(total):
+            due = began + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - began
+    return {
+        "rate": rate,
+        "n": len(latencies),
+        "errors": errors,
+        "achieved_rps": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
     }
 
 
@@ -128,7 +212,8 @@ async def streams(target: Target, concurrency: int, rounds: int) -> dict[str, An
     ttfts: list[float] = []
     gaps: list[float] = []
     errors = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    async with _session(concurrency) as session:
+        await target.stream(session)  # warm up
 
         async def one() -> None:
             nonlocal errors
@@ -146,6 +231,7 @@ async def streams(target: Target, concurrency: int, rounds: int) -> dict[str, An
         "errors": errors,
         "ttft_p50_ms": pct(ttfts, 50) * 1000,
         "ttft_p99_ms": pct(ttfts, 99) * 1000,
+        "gap_p50_ms": pct(gaps, 50) * 1000,
         "gap_p99_ms": pct(gaps, 99) * 1000,
         "gap_max_ms": max(gaps, default=float("nan")) * 1000,
     }
@@ -153,25 +239,19 @@ async def streams(target: Target, concurrency: int, rounds: int) -> dict[str, An
 
 def start_mock(ttft_ms: float, gap_ms: float, tokens: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "mock_upstream.py"),
-            "--port",
-            str(port),
-            "--ttft-ms",
-            str(ttft_ms),
-            "--gap-ms",
-            str(gap_ms),
-            "--tokens",
-            str(tokens),
-        ]
-    )
+    script = str(ROOT / "bench" / "mock_upstream.py")
+    args = ["--port", str(port), "--ttft-ms", str(ttft_ms), "--gap-ms", str(gap_ms), "--tokens", str(tokens)]
+    proc = subprocess.Popen([sys.executable, script, *args])
     wait_port(port)
     return proc, port
 
 
-def start_promptd(mock_port: int, data: Path) -> tuple[subprocess.Popen[bytes], int, str, float]:
+def serve_supports_workers() -> bool:
+    helped = subprocess.run([sys.executable, "-m", "promptd", "serve", "--help"], capture_output=True, text=True)
+    return "--workers" in helped.stdout
+
+
+def start_promptd(mock_port: int, data: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, str, float]:
     catalog = data / "bench.yaml"
     catalog.write_text(
         "providers:\n"
@@ -187,48 +267,62 @@ def start_promptd(mock_port: int, data: Path) -> tuple[subprocess.Popen[bytes], 
         [*promptd, "keys", "create", "--project", "demo"], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
     port = free_port()
+    extra = ["--workers", str(workers)] if workers > 1 else []
+    began = time.monotonic()
     proc = subprocess.Popen(
-        [*promptd, "serve", "--port", str(port), "--log-level", "warning"],
+        [*promptd, "serve", "--port", str(port), "--log-level", "warning", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(data / "promptd.log").open("wb"),
     )
-    startup = wait_port(port)
+    wait_port(port)
+    startup = time.monotonic() - began
     return proc, port, key, startup
 
 
-def start_litellm(mock_port: int, data: Path) -> tuple[subprocess.Popen[bytes], int] | None:
-    """LiteLLM's proxy with its documented production settings, in its own virtual environment."""
+def install_litellm() -> str | None:
+    """LiteLLM's proxy in its own virtual environment (with httptools, as promptd has: same HTTP parser)."""
     binary = LITELLM / "bin" / "litellm"
     if not binary.exists():
         print(f"installing LiteLLM's proxy into {LITELLM} ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM)], check=True)
-        done = subprocess.run([str(LITELLM / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=False)
+        done = subprocess.run([str(LITELLM / "bin" / "pip"), "install", "-q", "litellm[proxy]", "httptools"])
         if done.returncode != 0 or not binary.exists():
             return None
+    shown = subprocess.run([str(LITELLM / "bin" / "pip"), "show", "litellm"], capture_output=True, text=True).stdout
+    return next((line.split()[1] for line in shown.splitlines() if line.startswith("Version:")), "?")
+
+
+def start_litellm(mock_port: int, data: Path, workers: int) -> tuple[subprocess.Popen[bytes], int] | str:
+    """LiteLLM's proxy with the settings of its "Best Practices for Production" page: a master key, no debug
+    logs (set_verbose false, LITELLM_LOG=ERROR, JSON logs), nothing written to a database (no database at
+    all: spend and error logs off), a request timeout, one uvicorn worker per core given to the gateway. The
+    local model-cost map is used, as this machine cannot fetch the remote one. Returns the process and port,
+    or why it failed."""
     config = data / "litellm.yaml"
     config.write_text(
         "model_list:\n"
         "  - model_name: bench\n"
         f"    litellm_params: {{model: openai/bench, api_base: 'http://127.0.0.1:{mock_port}/v1', api_key: bench}}\n"
-        "litellm_settings: {set_verbose: false, json_logs: true}\n"
+        "litellm_settings: {set_verbose: false, json_logs: true, request_timeout: 600}\n"
         f"general_settings: {{master_key: {LITELLM_KEY}, disable_spend_logs: true, disable_error_logs: true}}\n"
     )
     port = free_port()
-    env = {**os.environ, "LITELLM_LOG": "ERROR"}
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    log = data / "litellm.log"
+    command = [str(LITELLM / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1"]
     proc = subprocess.Popen(
-        [str(binary), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        [*command, "--port", str(port), "--num_workers", str(workers)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_port(port, timeout=180)
         ready(f"http://127.0.0.1:{port}/chat/completions", LITELLM_KEY)
     except RuntimeError as exc:
-        print(f"LiteLLM did not become ready: {exc}", file=sys.stderr)
         proc.kill()
-        return None
+        return f"{exc}; its log ends: {log.read_text(errors='replace')[-500:]}"
     return proc, port
 
 
@@ -252,129 +346,132 @@ def ready(url: str, key: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} never answered 200")
 
 
-async def scenarios(quick: bool, litellm: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"c1": {}, "c64": {}, "stream": {}, "promptd": {}}
-    n1, secs = (100, 3) if quick else (400, 10)
-    mock, mock_port = start_mock(20, 0, 16)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port, key, startup = start_promptd(mock_port, Path(tmp))
-        peer = start_litellm(mock_port, Path(tmp)) if litellm else None
-        try:
-            await asyncio.sleep(1)
-            out["promptd"]["startup_s"] = startup
-            out["promptd"]["rss_idle_mb"] = rss_mb(proc.pid)
-            messages = [{"role": "user", "content": "hi"}]
-            targets = [
-                Target(
-                    "direct",
-                    f"http://127.0.0.1:{mock_port}/v1/chat/completions",
-                    {"model": "bench", "messages": messages, "stream": True},
-                    {},
-                ),
-                Target(
-                    "promptd (Dify face)",
-                    f"http://127.0.0.1:{port}/v1/completion-messages",
-                    {"inputs": {"query": "hi"}, "user": "bench"},
-                    {"Authorization": f"Bearer {key}"},
-                ),
-                Target(
-                    "promptd (chat face)",
-                    f"http://127.0.0.1:{port}/api/v1/chat/completions",
-                    {"model": "demo", "messages": messages},
-                    {"Authorization": f"Bearer {key}"},
-                ),
-            ]
-            if peer is not None:
-                targets.append(
-                    Target(
-                        "LiteLLM proxy",
-                        f"http://127.0.0.1:{peer[1]}/chat/completions",
-                        {"model": "bench", "messages": messages},
-                        {},
-                    )
-                )
-            failed: dict[str, str] = {}
-            for t in targets + targets:  # interleaved twice, so drift hits every system alike
-                if t.name in failed:
-                    continue
-                try:
-                    out["c1"].setdefault(t.name, []).append(await closed_loop(t, 1, requests=n1))
-                except RuntimeError as exc:  # a peer that fails is a result too: report it, go on
-                    failed[t.name] = str(exc)
-            for t in targets:
-                if t.name not in failed:
-                    out["c64"][t.name] = await closed_loop(t, 64, seconds=secs)
-            for name in failed:
-                out["c1"].pop(name, None)
-            out["failed"] = failed
-            out["promptd"]["rss_after_load_mb"] = rss_mb(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            if peer is not None:
-                peer[0].terminate()
-                peer[0].wait(30)
-            mock.terminate()
-            mock.wait(10)
-    # streaming: 64 chunks 20 ms apart
-    mock, mock_port = start_mock(20, 20, 64)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port, key, _ = start_promptd(mock_port, Path(tmp))
-        try:
-            direct = Target(
-                "direct",
-                f"http://127.0.0.1:{mock_port}/v1/chat/completions",
-                {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-                {},
-            )
-            chat = Target(
-                "promptd (chat face)",
-                f"http://127.0.0.1:{port}/api/v1/chat/completions",
-                {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-                {"Authorization": f"Bearer {key}"},
-            )
-            for t in (direct, chat):
-                out["stream"][t.name] = {
-                    "c1": await streams(t, 1, 10 if quick else 40),
-                    "c256": await streams(t, 256, 1),
-                }
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            mock.terminate()
-            mock.wait(10)
+def targets(mock_port: int, port: int, key: str, peer_port: int | None, *, stream: bool) -> list[Target]:
+    messages = [{"role": "user", "content": "hi"}]
+    dify: dict[str, Any] = {"inputs": {"query": "hi"}, "user": "bench"}
+    if stream:
+        dify["response_mode"] = "streaming"
+    out = [
+        Target(DIRECT, f"http://127.0.0.1:{mock_port}/v1/chat/completions",
+               {"model": "bench", "messages": messages, "stream": True}, {}),
+        Target(DIFY, f"http://127.0.0.1:{port}/v1/completion-messages", dify, {"Authorization": f"Bearer {key}"}),
+        Target(CHAT, f"http://127.0.0.1:{port}/api/v1/chat/completions",
+               {"model": "demo", "messages": messages, "stream": stream}, {"Authorization": f"Bearer {key}"}),
+    ]  # fmt: skip
+    if peer_port is not None:
+        out.append(
+            Target(PEER, f"http://127.0.0.1:{peer_port}/chat/completions",
+                   {"model": "bench", "messages": messages, "stream": stream},
+                   {"Authorization": f"Bearer {LITELLM_KEY}"})
+        )  # fmt: skip
     return out
 
 
-async def soak(seconds: float) -> dict[str, Any]:
-    """Steady load (concurrency 16, Dify face) for `seconds`; promptd's RSS sampled every 10 s."""
-    mock, mock_port = start_mock(20, 0, 16)
-    samples: list[tuple[float, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port, key, _ = start_promptd(mock_port, Path(tmp))
-        target = Target(
-            "promptd (Dify face)",
-            f"http://127.0.0.1:{port}/v1/completion-messages",
-            {"inputs": {"query": "hi"}, "user": "bench"},
-            {"Authorization": f"Bearer {key}"},
-        )
-        try:
-            began = time.monotonic()
-            load = asyncio.create_task(closed_loop(target, 16, seconds=seconds))
-            while not load.done():
-                samples.append((time.monotonic() - began, rss_mb(proc.pid)))
-                await asyncio.wait({load}, timeout=10)
-            result = load.result()
-        finally:
+class Systems:
+    """The mock, promptd and (when wanted) LiteLLM, started for one mock shape and stopped afterwards."""
+
+    def __init__(self, mock: tuple[float, float, int], workers: int, litellm: bool, out: dict[str, Any]) -> None:
+        self.mock_shape, self.workers, self.litellm, self.out = mock, workers, litellm, out
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    async def __aenter__(self) -> Systems:
+        self.tmp = tempfile.TemporaryDirectory()
+        data = Path(self.tmp.name)
+        mock, self.mock_port = start_mock(*self.mock_shape)
+        self.procs.append(mock)
+        self.promptd, self.port, self.key, self.startup = start_promptd(self.mock_port, data, self.workers)
+        self.procs.append(self.promptd)
+        self.peer_port: int | None = None
+        if self.litellm:
+            peer = start_litellm(self.mock_port, data, self.workers)
+            if isinstance(peer, str):
+                self.out["failed"][PEER] = f"did not start: {peer}"
+            else:
+                self.procs.append(peer[0])
+                self.peer_port = peer[1]
+        await asyncio.sleep(1)
+        return self
+
+    def targets(self, *, stream: bool) -> list[Target]:
+        return targets(self.mock_port, self.port, self.key, self.peer_port, stream=stream)
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
             proc.terminate()
-            proc.wait(30)
-            mock.terminate()
-            mock.wait(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.tmp.cleanup()
+
+
+async def scenarios(quick: bool, litellm: bool, workers: int, rate: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"c1": {}, "c64": {}, "c256": {}, "open": {}, "stream": {}, "promptd": {}, "failed": {}}
+    n1, secs = (100, 3) if quick else (400, 8)
+    failed: dict[str, str] = out["failed"]
+
+    async def measure(kind: str, t: Target, run: Any) -> None:
+        if t.name in failed:
+            return
+        try:
+            result = await run
+        except Exception as exc:  # a system that fails is a result too: report it, go on
+            failed[t.name] = f"{kind}: {type(exc).__name__}: {exc}"[:500]
+            return
+        if isinstance(out[kind].get(t.name), list):
+            out[kind][t.name].append(result)
+        else:
+            out[kind][t.name] = [result] if kind == "c1" else result
+
+    async with Systems((20, 0, 16), workers, litellm, out) as sys_:
+        out["promptd"].update(workers=workers, startup_s=sys_.startup, rss_idle_mb=rss_all(sys_.promptd.pid))
+        ts = sys_.targets(stream=False)
+        for t in ts + ts:  # interleaved twice, so drift hits every system alike
+            await measure("c1", t, closed_loop(t, 1, requests=n1))
+        for t in ts:
+            await measure("c64", t, closed_loop(t, 64, seconds=secs))
+        for t in ts:
+            await measure("c256", t, closed_loop(t, 256, seconds=secs))
+        for t in ts:
+            await measure("open", t, open_loop(t, rate, secs))
+        out["promptd"]["rss_after_load_mb"] = rss_all(sys_.promptd.pid)
+    # streaming: 64 chunks 20 ms apart
+    levels = (64, 256) if quick else (64, 128, 256, 384, 512)
+    async with Systems((20, 20, 64), workers, litellm, out) as sys_:
+        for t in sys_.targets(stream=True):
+            if t.name in failed:
+                continue
+            entry: dict[str, Any] = out["stream"].setdefault(t.name, {"levels": {}})
+            try:
+                entry["c1"] = await streams(t, 1, 10 if quick else 40)
+                for level in levels:
+                    r = entry["levels"][str(level)] = await streams(t, level, 1)
+                    if r["errors"] or r["gap_max_ms"] > STALL_MS:
+                        break  # past the first level that stalls, higher ones would only stall more
+            except Exception as exc:
+                failed[t.name] = f"stream: {type(exc).__name__}: {exc}"[:500]
+    return out
+
+
+async def soak(seconds: float, workers: int) -> dict[str, Any]:
+    """Steady load (concurrency 16, Dify face) for `seconds`; promptd's RSS (each worker) sampled every 10 s."""
+    samples: list[tuple[float, float]] = []
+    out: dict[str, Any] = {"failed": {}}
+    async with Systems((20, 0, 16), workers, False, out) as sys_:
+        target = sys_.targets(stream=False)[1]
+        began = time.monotonic()
+        load = asyncio.create_task(closed_loop(target, 16, seconds=seconds))
+        while not load.done():
+            rss = rss_all(sys_.promptd.pid)
+            samples.append((time.monotonic() - began, max(rss.values())))
+            await asyncio.wait({load}, timeout=10)
+        result = load.result()
     third = max(1, len(samples) // 3)
     early = statistics.fmean(r for _, r in samples[:third])
     late = statistics.fmean(r for _, r in samples[-third:])
     return {
         "seconds": seconds,
+        "workers": workers,
         "requests": result["n"],
         "errors": result["errors"],
         "rss_samples": samples,
@@ -384,65 +481,113 @@ async def soak(seconds: float) -> dict[str, Any]:
     }
 
 
+def _mean(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(r[key] for r in runs)
+
+
 def summarize(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    c1 = {
-        name: {k: statistics.fmean(r[k] for r in runs) for k in ("p50_ms", "p99_ms")}
-        for name, runs in raw["c1"].items()
-    }
-    c64, st, direct = raw["c64"], raw["stream"], "direct"
-    summary: dict[str, Any] = {
-        name: {
-            "added_p50_ms_c1": c1[name]["p50_ms"] - c1[direct]["p50_ms"],
-            "added_p99_ms_c1": c1[name]["p99_ms"] - c1[direct]["p99_ms"],
-            "rps_c64": c64[name]["rps"],
-            "rps_ratio_c64": c64[name]["rps"] / c64[direct]["rps"],
-        }
-        for name in c1
-        if name != direct
-    }
-    chat = "promptd (chat face)"
-    summary["stream"] = {
-        "added_ttft_p99_ms_c1": st[chat]["c1"]["ttft_p99_ms"] - st[direct]["c1"]["ttft_p99_ms"],
-        "gap_p99_ms_c1": st[chat]["c1"]["gap_p99_ms"],
-        "c256_gap_max_ms": st[chat]["c256"]["gap_max_ms"],
-        "c256_errors": st[chat]["c256"]["errors"],
-    }
-    summary["promptd"] = raw["promptd"]
-    lines = [
-        "| system | c=1 p50 ms | c=1 p99 ms | added p50 / p99 ms | c=64 req/s | ratio to direct | c=64 p99 ms |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    c1 = {name: {k: _mean(runs, k) for k in ("p50_ms", "p99_ms")} for name, runs in raw["c1"].items()}
+    c64, c256, opn, st = raw["c64"], raw["c256"], raw["open"], raw["stream"]
+    summary: dict[str, Any] = {}
     for name in c1:
-        added = (
-            ""
-            if name == direct
-            else (f"{summary[name]['added_p50_ms_c1']:.2f} / {summary[name]['added_p99_ms_c1']:.2f}")
-        )
-        ratio = "1" if name == direct else f"{summary[name]['rps_ratio_c64']:.0%}"
+        row: dict[str, Any] = {"c1_p50_ms": c1[name]["p50_ms"], "c1_p99_ms": c1[name]["p99_ms"]}
+        if name != DIRECT:
+            row["added_p50_ms_c1"] = c1[name]["p50_ms"] - c1[DIRECT]["p50_ms"]
+            row["added_p99_ms_c1"] = c1[name]["p99_ms"] - c1[DIRECT]["p99_ms"]
+        for level, res in (("c64", c64), ("c256", c256)):
+            if name in res:
+                row[f"rps_{level}"] = res[name]["rps"]
+                row[f"p99_ms_{level}"] = res[name]["p99_ms"]
+                row[f"rps_ratio_{level}"] = res[name]["rps"] / res[DIRECT]["rps"]
+        if name in opn:
+            row["open"] = opn[name]
+        summary[name] = row
+    for name, s in st.items():
+        if "c1" not in s:
+            continue
+        ok = [int(level) for level, r in s["levels"].items() if not r["errors"] and r["gap_max_ms"] <= STALL_MS]
+        summary.setdefault(name, {})["stream"] = {
+            "ttft_p50_ms_c1": s["c1"]["ttft_p50_ms"],
+            "ttft_p99_ms_c1": s["c1"]["ttft_p99_ms"],
+            "added_ttft_p50_ms_c1": s["c1"]["ttft_p50_ms"] - st[DIRECT]["c1"]["ttft_p50_ms"],
+            "added_ttft_p99_ms_c1": s["c1"]["ttft_p99_ms"] - st[DIRECT]["c1"]["ttft_p99_ms"],
+            "gap_p99_ms_c1": s["c1"]["gap_p99_ms"],
+            "gap_max_ms_by_streams": {level: r["gap_max_ms"] for level, r in s["levels"].items()},
+            "errors_by_streams": {level: r["errors"] for level, r in s["levels"].items()},
+            "streams_without_stall": max(ok, default=0),
+        }
+    summary["promptd"] = raw["promptd"]
+    if PEER in c64 and CHAT in c64:
+        summary["promptd_over_litellm_c64"] = c64[CHAT]["rps"] / max(c64[PEER]["rps"], 1e-9)
+    return summary, table(summary, raw)
+
+
+def _f(value: float | None, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
+    names = [n for n in (DIRECT, DIFY, CHAT, PEER) if n in summary and "c1_p50_ms" in summary[n]]
+    lines = [
+        "| system | c=1 p50 / p99 ms | added p50 / p99 ms | c=64 req/s (ratio) p99 ms | c=256 req/s (ratio) p99 ms "
+        f"| open loop {raw['open'].get(DIRECT, {}).get('rate', 0):.0f}/s: done/s p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        s = summary[name]
+        added = f"{s['added_p50_ms_c1']:.2f} / {s['added_p99_ms_c1']:.2f}" if name != DIRECT else ""
+        cells = []
+        for level in ("c64", "c256"):
+            if f"rps_{level}" in s:
+                cells.append(f"{s[f'rps_{level}']:.0f} ({s[f'rps_ratio_{level}']:.0%}) {s[f'p99_ms_{level}']:.1f}")
+            else:
+                cells.append("")
+        o = s.get("open")
+        opened = f"{o['achieved_rps']:.0f}, {o['p50_ms']:.1f} / {o['p99_ms']:.1f}" if o else ""
+        if o and o["errors"]:
+            opened += f", {o['errors']} errors"
         lines.append(
-            f"| {name} | {c1[name]['p50_ms']:.2f} | {c1[name]['p99_ms']:.2f} | {added} | "
-            f"{c64[name]['rps']:.0f} | {ratio} | {c64[name]['p99_ms']:.1f} |"
+            f"| {name} | {s['c1_p50_ms']:.2f} / {s['c1_p99_ms']:.2f} | {added} | {cells[0]} | {cells[1]} | {opened} |"
         )
-    s, p = summary["stream"], raw["promptd"]
     lines += [
         "",
-        f"Streaming (64 chunks, 20 ms apart): added TTFT p99 at c=1 {s['added_ttft_p99_ms_c1']:.2f} ms; "
-        f"chunk gap p99 {s['gap_p99_ms_c1']:.1f} ms; 256 concurrent streams: max gap "
-        f"{s['c256_gap_max_ms']:.0f} ms, {s['c256_errors']} errors.",
-        f"promptd RSS: {p['rss_idle_mb']:.0f} MB idle, {p['rss_after_load_mb']:.0f} MB after the load; "
-        f"start-up {p['startup_s']:.2f} s.",
+        "| streaming (64 chunks 20 ms apart) | TTFT c=1 p50 / p99 ms | added TTFT p50 / p99 ms | chunk gap p99 c=1 ms "
+        f"| largest gap by concurrent streams (ms) | streams without a stall (gap ≤ {STALL_MS} ms) |",
+        "|---|---|---|---|---|---|",
     ]
+    for name in (DIRECT, DIFY, CHAT, PEER):
+        s = summary.get(name, {}).get("stream")
+        if s is None:
+            continue
+        added = f"{s['added_ttft_p50_ms_c1']:.2f} / {s['added_ttft_p99_ms_c1']:.2f}" if name != DIRECT else ""
+        errs = s["errors_by_streams"]
+        gaps = ", ".join(
+            f"{level}: {gap:.0f}" + (f" ({errs[level]} errors)" if errs[level] else "")
+            for level, gap in s["gap_max_ms_by_streams"].items()
+        )
+        lines.append(
+            f"| {name} | {s['ttft_p50_ms_c1']:.2f} / {s['ttft_p99_ms_c1']:.2f} | {added} | {s['gap_p99_ms_c1']:.1f} "
+            f"| {gaps} | {s['streams_without_stall']} |"
+        )
+    p = summary["promptd"]
+
+    def rss(d: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in d.items())
+
+    lines += [
+        "",
+        f"promptd ({p['workers']} worker(s)) RSS MB: idle {rss(p['rss_idle_mb'])}; after the load "
+        f"{rss(p['rss_after_load_mb'])}; start-up {p['startup_s']:.2f} s.",
+    ]
+    if "promptd_over_litellm_c64" in summary:
+        times = summary["promptd_over_litellm_c64"]
+        lines.append(f"promptd (chat face) / LiteLLM at c=64: {times:.1f}x the requests/s.")
     for name, why in raw.get("failed", {}).items():
         lines.append(f"{name}: failed during the run: {why}")
-    if "LiteLLM proxy" in c64:
-        lines.append(
-            f"promptd (chat face) / LiteLLM at c=64: "
-            f"{c64[chat]['rps'] / max(c64['LiteLLM proxy']['rps'], 1e-9):.1f}x the requests/s."
-        )
-    return summary, "\n".join(lines)
+    return "\n".join(lines)
 
 
-def chart(raw: dict[str, Any], path: Path) -> bool:
+def chart(summary: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
 
@@ -450,14 +595,18 @@ def chart(raw: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    names = list(raw["c64"])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.bar(names, [statistics.fmean(r["p50_ms"] for r in raw["c1"][n]) for n in names])
-    a.set_title("latency at concurrency 1, p50 (ms)")
-    b.bar(names, [raw["c64"][n]["rps"] for n in names])
-    b.set_title("requests/s at concurrency 64")
+    names = [n for n in (DIRECT, DIFY, CHAT, PEER) if "c1_p50_ms" in summary.get(n, {})]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = range(len(names))
+    a.bar([i - 0.2 for i in x], [summary[n]["c1_p50_ms"] for n in names], 0.4, label="p50")
+    a.bar([i + 0.2 for i in x], [summary[n]["c1_p99_ms"] for n in names], 0.4, label="p99")
+    a.set_title("latency at concurrency 1 (ms; mock: 20 ms)")
+    b.bar([i - 0.2 for i in x], [summary[n].get("rps_c64", 0) for n in names], 0.4, label="c=64")
+    b.bar([i + 0.2 for i in x], [summary[n].get("rps_c256", 0) for n in names], 0.4, label="c=256")
+    b.set_title("requests/s, closed loop")
     for ax in (a, b):
-        ax.tick_params(axis="x", labelrotation=15)
+        ax.set_xticks(list(x), names, rotation=12)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     return True
@@ -467,11 +616,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter runs")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument("--workers", type=int, default=1, help="promptd workers (and LiteLLM's), default 1")
+    parser.add_argument("--rate", type=float, default=400, help="open-loop requests/s (default 400)")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="only the RSS soak, for this long (600)")
     args = parser.parse_args()
+    if args.workers > 1 and not serve_supports_workers():
+        parser.error("this promptd has no `serve --workers`")
+    RESULTS.mkdir(exist_ok=True)
     if args.soak:
-        result = asyncio.run(soak(args.soak))
-        RESULTS.mkdir(exist_ok=True)
+        result = asyncio.run(soak(args.soak, args.workers))
         path = RESULTS / time.strftime("soak-%Y%m%d-%H%M%S.json")
         path.write_text(json.dumps(result, indent=2))
         print(
@@ -480,13 +633,14 @@ def main() -> None:
             f"(last third), growth {result['growth_mb']:+.1f} MB\nwritten to {path.relative_to(ROOT)}"
         )
         return
-    raw = asyncio.run(scenarios(args.quick, not args.no_litellm))
-    summary, table = summarize(raw)
-    RESULTS.mkdir(exist_ok=True)
+    version = None if args.no_litellm else install_litellm()
+    raw = asyncio.run(scenarios(args.quick, version is not None, args.workers, args.rate))
+    summary, text = summarize(raw)
     stem = RESULTS / time.strftime("%Y%m%d-%H%M%S")
-    stem.with_suffix(".json").write_text(json.dumps({"summary": summary, "raw": raw, "cpus": os.cpu_count()}, indent=2))
-    drawn = chart(raw, stem.with_suffix(".png"))
-    print(table)
+    meta = {"cpus": os.cpu_count(), "litellm": version, "quick": args.quick, "argv": sys.argv[1:]}
+    stem.with_suffix(".json").write_text(json.dumps({"summary": summary, "raw": raw, **meta}, indent=2))
+    drawn = chart(summary, stem.with_suffix(".png"))
+    print(text)
     print(f"\nwritten to {stem.relative_to(ROOT)}.json" + (" and .png" if drawn else ""))
 
 

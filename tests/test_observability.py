@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 
 from promptd.metrics import Counter, Histogram, Metrics
-from tests.serving import RunningServer
+from tests.conftest import FAKE_CATALOG
+from tests.serving import RunningServer, serve_app
 
 TIMING = re.compile(r"^gateway;dur=(\d+\.\d\d), upstream;dur=(\d+\.\d\d)$")
 
@@ -53,6 +55,28 @@ def test_metrics_count_requests_tokens_cost_and_recorder_rows(fake_server: Runni
     assert 'promptd_latency_seconds_bucket{model="echo",project="demo",le="+Inf"} 3' in text
     assert re.search(r'promptd_recorder_rows_total\{outcome="written"\} \d+', text)
     assert "promptd_recorder_queue_rows " in text and "# TYPE promptd_ttft_seconds histogram" in text
+    assert "promptd_recorder_spill_rows 0" in text  # nothing waits on disk
+
+
+def test_with_no_room_in_the_queue_every_record_goes_through_the_disk_and_is_counted(tmp_path: Path) -> None:
+    # the fake provider: the exact answers are asserted in the stored records
+    with serve_app(FAKE_CATALOG, tmp_path / "data", recorder_queue=0) as server:
+        ids = []
+        for q in ("one", "two", "three"):
+            body = {"inputs": {"query": q}, "user": "u"}
+            r = httpx.post(server.v1 + "/completion-messages", json=body, headers=server.headers())
+            assert r.status_code == 200
+            ids.append(r.json()["message_id"])
+        server.settle()
+        text = httpx.get(server.url + "/metrics").text
+        assert "promptd_recorder_spilled_rows_total 6" in text  # 3 messages and their end-user rows
+        assert "promptd_recorder_spill_rows 0" in text  # all replayed
+        assert 'promptd_recorder_rows_total{outcome="written"} 6' in text
+
+        async def answers(repo: object) -> list[str]:
+            return [(await repo.get_message(i, "demo"))["answer"] for i in ids]  # type: ignore[attr-defined]
+
+        assert server.repo_call(answers) == [f"Echo: Answer briefly: {q}" for q in ("one", "two", "three")]
 
 
 def test_exposition_format() -> None:

@@ -175,13 +175,15 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             dead_letter=settings.data_dir / "dead-letter.jsonl",
             batch=settings.recorder_batch,
             maxsize=settings.recorder_queue,
-            on_written=lambda outcome, n: metrics.recorded.inc(n, outcome=outcome),
+            on_written=metrics.recorder_outcome,
             linger=settings.recorder_linger,
+            spill_dir=settings.data_dir / "recorder-spill",
         )
         recorder.start()
         repo = Repository(db)
         engine = Engine(catalog, built, recorder, metrics)
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
+        metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
         metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
         svc = Services(
             settings=settings,

@@ -81,7 +81,17 @@ class Metrics:
         self.cost = Counter("promptd_cost_total", "Cost by project, model and currency.")
         self.attempts = Counter("promptd_upstream_attempts_total", "Upstream attempts by provider and status.")
         self.recorded = Counter("promptd_recorder_rows_total", "Rows written by the recorder, by outcome.")
+        self.spilled = Counter(
+            "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
+        )
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def recorder_outcome(self, outcome: str, rows: int) -> None:
+        """The recorder's report: rows written or dead-lettered, or spilled to disk (replayed later)."""
+        if outcome == "spilled":
+            self.spilled.inc(rows)
+        else:
+            self.recorded.inc(rows, outcome=outcome)
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self.gauges[name] = (help, read)
@@ -89,7 +99,7 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded):  # fmt: skip
+                       self.attempts, self.recorded, self.spilled):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -301,6 +302,103 @@ async def test_put_does_not_wait_below_maxsize(db: AsyncEngine, tmp_path: Path) 
     recorder.start()
     await asyncio.wait_for(recorder.close(), HANG)
     assert await count(db) == 5
+
+
+async def test_rows_past_a_full_queue_spill_to_disk_and_are_replayed_in_full(db: AsyncEngine, tmp_path: Path) -> None:
+    outcomes: list[tuple[str, int]] = []
+    recorder = recorder_for(db, tmp_path, batch=8, maxsize=20, on_written=lambda o, n: outcomes.append((o, n)))
+    rows = [message_row(answer=f"a{i}", inputs={"q": i}) for i in range(50)]
+    for row in rows:
+        recorder.submit(row)  # the writer is not running: the queue fills, then the disk takes the rest
+    assert recorder.pending == 50 and recorder.spilled_pending == 30
+    assert sum(n for o, n in outcomes if o == "spilled") == 30
+    assert len((tmp_path / "recorder-spill" / "spill.jsonl").read_text().splitlines()) == 30
+    recorder.start()
+    await asyncio.wait_for(recorder.drain(), HANG)
+    assert recorder.pending == 0 and recorder.spilled_pending == 0
+    assert await message_ids(db) == {r.values["id"] for r in rows}
+    async with db.connect() as conn:
+        got = {r.id: (r.answer, r.inputs) for r in await conn.execute(select(messages))}
+    assert all(got[r.values["id"]] == (r.values["answer"], r.values["inputs"]) for r in rows)  # values intact
+    await recorder.close()
+    assert list((tmp_path / "recorder-spill").iterdir()) == []  # replayed files are removed
+    assert sum(n for o, n in outcomes if o == "written") == 50
+
+
+DYING_PROCESS = """
+import json, os, sys
+from pathlib import Path
+from promptd.store.db import create_engine
+from promptd.store.recorder import Recorder, Row
+from promptd.store.tables import messages
+dead_letter = Path(sys.argv[1]) / "dead-letter.jsonl"
+recorder = Recorder(create_engine("sqlite+aiosqlite://"), dead_letter=dead_letter, maxsize=5)
+rows = [Row(messages, values) for values in json.loads(sys.argv[2])]
+recorder.submit(*rows[:5])
+recorder.submit(*rows[5:])  # the queue is full: these go to disk
+assert recorder.spilled_pending == 7
+os._exit(0)  # dies: no close, no drain; the 5 rows in memory are lost with it, the 7 on disk are not
+"""
+
+
+async def test_spilled_rows_left_by_a_process_that_died_are_replayed_at_the_next_start(
+    db: AsyncEngine, tmp_path: Path
+) -> None:
+    rows = [message_values() for _ in range(12)]
+    dying = await asyncio.create_subprocess_exec(sys.executable, "-c", DYING_PROCESS, str(tmp_path), json.dumps(rows))
+    assert await asyncio.wait_for(dying.wait(), HANG) == 0
+    second = recorder_for(db, tmp_path)
+    assert second.pending == 7 and second.spilled_pending == 7
+    second.start()
+    await asyncio.wait_for(second.close(), HANG)
+    assert await message_ids(db) == {r["id"] for r in rows[5:]}
+
+
+async def test_a_replay_interrupted_after_a_batch_goes_on_from_where_it_stopped(
+    db: AsyncEngine, tmp_path: Path
+) -> None:
+    rows = [message_row() for _ in range(10)]
+    lines = [json.dumps({"table": "messages", "values": r.values, "upsert_ignore": False}) + "\n" for r in rows]
+    spill = tmp_path / "recorder-spill"
+    spill.mkdir()
+    replay = spill / "replay-00000000000000000001.jsonl"
+    replay.write_text("".join(lines))
+    # an earlier replay wrote the first 4 rows and noted how far it got, then its process died
+    async with db.begin() as conn:
+        await conn.execute(messages.insert(), [dict(r.values) for r in rows[:4]])
+    replay.with_suffix(".offset").write_text(str(sum(len(line.encode()) for line in lines[:4])))
+    recorder = recorder_for(db, tmp_path, batch=4)
+    assert recorder.spilled_pending == 6
+    recorder.start()
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 10 and not (tmp_path / "dead-letter.jsonl").exists()
+    assert list(spill.iterdir()) == []
+
+
+async def test_a_torn_spilled_line_goes_to_the_dead_letter_file(db: AsyncEngine, tmp_path: Path) -> None:
+    spill = tmp_path / "recorder-spill"
+    spill.mkdir()
+    good = message_row()
+    entry = {"table": "messages", "values": good.values, "upsert_ignore": False}
+    (spill / "spill.jsonl").write_text(json.dumps(entry) + "\n" + '{"table": "messa\n')  # the disk filled up
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await message_ids(db) == {good.values["id"]}
+    [dead] = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert dead["raw"] == '{"table": "messa' and "unreadable spilled row" in dead["error"]
+    assert recorder.failed_rows == 1
+
+
+async def test_when_the_disk_refuses_the_spill_rows_stay_in_memory(db: AsyncEngine, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    recorder = recorder_for(db, tmp_path, maxsize=2, spill_dir=tmp_path / "a-file" / "spill")
+    recorder.submit(*(message_row() for _ in range(6)))
+    recorder.submit(*(message_row() for _ in range(6)))
+    assert recorder.pending == 12 and recorder.spilled_pending == 0
+    recorder.start()
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert await count(db) == 12
 
 
 # --- end users -----------------------------------------------------------------------------------------------

@@ -1,13 +1,20 @@
 """The recorder: rows are written off the request path, in batches, by one writer task; none is lost.
 
-`submit()` never blocks the request: it appends to an in-memory queue. When the queue holds `maxsize` rows,
-`submit` still accepts the row but the writer is behind: callers that can wait use `await put()` instead,
-which applies back-pressure. A batch that fails is retried row by row; a row the database refuses for good
-(a constraint, a value it cannot store) or keeps refusing (5 attempts) is appended to `dead-letter.jsonl` in
-the data dir with the error, and logged: never dropped silently.
-`drain()` waits until everything submitted so far is written; `close()` drains and stops (graceful shutdown).
-With `linger` > 0 the writer waits up to that long for a batch to fill before inserting (drain and close
-cut the wait short).
+`submit()` never blocks the request: it appends to an in-memory queue of at most `maxsize` rows. When the
+queue is full (the database is slower than the traffic), the rows of a submit go to a spill file on disk
+(`spill_dir/spill.jsonl`, one JSON line a row) instead, counted by `on_written("spilled", n)`; once the writer
+has caught up (its queue is empty) it replays the spilled rows into the database in batches, oldest first.
+Spill files left by a process that died are replayed when the next one starts; a replay remembers how far it
+got (`<file>.offset`), so a crash during the replay repeats at most one batch (whose rows the database then
+refuses as duplicates: they go to the dead-letter file). Only when the spill file cannot be written either
+does a row stay in memory past `maxsize` (logged). Callers that can wait use `await put()`, which applies
+back-pressure instead.
+A batch that fails is retried row by row; a row the database refuses for good (a constraint, a value it
+cannot store) or keeps refusing (5 attempts) is appended to `dead-letter.jsonl` in the data dir with the
+error, and logged: never dropped silently.
+`drain()` waits until everything submitted so far is written (spilled rows included); `close()` drains and
+stops (graceful shutdown). With `linger` > 0 the writer waits up to that long for a batch to fill before
+inserting (drain and close cut the wait short).
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import msgspec
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -31,6 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 __all__ = ["Recorder", "Row"]
 
 log = logging.getLogger("promptd.recorder")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+SPILL = "spill.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,8 @@ class Recorder:
         maxsize: int = 10_000,
         on_written: Callable[[str, int], None] | None = None,
         linger: float = 0.0,
+        spill_dir: Path | None = None,
+        tables: Mapping[str, Table] | None = None,
     ) -> None:
         self.engine = engine
         self._on_written = on_written or (lambda outcome, n: None)
@@ -92,15 +106,28 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failed_rows = 0  # rows sent to the dead letter file
+        self.spill_dir = spill_dir if spill_dir is not None else dead_letter.parent / "recorder-spill"
+        if tables is None:
+            from promptd.store.tables import metadata
+
+            tables = metadata.tables
+        self._tables = tables
+        self._spill_file: IO[bytes] | None = None
+        self._spilled = 0  # rows put on disk (by this process, or left by an earlier one), in order
+        self._replayed = 0  # of those, rows read back and written (or dead-lettered)
+        self._spill_broken = False
+        self._scan_leftovers()
 
     # --- producer side ------------------------------------------------------------------------------------------
 
     def submit(self, *rows: Row) -> None:
         if self._closing and self._task is None:
             raise RuntimeError("recorder is closed")
-        self._queue.extend(rows)
         self._submitted += len(rows)
         self._wakeup.set()
+        if len(self._queue) >= self.maxsize and self._spill(rows):
+            return
+        self._queue.extend(rows)
         if len(self._queue) >= self.batch:
             self._full.set()
 
@@ -115,13 +142,121 @@ class Recorder:
     def pending(self) -> int:
         return self._submitted - self._written
 
+    @property
+    def spilled_pending(self) -> int:
+        """Rows waiting in spill files on disk."""
+        return self._spilled - self._replayed
+
     async def drain(self) -> None:
         """Wait until every row submitted before this call is in the database (or the dead-letter file)."""
-        target = self._submitted
+        target, spilled = self._submitted, self._spilled
         self._wanted = max(self._wanted, target)
         self._full.set()  # a reader is waiting: write now
         async with self._progress:
-            await self._progress.wait_for(lambda: self._written >= target)
+            await self._progress.wait_for(lambda: self._written >= target and self._replayed >= spilled)
+
+    # --- spilling to disk ---------------------------------------------------------------------------------------
+
+    def _spill(self, rows: tuple[Row, ...]) -> bool:
+        """Append rows to the spill file; False (the caller keeps them in memory) if that cannot be done."""
+        try:
+            data = b"".join(
+                _encode({"table": str(r.table.name), "values": r.values, "upsert_ignore": r.upsert_ignore}) + b"\n"
+                for r in rows
+            )
+            if self._spill_file is None:
+                self.spill_dir.mkdir(parents=True, exist_ok=True)
+                self._spill_file = (self.spill_dir / SPILL).open("ab")
+            self._spill_file.write(data)
+            self._spill_file.flush()  # in the OS's hands: survives this process dying
+        except (OSError, TypeError, ValueError) as exc:
+            if not self._spill_broken:
+                log.critical(
+                    "recorder: queue full and cannot spill to %s (%s); keeping rows in memory", self.spill_dir, exc
+                )
+            self._spill_broken = True
+            return False
+        self._spill_broken = False
+        self._spilled += len(rows)
+        self._on_written("spilled", len(rows))
+        return True
+
+    def _replay_files(self) -> list[Path]:
+        """Spill files to replay, oldest first; the live spill file is closed and renamed to join them."""
+        if self._spill_file is not None:
+            self._spill_file.close()
+            self._spill_file = None
+        try:
+            live = self.spill_dir / SPILL
+            if live.exists():
+                os.replace(live, self.spill_dir / f"replay-{time.time_ns():020d}.jsonl")
+            return sorted(self.spill_dir.glob("replay-*.jsonl"))
+        except OSError:
+            return []
+
+    def _scan_leftovers(self) -> None:
+        """Count the rows an earlier process left on disk: they are submitted, and replayed by the writer."""
+        left = 0
+        for path in self._replay_files():
+            try:
+                with path.open("rb") as f:
+                    f.seek(_offset(path))
+                    left += sum(1 for line in f if line.strip())
+            except OSError:
+                continue
+        if left:
+            log.warning(
+                "recorder: %d row(s) left on disk in %s by an earlier run: replaying them", left, self.spill_dir
+            )
+        self._spilled += left
+        self._submitted += left
+
+    async def _replay(self) -> None:
+        """Write every spilled row, file by file, batch by batch, remembering the progress after each batch."""
+        for path in self._replay_files():
+            offset = _offset(path)
+            try:
+                f = path.open("rb")
+            except OSError as exc:
+                log.error("recorder: cannot read spill file %s: %s", path, exc)
+                continue
+            with f:
+                f.seek(offset)
+                while True:
+                    lines = [line for line in (f.readline() for _ in range(self.batch)) if line]
+                    if not lines:
+                        break
+                    rows: list[Row] = []
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        row = self._parse(line)
+                        if row is not None:
+                            rows.append(row)
+                    if rows:
+                        await self._write(rows)
+                    offset = f.tell()
+                    with contextlib.suppress(OSError):
+                        path.with_suffix(".offset").write_text(str(offset))
+                    done = sum(1 for line in lines if line.strip())
+                    async with self._progress:
+                        self._replayed += done
+                        self._written += done
+                        self._progress.notify_all()
+            with contextlib.suppress(OSError):
+                path.unlink()
+                path.with_suffix(".offset").unlink(missing_ok=True)
+
+    def _parse(self, line: bytes) -> Row | None:
+        try:
+            entry = _decode(line)
+            return Row(self._tables[entry["table"]], entry["values"], bool(entry.get("upsert_ignore")))
+        except Exception as exc:  # a torn line (the disk filled up mid-write): kept, with the reason
+            why = f"unreadable spilled row: {type(exc).__name__}: {exc}"
+            log.error("recorder: %s", why)
+            raw = line.decode("utf-8", "replace").strip()
+            self._dead_raw(json.dumps({"table": None, "raw": raw, "error": why, "at": time.time()}), why)
+            return None
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -136,7 +271,7 @@ class Recorder:
         if self._task is not None:
             await self._task
             self._task = None
-        elif self._queue:  # never started: write what was queued here
+        elif self._queue or self.spilled_pending:  # never started: write what was queued here
             await self._run()
 
     # --- writer side --------------------------------------------------------------------------------------------
@@ -144,6 +279,16 @@ class Recorder:
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                if self.spilled_pending:  # caught up: now the rows that went to disk meanwhile
+                    before = self._replayed
+                    await self._replay()
+                    if self._replayed == before:  # the spill directory cannot be read now: they stay on disk
+                        if self._closing:
+                            log.error("recorder: %d spilled row(s) stay in %s for the next start",
+                                      self.spilled_pending, self.spill_dir)  # fmt: skip
+                            return
+                        await asyncio.sleep(1)
+                    continue
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -184,15 +329,26 @@ class Recorder:
             await self._write([row])
 
     def _dead(self, row: Row, why: str) -> None:
-        self.failed_rows += 1
-        self._on_written("dead_letter", 1)
         entry = json.dumps(
             {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}, default=str
         )
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
+        self._dead_raw(entry, why)
+
+    def _dead_raw(self, entry: str, why: str) -> None:
+        self.failed_rows += 1
+        self._on_written("dead_letter", 1)
         try:
             self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
             with self.dead_letter.open("a", encoding="utf-8") as f:
                 f.write(entry + "\n")
         except OSError as exc:  # the writer must go on: the row is kept in the log instead
             log.critical("recorder: cannot append to %s (%s); the row: %s", self.dead_letter, exc, entry)
+
+
+def _offset(path: Path) -> int:
+    """How far an earlier replay of this spill file got (bytes), 0 if it never started."""
+    try:
+        return int(path.with_suffix(".offset").read_text() or 0)
+    except (OSError, ValueError):
+        return 0

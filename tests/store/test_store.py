@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptd.domain.ids import end_user_id, hash_key
+from promptd.domain.limits import Limits
 from promptd.store.db import alembic_config, create_engine, migrate
 from promptd.store.recorder import Recorder, Row
-from promptd.store.repository import Repository, end_user_row
+from promptd.store.repository import ADMIN_PROJECT, Repository, end_user_row
 from promptd.store.tables import api_keys, end_users, feedbacks, messages, metadata
 
 #: Hang guard for awaits that must finish: far above anything a passing run takes, it only turns a hang into
@@ -104,7 +106,7 @@ async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(e
         revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert diff == []  # types, nullability, indexes and unique constraints match too
-    assert revision == "0002"
+    assert revision == "0003"
 
 
 async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
@@ -114,7 +116,7 @@ async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
     await migrate(db)
     async with db.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
-        assert await conn.run_sync(_revision) == "0002"
+        assert await conn.run_sync(_revision) == "0003"
     assert await message_ids(db) == {"kept"}
 
 
@@ -489,3 +491,22 @@ async def test_a_mistyped_key_never_revokes_another_by_its_prefix(db: AsyncEngin
     assert first is not None and first.id == info.id
     again = await repo.revoke_key(info.id)
     assert again is not None and again.revoked_at == first.revoked_at  # the first revocation time is kept
+
+
+async def test_an_admin_key_has_its_own_prefix_and_no_project(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo", role="admin")
+    assert key.startswith("adm-") and info.admin and info.project == ADMIN_PROJECT
+    found = await repo.find_key(key)
+    assert found is not None and found.role == "admin" and found.project == ADMIN_PROJECT
+
+
+async def test_per_key_limits_are_kept_exactly(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    limits = Limits(rpm=60, tpm=10_000, cost_per_day=Decimal("1.25"), cost_per_month=Decimal("0.0000001"))
+    key, info = await repo.create_key("demo", limits=limits)
+    found = await repo.find_key(key)
+    assert found is not None and found.limits == limits == info.limits
+    plain_key, _ = await repo.create_key("demo")
+    unlimited = await repo.find_key(plain_key)
+    assert unlimited is not None and unlimited.limits.empty

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import hash_key, looks_like_key, new_key
+from promptd.domain.ids import ADMIN_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
+from promptd.domain.limits import Limits
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
     api_keys,
@@ -24,9 +26,10 @@ from promptd.store.tables import (
     outcomes,
 )
 
-__all__ = ["KEY_SHOWN", "KeyInfo", "Repository"]
+__all__ = ["ADMIN_PROJECT", "KEY_SHOWN", "KeyInfo", "Repository"]
 
 KEY_SHOWN = 12  # leading characters of a key kept in clear, to recognise it in listings
+ADMIN_PROJECT = "*"  # the `project` of an admin key: it reaches every project, through the management API only
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +41,29 @@ class KeyInfo:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    role: str = "app"  # "app": the two API faces, for `project`; "admin": the management API and console
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
 def _key(row: Any) -> KeyInfo:
-    return KeyInfo(row.id, row.project, row.name, row.prefix, row.created_at, row.expires_at, row.revoked_at)
+    return KeyInfo(
+        row.id,
+        row.project,
+        row.name,
+        row.prefix,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+        row.role,
+        Limits.from_json(row.limits),
+    )
 
 
 def end_user_row(end_user_id: str, project: str, user: str, now: float) -> Row:
@@ -69,9 +88,22 @@ class Repository:
 
     # --- keys -----------------------------------------------------------------------------------------------------
 
-    async def create_key(self, project: str, *, name: str = "", expires_at: float | None = None) -> tuple[str, KeyInfo]:
-        key = new_key()
-        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None)
+    async def create_key(
+        self,
+        project: str,
+        *,
+        name: str = "",
+        expires_at: float | None = None,
+        role: str = "app",
+        limits: Limits | None = None,
+    ) -> tuple[str, KeyInfo]:
+        """A new key (returned once, stored as its hash). An admin key's project is ADMIN_PROJECT."""
+        if role == "admin":
+            key, project = new_key(ADMIN_KEY_PREFIX), ADMIN_PROJECT
+        else:
+            key = new_key()
+        limits = limits or Limits()
+        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None, role, limits)
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
@@ -82,14 +114,19 @@ class Repository:
                     prefix=info.prefix,
                     created_at=info.created_at,
                     expires_at=expires_at,
+                    role=role,
+                    limits=limits.to_json(),
                 )
             )
         return key, info
 
     async def find_key(self, key: str) -> KeyInfo | None:
+        digest = hash_key(key)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == hash_key(key)))).first()
-        return _key(row) if row else None
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).first()
+        # the lookup is by hash (what an attacker can time is a hash of their own guess); compare again in
+        # constant time, so no code path compares secrets byte by byte
+        return _key(row) if row is not None and keys_equal(row.key_hash, digest) else None
 
     async def list_keys(self, project: str | None = None) -> list[KeyInfo]:
         q = select(api_keys).order_by(api_keys.c.created_at)
@@ -123,7 +160,7 @@ class Repository:
                 .where(api_keys.c.id == r.id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=revoked)
             )
-        return KeyInfo(r.id, r.project, r.name, r.prefix, r.created_at, r.expires_at, revoked)
+        return dataclasses.replace(_key(r), revoked_at=revoked)
 
     # --- end users ------------------------------------------------------------------------------------------------
 

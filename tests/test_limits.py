@@ -6,6 +6,9 @@ The fake provider stands in for a model: its answers have an exact token count, 
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -19,7 +22,7 @@ from promptd.domain.limits import Limits
 from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import assert_adaptive_error
 from tests.faces.dify.helpers import assert_dify_error, complete, stored_message
-from tests.serving import RunningServer, serve_app
+from tests.serving import RunningServer, free_port, serve_app
 
 BODY = {"inputs": {"query": "x"}, "user": "alice"}
 CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
@@ -239,3 +242,34 @@ def test_without_redis_each_replica_counts_alone(tmp_path: Path) -> None:
         assert complete(one, BODY).status_code == 200
         assert complete(two, BODY, one.key).status_code == 200
         assert complete(one, BODY).status_code == 429
+
+
+def test_when_redis_goes_away_limited_requests_fail_closed_and_unlimited_ones_go_on(tmp_path: Path) -> None:
+    """A Redis of this test's own (the machine's redis-server binary), so it can be stopped mid-test."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    redis = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+            assert time.monotonic() < deadline, "the test's redis-server did not start"
+            time.sleep(0.05)
+        with serve_app(FAKE_CATALOG, tmp_path, redis_url=f"redis://127.0.0.1:{port}/0") as server:
+            limited = key_with(server, Limits(rpm=100))
+            assert complete(server, BODY, limited).status_code == 200
+            redis.terminate()
+            redis.wait(30)
+            refused = complete(server, BODY, limited)
+            assert_dify_error(refused, 503, "service_unavailable")
+            assert "cannot be checked" in refused.json()["message"]
+            assert_adaptive_error(chat(server, limited), 503, "cannot be checked")
+            assert complete(server, BODY).status_code == 200  # no limits: Redis is not needed
+    finally:
+        if redis.poll() is None:
+            redis.kill()
+        redis.wait(30)

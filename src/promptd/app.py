@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -100,7 +101,7 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> Starlette:

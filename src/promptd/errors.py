@@ -9,6 +9,7 @@
     ├── ConflictError           the request conflicts with the app's configuration (wrong mode, feature off)
     ├── LimitExceeded           a rate limit of the key, project or end user is reached (429, Retry-After)
     │   └── BudgetExceeded          a cost budget (per day or month) of the key or project is spent
+    ├── LimitsUnavailable       limits apply but cannot be checked (Redis unreachable): refused, 503
     └── ProviderError           the model provider failed
         ├── ProviderUnavailable     cannot connect, or 5xx
         ├── ProviderRateLimited     429 upstream
@@ -30,6 +31,7 @@ __all__ = [
     "Forbidden",
     "InputError",
     "LimitExceeded",
+    "LimitsUnavailable",
     "NotFound",
     "PromptdError",
     "ProviderBadRequest",
@@ -99,6 +101,12 @@ class LimitExceeded(PromptdError):
 
 class BudgetExceeded(LimitExceeded):
     code = "insufficient_quota"
+
+
+class LimitsUnavailable(PromptdError):
+    """Budgets fail closed: a request whose limits cannot be checked is refused, not let through unchecked."""
+
+    code = "service_unavailable"
 
 
 class ProviderError(PromptdError):

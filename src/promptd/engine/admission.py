@@ -26,7 +26,7 @@ from promptd.catalog.schema import Catalog, LimitsConfig
 from promptd.coord.base import Coordinator, Take
 from promptd.domain.limits import Limits, Window, calendar_window, prompt_token_bound, reserve_pico, to_pico
 from promptd.engine.request import GenerationRequest, GenerationResult
-from promptd.errors import BudgetExceeded, LimitExceeded
+from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable, PromptdError
 
 __all__ = ["Admission", "Reservation", "SpentLookup"]
 
@@ -150,18 +150,26 @@ class Admission:
         for lim in limits:
             amount = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}[lim.what]
             takes.append(self._take(lim, amount, now))
-        for _ in range(3):
-            refusal = await self.coordinator.reserve(takes)
-            if refusal is None:
-                break
-            if not refusal.needs_seed:
-                raise self._refused(limits[refusal.index], takes[refusal.index], refusal.used, now)
-            lim = limits[refusal.index]
-            window_id, _ = calendar_window(lim.window, now)
-            value = await self.spent(lim.scope, lim.ident, lim.window, window_id)
-            await self.coordinator.seed(takes[refusal.index].key, value, takes[refusal.index].ttl)
-        else:  # pragma: no cover - a bucket that vanishes right after each seeding
-            raise LimitExceeded("limits could not be checked, try again", retry_after=1, scope="project", what="")
+        try:
+            for _ in range(3):
+                refusal = await self.coordinator.reserve(takes)
+                if refusal is None:
+                    break
+                if not refusal.needs_seed:
+                    raise self._refused(limits[refusal.index], takes[refusal.index], refusal.used, now)
+                lim = limits[refusal.index]
+                window_id, _ = calendar_window(lim.window, now)
+                value = await self.spent(lim.scope, lim.ident, lim.window, window_id)
+                await self.coordinator.seed(takes[refusal.index].key, value, takes[refusal.index].ttl)
+            else:  # pragma: no cover - a bucket that vanishes right after each seeding
+                raise LimitsUnavailable("Limits could not be checked; try again.")
+        except PromptdError:
+            raise
+        except Exception as exc:  # Redis (or the store) unreachable: budgets fail closed
+            log.error("limits cannot be checked: %s", exc)
+            raise LimitsUnavailable(
+                "Rate limits and budgets apply to this request but cannot be checked right now; try again later."
+            ) from exc
         for i, req in enumerate(requests):
             buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
             req.reservation = Reservation(tokens[i], costs[i], buckets)

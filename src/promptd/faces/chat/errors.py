@@ -14,6 +14,7 @@ from promptd.errors import (
     Forbidden,
     InputError,
     LimitExceeded,
+    LimitsUnavailable,
     NotFound,
     PromptdError,
     ProviderBadRequest,
@@ -43,6 +44,8 @@ def chat_status(exc: BaseException) -> int:
         return 429
     if isinstance(exc, ProviderBadRequest):
         return 400
+    if isinstance(exc, LimitsUnavailable):
+        return 503
     if isinstance(exc, ProviderTimeout):
         return 504
     if isinstance(exc, ProviderError):

@@ -16,6 +16,7 @@ from promptd.errors import (
     Forbidden,
     InputError,
     LimitExceeded,
+    LimitsUnavailable,
     NotFound,
     PromptdError,
     ProviderError,
@@ -59,6 +60,8 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 429, "rate_limit_error", exc.message  # Dify's code for a used-up quota
     if isinstance(exc, LimitExceeded):
         return 429, "too_many_requests", exc.message
+    if isinstance(exc, LimitsUnavailable):
+        return 503, exc.code, exc.message
     if isinstance(exc, ProviderRateLimited):
         return 429, "rate_limit_error", exc.message
     if isinstance(exc, ProviderError):
@@ -84,7 +87,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
     status, code, message = dify_error(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, PromptdError):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     extra = {"params": exc.param} if isinstance(exc, InputError) and exc.param else {}
     response = error_response(status, code, message, **extra)

@@ -87,3 +87,36 @@ def test_config_and_data_dir_come_from_the_environment(runner: CliRunner, tmp_pa
     assert created.exit_code == 0, created.output
     assert (tmp_path / "envdata" / "promptd.db").exists()
     assert "shop" in runner.invoke(main, ["keys", "list"], env=env).output
+
+
+def test_keys_create_takes_per_key_limits_and_list_shows_them(runner: CliRunner, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    limits = ["--rpm", "60", "--tpm", "5000", "--cost-per-day", "1.50", "--cost-per-month", "20"]
+    created = runner.invoke(main, ["keys", "create", "--project", "demo", *limits, *data])
+    assert created.exit_code == 0, created.output
+    listed = runner.invoke(main, ["keys", "list", *data]).output
+    row = next(line for line in listed.splitlines() if created.output.strip()[:12] in line)
+    assert "rpm=60,tpm=5000,cost_per_day=1.50,cost_per_month=20" in row and " app " in row
+
+
+def test_keys_create_refuses_a_budget_that_is_not_a_positive_amount(runner: CliRunner, tmp_path: Path) -> None:
+    for bad in ("abc", "-1", "0", "NaN"):
+        result = runner.invoke(main, ["keys", "create", "--project", "demo", "--cost-per-day", bad])
+        assert result.exit_code == 2 and "--cost-per-day" in result.output, (bad, result.output)
+
+
+def test_an_admin_key_is_created_without_a_project(runner: CliRunner, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    created = runner.invoke(main, ["keys", "create", "--admin", "--name", "ops", *data])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip()
+    assert re.match(r"^adm-[A-Za-z0-9]{32}$", key)
+    row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
+    assert " admin " in row and " * " in row
+    both = runner.invoke(main, ["keys", "create", "--admin", "--project", "demo", *data])
+    assert both.exit_code == 2 and "no project" in both.output
+
+
+def test_keys_create_needs_a_project_unless_admin(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["keys", "create", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--project is required" in result.output

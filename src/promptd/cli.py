@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import shlex
 import sys
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,14 +21,33 @@ import click
 
 from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
+from promptd.domain.limits import Limits
 from promptd.errors import CatalogError
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
-from promptd.store.repository import KeyInfo, Repository
+from promptd.store.repository import ADMIN_PROJECT, KeyInfo, Repository
 
 __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DecimalParam(click.ParamType):  # type: ignore[type-arg]
+    """A positive decimal amount, kept exact (no float)."""
+
+    name = "decimal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a decimal number", param, ctx)
+        if not d.is_finite() or d <= 0:
+            self.fail(f"{value!r} must be a positive amount", param, ctx)
+        return d
+
+
+DECIMAL = DecimalParam()
 
 
 def common(fn: F) -> F:
@@ -50,7 +71,10 @@ def common(fn: F) -> F:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(data_dir=data_dir, database_url=os.environ.get("PROMPTD_DATABASE_URL") or None, **overrides)
+    env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
+    if os.environ.get("PROMPTD_REDIS_PREFIX"):
+        env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
+    return Settings(data_dir=data_dir, **{**env, **overrides})
 
 
 def read_catalog(config: Path | None) -> Catalog:
@@ -86,42 +110,103 @@ def main() -> None:
 @click.option("--host", envvar="PROMPTD_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="PROMPTD_PORT", default=8080, show_default=True, type=int)
 @click.option(
+    "--workers",
+    envvar="PROMPTD_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Worker processes on this port [env PROMPTD_WORKERS].",
+)
+@click.option(
+    "--redis-url",
+    envvar="PROMPTD_REDIS_URL",
+    default=None,
+    help="Redis for limits, budgets and stop signals shared by workers and replicas [env PROMPTD_REDIS_URL].",
+)
+@click.option(
+    "--retention-days",
+    envvar="PROMPTD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Delete request records older than this; daily usage rollups stay [env PROMPTD_RETENTION_DAYS].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: str) -> None:
+def serve(
+    config: Path | None,
+    data_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    redis_url: str | None,
+    retention_days: float | None,
+    log_level: str,
+) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
     import uvicorn
 
-    from promptd.app import create_app
-
     catalog = read_catalog(config)
-    settings = make_settings(data_dir, host=host, port=port)
+    options: dict[str, Any] = {"host": host, "port": port, "workers": workers, "redis_url": redis_url or None}
+    options["retention_days"] = retention_days
+    settings = make_settings(data_dir, **options)
 
-    async def first_key(repo: Repository) -> str | None:
+    async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
             return None
         project = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
         key, _ = await repo.create_key(project, name="first start")
-        return key
+        admin, _ = await repo.create_key(ADMIN_PROJECT, name="first start", role="admin")
+        return key, admin
 
-    key = run_repo(settings, first_key)
-    if key is not None:
-        _print_welcome(key, catalog, host, port)
-    uvicorn.run(
-        create_app(settings, catalog),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        proxy_headers=True,
-        server_header=False,
+    keys = run_repo(settings, first_keys)  # also brings the schema up to date, once, before any worker starts
+    if keys is not None:
+        app_key, admin_key = keys
+        _print_welcome(app_key, admin_key, catalog, host, port)
+    if workers > 1 and not settings.redis_url:
+        click.echo(
+            f"promptd: {workers} workers without Redis: rate limits, budgets and stop requests are per worker "
+            "(each worker counts alone). Set --redis-url / PROMPTD_REDIS_URL to share them.",
+            err=True,
+        )
+    server_options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 30,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers == 1:
+        from promptd.app import create_app
+
+        uvicorn.run(create_app(settings, catalog), **server_options)
+        return
+    # several processes share the socket; each builds its app from the same arguments (worker_app below)
+    os.environ[WORKER_ARGS] = json.dumps(
+        {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
     )
+    uvicorn.run("promptd.cli:worker_app", factory=True, workers=workers, **server_options)
 
 
-def _print_welcome(key: str, catalog: Catalog, host: str, port: int) -> None:
+WORKER_ARGS = "PROMPTD_WORKER_ARGS"
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process, from the arguments the parent process parsed."""
+    from promptd.app import create_app
+
+    args = json.loads(os.environ[WORKER_ARGS])
+    config = Path(args.pop("config")) if args.get("config") else None
+    data_dir = Path(args.pop("data_dir"))
+    args.pop("config", None)
+    return create_app(make_settings(data_dir, **args), read_catalog(config))
+
+
+def _print_welcome(key: str, admin_key: str, catalog: Catalog, host: str, port: int) -> None:
     project_name = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
     project = catalog.projects[project_name]
     variable = next((f.variable for f in project.inputs if f.required), "query")
@@ -141,6 +226,10 @@ Try it (blocking, then streaming):
 
     curl -sN {base}/completion-messages -H 'Authorization: Bearer {key}' \\
       -H 'Content-Type: application/json' -d {shlex.quote(stream_body)}
+
+An admin key, for the console (http://{shown}:{port}/console) and the management API (shown once):
+
+    {admin_key}
 """)
 
 
@@ -191,22 +280,47 @@ def _when(ts: float | None) -> str:
 
 @keys.command("create")
 @common
-@click.option("--project", required=True, help="The project the key is scoped to.")
+@click.option("--project", default=None, help="The project the key is scoped to (not with --admin).")
+@click.option("--admin", is_flag=True, help="An admin key: the management API and the console, every project.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), default=None)
-def keys_create(config: Path | None, data_dir: Path, project: str, name: str, expires_in_days: float | None) -> None:
-    """Create a key for PROJECT and print it (alone, on stdout). It is stored hashed: copy it now."""
-    catalog = read_catalog(config)
-    if project not in catalog.projects:
-        known = ", ".join(sorted(catalog.projects)) or "none"
-        click.echo(f"promptd: no project named {project!r} in the catalog (known: {known})", err=True)
-        sys.exit(2)
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute this key may make.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + completion) per minute.")
+@click.option("--cost-per-day", type=DECIMAL, default=None, help="Budget per UTC day, in the models' currency.")
+@click.option("--cost-per-month", type=DECIMAL, default=None, help="Budget per UTC month.")
+def keys_create(
+    config: Path | None,
+    data_dir: Path,
+    project: str | None,
+    admin: bool,
+    name: str,
+    expires_in_days: float | None,
+    rpm: int | None,
+    tpm: int | None,
+    cost_per_day: Decimal | None,
+    cost_per_month: Decimal | None,
+) -> None:
+    """Create a key and print it (alone, on stdout). It is stored hashed: copy it now."""
+    limits = Limits(rpm=rpm, tpm=tpm, cost_per_day=cost_per_day, cost_per_month=cost_per_month)
+    if admin:
+        if project is not None or not limits.empty:
+            click.echo("promptd: an admin key has no project and no limits", err=True)
+            sys.exit(2)
+    else:
+        catalog = read_catalog(config)
+        if project is None or project not in catalog.projects:
+            known = ", ".join(sorted(catalog.projects)) or "none"
+            what = "--project is required" if project is None else f"no project named {project!r} in the catalog"
+            click.echo(f"promptd: {what} (known: {known})", err=True)
+            sys.exit(2)
     import time
 
     expires = time.time() + expires_in_days * 86400 if expires_in_days else None
 
     async def create(repo: Repository) -> str:
-        key, _ = await repo.create_key(project, name=name, expires_at=expires)
+        key, _ = await repo.create_key(
+            project or ADMIN_PROJECT, name=name, expires_at=expires, role="admin" if admin else "app", limits=limits
+        )
         return key
 
     click.echo(run_repo(make_settings(data_dir), create))
@@ -224,12 +338,16 @@ def keys_list(config: Path | None, data_dir: Path, project: str | None) -> None:
     import time
 
     now = time.time()
-    click.echo(f"{'ID':36}  {'PROJECT':16}  {'KEY':15}  {'STATE':8}  {'CREATED':20}  {'EXPIRES':20}  NAME")
+    click.echo(
+        f"{'ID':36}  {'PROJECT':16}  {'KEY':15}  {'ROLE':5}  {'STATE':8}  {'CREATED':20}  {'EXPIRES':20}  "
+        f"{'LIMITS':24}  NAME"
+    )
     for k in run_repo(make_settings(data_dir), listing):
         state = "revoked" if k.revoked_at else ("expired" if not k.usable(now) else "active")
+        limits = ",".join(f"{n}={v}" for n, v in (k.limits.to_json() or {}).items()) or "-"
         click.echo(
-            f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {state:8}  {_when(k.created_at):20}  "
-            f"{_when(k.expires_at):20}  {k.name}"
+            f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {k.role:5}  {state:8}  {_when(k.created_at):20}  "
+            f"{_when(k.expires_at):20}  {limits:24}  {k.name}"
         )
 
 

@@ -29,7 +29,9 @@ class KeyCache:
         self.ttl = ttl
         self._cache: dict[str, tuple[float, KeyInfo]] = {}
 
-    async def authenticate(self, header: str | None) -> KeyInfo:
+    async def authenticate(self, header: str | None, *, role: str = "app") -> KeyInfo:
+        """The usable key of this role named by an `Authorization: Bearer` header, or AuthError. An app key
+        never opens the management API, and an admin key never calls a project through the API faces."""
         token = bearer_token(header)
         digest = hash_key(token)
         now = time.monotonic()
@@ -45,7 +47,7 @@ class KeyCache:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now, info)
-        if not info.usable(time.time()):
+        if not info.usable(time.time()) or info.role != role:
             raise AuthError("Access token is invalid")
         return info
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptd.domain.ids import end_user_id, hash_key
+from promptd.domain.limits import Limits
 from promptd.store.db import alembic_config, create_engine, migrate
 from promptd.store.recorder import Recorder, Row
-from promptd.store.repository import Repository, end_user_row
+from promptd.store.repository import ADMIN_PROJECT, Repository, end_user_row
 from promptd.store.tables import api_keys, end_users, feedbacks, messages, metadata
 
 #: Hang guard for awaits that must finish: far above anything a passing run takes, it only turns a hang into
@@ -105,7 +108,7 @@ async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(e
         revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert diff == []  # types, nullability, indexes and unique constraints match too
-    assert revision == "0002"
+    assert revision == "0003"
 
 
 async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
@@ -115,7 +118,7 @@ async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
     await migrate(db)
     async with db.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
-        assert await conn.run_sync(_revision) == "0002"
+        assert await conn.run_sync(_revision) == "0003"
     assert await message_ids(db) == {"kept"}
 
 
@@ -312,7 +315,7 @@ async def test_rows_past_a_full_queue_spill_to_disk_and_are_replayed_in_full(db:
         recorder.submit(row)  # the writer is not running: the queue fills, then the disk takes the rest
     assert recorder.pending == 50 and recorder.spilled_pending == 30
     assert sum(n for o, n in outcomes if o == "spilled") == 30
-    assert len((tmp_path / "recorder-spill" / "spill.jsonl").read_text().splitlines()) == 30
+    assert len((tmp_path / "recorder-spill" / f"spill-{os.getpid()}.jsonl").read_text().splitlines()) == 30
     recorder.start()
     await asyncio.wait_for(recorder.drain(), HANG)
     assert recorder.pending == 0 and recorder.spilled_pending == 0
@@ -324,6 +327,8 @@ async def test_rows_past_a_full_queue_spill_to_disk_and_are_replayed_in_full(db:
     assert list((tmp_path / "recorder-spill").iterdir()) == []  # replayed files are removed
     assert sum(n for o, n in outcomes if o == "written") == 50
 
+
+DEAD_PID = 999_999_999  # above Linux's pid_max: no process has it
 
 DYING_PROCESS = """
 import json, os, sys
@@ -361,7 +366,7 @@ async def test_a_replay_interrupted_after_a_batch_goes_on_from_where_it_stopped(
     lines = [json.dumps({"table": "messages", "values": r.values, "upsert_ignore": False}) + "\n" for r in rows]
     spill = tmp_path / "recorder-spill"
     spill.mkdir()
-    replay = spill / "replay-00000000000000000001.jsonl"
+    replay = spill / f"replay-{DEAD_PID}-00000000000000000001.jsonl"  # a process that is gone
     replay.write_text("".join(lines))
     # an earlier replay wrote the first 4 rows and noted how far it got, then its process died
     async with db.begin() as conn:
@@ -380,7 +385,9 @@ async def test_a_torn_spilled_line_goes_to_the_dead_letter_file(db: AsyncEngine,
     spill.mkdir()
     good = message_row()
     entry = {"table": "messages", "values": good.values, "upsert_ignore": False}
-    (spill / "spill.jsonl").write_text(json.dumps(entry) + "\n" + '{"table": "messa\n')  # the disk filled up
+    (spill / f"spill-{DEAD_PID}.jsonl").write_text(
+        json.dumps(entry) + "\n" + '{"table": "messa\n'
+    )  # the disk filled up
     recorder = recorder_for(db, tmp_path)
     recorder.start()
     await asyncio.wait_for(recorder.close(), HANG)
@@ -587,3 +594,85 @@ async def test_a_mistyped_key_never_revokes_another_by_its_prefix(db: AsyncEngin
     assert first is not None and first.id == info.id
     again = await repo.revoke_key(info.id)
     assert again is not None and again.revoked_at == first.revoked_at  # the first revocation time is kept
+
+
+async def test_an_admin_key_has_its_own_prefix_and_no_project(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    key, info = await repo.create_key("demo", role="admin")
+    assert key.startswith("adm-") and info.admin and info.project == ADMIN_PROJECT
+    found = await repo.find_key(key)
+    assert found is not None and found.role == "admin" and found.project == ADMIN_PROJECT
+
+
+async def test_per_key_limits_are_kept_exactly(db: AsyncEngine) -> None:
+    repo = Repository(db)
+    limits = Limits(rpm=60, tpm=10_000, cost_per_day=Decimal("1.25"), cost_per_month=Decimal("0.0000001"))
+    key, info = await repo.create_key("demo", limits=limits)
+    found = await repo.find_key(key)
+    assert found is not None and found.limits == limits == info.limits
+    plain_key, _ = await repo.create_key("demo")
+    unlimited = await repo.find_key(plain_key)
+    assert unlimited is not None and unlimited.limits.empty
+
+
+# --- usage rollups and retention -----------------------------------------------------------------------------
+
+
+async def test_the_recorder_keeps_daily_rollups_per_project_key_and_model(db: AsyncEngine, tmp_path: Path) -> None:
+    day1 = 1_764_547_200.0  # 2025-12-01 00:00 UTC
+    day2 = day1 + 86_400
+    rows = [
+        message_row(created_at=day1 + 10, key_id="k1", prompt_tokens=3, completion_tokens=5, total_price="0.0000015"),
+        message_row(created_at=day1 + 20, key_id="k1", prompt_tokens=1, completion_tokens=1, total_price="0.25"),
+        message_row(created_at=day1 + 30, key_id="k1", status="error", total_price="0"),
+        message_row(created_at=day1 + 40, key_id=None, model="other"),
+        message_row(created_at=day2 + 1, key_id="k1", total_price="1"),
+    ]
+    recorder = recorder_for(db, tmp_path, batch=2)  # several batches add to the same rollup row
+    recorder.start()
+    recorder.submit(*rows)
+    await asyncio.wait_for(recorder.close(), HANG)
+    usage = await Repository(db).usage(since="2025-12-01", until="2025-12-02", project="demo")
+    by = {(u["day"], u["key_id"], u["model"]): u for u in usage}
+    first = by[("2025-12-01", "k1", "m")]
+    assert (first["requests"], first["errors"], first["prompt_tokens"], first["completion_tokens"]) == (3, 1, 4, 6)
+    assert first["cost_pico"] == 1_500_000 + 250_000_000_000
+    assert by[("2025-12-01", "", "other")]["requests"] == 1  # no key: key_id ""
+    assert by[("2025-12-02", "k1", "m")]["cost_pico"] == 10**12
+    repo = Repository(db)
+    assert await repo.spent("key", "k1", "day", "2025-12-01") == 250_001_500_000
+    assert await repo.spent("key", "k1", "month", "2025-12") == 1_250_001_500_000
+    assert await repo.spent("project", "demo", "day", "2025-12-02") == 10**12
+    assert await repo.spent("project", "nobody", "month", "2025-12") == 0
+
+
+async def test_a_dead_lettered_message_is_not_counted_in_the_rollups(db: AsyncEngine, tmp_path: Path) -> None:
+    good = message_row(key_id="k", total_price="0.5")
+    bad = message_row(key_id="k", total_price="0.5", answer=None)  # NOT NULL: refused for good
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    recorder.submit(good, bad)
+    await asyncio.wait_for(recorder.close(), HANG)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert await Repository(db).spent("key", "k", "day", today) == 5 * 10**11  # the stored one only
+
+
+async def test_retention_deletes_old_messages_in_batches_and_keeps_the_rollups(db: AsyncEngine, tmp_path: Path) -> None:
+    now = time.time()
+    old = [message_row(created_at=now - 40 * 86400 + i) for i in range(25)]
+    new = [message_row(created_at=now - 86400)]
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    recorder.submit(*old, *new)
+    await asyncio.wait_for(recorder.close(), HANG)
+    repo = Repository(db)
+    await repo.set_feedback(
+        project="demo", message_id=old[0].values["id"], end_user_id="u", rating="like", content=None
+    )
+    deleted = await repo.purge_messages(now - 30 * 86400, batch=10, pause=0)
+    assert deleted == 25
+    assert await message_ids(db) == {new[0].values["id"]}
+    assert await count(db, feedbacks) == 0  # the feedback went with its message
+    usage = await repo.usage(since="0000-00-00", until="9999-99-99")
+    assert sum(u["requests"] for u in usage) == 26  # rollups keep the history
+    assert await repo.purge_messages(now - 30 * 86400) == 0

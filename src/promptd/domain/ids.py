@@ -8,17 +8,18 @@ import secrets
 import string
 import uuid
 
-__all__ = ["KEY_PREFIX", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key"]
+__all__ = ["ADMIN_KEY_PREFIX", "KEY_PREFIX", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key"]
 
 KEY_PREFIX = "app-"
+ADMIN_KEY_PREFIX = "adm-"  # admin keys: the management API and the console
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_RANDOM_CHARS = 32
 END_USER_NAMESPACE = uuid.UUID("6f0b3c1e-5d8a-4f0e-9a57-2f1f0d7c9b11")
 
 
-def new_key() -> str:
-    """A fresh API key: `app-` + 32 random alphanumerics (190 bits)."""
-    return KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
+def new_key(prefix: str = KEY_PREFIX) -> str:
+    """A fresh API key: `app-` (or `adm-` for an admin key) + 32 random alphanumerics (190 bits)."""
+    return prefix + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
 
 
 def hash_key(key: str) -> str:
@@ -31,7 +32,7 @@ def keys_equal(a: str, b: str) -> bool:
 
 
 def looks_like_key(token: str) -> bool:
-    return token.startswith(KEY_PREFIX) and len(token) >= len(KEY_PREFIX) + 24
+    return token.startswith((KEY_PREFIX, ADMIN_KEY_PREFIX)) and len(token) >= len(KEY_PREFIX) + 24
 
 
 def end_user_id(project: str, external_user_id: str) -> str:

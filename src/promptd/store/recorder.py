@@ -2,11 +2,12 @@
 
 `submit()` never blocks the request: it appends to an in-memory queue of at most `maxsize` rows. When the
 queue is full (the database is slower than the traffic), the rows of a submit go to a spill file on disk
-(`spill_dir/spill.jsonl`, one JSON line a row) instead, counted by `on_written("spilled", n)`; once the writer
-has caught up (its queue is empty) it replays the spilled rows into the database in batches, oldest first.
-Spill files left by a process that died are replayed when the next one starts; a replay remembers how far it
-got (`<file>.offset`), so a crash during the replay repeats at most one batch (whose rows the database then
-refuses as duplicates: they go to the dead-letter file). Only when the spill file cannot be written either
+(`spill_dir/spill-<pid>.jsonl`, one JSON line a row; one file per process, as workers share the data dir)
+instead, counted by `on_written("spilled", n)`; once the writer has caught up (its queue is empty) it replays
+the spilled rows into the database in batches, oldest first. Spill files of a process that is gone are
+claimed (renamed, so only one process takes each) and replayed when the next one starts; a replay remembers
+how far it got (`<file>.offset`), so a crash during the replay repeats at most one batch (whose rows the
+database then refuses as duplicates: they go to the dead-letter file). Only when the spill file cannot be written either
 does a row stay in memory past `maxsize` (logged). Callers that can wait use `await put()`, which applies
 back-pressure instead.
 A batch that fails is retried row by row; a row the database refuses for good (a constraint, a value it
@@ -28,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,12 +39,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from promptd.domain.limits import to_pico
+from promptd.store.tables import messages, usage_daily
+
 __all__ = ["Recorder", "Row"]
 
 log = logging.getLogger("promptd.recorder")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-SPILL = "spill.jsonl"
+
+
+def _owner_gone(name: str) -> bool:
+    """Whether the process that wrote spill file `name` (spill-<pid>.jsonl, replay-<pid>-<n>.jsonl) is gone."""
+    try:
+        pid = int(name.split("-")[1].split(".")[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (and is not ours to signal)
+        return False
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +80,39 @@ def _permanent(exc: Exception) -> bool:
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)  # refused before reaching it
 
 
+def _rollup(rows: list[Row]) -> list[dict[str, Any]]:
+    """The usage_daily increments of these rows' messages, summed per (day, project, key, model, currency) and
+    sorted, so that replicas upserting the same rollup rows lock them in the same order (no deadlock)."""
+    sums: dict[tuple[str, str, str, str, str], list[int]] = {}
+    for r in rows:
+        if r.table is not messages:
+            continue
+        v = r.values
+        day = time.strftime("%Y-%m-%d", time.gmtime(v["created_at"]))
+        group = (day, v["project"], v.get("key_id") or "", v["model"], v.get("currency") or "USD")
+        s = sums.setdefault(group, [0, 0, 0, 0, 0])
+        s[0] += 1
+        s[1] += v.get("status") == "error"
+        s[2] += v.get("prompt_tokens") or 0
+        s[3] += v.get("completion_tokens") or 0
+        s[4] += to_pico(Decimal(v.get("total_price") or "0"))
+    return [
+        dict(zip(ROLLUP_KEYS + ROLLUP_SUMS, (*group, *values), strict=True)) for group, values in sorted(sums.items())
+    ]
+
+
+ROLLUP_KEYS = ("day", "project", "key_id", "model", "currency")
+ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_pico")
+
+
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
-    """Insert rows grouped by (table, mode, columns), one executemany per group.
+    """Insert rows grouped by (table, mode, columns), one executemany per group, and add the messages among
+    them to the daily usage rollups in the same transaction (a rollup never counts a message that is not
+    stored, nor misses one that is).
 
     The columns are part of the group: an executemany takes its columns from the first row, so a later row
     with other keys would lose its values silently."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
@@ -71,10 +120,14 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         table = group[0].table
         values = [dict(r.values) for r in group]
         if ignore:
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(insert(table).on_conflict_do_nothing(), values)
         else:
             await conn.execute(table.insert(), values)
+    rollup = _rollup(rows)
+    if rollup:
+        stmt = insert(usage_daily)
+        adds = {c: usage_daily.c[c] + stmt.excluded[c] for c in ROLLUP_SUMS}
+        await conn.execute(stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEYS), set_=adds), rollup)
 
 
 class Recorder:
@@ -166,7 +219,7 @@ class Recorder:
             )
             if self._spill_file is None:
                 self.spill_dir.mkdir(parents=True, exist_ok=True)
-                self._spill_file = (self.spill_dir / SPILL).open("ab")
+                self._spill_file = (self.spill_dir / f"spill-{os.getpid()}.jsonl").open("ab")
             self._spill_file.write(data)
             self._spill_file.flush()  # in the OS's hands: survives this process dying
         except (OSError, TypeError, ValueError) as exc:
@@ -182,20 +235,41 @@ class Recorder:
         return True
 
     def _replay_files(self) -> list[Path]:
-        """Spill files to replay, oldest first; the live spill file is closed and renamed to join them."""
+        """This process's spill files to replay, oldest first; the live one is closed and renamed to join them."""
         if self._spill_file is not None:
             self._spill_file.close()
             self._spill_file = None
+        pid = os.getpid()
         try:
-            live = self.spill_dir / SPILL
+            live = self.spill_dir / f"spill-{pid}.jsonl"
             if live.exists():
-                os.replace(live, self.spill_dir / f"replay-{time.time_ns():020d}.jsonl")
-            return sorted(self.spill_dir.glob("replay-*.jsonl"))
+                os.replace(live, self.spill_dir / f"replay-{pid}-{time.time_ns():020d}.jsonl")
+            return sorted(self.spill_dir.glob(f"replay-{pid}-*.jsonl"))
         except OSError:
             return []
 
+    def _claim_leftovers(self) -> None:
+        """Take over the spill files of processes that are gone (another worker may race for them: the rename
+        decides; the loser finds the file gone and skips it)."""
+        try:
+            found = sorted([*self.spill_dir.glob("spill-*.jsonl"), *self.spill_dir.glob("replay-*.jsonl")])
+        except OSError:
+            return
+        for n, path in enumerate(found):
+            if not _owner_gone(path.name):
+                continue
+            mine = self.spill_dir / f"replay-{os.getpid()}-{time.time_ns():020d}{n:04d}.jsonl"
+            try:
+                offset = path.with_suffix(".offset")
+                os.replace(path, mine)
+                if offset.exists():
+                    os.replace(offset, mine.with_suffix(".offset"))
+            except OSError:
+                continue
+
     def _scan_leftovers(self) -> None:
         """Count the rows an earlier process left on disk: they are submitted, and replayed by the writer."""
+        self._claim_leftovers()
         left = 0
         for path in self._replay_files():
             try:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import hash_key, looks_like_key, new_key
+from promptd.domain.ids import ADMIN_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
+from promptd.domain.limits import Limits
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
     api_keys,
@@ -22,11 +25,13 @@ from promptd.store.tables import (
     messages,
     metric_feedback,
     outcomes,
+    usage_daily,
 )
 
-__all__ = ["KEY_SHOWN", "KeyInfo", "Repository"]
+__all__ = ["ADMIN_PROJECT", "KEY_SHOWN", "KeyInfo", "Repository"]
 
 KEY_SHOWN = 12  # leading characters of a key kept in clear, to recognise it in listings
+ADMIN_PROJECT = "*"  # the `project` of an admin key: it reaches every project, through the management API only
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +43,29 @@ class KeyInfo:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    role: str = "app"  # "app": the two API faces, for `project`; "admin": the management API and console
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
 def _key(row: Any) -> KeyInfo:
-    return KeyInfo(row.id, row.project, row.name, row.prefix, row.created_at, row.expires_at, row.revoked_at)
+    return KeyInfo(
+        row.id,
+        row.project,
+        row.name,
+        row.prefix,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+        row.role,
+        Limits.from_json(row.limits),
+    )
 
 
 def end_user_row(end_user_id: str, project: str, user: str, now: float) -> Row:
@@ -69,9 +90,22 @@ class Repository:
 
     # --- keys -----------------------------------------------------------------------------------------------------
 
-    async def create_key(self, project: str, *, name: str = "", expires_at: float | None = None) -> tuple[str, KeyInfo]:
-        key = new_key()
-        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None)
+    async def create_key(
+        self,
+        project: str,
+        *,
+        name: str = "",
+        expires_at: float | None = None,
+        role: str = "app",
+        limits: Limits | None = None,
+    ) -> tuple[str, KeyInfo]:
+        """A new key (returned once, stored as its hash). An admin key's project is ADMIN_PROJECT."""
+        if role == "admin":
+            key, project = new_key(ADMIN_KEY_PREFIX), ADMIN_PROJECT
+        else:
+            key = new_key()
+        limits = limits or Limits()
+        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None, role, limits)
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
@@ -82,14 +116,19 @@ class Repository:
                     prefix=info.prefix,
                     created_at=info.created_at,
                     expires_at=expires_at,
+                    role=role,
+                    limits=limits.to_json(),
                 )
             )
         return key, info
 
     async def find_key(self, key: str) -> KeyInfo | None:
+        digest = hash_key(key)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == hash_key(key)))).first()
-        return _key(row) if row else None
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).first()
+        # the lookup is by hash (what an attacker can time is a hash of their own guess); compare again in
+        # constant time, so no code path compares secrets byte by byte
+        return _key(row) if row is not None and keys_equal(row.key_hash, digest) else None
 
     async def list_keys(self, project: str | None = None) -> list[KeyInfo]:
         q = select(api_keys).order_by(api_keys.c.created_at)
@@ -123,7 +162,60 @@ class Repository:
                 .where(api_keys.c.id == r.id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=revoked)
             )
-        return KeyInfo(r.id, r.project, r.name, r.prefix, r.created_at, r.expires_at, revoked)
+        return dataclasses.replace(_key(r), revoked_at=revoked)
+
+    # --- usage ----------------------------------------------------------------------------------------------------
+
+    async def spent(self, scope: str, ident: str, window: str, window_id: str) -> int:
+        """Pico-units spent by a key (scope "key", its id) or a project in a UTC day ('2026-12-01') or month
+        ('2026-12'), from the daily rollups: what budgets start from after a restart."""
+        column = usage_daily.c.key_id if scope == "key" else usage_daily.c.project
+        day = usage_daily.c.day == window_id if window == "day" else usage_daily.c.day.startswith(window_id + "-")
+        q = select(func.coalesce(func.sum(usage_daily.c.cost_pico), 0)).where(column == ident, day)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def usage(
+        self, *, since: str, until: str, project: str | None = None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Daily usage rows (day, project, key_id, model, currency, requests, errors, tokens, cost_pico) between
+        two UTC days inclusive, oldest first."""
+        q = select(usage_daily).where(usage_daily.c.day >= since, usage_daily.c.day <= until)
+        if project is not None:
+            q = q.where(usage_daily.c.project == project)
+        if key_id is not None:
+            q = q.where(usage_daily.c.key_id == key_id)
+        q = q.order_by(usage_daily.c.day, usage_daily.c.project, usage_daily.c.key_id, usage_daily.c.model)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def purge_messages(self, before: float, *, batch: int = 5000, pause: float = 0.05) -> int:
+        """Delete messages created before `before` (Unix seconds), `batch` rows per transaction with a pause
+        between, so neither SQLite's writer nor PostgreSQL's table is held long. Their feedback goes with them;
+        the daily rollups stay. Returns how many messages were deleted."""
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                ids = (
+                    (
+                        await conn.execute(
+                            select(messages.c.id)
+                            .where(messages.c.created_at < before)
+                            .order_by(messages.c.created_at)
+                            .limit(batch)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    return total
+                await conn.execute(delete(feedbacks).where(feedbacks.c.message_id.in_(ids)))
+                await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+            await asyncio.sleep(pause)
 
     # --- end users ------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 __all__ = [
     "api_keys",
@@ -14,6 +28,7 @@ __all__ = [
     "metadata",
     "metric_feedback",
     "outcomes",
+    "usage_daily",
 ]
 
 metadata = MetaData()
@@ -30,6 +45,8 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("revoked_at", Float),
+    Column("role", String(16), nullable=False, server_default="app"),  # app | admin (migration 0003)
+    Column("limits", JSON),  # per-key limits: {rpm, tpm, cost_per_day, cost_per_month}
     Index("ix_api_keys_project", "project"),
 )
 
@@ -90,6 +107,7 @@ messages = Table(
     Index("ix_messages_campaign", "project", "campaign"),
     Index("ix_messages_key_created", "key_id", "created_at"),
     Index("ix_messages_end_user", "end_user_id"),
+    Index("ix_messages_created", "created_at"),  # retention deletes by age across projects
 )
 
 feedbacks = Table(
@@ -167,4 +185,25 @@ outcomes = Table(
     Column("user_id", String(64)),
     Column("created_at", Float, nullable=False),
     Index("ix_outcomes_session", "session_id"),
+)
+
+#: Daily usage per project, key and model, kept by the recorder in the same transaction as the messages it
+#: writes (an upsert that adds). `day` is the UTC date (YYYY-MM-DD); `key_id` is "" for requests without a key.
+#: Costs are integers in pico-units of the currency (10^-12), exact for prices of up to 12 decimals per token.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", String(10), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("key_id", String(36), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_pico", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("day", "project", "key_id", "model", "currency", name="pk_usage_daily"),
+    Index("ix_usage_daily_project_day", "project", "day"),
+    Index("ix_usage_daily_key_day", "key_id", "day"),
 )

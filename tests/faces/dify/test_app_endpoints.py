@@ -347,6 +347,23 @@ def test_an_expired_key_stops_working(tmp_path: Path) -> None:
         assert_dify_error(get(server, "/info", key=key), 401, "unauthorized", "Access token is invalid")
 
 
+def test_an_admin_key_does_not_call_the_api_faces(tmp_path: Path) -> None:
+    with serve_app(FAKE_CATALOG, tmp_path) as server:
+
+        async def admin(repo: Any) -> str:
+            key, _ = await repo.create_key("*", role="admin")
+            return str(key)
+
+        key = server.repo_call(admin)
+        assert_dify_error(get(server, "/info", key=key), 401, "unauthorized", "Access token is invalid")
+        chat = httpx.post(
+            server.url + "/api/v1/chat/completions",
+            headers=server.headers(key),
+            json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert chat.status_code == 401 and "error" in chat.json()
+
+
 def test_a_key_whose_project_left_the_catalog_is_forbidden(tmp_path: Path) -> None:
     with serve_app(FAKE_CATALOG, tmp_path) as server:
         orphan = server.new_key("gone")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from promptd.domain.ids import hash_key
@@ -28,6 +29,9 @@ class KeyCache:
         self.repo = repo
         self.ttl = ttl
         self._cache: dict[str, tuple[float, KeyInfo]] = {}
+        # lookups under way, by key digest: when a key's cache entry expires under load, the requests that
+        # arrive meanwhile share one database lookup instead of each making its own
+        self._lookups: dict[str, asyncio.Future[KeyInfo | None]] = {}
 
     async def authenticate(self, header: str | None, *, role: str = "app") -> KeyInfo:
         """The usable key of this role named by an `Authorization: Bearer` header, or AuthError. An app key
@@ -39,7 +43,11 @@ class KeyCache:
         if hit is not None and now - hit[0] < self.ttl:
             info = hit[1]
         else:
-            found = await self.repo.find_key(token)
+            lookup = self._lookups.get(digest)
+            if lookup is None:
+                lookup = self._lookups[digest] = asyncio.ensure_future(self.repo.find_key(token))
+                lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
+            found = await asyncio.shield(lookup)  # a caller that goes away does not cancel the others' lookup
             if found is None:
                 self._cache.pop(digest, None)
                 raise AuthError("Access token is invalid")
@@ -50,6 +58,11 @@ class KeyCache:
         if not info.usable(time.time()) or info.role != role:
             raise AuthError("Access token is invalid")
         return info
+
+    def _lookup_done(self, digest: str, lookup: asyncio.Future[KeyInfo | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here too, in case every caller went away
 
     def forget(self) -> None:
         self._cache.clear()

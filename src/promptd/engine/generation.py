@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,6 +106,11 @@ class Generation:
             yield event
             if isinstance(event, Done):
                 return
+
+    def next_event(self) -> Awaitable[EngineEvent]:
+        """The next event (the last one is Done): what events() yields, without an async generator's layer
+        per event (the streaming faces relay every delta through here)."""
+        return self._queue.get()
 
     async def wait(self) -> GenerationResult:
         """Run to the end without streaming (blocking mode)."""

@@ -195,12 +195,23 @@ def _delta(head: dict[str, Any], index: int, completion_id: str, finish: str | N
     return b"data: " + _encode({**head, "object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
 
 
+def _content_frame(head: dict[str, Any], index: int, completion_id: str) -> tuple[bytes, bytes]:
+    """The bytes around the text of a choice's content deltas, computed once per choice: each delta is then
+    prefix + the text as JSON + suffix, the very bytes `_delta(..., content=text)` would make."""
+    empty = _delta(head, index, completion_id, None, content="")
+    cut = empty.rindex(b'"content":""') + len(b'"content":')
+    return empty[:cut], empty[cut + 2 :]
+
+
 async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]]:
     """The events of several generations as they come, tagged with the choice index."""
     if len(generations) == 1:
-        async for event in generations[0].events():
+        only = generations[0]
+        while True:
+            event = await only.next_event()
             yield 0, event
-        return
+            if isinstance(event, Done):
+                return
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
 
     async def pump(i: int, g: Generation) -> None:
@@ -222,11 +233,13 @@ async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]
 async def _stream(generations: list[Generation], head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
     results: dict[int, GenerationResult] = {}
     failed: PromptdError | None = None
+    frames = [_content_frame(head, i, g.request.message_id) for i, g in enumerate(generations)]
     try:
         async for i, event in _merge(generations):
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta):
-                yield _delta(head, i, cid, None, content=event.text)
+                before, after = frames[i]
+                yield before + _encode(event.text) + after
             elif isinstance(event, ToolCallDelta):
                 call: dict[str, Any] = {
                     "index": event.index,

@@ -17,7 +17,7 @@ from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError, InputError, ProviderError
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
-from promptd.faces.dify.sse import PING, event, header, usage_metadata
+from promptd.faces.dify.sse import PING, encode, event, header, message_frame, usage_metadata
 from promptd.faces.dify.wire import (
     CompletionBody,
     FileRef,
@@ -190,11 +190,13 @@ async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
 async def _stream(generation: Any) -> AsyncIterator[bytes]:
     req: GenerationRequest = generation.request
     head = header(req)
+    before, after = message_frame(head)
     finished = False
     try:
-        async for ev in generation.events():
+        while not finished:
+            ev = await generation.next_event()
             if isinstance(ev, TextDelta):
-                yield event({"event": "message", **head, "answer": ev.text, "from_variable_selector": None})
+                yield before + encode(ev.text) + after
             elif isinstance(ev, KeepAlive):
                 yield PING
             elif isinstance(ev, Done):

@@ -8,14 +8,23 @@ import msgspec
 
 from promptd.engine.request import GenerationRequest, GenerationResult
 
-__all__ = ["PING", "event", "usage_metadata"]
+__all__ = ["PING", "event", "message_frame", "usage_metadata"]
 
 PING = b"event: ping\n\n"
 _encode = msgspec.json.Encoder().encode
+encode = _encode
 
 
 def event(payload: dict[str, Any]) -> bytes:
     return b"data: " + _encode(payload) + b"\n\n"
+
+
+def message_frame(head: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes around the answer text of a stream's `message` events, computed once per stream: each event
+    is then prefix + the text as JSON + suffix, the very bytes `event()` would make of the whole dict."""
+    empty = event({"event": "message", **head, "answer": "", "from_variable_selector": None})
+    cut = empty.rindex(b'"answer":""') + len(b'"answer":')
+    return empty[:cut], empty[cut + 2 :]
 
 
 def usage_metadata(result: GenerationResult) -> dict[str, Any]:

@@ -181,9 +181,11 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
-        from promptd.app import create_app
+        from promptd.app import create_app, freeze_heap
 
-        uvicorn.run(create_app(settings, catalog), **server_options)
+        app = create_app(settings, catalog)
+        freeze_heap()
+        uvicorn.run(app, **server_options)
         return
     # several processes share the socket; each builds its app from the same arguments (worker_app below)
     os.environ[WORKER_ARGS] = json.dumps(
@@ -197,13 +199,15 @@ WORKER_ARGS = "PROMPTD_WORKER_ARGS"
 
 def worker_app() -> Any:
     """The app of one `serve --workers N` process, from the arguments the parent process parsed."""
-    from promptd.app import create_app
+    from promptd.app import create_app, freeze_heap
 
     args = json.loads(os.environ[WORKER_ARGS])
     config = Path(args.pop("config")) if args.get("config") else None
     data_dir = Path(args.pop("data_dir"))
     args.pop("config", None)
-    return create_app(make_settings(data_dir, **args), read_catalog(config))
+    app = create_app(make_settings(data_dir, **args), read_catalog(config))
+    freeze_heap()
+    return app
 
 
 def _print_welcome(key: str, admin_key: str, catalog: Catalog, host: str, port: int) -> None:

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from promptd.catalog.schema import Deployment, ModelConfig
-from promptd.domain.pricing import plain, price_usage
+from promptd.catalog.schema import Deployment, ModelConfig, Price
+from promptd.domain.pricing import Cost, plain, price_usage
 from promptd.engine.hedging import Hedge
 from promptd.engine.request import Done, EngineEvent, GenerationRequest, GenerationResult, KeepAlive
 from promptd.engine.routing import CircuitBreakers, backoff_s
@@ -149,6 +149,7 @@ class Generation:
         deltas = 0
         ttft: float | None = None
         finish: Finish | None = None
+        billed: tuple[Usage, Price, Cost] | None = None  # the last bill: (usage, price, cost)
         error: PromptdError | None = None
         status = "normal"
         queue = deque(self.candidates)
@@ -229,7 +230,11 @@ class Generation:
                             hedged["status"] = "error"
                     outcome = hedged if hedge is not None and hedge.winner == 1 else attempt
                     if finish is not None and finish.usage is not None:
-                        _bill(outcome, finish.usage, candidate, estimated=False)
+                        billed = (
+                            finish.usage,
+                            candidate.model.price,
+                            _bill(outcome, finish.usage, candidate, estimated=False),
+                        )
                     if error is None:
                         if status == "normal":
                             breakers.success(candidate.deployment)
@@ -268,10 +273,14 @@ class Generation:
         usage = finish.usage if finish is not None else None
         if usage is None:
             usage = await self._estimate_usage(deltas)
+        price = self.served.model.price
         result = GenerationResult(
             answer="".join(parts),
             usage=usage,
-            cost=price_usage(usage, self.served.model.price),
+            # the answer's cost is the last attempt's bill when that priced the same usage (the usual case)
+            cost=billed[2]
+            if billed is not None and billed[0] is usage and billed[1] is price
+            else price_usage(usage, price),
             status=status,
             finish_reason=finish.reason if finish is not None else ("stop" if status == "stopped" else None),
             latency=time.perf_counter() - self.request.started,
@@ -332,12 +341,14 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
     call["function"]["arguments"] += delta.arguments
 
 
-def _bill(attempt: dict[str, Any], usage: Usage, candidate: Candidate, *, estimated: bool) -> None:
+def _bill(attempt: dict[str, Any], usage: Usage, candidate: Candidate, *, estimated: bool) -> Cost:
     """Note an attempt's tokens and their cost (estimated: counted from the deltas, the upstream never said)."""
     attempt["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
     if estimated:
         attempt["usage"]["estimated"] = True
-    attempt["cost"] = plain(price_usage(usage, candidate.model.price).total_price)
+    cost = price_usage(usage, candidate.model.price)
+    attempt["cost"] = plain(cost.total_price)
+    return cost
 
 
 def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIterator[Any]:

@@ -42,6 +42,8 @@ DRAIN_S = 0.25
 
 async def _drain(content: aiohttp.StreamReader) -> None:
     """Read what follows [DONE] (normally only the end of the chunked body) so the connection can be reused."""
+    if content.at_eof():  # the usual case: the end came in the same read as [DONE], no timer needed
+        return
     with contextlib.suppress(Exception):  # the answer is complete: nothing here may fail it
         async with asyncio.timeout(DRAIN_S):
             while await content.readany():

@@ -43,6 +43,8 @@ LITELLM = Path(os.environ.get("LITELLM_VENV", "/tmp/promptd-bench-litellm"))
 LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4  # LiteLLM refuses to start without a master key
 STALL_MS = 100  # a gap between two chunks longer than this is a stall
 DIRECT, DIFY, CHAT, PEER = "direct", "promptd (Dify face)", "promptd (chat face)", "LiteLLM proxy"
+RELAY = "byte relay (floor)"
+SYSTEMS = (DIRECT, RELAY, DIFY, CHAT, PEER)
 
 
 def free_port() -> int:
@@ -351,7 +353,17 @@ def ready(url: str, key: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} never answered 200")
 
 
-def targets(mock_port: int, port: int, key: str, peer_port: int | None, *, stream: bool) -> list[Target]:
+def start_relay(mock_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    script = str(ROOT / "bench" / "relay.py")
+    proc = subprocess.Popen([sys.executable, script, "--port", str(port), "--upstream-port", str(mock_port)])
+    wait_port(port)
+    return proc, port
+
+
+def targets(
+    mock_port: int, port: int, key: str, peer_port: int | None, *, stream: bool, relay_port: int | None = None
+) -> list[Target]:
     messages = [{"role": "user", "content": "hi"}]
     dify: dict[str, Any] = {"inputs": {"query": "hi"}, "user": "bench"}
     if stream:
@@ -363,6 +375,8 @@ def targets(mock_port: int, port: int, key: str, peer_port: int | None, *, strea
         Target(CHAT, f"http://127.0.0.1:{port}/api/v1/chat/completions",
                {"model": "demo", "messages": messages, "stream": stream}, {"Authorization": f"Bearer {key}"}),
     ]  # fmt: skip
+    if relay_port is not None:
+        out.insert(1, Target(RELAY, f"http://127.0.0.1:{relay_port}/v1/chat/completions", json.loads(out[0].body), {}))
     if peer_port is not None:
         out.append(
             Target(PEER, f"http://127.0.0.1:{peer_port}/chat/completions",
@@ -384,6 +398,8 @@ class Systems:
         data = Path(self.tmp.name)
         mock, self.mock_port = start_mock(*self.mock_shape)
         self.procs.append(mock)
+        relay, self.relay_port = start_relay(self.mock_port)
+        self.procs.append(relay)
         self.promptd, self.port, self.key, self.startup = start_promptd(self.mock_port, data, self.workers)
         self.procs.append(self.promptd)
         self.peer_port: int | None = None
@@ -398,7 +414,7 @@ class Systems:
         return self
 
     def targets(self, *, stream: bool) -> list[Target]:
-        return targets(self.mock_port, self.port, self.key, self.peer_port, stream=stream)
+        return targets(self.mock_port, self.port, self.key, self.peer_port, stream=stream, relay_port=self.relay_port)
 
     async def __aexit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
@@ -466,7 +482,7 @@ async def soak(seconds: float, workers: int) -> dict[str, Any]:
     samples: list[tuple[float, float]] = []
     out: dict[str, Any] = {"failed": {}}
     async with Systems((20, 0, 16), workers, False, out) as sys_:
-        target = sys_.targets(stream=False)[1]
+        target = next(t for t in sys_.targets(stream=False) if t.name == DIFY)
         began = time.monotonic()
         load = asyncio.create_task(closed_loop(target, 16, seconds=seconds))
         while not load.done():
@@ -538,7 +554,7 @@ def _f(value: float | None, spec: str = ".2f") -> str:
 
 
 def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
-    names = [n for n in (DIRECT, DIFY, CHAT, PEER) if n in summary and "c1_p50_ms" in summary[n]]
+    names = [n for n in SYSTEMS if n in summary and "c1_p50_ms" in summary[n]]
     lines = [
         "| system | c=1 p50 / p99 ms | added p50 / p99 ms | c=64 req/s (ratio) p99 ms | c=256 req/s (ratio) p99 ms "
         f"| open loop {raw['open'].get(DIRECT, {}).get('rate', 0):.0f}/s: done/s p50 / p99 ms |",
@@ -567,7 +583,7 @@ def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
         "| 256 started at once: gap p99 / max ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in (DIRECT, DIFY, CHAT, PEER):
+    for name in SYSTEMS:
         s = summary.get(name, {}).get("stream")
         if s is None:
             continue
@@ -613,7 +629,7 @@ def chart(summary: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    names = [n for n in (DIRECT, DIFY, CHAT, PEER) if "c1_p50_ms" in summary.get(n, {})]
+    names = [n for n in SYSTEMS if "c1_p50_ms" in summary.get(n, {})]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = range(len(names))
     a.bar([i - 0.2 for i in x], [summary[n]["c1_p50_ms"] for n in names], 0.4, label="p50")

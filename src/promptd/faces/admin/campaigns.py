@@ -22,7 +22,7 @@ from promptd.store.analytics import Analytics
 __all__ = ["ALPHA", "campaign", "campaign_report", "campaigns"]
 
 ALPHA = 0.05
-BUCKETS = (60, 300, 3600, 6 * 3600, 86400, 7 * 86400)  # the chart takes the smallest giving at most 60 points
+BUCKETS = (1, 10, 60, 300, 3600, 6 * 3600, 86400, 7 * 86400)  # the chart takes the smallest giving at most 60 points
 MAX_POINTS = 60
 
 

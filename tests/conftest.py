@@ -99,3 +99,22 @@ def fake_server(tmp_path: Path) -> Iterator[RunningServer]:
     """promptd on the fake provider, SQLite in a temp dir, with a key for project `demo`."""
     with serve_app(FAKE_CATALOG, tmp_path / "data") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str | None:
+    """The Redis URL, or None when tests run without Redis. With CI's PROMPTD_REQUIRE_SERVICES=1 a missing or
+    unreachable Redis fails the run instead."""
+    url = os.environ.get("PROMPTD_TEST_REDIS_URL")
+    required = os.environ.get("PROMPTD_REQUIRE_SERVICES") == "1"
+    if not url:
+        if required:
+            pytest.fail("CI asks for Redis but PROMPTD_TEST_REDIS_URL is not set")
+        return None
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {url} is unreachable: {exc}")
+    return url

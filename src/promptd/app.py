@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -24,6 +26,7 @@ from starlette.types import ExceptionHandler
 
 from promptd import __version__
 from promptd.catalog.schema import Catalog
+from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
 from promptd.errors import PromptdError
 from promptd.faces.admin import errors as admin_errors
@@ -83,12 +86,25 @@ async def _warm(name: str, provider: Any) -> None:
         log.warning("provider %r could not start yet (%s); requests to it will report the error", name, exc)
 
 
+async def _retention(repo: Repository, settings: Settings) -> None:
+    """Delete records older than `retention_days`, now and every `retention_interval` seconds."""
+    assert settings.retention_days is not None
+    while True:
+        try:
+            deleted = await repo.purge_messages(time.time() - settings.retention_days * 86400)
+            if deleted:
+                log.info("retention: deleted %d record(s) older than %s days", deleted, settings.retention_days)
+        except Exception:
+            log.warning("retention: a run failed; trying again later", exc_info=True)
+        await asyncio.sleep(settings.retention_interval)
+
+
 async def metrics_endpoint(request: Request) -> Response:
     return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> Starlette:
@@ -109,7 +125,16 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         )
         recorder.start()
         repo = Repository(db)
-        engine = Engine(catalog, built, recorder, metrics)
+        engine = Engine(
+            catalog,
+            built,
+            recorder,
+            metrics,
+            coordinator=build_coordinator(settings.redis_url, prefix=settings.redis_prefix),
+            spent=repo.spent,
+            reserve_max_tokens=settings.reserve_max_tokens,
+        )
+        await engine.start_coordination()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
         svc = Services(
@@ -122,6 +147,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             providers=built,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        if settings.retention_days is not None:
+            warmups.append(asyncio.create_task(_retention(repo, settings), name="promptd-retention"))
         try:
             yield {"services": svc}
         finally:

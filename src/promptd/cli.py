@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import shlex
 import sys
@@ -70,7 +71,10 @@ def common(fn: F) -> F:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(data_dir=data_dir, database_url=os.environ.get("PROMPTD_DATABASE_URL") or None, **overrides)
+    env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
+    if os.environ.get("PROMPTD_REDIS_PREFIX"):
+        env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
+    return Settings(data_dir=data_dir, **{**env, **overrides})
 
 
 def read_catalog(config: Path | None) -> Catalog:
@@ -106,19 +110,49 @@ def main() -> None:
 @click.option("--host", envvar="PROMPTD_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="PROMPTD_PORT", default=8080, show_default=True, type=int)
 @click.option(
+    "--workers",
+    envvar="PROMPTD_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Worker processes on this port [env PROMPTD_WORKERS].",
+)
+@click.option(
+    "--redis-url",
+    envvar="PROMPTD_REDIS_URL",
+    default=None,
+    help="Redis for limits, budgets and stop signals shared by workers and replicas [env PROMPTD_REDIS_URL].",
+)
+@click.option(
+    "--retention-days",
+    envvar="PROMPTD_RETENTION_DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Delete request records older than this; daily usage rollups stay [env PROMPTD_RETENTION_DAYS].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: str) -> None:
+def serve(
+    config: Path | None,
+    data_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    redis_url: str | None,
+    retention_days: float | None,
+    log_level: str,
+) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
     import uvicorn
 
-    from promptd.app import create_app
-
     catalog = read_catalog(config)
-    settings = make_settings(data_dir, host=host, port=port)
+    options: dict[str, Any] = {"host": host, "port": port, "workers": workers, "redis_url": redis_url or None}
+    options["retention_days"] = retention_days
+    settings = make_settings(data_dir, **options)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
@@ -128,19 +162,48 @@ def serve(config: Path | None, data_dir: Path, host: str, port: int, log_level: 
         admin, _ = await repo.create_key(ADMIN_PROJECT, name="first start", role="admin")
         return key, admin
 
-    keys = run_repo(settings, first_keys)
+    keys = run_repo(settings, first_keys)  # also brings the schema up to date, once, before any worker starts
     if keys is not None:
         app_key, admin_key = keys
         _print_welcome(app_key, admin_key, catalog, host, port)
-    uvicorn.run(
-        create_app(settings, catalog),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        proxy_headers=True,
-        server_header=False,
+    if workers > 1 and not settings.redis_url:
+        click.echo(
+            f"promptd: {workers} workers without Redis: rate limits, budgets and stop requests are per worker "
+            "(each worker counts alone). Set --redis-url / PROMPTD_REDIS_URL to share them.",
+            err=True,
+        )
+    server_options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 30,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers == 1:
+        from promptd.app import create_app
+
+        uvicorn.run(create_app(settings, catalog), **server_options)
+        return
+    # several processes share the socket; each builds its app from the same arguments (worker_app below)
+    os.environ[WORKER_ARGS] = json.dumps(
+        {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
     )
+    uvicorn.run("promptd.cli:worker_app", factory=True, workers=workers, **server_options)
+
+
+WORKER_ARGS = "PROMPTD_WORKER_ARGS"
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process, from the arguments the parent process parsed."""
+    from promptd.app import create_app
+
+    args = json.loads(os.environ[WORKER_ARGS])
+    config = Path(args.pop("config")) if args.get("config") else None
+    data_dir = Path(args.pop("data_dir"))
+    args.pop("config", None)
+    return create_app(make_settings(data_dir, **args), read_catalog(config))
 
 
 def _print_welcome(key: str, admin_key: str, catalog: Catalog, host: str, port: int) -> None:

@@ -7,6 +7,9 @@
     ├── AuthError               missing or invalid API key
     ├── Forbidden               the key is valid but may not do this
     ├── ConflictError           the request conflicts with the app's configuration (wrong mode, feature off)
+    ├── LimitExceeded           a rate limit of the key, project or end user is reached (429, Retry-After)
+    │   └── BudgetExceeded          a cost budget (per day or month) of the key or project is spent
+    ├── LimitsUnavailable       limits apply but cannot be checked (Redis unreachable): refused, 503
     └── ProviderError           the model provider failed
         ├── ProviderUnavailable     cannot connect, or 5xx
         ├── ProviderRateLimited     429 upstream
@@ -18,12 +21,17 @@ Each carries a stable ``code`` (snake_case) that faces map onto their own codes.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "AuthError",
+    "BudgetExceeded",
     "CatalogError",
     "ConflictError",
     "Forbidden",
     "InputError",
+    "LimitExceeded",
+    "LimitsUnavailable",
     "NotFound",
     "PromptdError",
     "ProviderBadRequest",
@@ -31,6 +39,7 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "retry_after_header",
 ]
 
 
@@ -78,6 +87,28 @@ class ConflictError(PromptdError):
     code = "app_unavailable"
 
 
+class LimitExceeded(PromptdError):
+    """Over a limit of promptd's own (not an upstream's 429: that is ProviderRateLimited)."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, scope: str, what: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.scope = scope  # "key" | "project" | "user"
+        self.what = what  # "requests" | "tokens" | "cost"
+
+
+class BudgetExceeded(LimitExceeded):
+    code = "insufficient_quota"
+
+
+class LimitsUnavailable(PromptdError):
+    """Budgets fail closed: a request whose limits cannot be checked is refused, not let through unchecked."""
+
+    code = "service_unavailable"
+
+
 class ProviderError(PromptdError):
     code = "provider_error"
     retryable = False
@@ -104,3 +135,10 @@ class ProviderTimeout(ProviderError):
 
 class ProviderBadRequest(ProviderError):
     code = "provider_bad_request"
+
+
+def retry_after_header(exc: BaseException) -> dict[str, str]:
+    """The Retry-After header for a 429 that knows when to come back: whole seconds, rounded up (coming back
+    early would only fail again), at least 1. Empty for any other error."""
+    seconds = exc.retry_after if isinstance(exc, LimitExceeded | ProviderRateLimited) else None
+    return {} if seconds is None else {"Retry-After": str(max(1, math.ceil(seconds)))}

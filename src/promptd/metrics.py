@@ -81,6 +81,7 @@ class Metrics:
         self.cost = Counter("promptd_cost_total", "Cost by project, model and currency.")
         self.attempts = Counter("promptd_upstream_attempts_total", "Upstream attempts by provider and status.")
         self.recorded = Counter("promptd_recorder_rows_total", "Rows written by the recorder, by outcome.")
+        self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -89,7 +90,7 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded):  # fmt: skip
+                       self.attempts, self.recorded, self.limited):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

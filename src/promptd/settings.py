@@ -27,6 +27,13 @@ class Settings:
     upload_limits_mb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS_MB))
     audio_limit_mb: float = 30  # MB accepted by /audio-to-text; fractions allowed
     remote_fetch_timeout: float = 10.0
+    #: Redis for state shared by workers and replicas (limits, budgets, stop signals); none: this process only
+    redis_url: str | None = None
+    redis_prefix: str = "promptd:"  # prefix of every Redis key and channel (several deployments on one Redis)
+    reserve_max_tokens: int = 1024  # max_tokens reserved (and sent) when a token/cost limit applies and none is set
+    retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
+    retention_interval: float = 3600.0  # seconds between retention runs
+    workers: int = 1  # worker processes serving this port (`serve --workers`)
 
     @property
     def db_url(self) -> str:

@@ -510,3 +510,66 @@ async def test_per_key_limits_are_kept_exactly(db: AsyncEngine) -> None:
     plain_key, _ = await repo.create_key("demo")
     unlimited = await repo.find_key(plain_key)
     assert unlimited is not None and unlimited.limits.empty
+
+
+# --- usage rollups and retention -----------------------------------------------------------------------------
+
+
+async def test_the_recorder_keeps_daily_rollups_per_project_key_and_model(db: AsyncEngine, tmp_path: Path) -> None:
+    day1 = 1_764_547_200.0  # 2025-12-01 00:00 UTC
+    day2 = day1 + 86_400
+    rows = [
+        message_row(created_at=day1 + 10, key_id="k1", prompt_tokens=3, completion_tokens=5, total_price="0.0000015"),
+        message_row(created_at=day1 + 20, key_id="k1", prompt_tokens=1, completion_tokens=1, total_price="0.25"),
+        message_row(created_at=day1 + 30, key_id="k1", status="error", total_price="0"),
+        message_row(created_at=day1 + 40, key_id=None, model="other"),
+        message_row(created_at=day2 + 1, key_id="k1", total_price="1"),
+    ]
+    recorder = recorder_for(db, tmp_path, batch=2)  # several batches add to the same rollup row
+    recorder.start()
+    recorder.submit(*rows)
+    await asyncio.wait_for(recorder.close(), HANG)
+    usage = await Repository(db).usage(since="2025-12-01", until="2025-12-02", project="demo")
+    by = {(u["day"], u["key_id"], u["model"]): u for u in usage}
+    first = by[("2025-12-01", "k1", "m")]
+    assert (first["requests"], first["errors"], first["prompt_tokens"], first["completion_tokens"]) == (3, 1, 4, 6)
+    assert first["cost_pico"] == 1_500_000 + 250_000_000_000
+    assert by[("2025-12-01", "", "other")]["requests"] == 1  # no key: key_id ""
+    assert by[("2025-12-02", "k1", "m")]["cost_pico"] == 10**12
+    repo = Repository(db)
+    assert await repo.spent("key", "k1", "day", "2025-12-01") == 250_001_500_000
+    assert await repo.spent("key", "k1", "month", "2025-12") == 1_250_001_500_000
+    assert await repo.spent("project", "demo", "day", "2025-12-02") == 10**12
+    assert await repo.spent("project", "nobody", "month", "2025-12") == 0
+
+
+async def test_a_dead_lettered_message_is_not_counted_in_the_rollups(db: AsyncEngine, tmp_path: Path) -> None:
+    good = message_row(key_id="k", total_price="0.5")
+    bad = message_row(key_id="k", total_price="0.5", answer=None)  # NOT NULL: refused for good
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    recorder.submit(good, bad)
+    await asyncio.wait_for(recorder.close(), HANG)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert await Repository(db).spent("key", "k", "day", today) == 5 * 10**11  # the stored one only
+
+
+async def test_retention_deletes_old_messages_in_batches_and_keeps_the_rollups(db: AsyncEngine, tmp_path: Path) -> None:
+    now = time.time()
+    old = [message_row(created_at=now - 40 * 86400 + i) for i in range(25)]
+    new = [message_row(created_at=now - 86400)]
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    recorder.submit(*old, *new)
+    await asyncio.wait_for(recorder.close(), HANG)
+    repo = Repository(db)
+    await repo.set_feedback(
+        project="demo", message_id=old[0].values["id"], end_user_id="u", rating="like", content=None
+    )
+    deleted = await repo.purge_messages(now - 30 * 86400, batch=10, pause=0)
+    assert deleted == 25
+    assert await message_ids(db) == {new[0].values["id"]}
+    assert await count(db, feedbacks) == 0  # the feedback went with its message
+    usage = await repo.usage(since="0000-00-00", until="9999-99-99")
+    assert sum(u["requests"] for u in usage) == 26  # rollups keep the history
+    assert await repo.purge_messages(now - 30 * 86400) == 0

@@ -87,4 +87,11 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
             if campaign.id is not None and campaign.id in ids:
                 problems.append(f"{at}.campaigns.{key}.id: used by another campaign")
             ids.add(campaign.id or key)
+        currencies = {catalog.models[m].price.currency for m in project.models if m in catalog.models}
+        budget = project.limits.cost_per_day or project.limits.cost_per_month
+        if budget is not None and len(currencies) > 1:
+            problems.append(
+                f"{at}.limits: a budget counts in one currency, but this project's models are priced in "
+                f"{', '.join(sorted(currencies))}"
+            )
     return problems

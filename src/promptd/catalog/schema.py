@@ -26,6 +26,7 @@ __all__ = [
     "FakeProviderConfig",
     "FileUploadConfig",
     "FormField",
+    "LimitsConfig",
     "LocalProviderConfig",
     "MetricConfig",
     "ModelConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "RetryPolicy",
     "SiteConfig",
     "ToolConfig",
+    "UserLimitsConfig",
 ]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -321,6 +323,31 @@ class CampaignConfig(Strict):
         return v
 
 
+def _amount(v: Any) -> str | None:
+    """A budget: a positive decimal string (exact), or none."""
+    if v is None:
+        return None
+    _decimal(v)
+    if Decimal(str(v)) <= 0:
+        raise ValueError(f"{v!r} must be a positive amount (leave the key out for no budget)")
+    return str(v)
+
+
+class UserLimitsConfig(Strict):
+    rpm: int | None = Field(None, ge=1, description="requests per minute per end user (the request's `user`)")
+    tpm: int | None = Field(None, ge=1, description="tokens per minute per end user")
+
+
+class LimitsConfig(Strict):
+    rpm: int | None = Field(None, ge=1, description="requests per minute for the whole project")
+    tpm: int | None = Field(None, ge=1, description="tokens (prompt + completion) per minute for the project")
+    cost_per_day: str | None = Field(None, description="budget per UTC day, in the models' currency")
+    cost_per_month: str | None = Field(None, description="budget per UTC month")
+    per_user: UserLimitsConfig = Field(default_factory=UserLimitsConfig)
+
+    _check_amounts = field_validator("cost_per_day", "cost_per_month", mode="before")(_amount)
+
+
 class ProjectConfig(Strict):
     mode: Literal["completion", "chat"] = "completion"
     name: str | None = None
@@ -344,6 +371,7 @@ class ProjectConfig(Strict):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("tool_icons", mode="before")
     @classmethod

@@ -9,8 +9,12 @@ import time
 from collections.abc import Mapping
 
 from promptd.catalog.schema import CampaignConfig, Catalog, ModelConfig
+from promptd.coord.base import Coordinator, StopSignal
+from promptd.coord.memory import MemoryCoordinator
 from promptd.domain.campaigns import assign, campaign_uuid
+from promptd.domain.limits import Limits
 from promptd.domain.pricing import plain
+from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import CircuitBreakers, weighted_order
@@ -34,9 +38,21 @@ def campaign_id(project: str, key: str, campaign: CampaignConfig) -> str:
 log = logging.getLogger("promptd.engine")
 
 
+async def _nothing_spent(scope: str, ident: str, window: str, window_id: str) -> int:
+    return 0
+
+
 class Engine:
     def __init__(
-        self, catalog: Catalog, providers: Mapping[str, Provider], recorder: Recorder, metrics: Metrics | None = None
+        self,
+        catalog: Catalog,
+        providers: Mapping[str, Provider],
+        recorder: Recorder,
+        metrics: Metrics | None = None,
+        *,
+        coordinator: Coordinator | None = None,
+        spent: SpentLookup = _nothing_spent,
+        reserve_max_tokens: int = 1024,
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics or Metrics()
@@ -45,6 +61,29 @@ class Engine:
         self.tasks = TaskRegistry()
         self.breakers = CircuitBreakers()
         self.rng = random.Random()
+        self.coordinator: Coordinator = coordinator or MemoryCoordinator()
+        self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+
+    async def start_coordination(self) -> None:
+        """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
+        await self.coordinator.start(self._stop_signal)
+
+    def _stop_signal(self, signal: StopSignal) -> None:
+        self.tasks.stop(signal.task_id, project=signal.project, end_user_id=signal.end_user_id)
+
+    async def admit(self, requests: list[GenerationRequest], key_limits: Limits) -> None:
+        """Check and reserve rate limits and budgets for one API call (engine/admission.py)."""
+        try:
+            await self.admission.admit(requests, key_limits)
+        except Exception as exc:
+            self.metrics.limited.inc(project=requests[0].project, code=getattr(exc, "code", "error"))
+            raise
+
+    async def stop(self, task_id: str, *, project: str, end_user_id: str | None) -> None:
+        """Stop a running generation, here or (with a shared coordinator) on whichever replica runs it."""
+        if self.tasks.stop(task_id, project=project, end_user_id=end_user_id) or not self.coordinator.shared:
+            return
+        await self.coordinator.publish_stop(StopSignal(task_id, project, end_user_id))
 
     def model(self, project: str, model: str | None) -> tuple[str, ModelConfig]:
         """The catalog model a request for `project` (and optionally `model`) runs on."""
@@ -148,6 +187,7 @@ class Engine:
         self.tasks.remove(generation)
         self._observe(generation, result)
         req = generation.request
+        self.admission.settle(req, result)
         if not req.store:
             return
         rows: list[Row] = []
@@ -208,3 +248,5 @@ class Engine:
         for generation in running:
             generation.stop("server shutting down")
         await asyncio.gather(*(g.join() for g in running), return_exceptions=True)
+        await self.admission.aclose()
+        await self.coordinator.aclose()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptd.domain.pricing import Cost
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
+
+if TYPE_CHECKING:
+    from promptd.engine.admission import Reservation
 
 __all__ = ["Done", "EngineEvent", "GenerationRequest", "GenerationResult", "KeepAlive"]
 
@@ -46,6 +49,7 @@ class GenerationRequest:
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
+    reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from promptd.domain.limits import to_pico
+from promptd.store.tables import messages, usage_daily
 
 __all__ = ["Recorder", "Row"]
 
@@ -47,11 +51,39 @@ def _permanent(exc: Exception) -> bool:
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)  # refused before reaching it
 
 
+def _rollup(rows: list[Row]) -> list[dict[str, Any]]:
+    """The usage_daily increments of these rows' messages, summed per (day, project, key, model, currency) and
+    sorted, so that replicas upserting the same rollup rows lock them in the same order (no deadlock)."""
+    sums: dict[tuple[str, str, str, str, str], list[int]] = {}
+    for r in rows:
+        if r.table is not messages:
+            continue
+        v = r.values
+        day = time.strftime("%Y-%m-%d", time.gmtime(v["created_at"]))
+        group = (day, v["project"], v.get("key_id") or "", v["model"], v.get("currency") or "USD")
+        s = sums.setdefault(group, [0, 0, 0, 0, 0])
+        s[0] += 1
+        s[1] += v.get("status") == "error"
+        s[2] += v.get("prompt_tokens") or 0
+        s[3] += v.get("completion_tokens") or 0
+        s[4] += to_pico(Decimal(v.get("total_price") or "0"))
+    return [
+        dict(zip(ROLLUP_KEYS + ROLLUP_SUMS, (*group, *values), strict=True)) for group, values in sorted(sums.items())
+    ]
+
+
+ROLLUP_KEYS = ("day", "project", "key_id", "model", "currency")
+ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_pico")
+
+
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
-    """Insert rows grouped by (table, mode, columns), one executemany per group.
+    """Insert rows grouped by (table, mode, columns), one executemany per group, and add the messages among
+    them to the daily usage rollups in the same transaction (a rollup never counts a message that is not
+    stored, nor misses one that is).
 
     The columns are part of the group: an executemany takes its columns from the first row, so a later row
     with other keys would lose its values silently."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
@@ -59,10 +91,14 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         table = group[0].table
         values = [dict(r.values) for r in group]
         if ignore:
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(insert(table).on_conflict_do_nothing(), values)
         else:
             await conn.execute(table.insert(), values)
+    rollup = _rollup(rows)
+    if rollup:
+        stmt = insert(usage_daily)
+        adds = {c: usage_daily.c[c] + stmt.excluded[c] for c in ROLLUP_SUMS}
+        await conn.execute(stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEYS), set_=adds), rollup)
 
 
 class Recorder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -24,6 +25,7 @@ from promptd.store.tables import (
     messages,
     metric_feedback,
     outcomes,
+    usage_daily,
 )
 
 __all__ = ["ADMIN_PROJECT", "KEY_SHOWN", "KeyInfo", "Repository"]
@@ -161,6 +163,59 @@ class Repository:
                 .values(revoked_at=revoked)
             )
         return dataclasses.replace(_key(r), revoked_at=revoked)
+
+    # --- usage ----------------------------------------------------------------------------------------------------
+
+    async def spent(self, scope: str, ident: str, window: str, window_id: str) -> int:
+        """Pico-units spent by a key (scope "key", its id) or a project in a UTC day ('2026-12-01') or month
+        ('2026-12'), from the daily rollups: what budgets start from after a restart."""
+        column = usage_daily.c.key_id if scope == "key" else usage_daily.c.project
+        day = usage_daily.c.day == window_id if window == "day" else usage_daily.c.day.startswith(window_id + "-")
+        q = select(func.coalesce(func.sum(usage_daily.c.cost_pico), 0)).where(column == ident, day)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def usage(
+        self, *, since: str, until: str, project: str | None = None, key_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Daily usage rows (day, project, key_id, model, currency, requests, errors, tokens, cost_pico) between
+        two UTC days inclusive, oldest first."""
+        q = select(usage_daily).where(usage_daily.c.day >= since, usage_daily.c.day <= until)
+        if project is not None:
+            q = q.where(usage_daily.c.project == project)
+        if key_id is not None:
+            q = q.where(usage_daily.c.key_id == key_id)
+        q = q.order_by(usage_daily.c.day, usage_daily.c.project, usage_daily.c.key_id, usage_daily.c.model)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(q)).all()]
+
+    async def purge_messages(self, before: float, *, batch: int = 5000, pause: float = 0.05) -> int:
+        """Delete messages created before `before` (Unix seconds), `batch` rows per transaction with a pause
+        between, so neither SQLite's writer nor PostgreSQL's table is held long. Their feedback goes with them;
+        the daily rollups stay. Returns how many messages were deleted."""
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                ids = (
+                    (
+                        await conn.execute(
+                            select(messages.c.id)
+                            .where(messages.c.created_at < before)
+                            .order_by(messages.c.created_at)
+                            .limit(batch)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    return total
+                await conn.execute(delete(feedbacks).where(feedbacks.c.message_id.in_(ids)))
+                await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+            await asyncio.sleep(pause)
 
     # --- end users ------------------------------------------------------------------------------------------------
 

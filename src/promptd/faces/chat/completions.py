@@ -150,6 +150,7 @@ async def chat_completions(request: Request) -> Response:
         "model": f"{project}/{model}",
         "session_id": session_id,
     }
+    await caller.svc.engine.admit(requests, caller.key.limits)
     if body.stream:
         keepalive = caller.svc.settings.ping_interval
         generations = [

@@ -13,12 +13,15 @@ from promptd.errors import (
     ConflictError,
     Forbidden,
     InputError,
+    LimitExceeded,
+    LimitsUnavailable,
     NotFound,
     PromptdError,
     ProviderBadRequest,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    retry_after_header,
 )
 
 __all__ = ["adaptive_error", "chat_status", "openai_error"]
@@ -37,10 +40,12 @@ def chat_status(exc: BaseException) -> int:
         return 403
     if isinstance(exc, ProviderTimeout) and exc.code == "first_token_timeout":
         return 408
-    if isinstance(exc, ProviderRateLimited):
+    if isinstance(exc, ProviderRateLimited | LimitExceeded):
         return 429
     if isinstance(exc, ProviderBadRequest):
         return 400
+    if isinstance(exc, LimitsUnavailable):
+        return 503
     if isinstance(exc, ProviderTimeout):
         return 504
     if isinstance(exc, ProviderError):
@@ -55,9 +60,7 @@ def _message(exc: BaseException) -> str:
 def _headers(exc: BaseException) -> dict[str, str] | None:
     if isinstance(exc, AuthError):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
-        return {"Retry-After": str(max(1, round(exc.retry_after)))}
-    return None
+    return retry_after_header(exc) or None
 
 
 def _log(request: Request, exc: BaseException, status: int) -> None:

@@ -139,6 +139,7 @@ async def completion_messages(request: Request) -> Response:
         if body.files
         else None,
     )
+    await app.svc.engine.admit([req], app.key.limits)  # over a limit: a 429 with Retry-After, stream or not
     if streaming:
         req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
@@ -215,5 +216,5 @@ async def stop_completion(request: Request) -> Response:
     body = decode_body(await request.body(), StopBody)
     user = require_user(body.user)
     _require_completion_app(app)
-    app.svc.engine.tasks.stop(request.path_params["task_id"], project=app.name, end_user_id=app.end_user(user))
+    await app.svc.engine.stop(request.path_params["task_id"], project=app.name, end_user_id=app.end_user(user))
     return JSONResponse({"result": "success"})

@@ -11,13 +11,17 @@ from starlette.responses import Response
 
 from promptd.errors import (
     AuthError,
+    BudgetExceeded,
     ConflictError,
     Forbidden,
     InputError,
+    LimitExceeded,
+    LimitsUnavailable,
     NotFound,
     PromptdError,
     ProviderError,
     ProviderRateLimited,
+    retry_after_header,
 )
 
 __all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception"]
@@ -52,6 +56,12 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 403, exc.code, exc.message
     if isinstance(exc, ConflictError):
         return 400, exc.code, exc.message
+    if isinstance(exc, BudgetExceeded):
+        return 429, "rate_limit_error", exc.message  # Dify's code for a used-up quota
+    if isinstance(exc, LimitExceeded):
+        return 429, "too_many_requests", exc.message
+    if isinstance(exc, LimitsUnavailable):
+        return 503, exc.code, exc.message
     if isinstance(exc, ProviderRateLimited):
         return 429, "rate_limit_error", exc.message
     if isinstance(exc, ProviderError):
@@ -77,7 +87,9 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
     status, code, message = dify_error(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, PromptdError):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     extra = {"params": exc.param} if isinstance(exc, InputError) and exc.param else {}
-    return error_response(status, code, message, **extra)
+    response = error_response(status, code, message, **extra)
+    response.headers.update(retry_after_header(exc))
+    return response

@@ -1,0 +1,249 @@
+"""Two promptd replicas on one PostgreSQL and one Redis, behind a round-robin client, against a mock upstream.
+
+    .venv/bin/python bench/replicas.py [--seconds 15] [--concurrency 64] [--workers 1]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/0]
+
+The same closed-loop load goes to the mock directly, then through the two replicas without limits, then with
+a project rate limit and budget checked in Redis on every request (set high enough never to refuse), so the
+cost of shared admission shows. Afterwards it checks that every answered request is stored in PostgreSQL.
+Prints a markdown table and writes bench/results/replicas-<time>.json. Figures, never test assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PROMPTD = [sys.executable, "-m", "promptd"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+async def load(
+    urls: list[str], body: bytes, headers: dict[str, str], seconds: float, concurrency: int
+) -> dict[str, Any]:
+    """Closed loop: `concurrency` clients, each sending to the next URL in turn (round robin)."""
+    latencies: list[float] = []
+    ids: list[str] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    counter = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal errors, counter
+            while time.perf_counter() < stop:
+                url = urls[counter % len(urls)]
+                counter += 1
+                start = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as r:
+                        data = await r.read()
+                        if r.status != 200:
+                            errors += 1
+                            continue
+                except aiohttp.ClientError:
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - start)
+                message_id = json.loads(data).get("message_id")
+                if message_id:
+                    ids.append(message_id)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "ids": ids,
+    }
+
+
+def catalog(mock_port: int, limited: bool) -> str:
+    limits = "limits: {rpm: 100000000, tpm: 10000000000, cost_per_day: '1000000'}" if limited else "limits: {}"
+    return (
+        "providers:\n"
+        f"  mock: {{kind: openai, base_url: 'http://127.0.0.1:{mock_port}/v1', api_key: bench}}\n"
+        "models:\n"
+        "  m: {provider: mock, model: bench, max_tokens: 64, price: {input: '0.15', output: '0.60', unit: 1M}}\n"
+        "projects:\n"
+        "  demo: {models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}], "
+        f"{limits}}}\n"
+    )
+
+
+def start_replicas(
+    n: int, workers: int, config: Path, env: dict[str, str]
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    procs, urls = [], []
+    for _ in range(n):
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [*PROMPTD, "serve", "-c", str(config), "--port", str(port), "--workers", str(workers)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        wait_http(url + "/health")
+    return procs, urls
+
+
+async def stored(pg: str, ids: list[str]) -> int:
+    conn = await asyncpg.connect(pg)
+    try:
+        rows = await conn.fetch("SELECT id FROM messages WHERE id = ANY($1::varchar[])", ids)
+        return len(rows)
+    finally:
+        await conn.close()
+
+
+async def database(server: str, name: str, create: bool) -> None:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))
+    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    args = p.parse_args()
+
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port), "--ttft-ms", "20"]
+    )
+    time.sleep(1.0)  # the mock has no health route: give it a moment to bind
+    db_name = "promptd_bench_" + uuid.uuid4().hex[:8]
+    asyncio.run(database(args.postgres, db_name, True))
+    pg = args.postgres.rsplit("/", 1)[0] + "/" + db_name
+    results: dict[str, Any] = {"concurrency": args.concurrency, "seconds": args.seconds, "workers": args.workers}
+    body = json.dumps({"inputs": {"query": "hello"}, "user": "bench"}).encode()
+    direct = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]}).encode()
+    try:
+        results["direct"] = asyncio.run(
+            load(
+                [f"http://127.0.0.1:{mock_port}/v1/chat/completions"],
+                direct,
+                {"Content-Type": "application/json"},
+                args.seconds,
+                args.concurrency,
+            )
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            for limited in (False, True):
+                config = Path(tmp) / f"catalog-{limited}.yaml"
+                config.write_text(catalog(mock_port, limited))
+                env = {
+                    **os.environ,
+                    "PROMPTD_DATABASE_URL": pg.replace("postgresql://", "postgresql+asyncpg://"),
+                    "PROMPTD_REDIS_URL": args.redis,
+                    "PROMPTD_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:",
+                    "PROMPTD_DATA_DIR": str(Path(tmp) / "data"),
+                }
+                key = subprocess.run(
+                    [sys.executable, "-m", "promptd", "keys", "create", "-c", str(config), "--project", "demo"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                procs, urls = start_replicas(2, args.workers, config, env)
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+                try:
+                    run = asyncio.run(
+                        load(
+                            [u + "/v1/completion-messages" for u in urls], body, headers, args.seconds, args.concurrency
+                        )
+                    )
+                finally:
+                    for proc in procs:
+                        proc.terminate()
+                    for proc in procs:
+                        proc.wait(60)
+                run["stored"] = asyncio.run(stored(pg, run["ids"]))
+                results["limited" if limited else "unlimited"] = run
+    finally:
+        mock.terminate()
+        asyncio.run(database(args.postgres, db_name, False))
+
+    base = results["direct"]["rps"]
+    print(
+        f"\nTwo replicas x {args.workers} worker(s), PostgreSQL + Redis, "
+        f"c={args.concurrency}, {args.seconds:g} s each\n"
+    )
+    print("| system | req/s | ratio to direct | p50 ms | p99 ms | errors | answered | stored |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in ("direct", "unlimited", "limited"):
+        r = results[name]
+        label = {"direct": "mock directly", "unlimited": "2 replicas", "limited": "2 replicas, limits in Redis"}[name]
+        stored_text = str(r.get("stored", "")) if name != "direct" else ""
+        answered = str(r["requests"]) if name != "direct" else ""
+        print(
+            f"| {label} | {r['rps']:.0f} | {r['rps'] / base:.0%} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['errors']} | {answered} | {stored_text} |"
+        )
+    for r in results.values():
+        if isinstance(r, dict):
+            r.pop("ids", None)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

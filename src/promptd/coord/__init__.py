@@ -1,0 +1,1 @@
+"""State shared between replicas: rate-limit and budget counters, stop signals. In-process or Redis."""

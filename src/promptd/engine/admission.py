@@ -1,0 +1,239 @@
+"""Admission: rate limits and budgets, checked and reserved before a call, settled after it.
+
+Each request draws on counters: requests and tokens per rolling minute (per key, per project, per end user)
+and cost per UTC day and month (per key, per project). Before the call it reserves its upper bound on every
+counter at once, through the coordinator (in this process, or Redis across replicas): prompt tokens bounded by
+the prompt's UTF-8 bytes, plus max_tokens, at the dearest price of the models it may fall back to. The
+reservation is all or nothing, so concurrent requests on any number of replicas cannot overshoot a limit
+together. When the call ends, `settle` replaces the reservation by the real tokens and cost.
+
+When a token or cost limit applies and nothing sets max_tokens, the request is sent with `reserve_max_tokens`
+as its max_tokens, so that the reservation is a real bound. Budgets start from what the store's daily usage
+rollups say was spent (a restart, or a Redis that lost its data, does not reset them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from promptd.catalog.schema import Catalog, LimitsConfig
+from promptd.coord.base import Coordinator, Take
+from promptd.domain.limits import Limits, Window, calendar_window, prompt_token_bound, reserve_pico, to_pico
+from promptd.engine.request import GenerationRequest, GenerationResult
+from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable, PromptdError
+
+__all__ = ["Admission", "Reservation", "SpentLookup"]
+
+log = logging.getLogger("promptd.admission")
+
+#: (scope "key" | "project", key id or project name, window "day" | "month", window id) → pico-units spent
+SpentLookup = Callable[[str, str, str, str], Awaitable[int]]
+
+IMAGE_TOKENS = 2000  # an image part's share of the prompt bound: more than providers bill for one image
+MINUTE_TTL = 130  # a minute bucket is read for two minutes (as the current, then as the previous)
+CALENDAR_MARGIN = 86_400  # budget buckets outlive their window by a day (late settlements land in them)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    scope: str  # "key" | "project" | "user"
+    ident: str  # key id, project name, or project + end user
+    what: str  # "requests" | "tokens" | "cost"
+    window: Window
+    limit: int
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one generation holds: its share of each counter, to settle when it ends."""
+
+    tokens: int
+    cost: int  # pico-units
+    buckets: list[tuple[str, str, int]]  # (bucket key, "tokens" | "cost", ttl)
+
+
+def _limits(project: str, key_id: str | None, key: Limits, proj: LimitsConfig, user: str | None) -> list[_Limit]:
+    out: list[_Limit] = []
+
+    def add(scope: str, ident: str | None, what: str, window: Window, limit: int | None) -> None:
+        if ident is not None and limit is not None:
+            out.append(_Limit(scope, ident, what, window, limit))
+
+    for scope, ident, lim in (("key", key_id, key), ("project", project, _as_limits(proj))):
+        add(scope, ident, "requests", "minute", lim.rpm)
+        add(scope, ident, "tokens", "minute", lim.tpm)
+        add(scope, ident, "cost", "day", None if lim.cost_per_day is None else to_pico(lim.cost_per_day))
+        add(scope, ident, "cost", "month", None if lim.cost_per_month is None else to_pico(lim.cost_per_month))
+    who = None if user is None else f"{project}\x00{user}"
+    add("user", who, "requests", "minute", proj.per_user.rpm)
+    add("user", who, "tokens", "minute", proj.per_user.tpm)
+    return out
+
+
+def _as_limits(cfg: LimitsConfig) -> Limits:
+    return Limits(
+        rpm=cfg.rpm,
+        tpm=cfg.tpm,
+        cost_per_day=None if cfg.cost_per_day is None else Decimal(cfg.cost_per_day),
+        cost_per_month=None if cfg.cost_per_month is None else Decimal(cfg.cost_per_month),
+    )
+
+
+def _prompt_bound(req: GenerationRequest) -> int:
+    texts: list[str] = []
+    images = 0
+    for m in req.messages:
+        if isinstance(m.content, str):
+            texts.append(m.content)
+        else:
+            for part in m.content:
+                if part.get("type") == "text":
+                    texts.append(str(part.get("text", "")))
+                else:
+                    images += 1
+        if m.tool_calls:
+            texts.append(json.dumps(m.tool_calls))
+    if req.tools:
+        texts.append(json.dumps(req.tools))
+    return prompt_token_bound(texts, len(req.messages)) + images * IMAGE_TOKENS
+
+
+_SCOPE_NAMES = {"key": "this API key", "project": "project", "user": "this end user"}
+_WHAT = {("requests", "minute"): "requests per minute", ("tokens", "minute"): "tokens per minute"}
+
+
+class Admission:
+    def __init__(
+        self,
+        catalog: Catalog,
+        coordinator: Coordinator,
+        spent: SpentLookup,
+        *,
+        reserve_max_tokens: int = 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.catalog = catalog
+        self.coordinator = coordinator
+        self.spent = spent
+        self.reserve_max_tokens = reserve_max_tokens
+        self.clock = clock
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
+        """Reserve for one API call (its `requests`: the choices of one call count as one request), or raise
+        LimitExceeded / BudgetExceeded. Without limits this returns at once, touching nothing shared."""
+        first = requests[0]
+        project = self.catalog.projects[first.project]
+        limits = _limits(first.project, first.key_id, key_limits, project.limits, first.user)
+        if not limits:
+            return
+        wants_tokens = any(lim.what != "requests" for lim in limits)
+        tokens: list[int] = []
+        costs: list[int] = []
+        for req in requests:
+            if wants_tokens and req.max_tokens is None:
+                model = self.catalog.models[req.model]
+                req.max_tokens = project.max_tokens or model.max_tokens or self.reserve_max_tokens
+            max_tokens = req.max_tokens or 0
+            prompt = _prompt_bound(req)
+            tokens.append(prompt + max_tokens)
+            models = (req.model, *self.catalog.models[req.model].fallbacks)
+            costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
+        now = self.clock()
+        takes: list[Take] = []
+        for lim in limits:
+            amount = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}[lim.what]
+            takes.append(self._take(lim, amount, now))
+        try:
+            for _ in range(3):
+                refusal = await self.coordinator.reserve(takes)
+                if refusal is None:
+                    break
+                if not refusal.needs_seed:
+                    raise self._refused(limits[refusal.index], takes[refusal.index], refusal.used, now)
+                lim = limits[refusal.index]
+                window_id, _ = calendar_window(lim.window, now)
+                value = await self.spent(lim.scope, lim.ident, lim.window, window_id)
+                await self.coordinator.seed(takes[refusal.index].key, value, takes[refusal.index].ttl)
+            else:  # pragma: no cover - a bucket that vanishes right after each seeding
+                raise LimitsUnavailable("Limits could not be checked; try again.")
+        except PromptdError:
+            raise
+        except Exception as exc:  # Redis (or the store) unreachable: budgets fail closed
+            log.error("limits cannot be checked: %s", exc)
+            raise LimitsUnavailable(
+                "Rate limits and budgets apply to this request but cannot be checked right now; try again later."
+            ) from exc
+        for i, req in enumerate(requests):
+            buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
+            req.reservation = Reservation(tokens[i], costs[i], buckets)
+
+    def _take(self, lim: _Limit, amount: int, now: float) -> Take:
+        window_id, remaining = calendar_window(lim.window, now)
+        base = f"lim:{lim.scope}:{lim.ident}:{lim.what}:{lim.window}:"
+        if lim.window == "minute":
+            return Take(
+                key=base + window_id,
+                limit=lim.limit,
+                amount=amount,
+                ttl=MINUTE_TTL,
+                prev=base + str(int(window_id) - 1),
+                prev_weight=remaining / 60,
+            )
+        return Take(base + window_id, lim.limit, amount, int(remaining) + CALENDAR_MARGIN, seeded=True)
+
+    def _refused(self, lim: _Limit, take: Take, used: float, now: float) -> LimitExceeded:
+        _, remaining = calendar_window(lim.window, now)
+        who = _SCOPE_NAMES[lim.scope] + (f" {lim.ident!r}" if lim.scope == "project" else "")
+        if lim.what == "cost":
+            amount = format(Decimal(lim.limit) / 10**12, "f")
+            return BudgetExceeded(
+                f"Budget reached: {who} may spend {amount} per {lim.window}; try again when the {lim.window} ends.",
+                retry_after=remaining,
+                scope=lim.scope,
+                what=lim.what,
+            )
+        what = _WHAT[(lim.what, lim.window)]
+        if take.amount > lim.limit:
+            detail = f"this request alone needs {take.amount} {lim.what}, over the limit"
+        else:
+            detail = "try again later"
+        return LimitExceeded(
+            f"Rate limit reached: {who} allows {lim.limit} {what}; {detail}.",
+            retry_after=remaining,
+            scope=lim.scope,
+            what=lim.what,
+        )
+
+    def settle(self, request: GenerationRequest, result: GenerationResult) -> None:
+        """Replace the request's reservation by what it really used (off the request path)."""
+        held = request.reservation
+        if held is None:
+            return
+        request.reservation = None
+        used = {"tokens": result.usage.total_tokens, "cost": to_pico(result.cost.total_price)}
+        reserved = {"tokens": held.tokens, "cost": held.cost}
+        items = [(key, used[what] - reserved[what], ttl) for key, what, ttl in held.buckets]
+        items = [item for item in items if item[1]]
+        if not items:
+            return
+        task = asyncio.get_running_loop().create_task(self._add(items))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _add(self, items: list[tuple[str, int, int]]) -> None:
+        try:
+            await self.coordinator.add(items)
+        except Exception:  # Redis gone: the reservation stays counted (never under-counts), and it is logged
+            log.error("could not settle a reservation (%s); it stays counted in full", items, exc_info=True)
+
+    async def aclose(self) -> None:
+        """Wait for settlements still on their way (graceful shutdown)."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)

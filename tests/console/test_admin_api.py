@@ -3,10 +3,12 @@ file and a real PostgreSQL database (when PROMPTD_TEST_POSTGRES_URL is set, as i
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -323,3 +325,29 @@ def test_unknown_routes_and_methods_use_the_error_shape(env: Env) -> None:
     assert_admin_error(get(env.server, env.key, "/nothing-here"), 404, "not_found")
     r = httpx.put(f"{env.server.url}/admin/v1/keys", headers=env.server.headers(env.key))
     assert_admin_error(r, 405, "method_not_allowed")
+
+
+def test_sessions_default_to_the_last_30_days_and_old_ones_stay_reachable(tmp_path: Path) -> None:
+    """Imported interactions (the chat API's /interactions) carry their own time: one 60 days old, one now."""
+    with serve_app(CATALOG, tmp_path / "data") as s:
+        key = admin_key(s)
+        old, new = str(uuid.uuid4()), str(uuid.uuid4())
+        when = (dt.datetime.now(dt.UTC) - dt.timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for session, created in ((old, when), (new, None)):
+            body: dict[str, Any] = {
+                "project": "demo",
+                "messages": [{"role": "user", "content": "imported"}],
+                "completion": "an answer",
+                "session_id": session,
+            }
+            if created:
+                body["created_at"] = created
+            r = httpx.post(f"{s.url}/api/v1/interactions", json=body, headers=s.headers())
+            assert r.status_code == 201, r.text
+        recent = get(s, key, "/sessions").json()["data"]
+        assert [x["session_id"] for x in recent] == [new]
+        every = get(s, key, "/sessions", start=0).json()["data"]
+        assert [x["session_id"] for x in every] == [new, old]
+        assert [t["input"] for t in get(s, key, f"/sessions/{old}").json()["turns"]] == ["imported"]
+        assert get(s, key, "/overview", range="week").json()["totals"]["requests"] == 1
+        assert {m["face"] for m in get(s, key, "/messages", face="import").json()["data"]} == {"import"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -59,10 +60,15 @@ async def message(request: Request) -> Response:
     return json_response(found)
 
 
+SESSION_WINDOW = 30 * 86400  # without `start`, sessions active in the last 30 days (a bounded scan)
+
+
 async def sessions(request: Request) -> Response:
     """GET /admin/v1/sessions: sessions active in the range (or matching the filters), latest first."""
     admin = await authenticate(request)
     f = log_filter(request.query_params)
+    if f.start is None:
+        f = dataclasses.replace(f, start=(f.end or time.time()) - SESSION_WINDOW)
     limit = page_limit(request.query_params)
     await admin.svc.recorder.drain()
     return json_response({"data": await Analytics(admin.svc.repo.engine).sessions(f, limit=limit)})

@@ -3,9 +3,10 @@
     .venv/bin/python bench/replicas.py [--seconds 15] [--concurrency 64] [--workers 1]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/0]
 
-The same closed-loop load goes to the mock directly, then through the two replicas without limits, then with
-a project rate limit and budget checked in Redis on every request (set high enough never to refuse), so the
-cost of shared admission shows. Afterwards it checks that every answered request is stored in PostgreSQL.
+The same closed-loop load goes, in interleaved rounds, to the mock directly, through the two replicas to a
+project without limits, and to one whose rate limit and budget are checked in Redis on every request (set
+high enough never to refuse), so the cost of shared admission shows. Afterwards it checks that every answered
+request is stored in PostgreSQL.
 Prints a markdown table and writes bench/results/replicas-<time>.json. Figures, never test assertions.
 """
 
@@ -103,16 +104,37 @@ async def load(
     }
 
 
-def catalog(mock_port: int, limited: bool) -> str:
-    limits = "limits: {rpm: 100000000, tpm: 10000000000, cost_per_day: '1000000'}" if limited else "limits: {}"
+ROUNDS = 3
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one system, together: counts add up; percentiles are the median round's."""
+    total = sum(p["requests"] for p in parts)
+    by_p50 = sorted(parts, key=lambda p: p["p50_ms"])
+    middle = by_p50[len(by_p50) // 2]
+    return {
+        "requests": total,
+        "errors": sum(p["errors"] for p in parts),
+        "rps": statistics.median(p["rps"] for p in parts),
+        "p50_ms": middle["p50_ms"],
+        "p99_ms": statistics.median(p["p99_ms"] for p in parts),
+        "ids": [i for p in parts for i in p["ids"]],
+    }
+
+
+def catalog(mock_port: int) -> str:
+    """Two identical projects on the mock: `open` without limits, `limited` with a rate limit and a budget that
+    never refuse but are checked (and settled) in Redis on every request."""
+    project = "{models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}]"
+    limits = "limits: {rpm: 100000000, tpm: 10000000000, cost_per_day: '1000000'}"
     return (
         "providers:\n"
         f"  mock: {{kind: openai, base_url: 'http://127.0.0.1:{mock_port}/v1', api_key: bench}}\n"
         "models:\n"
         "  m: {provider: mock, model: bench, max_tokens: 64, price: {input: '0.15', output: '0.60', unit: 1M}}\n"
         "projects:\n"
-        "  demo: {models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}], "
-        f"{limits}}}\n"
+        f"  open: {project}}}\n"
+        f"  limited: {project}, {limits}}}\n"
     )
 
 
@@ -174,48 +196,52 @@ def main() -> None:
     body = json.dumps({"inputs": {"query": "hello"}, "user": "bench"}).encode()
     direct = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]}).encode()
     try:
-        results["direct"] = asyncio.run(
-            load(
-                [f"http://127.0.0.1:{mock_port}/v1/chat/completions"],
-                direct,
-                {"Content-Type": "application/json"},
-                args.seconds,
-                args.concurrency,
-            )
-        )
         with tempfile.TemporaryDirectory() as tmp:
-            for limited in (False, True):
-                config = Path(tmp) / f"catalog-{limited}.yaml"
-                config.write_text(catalog(mock_port, limited))
-                env = {
-                    **os.environ,
-                    "PROMPTD_DATABASE_URL": pg.replace("postgresql://", "postgresql+asyncpg://"),
-                    "PROMPTD_REDIS_URL": args.redis,
-                    "PROMPTD_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:",
-                    "PROMPTD_DATA_DIR": str(Path(tmp) / "data"),
-                }
-                key = subprocess.run(
-                    [sys.executable, "-m", "promptd", "keys", "create", "-c", str(config), "--project", "demo"],
+            config = Path(tmp) / "catalog.yaml"
+            config.write_text(catalog(mock_port))
+            env = {
+                **os.environ,
+                "PROMPTD_DATABASE_URL": pg.replace("postgresql://", "postgresql+asyncpg://"),
+                "PROMPTD_REDIS_URL": args.redis,
+                "PROMPTD_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:",
+                "PROMPTD_DATA_DIR": str(Path(tmp) / "data"),
+            }
+            keys = {
+                project: subprocess.run(
+                    [*PROMPTD, "keys", "create", "-c", str(config), "--project", project],
                     env=env,
                     check=True,
                     capture_output=True,
                     text=True,
                 ).stdout.strip()
-                procs, urls = start_replicas(2, args.workers, config, env)
-                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-                try:
-                    run = asyncio.run(
-                        load(
-                            [u + "/v1/completion-messages" for u in urls], body, headers, args.seconds, args.concurrency
+                for project in ("open", "limited")
+            }
+            procs, urls = start_replicas(2, args.workers, config, env)
+            targets = {
+                "direct": ([f"http://127.0.0.1:{mock_port}/v1/chat/completions"], direct, {}),
+                "unlimited": ([u + "/v1/completion-messages" for u in urls], body, {"open": keys["open"]}),
+                "limited": ([u + "/v1/completion-messages" for u in urls], body, {"limited": keys["limited"]}),
+            }
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+            try:
+                for _ in range(ROUNDS):  # interleaved rounds: the machine's noise hits every system alike
+                    for name, (target_urls, payload, key) in targets.items():
+                        headers = {"Content-Type": "application/json"}
+                        if key:
+                            headers["Authorization"] = "Bearer " + next(iter(key.values()))
+                        runs[name].append(
+                            asyncio.run(load(target_urls, payload, headers, args.seconds / ROUNDS, args.concurrency))
                         )
-                    )
-                finally:
-                    for proc in procs:
-                        proc.terminate()
-                    for proc in procs:
-                        proc.wait(60)
-                run["stored"] = asyncio.run(stored(pg, run["ids"]))
-                results["limited" if limited else "unlimited"] = run
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(60)
+            for name, parts in runs.items():
+                merged = merge(parts)
+                if name != "direct":
+                    merged["stored"] = asyncio.run(stored(pg, merged["ids"]))
+                results[name] = merged
     finally:
         mock.terminate()
         asyncio.run(database(args.postgres, db_name, False))

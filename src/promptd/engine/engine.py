@@ -161,6 +161,7 @@ class Engine:
         """Start generating on the planned deployments (retries, fallbacks and deadlines: engine/generation.py)."""
         candidates = self.plan(request.model, request)
         if not candidates:
+            self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)

@@ -21,7 +21,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ExceptionHandler
 
 from promptd import __version__
@@ -30,6 +29,7 @@ from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
 from promptd.errors import PromptdError
 from promptd.faces.admin import errors as admin_errors
+from promptd.faces.admin.console import console_app
 from promptd.faces.admin.routes import routes as admin_routes
 from promptd.faces.chat import errors as chat_errors
 from promptd.faces.chat.routes import openai_routes
@@ -170,7 +170,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
             # the management API and the console it serves (docs/management-api.md, docs/console.md)
             Mount("/admin/v1", app=_face_app(admin_routes(), admin_errors.admin_error, admin_errors.admin_http_error)),
-            Mount("/console", app=StaticFiles(packages=[("promptd", "web")], html=True), name="console"),
+            Mount("/console", app=console_app(), name="console"),
             *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
             Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
         ],

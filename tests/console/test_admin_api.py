@@ -92,6 +92,16 @@ def test_every_endpoint_needs_an_admin_key(env: Env) -> None:
     assert me.status_code == 200 and env.key.startswith(me.json()["prefix"])
 
 
+def test_the_console_is_served_with_a_content_security_policy(env: Env) -> None:
+    page = httpx.get(f"{env.server.url}/console/")
+    assert page.status_code == 200 and '<div id="app">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(f"{env.server.url}/console/assets/console.js")
+    assert script.status_code == 200 and "content-security-policy" in script.headers
+
+
 def test_an_admin_key_never_calls_the_faces(env: Env) -> None:
     body = {"inputs": {"query": "hi"}, "user": "u"}
     r = httpx.post(f"{env.server.v1}/completion-messages", json=body, headers=env.server.headers(env.key))
@@ -162,6 +172,8 @@ def test_logs_filter_by_every_field(env: Env) -> None:
     assert ids(campaign="echo-vs-alt") == {i for v in env.traffic.campaign_ids.values() for i in v}
     assert ids(q="CAPITAL of france") == {env.traffic.dify_ids[0]}
     assert ids(q="100%") == set()  # % is a literal character, not a wildcard
+    asked = {x["id"] for x in rows if x["face"] == "chat" and "campaign question 3" in (x["query"] or "")}
+    assert ids(q="campaign question 3") == asked != set()  # a chat request is found by what the user asked
     newest = max(x["created_at"] for x in rows)
     assert ids(start=newest) == {x["id"] for x in rows if x["created_at"] >= newest}
     assert ids(end=newest) == {x["id"] for x in rows if x["created_at"] < newest}

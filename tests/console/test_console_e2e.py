@@ -59,11 +59,13 @@ def browser(site: Site) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, site: Site) -> Iterator[Page]:
-    """A fresh tab (own storage), failing the test on any uncaught script error."""
+    """A fresh tab (own storage), failing the test on any uncaught script error or anything the page's
+    Content-Security-Policy blocked."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     p.set_default_timeout(20_000)
     try:
         yield p

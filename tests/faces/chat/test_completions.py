@@ -97,6 +97,7 @@ def test_labels_metadata_tags_user_and_session_are_stored(client: OpenAI, chat: 
     [row] = rows(chat[0], expect=1)
     assert row["labels"] == {"team": "blue", "env": "test"} and row["tags"] == ["a", "b"]
     assert row["user"] == user and row["session_id"] == session and row["face"] == "chat"
+    assert row["query"] == USER[-1]["content"]  # the user's question, kept for search in the console
 
 
 def test_store_false_leaves_no_row(chat: tuple[RunningServer, RecordingProvider]) -> None:

@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ ENDPOINTS = [
     ("GET", "/messages/x"),
     ("GET", "/sessions"),
     ("GET", "/sessions/x"),
+    ("GET", "/usage"),
     ("GET", "/keys"),
     ("POST", "/keys"),
     ("DELETE", "/keys/x"),
@@ -251,6 +253,37 @@ def test_campaign_results_intervals_significance_and_series(env: Env) -> None:
     assert [(c["project"], c["key"]) for c in listed] == [("demo", "echo-vs-alt")]
     assert_admin_error(get(env.server, env.key, "/projects/demo/campaigns/nope"), 404, "not_found")
     assert_admin_error(get(env.server, env.key, "/projects/nope/campaigns/echo-vs-alt"), 404, "not_found")
+
+
+def test_usage_comes_from_the_daily_rollups_with_exact_costs(env: Env) -> None:
+    r = get(env.server, env.key, "/usage")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    rows = env.rows
+    totals = body["totals"]
+    assert totals["requests"] == len(rows)
+    assert totals["errors"] == sum(x["status"] == "error" for x in rows)
+    assert totals["prompt_tokens"] == sum(x["prompt_tokens"] for x in rows)
+    assert totals["completion_tokens"] == sum(x["completion_tokens"] for x in rows)
+    exact = sum((Decimal(x["total_price"]) for x in rows), Decimal(0))
+    assert Decimal(totals["cost"]["USD"]) == exact
+    assert {(u["project"], u["model"]) for u in body["data"]} == {(x["project"], x["model"]) for x in rows}
+    support = get(env.server, env.key, "/usage", project="support").json()
+    assert support["totals"]["requests"] == sum(x["project"] == "support" for x in rows)
+    key_id = rows[0]["key_id"]
+    by_key = get(env.server, env.key, "/usage", key_id=key_id).json()
+    assert by_key["totals"]["requests"] == sum(x["key_id"] == key_id for x in rows)
+    assert get(env.server, env.key, "/usage", since="2001-01-01", until="2001-01-31").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [({"since": "yesterday"}, "since"), ({"since": "2026-02-01", "until": "2026-01-01"}, "since"),
+     ({"since": "2020-01-01", "until": "2026-01-01"}, "since"), ({"until": "2026-13-01"}, "until")],
+)  # fmt: skip
+def test_bad_usage_ranges_are_400_naming_the_parameter(env: Env, params: dict[str, str], param: str) -> None:
+    assert_admin_error(get(env.server, env.key, "/usage", **params), 400, "invalid_param", param)
+    assert_admin_error(get(env.server, env.key, "/usage", project="nope"), 404, "not_found")
 
 
 def test_projects_show_the_catalog_without_secrets(env: Env) -> None:

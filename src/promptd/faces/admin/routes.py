@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.admin import campaigns, catalog, keys, traffic
+from promptd.faces.admin import campaigns, catalog, keys, traffic, usage
 
 __all__ = ["routes"]
 
@@ -21,6 +21,7 @@ def routes() -> list[BaseRoute]:
         Route("/messages/{message_id}", traffic.message, methods=["GET"]),
         Route("/sessions", traffic.sessions, methods=["GET"]),
         Route("/sessions/{session_id}", traffic.session, methods=["GET"]),
+        Route("/usage", usage.usage, methods=["GET"]),
         Route("/keys", keys.list_keys, methods=["GET"]),
         Route("/keys", keys.create_key, methods=["POST"]),
         Route("/keys/{key_id}", keys.revoke_key, methods=["DELETE"]),

@@ -120,3 +120,16 @@ def test_an_admin_key_is_created_without_a_project(runner: CliRunner, tmp_path: 
 def test_keys_create_needs_a_project_unless_admin(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["keys", "create", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--project is required" in result.output
+
+
+def test_keys_limit_replaces_a_keys_limits(runner: CliRunner, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    key = runner.invoke(main, ["keys", "create", "--project", "demo", "--rpm", "5", *data]).output.strip()
+    changed = runner.invoke(main, ["keys", "limit", key, "--cost-per-day", "2.5", *data])
+    assert changed.exit_code == 0, changed.output
+    assert "cost_per_day=2.5" in changed.output
+    row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
+    assert "cost_per_day=2.5" in row and "rpm=" not in row  # limits not given are removed
+    admin = runner.invoke(main, ["keys", "create", "--admin", *data]).output.strip()
+    refused = runner.invoke(main, ["keys", "limit", admin, "--rpm", "1", *data])
+    assert refused.exit_code == 1 and "admin keys have no limits" in refused.output

@@ -273,3 +273,13 @@ def test_when_redis_goes_away_limited_requests_fail_closed_and_unlimited_ones_go
         if redis.poll() is None:
             redis.kill()
         redis.wait(30)
+
+
+def test_new_key_limits_take_effect_without_a_restart(tmp_path: Path) -> None:
+    with serve_app(FAKE_CATALOG, tmp_path, key_cache_ttl=0) as server:
+        for _ in range(3):
+            assert complete(server, BODY).status_code == 200  # no limits: nothing is counted
+        server.repo_call(lambda repo: repo.set_key_limits(server.key, Limits(rpm=2)))
+        assert complete(server, BODY).status_code == 200
+        assert complete(server, BODY).status_code == 200
+        assert_dify_error(complete(server, BODY), 429, "too_many_requests")

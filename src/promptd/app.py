@@ -29,6 +29,9 @@ from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
 from promptd.errors import PromptdError
+from promptd.faces.admin import errors as admin_errors
+from promptd.faces.admin.console import console_app
+from promptd.faces.admin.routes import routes as admin_routes
 from promptd.faces.chat import errors as chat_errors
 from promptd.faces.chat.completions import chat_completions
 from promptd.faces.chat.routes import openai_routes
@@ -255,6 +258,9 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             Route("/health", health),
             Route("/metrics", metrics_endpoint),
             Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
+            # the management API and the console it serves (docs/management-api.md, docs/console.md)
+            Mount("/admin/v1", app=_face_app(admin_routes(), admin_errors.admin_error, admin_errors.admin_http_error)),
+            Mount("/console", app=console_app(), name="console"),
             *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
             Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
         ],

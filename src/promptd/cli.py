@@ -369,3 +369,34 @@ def keys_revoke(config: Path | None, data_dir: Path, key_id: str) -> None:
         click.echo(f"promptd: no single key matches {key_id!r}", err=True)
         sys.exit(1)
     click.echo(f"revoked {info.id} ({info.prefix}..., project {info.project})")
+
+
+@keys.command("limit")
+@common
+@click.argument("key_id")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + completion) per minute.")
+@click.option("--cost-per-day", type=DECIMAL, default=None, help="Budget per UTC day.")
+@click.option("--cost-per-month", type=DECIMAL, default=None, help="Budget per UTC month.")
+def keys_limit(
+    config: Path | None,
+    data_dir: Path,
+    key_id: str,
+    rpm: int | None,
+    tpm: int | None,
+    cost_per_day: Decimal | None,
+    cost_per_month: Decimal | None,
+) -> None:
+    """Set the limits of the key KEY_ID (an id from `keys list`, or the key); the limits not given are removed.
+    Takes effect within the key cache's 5 s."""
+    limits = Limits(rpm=rpm, tpm=tpm, cost_per_day=cost_per_day, cost_per_month=cost_per_month)
+
+    async def apply(repo: Repository) -> KeyInfo | None:
+        return await repo.set_key_limits(key_id, limits)
+
+    info = run_repo(make_settings(data_dir), apply)
+    if info is None:
+        click.echo(f"promptd: no app key has the id {key_id!r} (admin keys have no limits)", err=True)
+        sys.exit(1)
+    shown = ",".join(f"{n}={v}" for n, v in (limits.to_json() or {}).items()) or "none"
+    click.echo(f"limits of {info.id} ({info.prefix}..., project {info.project}): {shown}")

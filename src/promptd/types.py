@@ -14,6 +14,7 @@ __all__ = [
     "TextDelta",
     "ToolCallDelta",
     "Usage",
+    "last_user_text",
 ]
 
 #: One part of a multimodal message: {"type": "text", "text": ...} or {"type": "image_url", "image_url": {"url": ...}}
@@ -87,3 +88,13 @@ class Finish:
 
 
 ProviderEvent = TextDelta | ToolCallDelta | Finish
+
+
+def last_user_text(messages: list[Message]) -> str | None:
+    """The text of the last user message (its text parts, joined), or None without one."""
+    for m in reversed(messages):
+        if m.role == "user":
+            if isinstance(m.content, str):
+                return m.content
+            return " ".join(str(p.get("text", "")) for p in m.content if p.get("type") == "text")
+    return None

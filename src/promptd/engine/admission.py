@@ -218,14 +218,22 @@ class Admission:
             return
         request.reservation = None
         used = {"tokens": result.usage.total_tokens, "cost": to_pico(result.cost.total_price)}
-        reserved = {"tokens": held.tokens, "cost": held.cost}
-        items = [(key, used[what] - reserved[what], ttl) for key, what, ttl in held.buckets]
-        items = [item for item in items if item[1]]
+        self._settle({"tokens": used["tokens"] - held.tokens, "cost": used["cost"] - held.cost}, held)
+
+    def _settle(self, deltas: dict[str, int], held: Reservation) -> None:
+        items = [(key, deltas[what], ttl) for key, what, ttl in held.buckets if deltas[what]]
         if not items:
             return
         task = asyncio.get_running_loop().create_task(self._add(items))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    def release(self, request: GenerationRequest) -> None:
+        """Give a reservation back whole: the call never started."""
+        held = request.reservation
+        if held is not None:
+            request.reservation = None
+            self._settle({"tokens": -held.tokens, "cost": -held.cost}, held)
 
     async def _add(self, items: list[tuple[str, int, int]]) -> None:
         try:

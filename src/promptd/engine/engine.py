@@ -38,6 +38,12 @@ def campaign_id(project: str, key: str, campaign: CampaignConfig) -> str:
 log = logging.getLogger("promptd.engine")
 
 
+def _text(value: str | None) -> str | None:
+    """A text column's value without NUL characters, which PostgreSQL text cannot hold (the record would be
+    refused whole). JSON columns keep them, escaped."""
+    return value.replace("\x00", "") if value and "\x00" in value else value
+
+
 async def _nothing_spent(scope: str, ident: str, window: str, window_id: str) -> int:
     return 0
 
@@ -161,6 +167,7 @@ class Engine:
         """Start generating on the planned deployments (retries, fallbacks and deadlines: engine/generation.py)."""
         candidates = self.plan(request.model, request)
         if not candidates:
+            self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
@@ -213,12 +220,12 @@ class Engine:
                     "provider": generation.served.deployment.provider,
                     "upstream_model": generation.served.deployment.model,
                     "inputs": req.inputs,
-                    "query": req.query,
+                    "query": _text(req.query),
                     "prompt": [m.to_openai() for m in req.messages],
                     "files": req.files,
-                    "answer": result.answer,
+                    "answer": _text(result.answer),
                     "status": result.status,
-                    "error": error_text,
+                    "error": _text(error_text),
                     "error_code": error.code if error is not None else None,
                     "finish_reason": result.finish_reason,
                     "prompt_tokens": result.usage.prompt_tokens,

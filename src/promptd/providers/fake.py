@@ -13,7 +13,16 @@ from collections.abc import AsyncIterator
 
 from promptd.catalog.schema import FakeProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.types import (
+    Finish,
+    Message,
+    ProviderCall,
+    ProviderEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    last_user_text,
+)
 
 __all__ = ["FakeProvider", "count_words"]
 
@@ -35,15 +44,6 @@ def count_words(messages: list[Message]) -> int:
     return total
 
 
-def _last_user_text(messages: list[Message]) -> str:
-    for m in reversed(messages):
-        if m.role == "user":
-            if isinstance(m.content, str):
-                return m.content
-            return " ".join(str(p.get("text", "")) for p in m.content if p.get("type") == "text")
-    return ""
-
-
 class FakeProvider:
     def __init__(self, name: str, config: FakeProviderConfig) -> None:
         self.name = name
@@ -60,7 +60,7 @@ class FakeProvider:
             yield ToolCallDelta(0, "call_fake_0", name, cfg.tool_arguments)
             yield Finish("tool_calls", Usage(prompt_tokens=count_words(call.messages), completion_tokens=1))
             return
-        reply = cfg.reply if cfg.reply is not None else "Echo: " + _last_user_text(call.messages)
+        reply = cfg.reply if cfg.reply is not None else "Echo: " + (last_user_text(call.messages) or "")
         words = reply.split(" ")
         limit = call.max_tokens if call.max_tokens is not None else len(words)
         sent = 0

@@ -164,6 +164,19 @@ class Repository:
             )
         return dataclasses.replace(_key(r), revoked_at=revoked)
 
+    async def set_key_limits(self, ref: str, limits: Limits) -> KeyInfo | None:
+        """Replace the limits of the app key with this id (or this exact key); None when no app key matches (admin
+        keys have no limits)."""
+        async with self.engine.begin() as conn:
+            match = api_keys.c.id == ref
+            if looks_like_key(ref):
+                match = match | (api_keys.c.key_hash == hash_key(ref))
+            rows = (await conn.execute(select(api_keys).where(match, api_keys.c.role == "app"))).all()
+            if len(rows) != 1:
+                return None
+            await conn.execute(update(api_keys).where(api_keys.c.id == rows[0].id).values(limits=limits.to_json()))
+        return dataclasses.replace(_key(rows[0]), limits=limits)
+
     # --- usage ----------------------------------------------------------------------------------------------------
 
     async def spent(self, scope: str, ident: str, window: str, window_id: str) -> int:

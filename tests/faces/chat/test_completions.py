@@ -97,6 +97,7 @@ def test_labels_metadata_tags_user_and_session_are_stored(client: OpenAI, chat: 
     [row] = rows(chat[0], expect=1)
     assert row["labels"] == {"team": "blue", "env": "test"} and row["tags"] == ["a", "b"]
     assert row["user"] == user and row["session_id"] == session and row["face"] == "chat"
+    assert row["query"] == USER[-1]["content"]  # the user's question, kept for search in the console
 
 
 def test_store_false_leaves_no_row(chat: tuple[RunningServer, RecordingProvider]) -> None:
@@ -254,3 +255,18 @@ def test_a_slow_first_token_gets_sse_keep_alives(tmp_path: Path) -> None:
     first_data = next(i for i, b in enumerate(blocks) if b.startswith("data: "))
     assert blocks[:first_data].count(": keep-alive") >= 2  # comments: SSE clients ignore them, proxies see traffic
     assert blocks[-1] == "data: [DONE]"
+
+
+def test_nul_characters_in_a_chat_never_cost_the_record(tmp_path: Path, database_url: str) -> None:
+    """PostgreSQL text cannot hold NUL: the record keeps the rest of the question and answer (the fake provider
+    stands for a model whose answer contains one)."""
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["providers"]["fake"] = {"kind": "fake", "reply": "odd\x00answer"}
+    with serve_app(catalog, tmp_path / "data", database_url=database_url, project="plain") as server:
+        body = {"model": "plain", "messages": [{"role": "user", "content": "what\x00 now"}]}
+        r = post(server, "/api/v1/chat/completions", body)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "odd\x00answer"
+        [row] = rows(server, "plain", expect=1)
+        assert row["query"] == "what now" and row["answer"] == "oddanswer"
+        assert row["prompt"][-1]["content"] == "what\x00 now"  # JSON keeps it, escaped
+        assert not (tmp_path / "data" / "dead-letter.jsonl").exists()

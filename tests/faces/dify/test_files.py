@@ -101,6 +101,15 @@ def test_upload_without_user_belongs_to_default_user(fake_server: RunningServer)
     assert upload(fake_server, user=None).json()["created_by"] == end_user_id("demo", "DEFAULT-USER")
 
 
+def test_an_upload_user_is_checked_like_every_user(fake_server: RunningServer) -> None:
+    too_long = upload(fake_server, user="u" * 300)
+    assert_dify_error(too_long, 400, "invalid_param")
+    assert "at most" in too_long.json()["message"]
+    assert_dify_error(
+        upload(fake_server, user="a\x00b"), 400, "invalid_param", "Arg user must not contain NUL characters."
+    )
+
+
 def test_the_mime_type_is_recorded_without_parameters(fake_server: RunningServer) -> None:
     f = upload(fake_server, files=[("file", ("notes.TXT", b"hi", "Text/Plain; charset=utf-8"))]).json()
     assert f["mime_type"] == "text/plain" and f["extension"] == "txt"

@@ -24,7 +24,7 @@ from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
-from promptd.types import Message, TextDelta, ToolCallDelta
+from promptd.types import Message, TextDelta, ToolCallDelta, last_user_text
 
 __all__ = ["chat_completions", "enabled_tools", "usage_body"]
 
@@ -130,6 +130,7 @@ async def chat_completions(request: Request) -> Response:
             user=user,
             end_user_id=end_user_id(project, user) if user else None,
             key_id=caller.key.id,
+            query=last_user_text(messages),  # what the user asked, for searching records
             store=body.store is not False,
             session_id=session_id,
             labels=labels,

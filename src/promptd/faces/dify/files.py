@@ -122,7 +122,7 @@ async def upload_file(request: Request) -> Response:
         raise DifyHTTPError(
             413, "file_too_large", f"File size exceeded. {_mb(len(data))} > {_mb(limit)} allowed for {kind} files."
         )
-    owner = upload.user or "DEFAULT-USER"
+    owner = require_user(upload.user) if upload.user else "DEFAULT-USER"  # length and NUL checked, as elsewhere
     end_user_id = app.end_user(owner)
     file_id = str(uuid.uuid4())
     files_dir = app.svc.settings.files_dir

@@ -1,0 +1,88 @@
+"""API keys of the projects: list, create (the key is shown in this one response), revoke."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from promptd.domain.limits import Limits
+from promptd.errors import InputError, NotFound
+from promptd.faces.admin.auth import authenticate
+from promptd.faces.admin.wire import KeyCreate, decode_body, json_response
+from promptd.store.repository import KeyInfo
+
+__all__ = ["create_key", "key_json", "list_keys", "revoke_key"]
+
+
+def key_json(k: KeyInfo, now: float) -> dict[str, Any]:
+    state = "revoked" if k.revoked_at is not None else "expired" if not k.usable(now) else "active"
+    return {
+        "id": k.id,
+        "project": k.project,
+        "name": k.name,
+        "prefix": k.prefix,
+        "role": k.role,
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "revoked_at": k.revoked_at,
+        "state": state,
+        "limits": k.limits.to_json() or {},
+    }
+
+
+def _cost(value: str | None, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise InputError(f"{name} must be a decimal string", param=name) from None
+    if not d.is_finite() or d < 0:
+        raise InputError(f"{name} must be a finite, non-negative decimal", param=name)
+    return d
+
+
+async def list_keys(request: Request) -> Response:
+    """GET /admin/v1/keys[?project=]: every key (admin keys have project "*"), oldest first."""
+    admin = await authenticate(request)
+    project = request.query_params.get("project") or None
+    keys = await admin.svc.repo.list_keys(project)
+    now = time.time()
+    return json_response({"data": [key_json(k, now) for k in keys]})
+
+
+async def create_key(request: Request) -> Response:
+    """POST /admin/v1/keys: a new app key for a project; 201 with `key`, which is never shown again."""
+    admin = await authenticate(request)
+    body = decode_body(await request.body(), KeyCreate)
+    project = admin.project(body.project)
+    if body.expires_in is not None and not body.expires_in > 0:
+        raise InputError("expires_in must be a positive number of seconds", param="expires_in")
+    for name, value in (("rpm", body.rpm), ("tpm", body.tpm)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} must be at least 1", param=name)
+    if len(body.name) > 128:
+        raise InputError("name is longer than 128 characters", param="name")
+    limits = Limits(
+        body.rpm, body.tpm, _cost(body.cost_per_day, "cost_per_day"), _cost(body.cost_per_month, "cost_per_month")
+    )
+    expires_at = time.time() + body.expires_in if body.expires_in is not None else None
+    key, info = await admin.svc.repo.create_key(project, name=body.name, expires_at=expires_at, limits=limits)
+    return json_response({"key": key, **key_json(info, time.time())}, status=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    """DELETE /admin/v1/keys/{key_id}: revoke by id (exactly); revoking twice keeps the first time."""
+    admin = await authenticate(request)
+    key_id = request.path_params["key_id"]
+    if not any(k.id == key_id for k in await admin.svc.repo.list_keys()):
+        raise NotFound(f"key {key_id!r} does not exist")
+    info = await admin.svc.repo.revoke_key(key_id)
+    if info is None:
+        raise NotFound(f"key {key_id!r} does not exist")
+    admin.svc.keys.forget()  # this process stops accepting it now, not after the cache's TTL
+    return json_response(key_json(info, time.time()))

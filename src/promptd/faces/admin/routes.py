@@ -1,0 +1,28 @@
+"""The management API's routes, mounted at /admin/v1 (docs/management-api.md)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from promptd.faces.admin import campaigns, catalog, keys, traffic, usage
+
+__all__ = ["routes"]
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/me", catalog.me, methods=["GET"]),
+        Route("/projects", catalog.projects, methods=["GET"]),
+        Route("/projects/{project}", catalog.project, methods=["GET"]),
+        Route("/projects/{project}/campaigns/{key}", campaigns.campaign, methods=["GET"]),
+        Route("/campaigns", campaigns.campaigns, methods=["GET"]),
+        Route("/overview", traffic.overview, methods=["GET"]),
+        Route("/messages", traffic.messages, methods=["GET"]),
+        Route("/messages/{message_id}", traffic.message, methods=["GET"]),
+        Route("/sessions", traffic.sessions, methods=["GET"]),
+        Route("/sessions/{session_id}", traffic.session, methods=["GET"]),
+        Route("/usage", usage.usage, methods=["GET"]),
+        Route("/keys", keys.list_keys, methods=["GET"]),
+        Route("/keys", keys.create_key, methods=["POST"]),
+        Route("/keys/{key_id}", keys.revoke_key, methods=["DELETE"]),
+    ]

@@ -1,0 +1,210 @@
+"""The console end to end: Debian's chromium, headless, driven by Playwright, against a real promptd whose data
+comes from real requests through both faces. Every page is opened, the playground streams through both faces,
+and each test saves screenshots under the run's artifacts ($PROMPTD_TEST_ARTIFACTS, else test-artifacts/)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.console.helpers import CATALOG, Traffic, admin_key, make_traffic
+from tests.serving import RunningServer, serve_app
+
+CHROMIUM = os.environ.get("PROMPTD_TEST_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("PROMPTD_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts") / "console"
+
+
+@dataclass
+class Site:
+    server: RunningServer
+    key: str
+    traffic: Traffic
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serve_app(CATALOG, tmp_path_factory.mktemp("console-e2e") / "data") as server:
+        yield Site(server, admin_key(server), make_traffic(server))
+
+
+@pytest.fixture(scope="module")
+def browser(site: Site) -> Iterator[Browser]:
+    """One browser for the module. It needs `site` first: sync Playwright keeps an event loop running in this
+    thread, after which the test harness can no longer call asyncio.run (as serve_app does)."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: ./scripts/install --dev installs Debian's chromium"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, site: Site) -> Iterator[Page]:
+    """A fresh tab (own storage), failing the test on any uncaught script error or anything the page's
+    Content-Security-Policy blocked."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+    p.set_default_timeout(20_000)
+    try:
+        yield p
+        assert errors == []
+    finally:
+        context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def login(page: Page, site: Site, hash_: str = "") -> None:
+    page.goto(f"{site.server.url}/console/{hash_}")
+    page.get_by_label("Admin key").fill(site.key)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("nav")).to_be_visible()
+
+
+def test_login_refuses_a_wrong_key_then_shows_the_overview(page: Page, site: Site) -> None:
+    page.goto(f"{site.server.url}/console")  # the bare path redirects to /console/
+    page.get_by_label("Admin key").fill(site.server.key)  # an app key is not an admin key
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("This is not a valid admin key.")
+    shot(page, "00-login-refused")
+    login(page, site)
+    overview = page.get_by_test_id("page-overview")
+    expect(overview.get_by_test_id("total-requests")).to_contain_text(str(site.traffic.total))
+    expect(overview.get_by_test_id("total-errors")).to_contain_text(str(site.traffic.error_count))
+    for chart in ("chart-requests", "chart-latency", "chart-tokens", "chart-cost"):
+        canvas = overview.get_by_test_id(chart).locator("canvas")
+        expect(canvas).to_be_visible()
+        box = canvas.bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+    rows = overview.get_by_test_id("breakdown").locator("tbody tr")
+    expect(rows).to_have_count(4)  # demo/echo, demo/alt, demo/broken, support/alt
+    shot(page, "01-overview-day")
+    overview.locator("button[data-range=hour]").click()
+    expect(page).to_have_url(re.compile(r"range=hour"))
+    page.get_by_test_id("page-overview").get_by_label("project").select_option("support")
+    expect(page.get_by_test_id("page-overview").get_by_test_id("total-requests")).to_contain_text(
+        str(site.traffic.session_turns)
+    )
+    shot(page, "02-overview-hour-support")
+
+
+def test_logs_search_filters_and_show_one_request_in_full(page: Page, site: Site) -> None:
+    login(page, site, "#/logs")
+    logs = page.get_by_test_id("page-logs")
+    expect(logs.get_by_test_id("log-row")).to_have_count(site.traffic.total)
+    shot(page, "03-logs")
+    logs.get_by_label("status").select_option("error")
+    logs.get_by_role("button", name="Search").click()
+    expect(page.get_by_test_id("page-logs").get_by_test_id("log-row")).to_have_count(1)
+    page.goto(f"{site.server.url}/console/#/logs?label=env:prod&tag=vip")
+    expect(page.get_by_test_id("page-logs").get_by_test_id("log-row")).to_have_count(site.traffic.session_turns)
+    logs = page.get_by_test_id("page-logs")
+    logs.get_by_label("text").fill("capital of France")
+    logs.get_by_role("button", name="Search").click()
+    logs = page.get_by_test_id("page-logs")
+    expect(logs.get_by_test_id("log-row")).to_have_count(0)  # the label and tag filters stay: no such chat turn
+    page.goto(f"{site.server.url}/console/#/logs?q=capital%20of%20France")
+    logs = page.get_by_test_id("page-logs")
+    expect(logs.get_by_test_id("log-row")).to_have_count(1)
+    logs.get_by_test_id("log-link").click()
+    detail = page.get_by_test_id("page-logs")
+    expect(detail.get_by_test_id("message-answer")).to_have_text("Echo: Answer briefly: What is the capital of France?")
+    expect(detail.get_by_test_id("message-inputs")).to_contain_text('"query": "What is the capital of France?"')
+    expect(detail.get_by_test_id("message-prompt")).to_contain_text("Answer briefly: What is the capital of France?")
+    expect(detail.get_by_test_id("message-attempts").locator("tbody tr")).to_have_count(1)
+    expect(detail.get_by_test_id("message-attempts")).to_contain_text("echo")
+    expect(detail.get_by_test_id("message-feedback")).to_contain_text("like: spot on")
+    shot(page, "04-log-detail")
+
+
+def test_session_shows_its_turns_in_order(page: Page, site: Site) -> None:
+    login(page, site, "#/sessions?project=support")
+    sessions = page.get_by_test_id("page-sessions")
+    expect(sessions.get_by_test_id("session-link")).to_have_count(1)
+    shot(page, "05-sessions")
+    sessions.get_by_test_id("session-link").click()
+    turns = page.get_by_test_id("page-sessions").get_by_test_id("session-turn")
+    expect(turns).to_have_count(3)
+    for i, text in enumerate(["Hi, I need help", "My order is late", "Thanks!"]):
+        expect(turns.nth(i)).to_contain_text(text)
+    shot(page, "06-session")
+
+
+def test_campaign_compares_the_models_with_a_chart(page: Page, site: Site) -> None:
+    login(page, site, "#/campaigns")
+    campaigns = page.get_by_test_id("page-campaigns")
+    expect(campaigns.get_by_test_id("verdict")).to_contain_text("Significant")
+    expect(campaigns.get_by_test_id("campaign-models").locator("tbody tr")).to_have_count(2)
+    shot(page, "07-campaigns")
+    campaigns.get_by_test_id("campaign-link").click()
+    one = page.get_by_test_id("page-campaigns")
+    expect(one.get_by_test_id("verdict")).to_contain_text("alt leads on stars")
+    expect(one.get_by_test_id("chart-campaign").locator("canvas")).to_be_visible()
+    shot(page, "08-campaign")
+
+
+def test_project_catalog_keys_and_playground(page: Page, site: Site) -> None:
+    login(page, site, "#/projects")
+    expect(page.get_by_test_id("project-link")).to_have_count(2)
+    page.get_by_test_id("project-link").first.click()
+    project = page.get_by_test_id("page-projects")
+    expect(project.get_by_test_id("catalog-prompt")).to_contain_text("Answer briefly: {{query}}")
+    expect(project.get_by_test_id("catalog-models").locator("tbody tr")).to_have_count(3)
+    # a key: created, shown once, usable on a face, then revoked from the table
+    project.get_by_label("key name").fill("e2e service")
+    project.get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-key-value").inner_text()
+    assert key.startswith("app-")
+    body = {"inputs": {"query": "hi"}, "user": "e2e", "response_mode": "blocking"}
+    s = site.server
+    assert httpx.post(f"{s.v1}/completion-messages", json=body, headers=s.headers(key)).status_code == 200
+    shot(page, "09-project-new-key")
+    row = page.get_by_test_id("key-table").locator("tr", has_text="e2e service")
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_test_id("revoke").click()
+    expect(page.get_by_test_id("key-table").locator("tr", has_text="e2e service")).to_contain_text("revoked")
+    expect(page.get_by_test_id("new-key")).to_have_count(0)  # never shown again
+    assert httpx.post(f"{s.v1}/completion-messages", json=body, headers=s.headers(key)).status_code == 401
+    # the playground, through the Dify face, then the chat face
+    play = page.get_by_test_id("playground")
+    play.get_by_label("Query").fill("What is 2 + 2?")
+    play.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("playground-answer")).to_have_text("Echo: Answer briefly: What is 2 + 2?")
+    expect(page.get_by_test_id("playground-status")).to_contain_text("Done")
+    shot(page, "10-playground-dify")
+    play.get_by_label("face").select_option("chat")
+    play.get_by_label("model").select_option("alt")
+    play.get_by_label("message").fill("Hello from the console")
+    play.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("playground-answer")).to_have_text("Echo: Hello from the console")
+    shot(page, "11-playground-chat")
+    page.get_by_test_id("playground-log-link").click()
+    detail = page.get_by_test_id("page-logs")
+    expect(detail.get_by_test_id("message-answer")).to_have_text("Echo: Hello from the console")
+    expect(detail.get_by_test_id("message-facts")).to_contain_text("chat")
+    shot(page, "12-playground-request-in-logs")

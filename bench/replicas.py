@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,16 +27,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from run import free_port, pct, start_mock  # bench/run.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PROMPTD = [sys.executable, "-m", "promptd"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 120) -> None:
@@ -51,11 +45,6 @@ def wait_http(url: str, timeout: float = 120) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
 async def load(
@@ -184,11 +173,7 @@ def main() -> None:
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0"))
     args = p.parse_args()
 
-    mock_port = free_port()
-    mock = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "mock_upstream.py"), "--port", str(mock_port), "--ttft-ms", "20"]
-    )
-    time.sleep(1.0)  # the mock has no health route: give it a moment to bind
+    mock, mock_port = start_mock(ttft_ms=20, gap_ms=0, tokens=16)
     db_name = "promptd_bench_" + uuid.uuid4().hex[:8]
     asyncio.run(database(args.postgres, db_name, True))
     pg = args.postgres.rsplit("/", 1)[0] + "/" + db_name

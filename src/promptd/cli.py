@@ -50,6 +50,19 @@ class DecimalParam(click.ParamType):  # type: ignore[type-arg]
 DECIMAL = DecimalParam()
 
 
+def limit_options(fn: F) -> F:
+    """--rpm, --tpm, --cost-per-day, --cost-per-month: a key's own limits (none given: unlimited)."""
+    fn = click.option("--cost-per-month", type=DECIMAL, default=None, help="Budget per UTC month.")(fn)
+    fn = click.option(
+        "--cost-per-day", type=DECIMAL, default=None, help="Budget per UTC day, in the models' currency."
+    )(fn)
+    fn = click.option(
+        "--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + completion) per minute."
+    )(fn)
+    fn = click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")(fn)
+    return fn
+
+
 def common(fn: F) -> F:
     fn = click.option(
         "--data-dir",
@@ -150,8 +163,13 @@ def serve(
     import uvicorn
 
     catalog = read_catalog(config)
-    options: dict[str, Any] = {"host": host, "port": port, "workers": workers, "redis_url": redis_url or None}
-    options["retention_days"] = retention_days
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "redis_url": redis_url or None,
+        "retention_days": retention_days,
+    }
     settings = make_settings(data_dir, **options)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
@@ -202,10 +220,8 @@ def worker_app() -> Any:
     from promptd.app import create_app, freeze_heap
 
     args = json.loads(os.environ[WORKER_ARGS])
-    config = Path(args.pop("config")) if args.get("config") else None
-    data_dir = Path(args.pop("data_dir"))
-    args.pop("config", None)
-    app = create_app(make_settings(data_dir, **args), read_catalog(config))
+    config, data_dir = args.pop("config"), Path(args.pop("data_dir"))
+    app = create_app(make_settings(data_dir, **args), read_catalog(Path(config) if config else None))
     freeze_heap()
     return app
 
@@ -288,10 +304,7 @@ def _when(ts: float | None) -> str:
 @click.option("--admin", is_flag=True, help="An admin key: the management API and the console, every project.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute this key may make.")
-@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + completion) per minute.")
-@click.option("--cost-per-day", type=DECIMAL, default=None, help="Budget per UTC day, in the models' currency.")
-@click.option("--cost-per-month", type=DECIMAL, default=None, help="Budget per UTC month.")
+@limit_options
 def keys_create(
     config: Path | None,
     data_dir: Path,
@@ -347,11 +360,9 @@ def keys_list(config: Path | None, data_dir: Path, project: str | None) -> None:
         f"{'LIMITS':24}  NAME"
     )
     for k in run_repo(make_settings(data_dir), listing):
-        state = "revoked" if k.revoked_at else ("expired" if not k.usable(now) else "active")
-        limits = ",".join(f"{n}={v}" for n, v in (k.limits.to_json() or {}).items()) or "-"
         click.echo(
-            f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {k.role:5}  {state:8}  {_when(k.created_at):20}  "
-            f"{_when(k.expires_at):20}  {limits:24}  {k.name}"
+            f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {k.role:5}  {k.state(now):8}  "
+            f"{_when(k.created_at):20}  {_when(k.expires_at):20}  {k.limits.describe():24}  {k.name}"
         )
 
 
@@ -374,10 +385,7 @@ def keys_revoke(config: Path | None, data_dir: Path, key_id: str) -> None:
 @keys.command("limit")
 @common
 @click.argument("key_id")
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + completion) per minute.")
-@click.option("--cost-per-day", type=DECIMAL, default=None, help="Budget per UTC day.")
-@click.option("--cost-per-month", type=DECIMAL, default=None, help="Budget per UTC month.")
+@limit_options
 def keys_limit(
     config: Path | None,
     data_dir: Path,
@@ -398,5 +406,4 @@ def keys_limit(
     if info is None:
         click.echo(f"promptd: no app key has the id {key_id!r} (admin keys have no limits)", err=True)
         sys.exit(1)
-    shown = ",".join(f"{n}={v}" for n, v in (limits.to_json() or {}).items()) or "none"
-    click.echo(f"limits of {info.id} ({info.prefix}..., project {info.project}): {shown}")
+    click.echo(f"limits of {info.id} ({info.prefix}..., project {info.project}): {limits.describe()}")

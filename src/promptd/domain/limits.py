@@ -55,6 +55,10 @@ class Limits:
             out["cost_per_month"] = format(self.cost_per_month, "f")
         return out or None
 
+    def describe(self) -> str:
+        """One line for listings: `rpm=60,cost_per_day=1.50`, or `-` without limits."""
+        return ",".join(f"{name}={value}" for name, value in (self.to_json() or {}).items()) or "-"
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Limits:
         if not data:

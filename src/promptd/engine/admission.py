@@ -58,21 +58,25 @@ class Reservation:
     buckets: list[tuple[str, str, int]]  # (bucket key, "tokens" | "cost", ttl)
 
 
-def _limits(project: str, key_id: str | None, key: Limits, proj: LimitsConfig, user: str | None) -> list[_Limit]:
+def _limits(
+    project: str, key_id: str | None, key: Limits, proj: Limits, cfg: LimitsConfig, user: str | None
+) -> list[_Limit]:
+    """The counters a request draws on: the key's and the project's (`proj`, read from `cfg`) limits, and the
+    project's per-end-user ones."""
     out: list[_Limit] = []
 
     def add(scope: str, ident: str | None, what: str, window: Window, limit: int | None) -> None:
         if ident is not None and limit is not None:
             out.append(_Limit(scope, ident, what, window, limit))
 
-    for scope, ident, lim in (("key", key_id, key), ("project", project, _as_limits(proj))):
+    for scope, ident, lim in (("key", key_id, key), ("project", project, proj)):
         add(scope, ident, "requests", "minute", lim.rpm)
         add(scope, ident, "tokens", "minute", lim.tpm)
         add(scope, ident, "cost", "day", None if lim.cost_per_day is None else to_pico(lim.cost_per_day))
         add(scope, ident, "cost", "month", None if lim.cost_per_month is None else to_pico(lim.cost_per_month))
     who = None if user is None else f"{project}\x00{user}"
-    add("user", who, "requests", "minute", proj.per_user.rpm)
-    add("user", who, "tokens", "minute", proj.per_user.tpm)
+    add("user", who, "requests", "minute", cfg.per_user.rpm)
+    add("user", who, "tokens", "minute", cfg.per_user.tpm)
     return out
 
 
@@ -124,13 +128,24 @@ class Admission:
         self.reserve_max_tokens = reserve_max_tokens
         self.clock = clock
         self._settling: set[asyncio.Task[None]] = set()
+        # the catalog's limits, read once: most requests have none and must pay nothing for the check
+        self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
+        self._unlimited = {
+            name
+            for name, p in catalog.projects.items()
+            if self._project_limits[name].empty and p.limits.per_user.rpm is None and p.limits.per_user.tpm is None
+        }
 
     async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
         """Reserve for one API call (its `requests`: the choices of one call count as one request), or raise
         LimitExceeded / BudgetExceeded. Without limits this returns at once, touching nothing shared."""
         first = requests[0]
+        if key_limits.empty and first.project in self._unlimited:
+            return
         project = self.catalog.projects[first.project]
-        limits = _limits(first.project, first.key_id, key_limits, project.limits, first.user)
+        limits = _limits(
+            first.project, first.key_id, key_limits, self._project_limits[first.project], project.limits, first.user
+        )
         if not limits:
             return
         wants_tokens = any(lim.what != "requests" for lim in limits)

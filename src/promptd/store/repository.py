@@ -50,6 +50,10 @@ class KeyInfo:
     def admin(self) -> bool:
         return self.role == "admin"
 
+    def state(self, now: float) -> str:
+        """ "active", "expired" or "revoked", for listings."""
+        return "revoked" if self.revoked_at is not None else "expired" if not self.usable(now) else "active"
+
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
@@ -141,15 +145,16 @@ class Repository:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(api_keys))).scalar_one())
 
-    async def revoke_key(self, ref: str) -> KeyInfo | None:
-        """Revoke the key with this id, or this exact key, or else the only key whose shown prefix starts with
-        `ref` (at most KEY_SHOWN characters: a mistyped full key never matches another key by its prefix)."""
+    async def revoke_key(self, ref: str, *, by_id_only: bool = False) -> KeyInfo | None:
+        """Revoke the key with this id, or (unless `by_id_only`) this exact key, or else the only key whose shown
+        prefix starts with `ref` (at most KEY_SHOWN characters: a mistyped full key never matches another key by
+        its prefix)."""
         async with self.engine.begin() as conn:
             exact = api_keys.c.id == ref
-            if looks_like_key(ref):
+            if looks_like_key(ref) and not by_id_only:
                 exact = exact | (api_keys.c.key_hash == hash_key(ref))
             rows = (await conn.execute(select(api_keys).where(exact))).all()
-            if not rows and 0 < len(ref) <= KEY_SHOWN:
+            if not rows and 0 < len(ref) <= KEY_SHOWN and not by_id_only:
                 rows = (
                     await conn.execute(select(api_keys).where(api_keys.c.prefix.startswith(ref, autoescape=True)))
                 ).all()

@@ -19,7 +19,6 @@ __all__ = ["create_key", "key_json", "list_keys", "revoke_key"]
 
 
 def key_json(k: KeyInfo, now: float) -> dict[str, Any]:
-    state = "revoked" if k.revoked_at is not None else "expired" if not k.usable(now) else "active"
     return {
         "id": k.id,
         "project": k.project,
@@ -29,7 +28,7 @@ def key_json(k: KeyInfo, now: float) -> dict[str, Any]:
         "created_at": k.created_at,
         "expires_at": k.expires_at,
         "revoked_at": k.revoked_at,
-        "state": state,
+        "state": k.state(now),
         "limits": k.limits.to_json() or {},
     }
 
@@ -79,9 +78,7 @@ async def revoke_key(request: Request) -> Response:
     """DELETE /admin/v1/keys/{key_id}: revoke by id (exactly); revoking twice keeps the first time."""
     admin = await authenticate(request)
     key_id = request.path_params["key_id"]
-    if not any(k.id == key_id for k in await admin.svc.repo.list_keys()):
-        raise NotFound(f"key {key_id!r} does not exist")
-    info = await admin.svc.repo.revoke_key(key_id)
+    info = await admin.svc.repo.revoke_key(key_id, by_id_only=True)
     if info is None:
         raise NotFound(f"key {key_id!r} does not exist")
     admin.svc.keys.forget()  # this process stops accepting it now, not after the cache's TTL

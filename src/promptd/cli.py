@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ import click
 
 from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
-from promptd.domain.limits import Limits
+from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
@@ -39,12 +39,9 @@ class DecimalParam(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
         try:
-            d = Decimal(str(value))
-        except InvalidOperation:
-            self.fail(f"{value!r} is not a decimal number", param, ctx)
-        if not d.is_finite() or d <= 0:
-            self.fail(f"{value!r} must be a positive amount", param, ctx)
-        return d
+            return parse_amount(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 DECIMAL = DecimalParam()

@@ -330,6 +330,7 @@ def test_keys_create_use_copy_once_and_revoke(env: Env) -> None:
         ({"project": "demo", "expires_in": -5}, 400, "invalid_param", "expires_in"),
         ({"project": "demo", "rpm": 0}, 400, "invalid_param", "rpm"),
         ({"project": "demo", "cost_per_day": "lots"}, 400, "invalid_param", "cost_per_day"),
+        ({"project": "demo", "cost_per_month": "0"}, 400, "invalid_param", "cost_per_month"),  # as the CLI
         ({"project": "demo", "surprise": 1}, 400, "invalid_param", None),
     ],
 )

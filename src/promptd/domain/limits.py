@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, localcontext
+from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from typing import Any, Literal
 
 from promptd.catalog.schema import Price
@@ -21,6 +21,7 @@ __all__ = [
     "Limits",
     "Window",
     "calendar_window",
+    "parse_amount",
     "prompt_token_bound",
     "reserve_pico",
     "to_pico",
@@ -89,6 +90,17 @@ class Counter:
     amount: int
     scope: str
     what: str  # "requests" | "tokens" | "cost"
+
+
+def parse_amount(value: object) -> Decimal:
+    """A budget amount: a positive, finite decimal, exact (give it as a string). ValueError says what is wrong."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError(f"{value!r} must be a positive amount")
+    return amount
 
 
 def to_pico(amount: Decimal) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.domain.limits import Limits
+from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import InputError, NotFound
 from promptd.faces.admin.auth import authenticate
 from promptd.faces.admin.wire import KeyCreate, decode_body, json_response
@@ -37,12 +37,9 @@ def _cost(value: str | None, name: str) -> Decimal | None:
     if value is None:
         return None
     try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise InputError(f"{name} must be a decimal string", param=name) from None
-    if not d.is_finite() or d < 0:
-        raise InputError(f"{name} must be a finite, non-negative decimal", param=name)
-    return d
+        return parse_amount(value)
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}", param=name) from None
 
 
 async def list_keys(request: Request) -> Response:

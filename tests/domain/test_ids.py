@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from promptd.domain.ids import end_user_id, hash_key, keys_equal, looks_like_key, new_key
+from promptd.domain.ids import end_user_id, hash_key, keys_equal, looks_like_key, new_key, new_uuid
 
 
 def test_keys_are_app_dash_and_at_least_24_alphanumerics() -> None:
@@ -51,3 +51,9 @@ def test_end_user_ids_differ_across_projects_and_users() -> None:
     assert len(ids) == 6
     # the project and the user cannot run into each other
     assert end_user_id("ab", "c") != end_user_id("a", "bc")
+
+
+def test_new_uuids_are_version_4_and_all_different() -> None:
+    ids = [new_uuid() for _ in range(5000)]  # more than one block of randomness
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)

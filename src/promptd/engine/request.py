@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
@@ -45,8 +45,8 @@ class GenerationRequest:
     max_ttft_ms: int | None = None
     tools: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # passed through to the provider (e.g. tool_choice)
-    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    message_id: str = field(default_factory=new_uuid)
+    task_id: str = field(default_factory=new_uuid)
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)

@@ -115,7 +115,7 @@ class AnthropicProvider(HTTPProvider):
                 reason: str | None = None
                 tool_index: dict[int, int] = {}  # Anthropic content block index → OpenAI tool call index
                 stopped = False
-                async for data in sse_data(resp.content, self.who):
+                async for data in sse_data(resp, self.who):
                     try:
                         event = _decode(data)
                     except msgspec.DecodeError as exc:

@@ -1,24 +1,26 @@
-"""What every HTTP upstream adapter shares: a pooled aiohttp session, SSE data lines, and the translation of
-HTTP and network failures into promptd's errors (where they enter: callers never see aiohttp's exceptions)."""
+"""What every HTTP upstream adapter shares: a pooled client (providers/client.py), SSE data lines, and the
+translation of HTTP and network failures into promptd's errors (where they enter: callers never see the
+client's exceptions)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
 
-import aiohttp
 import msgspec
 
 from promptd.catalog.schema import Timeouts
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderTimeout, ProviderUnavailable
+from promptd.providers.client import HTTPClient, ProtocolError, Response
 
-__all__ = ["MAX_LINE", "HTTPProvider", "Lines", "http_error", "parse_retry_after", "sse_data", "translate_errors"]
+__all__ = [
+    "MAX_LINE", "HTTPProvider", "Lines", "http_error", "multipart", "parse_retry_after", "sse_data", "translate_errors",
+]  # fmt: skip
 
-MAX_LINE = 16 * 1024 * 1024  # aiohttp's own readline gives up at 512 KiB; one tool-call chunk can be longer
+MAX_LINE = 16 * 1024 * 1024  # one tool-call chunk can be long (aiohttp's readline gave up at 512 KiB)
 
 _decode = msgspec.json.Decoder().decode
 CONTEXT_MARKERS = ("maximum context length", "context length", "prompt is too long", "too many tokens")
@@ -59,7 +61,7 @@ def http_error(status: int, body: bytes, headers: Mapping[str, str], who: str) -
     message, code = _upstream_message(body)
     text = f"{who}: upstream answered {status}: {message}"
     if status == 429:
-        return ProviderRateLimited(text, retry_after=parse_retry_after(headers.get("Retry-After")))
+        return ProviderRateLimited(text, retry_after=parse_retry_after(headers.get("retry-after")))
     if status >= 500 or status == 408:
         return ProviderUnavailable(text)
     lowered = message.lower()
@@ -76,9 +78,9 @@ def translate_errors(who: str) -> Iterator[None]:
         yield
     except ProviderError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TimeoutError as exc:  # before OSError, which it is
         raise ProviderTimeout(f"{who}: timed out ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
+    except (OSError, ProtocolError) as exc:  # refused, reset, DNS, TLS, not HTTP
         raise ProviderUnavailable(f"{who}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -115,7 +117,7 @@ class Lines:
         return lines
 
 
-async def sse_data(content: aiohttp.StreamReader, who: str) -> AsyncIterator[bytes]:
+async def sse_data(content: Response, who: str) -> AsyncIterator[bytes]:
     """The payloads of `data:` lines (blank lines, comments and `event:` lines are skipped); lines may straddle
     network reads and be up to MAX_LINE long."""
     splitter = Lines(who)
@@ -129,33 +131,53 @@ async def sse_data(content: aiohttp.StreamReader, who: str) -> AsyncIterator[byt
             return
 
 
+def multipart(fields: Mapping[str, str], *, name: str, filename: str, data: bytes, mime_type: str) -> tuple[bytes, str]:
+    """A multipart/form-data body (text fields, then one file) and its Content-Type."""
+    boundary = uuid.uuid4().hex
+
+    def quoted(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted(key)}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted(name)}"; filename="{quoted(filename)}"\r\n'
+        f"Content-Type: {mime_type}\r\n\r\n".encode()
+    )
+    return b"".join([*parts, data, f"\r\n--{boundary}--\r\n".encode()]), f"multipart/form-data; boundary={boundary}"
+
+
 class HTTPProvider:
-    """A pooled session per provider, created inside the running loop on first use."""
+    """A pooled client per provider, created inside the running loop on first use."""
 
     def __init__(self, name: str, *, headers: Mapping[str, str], timeout: Timeouts, max_connections: int) -> None:
         self.name = name
         self.who = f"provider {name!r}"
         self._headers = dict(headers)
         self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._client: HTTPClient | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector, timeout=self._timeout)
-        return self._session
+    def _http(self) -> HTTPClient:
+        if self._client is None or self._client.closed:
+            self._client = HTTPClient(
+                headers=self._headers, timeout=self._timeout, max_connections=self._max_connections, keepalive=30
+            )
+        return self._client
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[bytes, str]:
+    async def _request(
+        self, method: str, url: str, *, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, str]:
         """A whole (non-streamed) request: the body and its content type, or the translated error."""
         with translate_errors(self.who):
-            async with self._http().request(method, url, **kwargs) as resp:
+            async with self._http().request(method, url, data, headers) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
                     raise http_error(resp.status, body, resp.headers, self.who)
-                return body, resp.headers.get("Content-Type", "")
+                return body, resp.headers.get("content-type", "")
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-            await asyncio.sleep(0)  # let the connector close its transports
+        if self._client is not None and not self._client.closed:
+            await self._client.aclose()

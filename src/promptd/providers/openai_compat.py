@@ -5,7 +5,7 @@ The pooled session and the translation of HTTP and network failures come from pr
 format from providers/openai_wire.py. The SSE body is read here, on the gateway's hot path:
 
 - one `readany()` per network read, split into lines there: a line may straddle reads, CRLF is fine, and a line
-  may be up to `MAX_LINE` long (aiohttp's own readline gives up at 512 KiB; one tool-call chunk can be longer);
+  may be up to `MAX_LINE` long (one tool-call chunk can be long);
 - `data: [DONE]`, or a clean end after a finish_reason, completes the answer; any other end is a failure;
 - after `[DONE]` the rest of the body is read for at most `DRAIN_S`, so the connection goes back to the pool (an
   upstream that holds the body open costs that connection, never the answer);
@@ -20,12 +20,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.errors import ProviderError, ProviderUnavailable
-from promptd.providers.http import MAX_LINE, HTTPProvider, Lines, http_error, translate_errors
+from promptd.providers.client import Response
+from promptd.providers.http import MAX_LINE, HTTPProvider, Lines, http_error, multipart, translate_errors
 from promptd.providers.openai_wire import ChunkReader, request_body
 from promptd.types import Finish, ProviderCall, ProviderEvent
 
@@ -40,7 +40,7 @@ _SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)  #
 DRAIN_S = 0.25
 
 
-async def _drain(content: aiohttp.StreamReader) -> None:
+async def _drain(content: Response) -> None:
     """Read what follows [DONE] (normally only the end of the chunked body) so the connection can be reused."""
     if content.at_eof():  # the usual case: the end came in the same read as [DONE], no timer needed
         return
@@ -71,7 +71,7 @@ class OpenAICompatProvider(HTTPProvider):
                     for event in self._whole(await resp.read()):
                         yield event
                     return
-                content, reader, lines, done = resp.content, ChunkReader(), Lines(self.who), False
+                content, reader, lines, done = resp, ChunkReader(), Lines(self.who), False
                 while not done:
                     block = await content.readany()
                     for line in lines.feed(block):
@@ -136,10 +136,9 @@ class OpenAICompatProvider(HTTPProvider):
             raise ProviderError(f"{self.who}: unexpected embeddings reply") from exc
 
     async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str:
-        form = aiohttp.FormData()
-        form.add_field("model", model)
-        form.add_field("file", data, filename=filename, content_type=mime_type)
-        body, _ = await self._request("POST", f"{self.config.base_url}/audio/transcriptions", data=form)
+        form, content_type = multipart({"model": model}, name="file", filename=filename, data=data, mime_type=mime_type)
+        url = f"{self.config.base_url}/audio/transcriptions"
+        body, _ = await self._request("POST", url, data=form, headers={"Content-Type": content_type})
         try:
             return str(_decode(body)["text"])
         except _SHAPE_ERRORS as exc:

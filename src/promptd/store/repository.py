@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import ADMIN_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
+from promptd.domain.ids import ADMIN_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key, new_uuid
 from promptd.domain.limits import Limits
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
@@ -109,7 +108,7 @@ class Repository:
         else:
             key = new_key()
         limits = limits or Limits()
-        info = KeyInfo(str(uuid.uuid4()), project, name, key[:KEY_SHOWN], time.time(), expires_at, None, role, limits)
+        info = KeyInfo(new_uuid(), project, name, key[:KEY_SHOWN], time.time(), expires_at, None, role, limits)
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
@@ -291,7 +290,7 @@ class Repository:
                 return bool(result.rowcount)
             dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             upsert = dialect_insert(feedbacks).values(
-                id=str(uuid.uuid4()),
+                id=new_uuid(),
                 project=project,
                 message_id=message_id,
                 rating=rating,
@@ -345,19 +344,19 @@ class Repository:
             return [dict(r._mapping) for r in (await conn.execute(q)).all()]
 
     async def add_metric_feedback(self, values: dict[str, Any]) -> str:
-        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        row = {"id": new_uuid(), "created_at": time.time(), **values}
         async with self.engine.begin() as conn:
             await conn.execute(metric_feedback.insert().values(**row))
         return str(row["id"])
 
     async def add_comparison(self, values: dict[str, Any]) -> str:
-        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        row = {"id": new_uuid(), "created_at": time.time(), **values}
         async with self.engine.begin() as conn:
             await conn.execute(comparisons.insert().values(**row))
         return str(row["id"])
 
     async def add_outcome(self, values: dict[str, Any]) -> str:
-        row = {"id": str(uuid.uuid4()), "created_at": time.time(), **values}
+        row = {"id": new_uuid(), "created_at": time.time(), **values}
         async with self.engine.begin() as conn:
             await conn.execute(outcomes.insert().values(**row))
         return str(row["id"])
@@ -366,7 +365,7 @@ class Repository:
         """Store an imported interaction and its metric feedback in one transaction; the feedback ids."""
         rows = [
             {
-                "id": str(uuid.uuid4()),
+                "id": new_uuid(),
                 "created_at": message["created_at"],
                 "project": message["project"],
                 "completion_id": message["id"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -13,7 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.domain.ids import end_user_id
+from promptd.domain.ids import end_user_id, new_uuid
 from promptd.domain.pricing import plain
 from promptd.domain.prompts import render_system_prompt
 from promptd.engine.generation import Generation
@@ -96,7 +95,7 @@ async def chat_completions(request: Request) -> Response:
     project = caller.project(project_name)
     user = optional_uuid(body.user, "user")
     given_session = optional_uuid(body.session_id, "session_id")
-    session_id = given_session or str(uuid.uuid4())
+    session_id = given_session or new_uuid()
     n = 1 if body.n in (None, 0) else body.n  # Adaptive's schema allows 0: the default, one choice
     if not 1 <= n <= MAX_N:
         raise InputError(f"n must be between 1 and {MAX_N}", param="n")

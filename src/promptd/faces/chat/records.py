@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from promptd.domain.ids import new_uuid
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
@@ -34,7 +34,7 @@ async def import_interaction(request: Request) -> Response:
     model, _ = caller.svc.engine.model(project, body.model_service)
     campaign = caller.svc.engine.campaign(project, body.ab_campaign)[0] if body.ab_campaign else None
     user = optional_uuid(body.user, "user")
-    session_id = optional_uuid(body.session_id, "session_id") or str(uuid.uuid4())
+    session_id = optional_uuid(body.session_id, "session_id") or new_uuid()
     values = [
         {
             "metric": f.metric,
@@ -46,7 +46,7 @@ async def import_interaction(request: Request) -> Response:
         for f in body.feedbacks or []
     ]
     config = caller.svc.catalog.models[model]
-    completion_id = str(uuid.uuid4())
+    completion_id = new_uuid()
     message: dict[str, Any] = {
         "id": completion_id,
         "project": project,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from promptd.domain.ids import new_uuid
 from promptd.errors import InputError, NotFound
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import DifyHTTPError
@@ -124,7 +124,7 @@ async def upload_file(request: Request) -> Response:
         )
     owner = require_user(upload.user) if upload.user else "DEFAULT-USER"  # length and NUL checked, as elsewhere
     end_user_id = app.end_user(owner)
-    file_id = str(uuid.uuid4())
+    file_id = new_uuid()
     files_dir = app.svc.settings.files_dir
     files_dir.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread((files_dir / file_id).write_bytes, data)  # up to 100 MB: off the event loop

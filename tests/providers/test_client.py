@@ -1,0 +1,329 @@
+"""The upstream HTTP client (providers/client.py) against raw TCP servers on loopback that write exact bytes:
+well-behaved, broken and slow upstreams, so framing, pooling, back-pressure, timeouts and failures are pinned."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from promptd.catalog.schema import Timeouts
+from promptd.providers.client import HIGH_WATER, HTTPClient, ProtocolError
+from tests.serving import free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Upstream"], Awaitable[None]]
+
+
+@dataclass
+class Upstream:
+    url: str
+    connections: int = 0
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # (head, body) as received
+    closed_by_client: int = 0
+
+
+async def read_request(reader: asyncio.StreamReader, up: Upstream) -> bool:
+    """One request off the connection (recorded); False when the client closed it."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        up.closed_by_client += 1
+        return False
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    up.requests.append((head, await reader.readexactly(length)))
+    return True
+
+
+@asynccontextmanager
+async def upstream(handler: Handler) -> AsyncIterator[Upstream]:
+    port = free_port()
+    up = Upstream(f"http://127.0.0.1:{port}")
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up.connections += 1
+        try:
+            await handler(reader, writer, up)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", port)
+    try:
+        yield up
+    finally:
+        server.close()
+
+
+def client(timeout: Timeouts | None = None, max_connections: int = 10, **headers: str) -> HTTPClient:
+    return HTTPClient(
+        headers=headers, timeout=timeout or Timeouts(connect=2, read=2, total=10), max_connections=max_connections
+    )
+
+
+def answer(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        b"".join(h + b"\r\n" for h in extra),
+        body,
+    )
+
+
+async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+    """Echoes each request's body, on a keep-alive connection, until the client closes it."""
+    while await read_request(reader, up):
+        writer.write(answer(up.requests[-1][1], b"Content-Type: application/json; charset=utf-8"))
+        await writer.drain()
+
+
+async def test_the_request_goes_out_whole_and_the_response_comes_back() -> None:
+    async with upstream(keep_answering) as up:
+        http = client(Authorization="Bearer sk-1")
+        async with http.post(
+            f"{up.url}/v1/chat?x=1", data=b'{"a": 1}', headers={"Content-Type": "application/json"}
+        ) as r:
+            assert (r.status, r.content_type, await r.read()) == (200, "application/json", b'{"a": 1}')
+            assert r.headers["content-type"] == "application/json; charset=utf-8"  # names in lower case
+        head = up.requests[0][0].decode()
+        assert head.startswith("POST /v1/chat?x=1 HTTP/1.1\r\n")
+        assert f"Host: 127.0.0.1:{up.url.rsplit(':', 1)[1]}\r\n" in head
+        assert "Authorization: Bearer sk-1\r\n" in head and "Content-Type: application/json\r\n" in head
+        assert "Content-Length: 8\r\n" in head and "User-Agent: promptd/" in head
+        await http.aclose()
+
+
+async def test_keep_alive_reuses_one_connection() -> None:
+    async with upstream(keep_answering) as up:
+        http = client()
+        for i in range(5):
+            async with http.post(up.url, data=b"%d" % i) as r:
+                assert await r.read() == b"%d" % i
+        assert up.connections == 1
+        await http.aclose()
+
+
+async def test_chunked_bodies_arrive_as_they_are_sent() -> None:
+    release = asyncio.Event()
+
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader, up)
+
+    async with upstream(chunked) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.readany() == b"first"  # before the rest was even written
+            assert not r.at_eof()
+            release.set()
+            assert await r.readany() == b"second"
+            assert await r.readany() == b""
+            assert r.at_eof()
+        await http.aclose()
+
+
+async def test_a_body_without_length_ends_with_the_connection_which_is_not_reused() -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+
+    async with upstream(until_close) as up:
+        http = client()
+        for _ in range(2):
+            async with http.post(up.url, data=b"") as r:
+                assert await r.read() == b"all of it"
+        assert up.connections == 2
+        await http.aclose()
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_not_reused() -> None:
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(answer(b"ok"))
+        await writer.drain()  # then the handler returns and the connection is closed, as an idle timeout would
+
+    async with upstream(one_then_close) as up:
+        http = client()
+        for _ in range(3):
+            async with http.post(up.url, data=b"") as r:
+                assert await r.read() == b"ok"
+            await asyncio.sleep(0.05)  # the upstream's close arrives while the connection is idle
+        assert up.connections == 3
+        await http.aclose()
+
+
+async def test_a_response_left_unread_closes_its_connection() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"4\r\ntick\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async with upstream(endless) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.readany()
+        async with http.post(up.url, data=b"") as r:  # a new connection: the first one is gone
+            assert await r.readany()
+        assert up.connections == 2
+        assert not http._idle.get(("http", "127.0.0.1", int(up.url.rsplit(":", 1)[1])))
+        await http.aclose()
+
+
+async def test_a_fast_upstream_is_paused_while_the_reader_is_slow() -> None:
+    size = 8 * HIGH_WATER
+    blob = bytes(range(256)) * (size // 256)
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(answer(blob))
+        await writer.drain()
+
+    async with upstream(big) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            await asyncio.sleep(0.2)  # the upstream writes as fast as it can meanwhile
+            conn = r._conn
+            assert conn.paused and conn.buffered <= HIGH_WATER + 256 * 1024  # one read past the mark at most
+            parts = [await r.readany()]
+            assert not conn.paused  # reading resumed once the buffer was taken
+            parts.append(await r.read())
+        assert b"".join(parts) == blob
+        await http.aclose()
+
+
+async def test_no_headers_within_the_read_timeout_is_a_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        await asyncio.sleep(5)
+
+    async with upstream(silent) as up:
+        http = client(Timeouts(connect=2, read=0.2, total=10))
+        with pytest.raises(TimeoutError):
+            async with http.post(up.url, data=b""):
+                pass
+        await http.aclose()
+
+
+async def test_the_total_deadline_covers_the_body() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(50):
+            writer.write(b"1\r\n.\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # each read well within the read timeout
+
+    async with upstream(trickle) as up:
+        http = client(Timeouts(connect=2, read=1, total=0.5))
+        with pytest.raises(TimeoutError):
+            async with http.post(up.url, data=b"") as r:
+                await r.read()
+        await http.aclose()
+
+
+async def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            await asyncio.sleep(1)
+            writer.write(answer(b"late"))
+            await writer.drain()
+
+    async with upstream(slow) as up:
+        http = client(Timeouts(connect=0.2, read=5, total=10), max_connections=1)
+
+        async def call() -> bytes:
+            async with http.post(up.url, data=b"") as r:
+                return await r.read()
+
+        first = asyncio.create_task(call())
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await call()  # the only slot is taken for a second
+        assert await first == b"late"
+        assert await call() == b"late"  # the slot came back
+        await http.aclose()
+
+
+async def test_a_response_that_is_not_http_is_a_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with upstream(garbage) as up:
+        http = client()
+        with pytest.raises(ProtocolError):
+            async with http.post(up.url, data=b""):
+                pass
+        await http.aclose()
+
+
+async def test_a_connection_cut_mid_body_is_a_connection_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+
+    async with upstream(cut) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            with pytest.raises(ConnectionError):
+                await r.read()
+        await http.aclose()
+
+
+async def test_a_refused_connection_is_an_os_error() -> None:
+    http = client()
+    with pytest.raises(OSError):
+        async with http.post(f"http://127.0.0.1:{free_port()}/", data=b""):
+            pass
+    await http.aclose()
+
+
+async def test_a_gzip_body_is_decoded_even_though_we_never_ask_for_one() -> None:
+    text = b"compressed " * 1000
+
+    async def gz(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(answer(gzip.compress(text), b"Content-Encoding: gzip"))
+        await writer.drain()
+
+    async with upstream(gz) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.read() == text
+        assert b"accept-encoding" not in up.requests[0][0].lower()
+        await http.aclose()
+
+
+async def test_at_most_max_connections_are_open_at_once() -> None:
+    async def slowish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            await asyncio.sleep(0.05)
+            writer.write(answer(b"x"))
+            await writer.drain()
+
+    async with upstream(slowish) as up:
+        http = client(max_connections=3)
+
+        async def call() -> bytes:
+            async with http.post(up.url, data=b"") as r:
+                return await r.read()
+
+        assert await asyncio.gather(*(call() for _ in range(12))) == [b"x"] * 12
+        assert up.connections == 3
+        await http.aclose()

@@ -294,10 +294,11 @@ class Generation:
         self.result = result
         if self._timer is not None:
             self._timer.cancel()
+        self._emit(Done(result))
         try:
-            self._on_done(self, result)
+            await asyncio.sleep(0)  # the face answers first: metrics, settling and the record are off its path
         finally:
-            self._emit(Done(result))
+            self._on_done(self, result)  # cancelled or not, the answer is recorded
 
     def _after_failure(self, error: PromptdError, candidate: Candidate, retry: int, rng: random.Random) -> str:
         """What to do after a failure before the first token: "retry" (after self._delay), "next" candidate,

@@ -118,6 +118,10 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
     for (_, ignore, _), group in groups.items():
         table = group[0].table
+        key = [c.name for c in table.primary_key]
+        if ignore and key and all(k in group[0].values for k in key):
+            # the same end user, say, in many rows of a batch: the database need only see it once
+            group = list({tuple(r.values[k] for k in key): r for r in reversed(group)}.values())[::-1]
         values = [dict(r.values) for r in group]
         if ignore:
             await conn.execute(insert(table).on_conflict_do_nothing(), values)

@@ -56,4 +56,6 @@ def test_end_user_ids_differ_across_projects_and_users() -> None:
 def test_new_uuids_are_version_4_and_all_different() -> None:
     ids = [new_uuid() for _ in range(5000)]  # more than one block of randomness
     assert len(set(ids)) == len(ids)
-    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    assert all(
+        uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i for i in ids
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -326,4 +327,48 @@ async def test_at_most_max_connections_are_open_at_once() -> None:
 
         assert await asyncio.gather(*(call() for _ in range(12))) == [b"x"] * 12
         assert up.connections == 3
+        await http.aclose()
+
+
+async def test_drain_later_returns_the_connection_once_the_body_ends_without_anyone_waiting() -> None:
+    async def late_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n[DONE]\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)  # the end of the chunked body comes later
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with upstream(late_end) as up:
+        http = client()
+        began = time.monotonic()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.readany() == b"[DONE]"
+            r.drain_later(1.0)
+        assert time.monotonic() - began < 0.1  # leaving did not wait for the end of the body
+        await asyncio.sleep(0.3)
+        async with http.post(up.url, data=b"") as r:
+            assert await r.readany() == b"[DONE]"
+            r.drain_later(1.0)
+        assert up.connections == 1  # the drained connection was reused
+        await http.aclose()
+
+
+async def test_a_body_that_does_not_end_within_the_drain_time_costs_its_connection() -> None:
+    async def never_ends(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n[DONE]\r\n")
+        await writer.drain()
+        await read_request(reader, up)  # until the client gives up on this connection
+
+    async with upstream(never_ends) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.readany() == b"[DONE]"
+            r.drain_later(0.1)
+        for _ in range(50):
+            if up.closed_by_client:
+                break
+            await asyncio.sleep(0.02)
+        assert up.closed_by_client == 1 and not any(http._idle.values())
         await http.aclose()

@@ -264,6 +264,21 @@ async def test_a_row_the_database_cannot_take_is_dead_lettered_with_its_reason(d
     assert entry["values"]["id"] == bad.values["id"] and "IntegrityError" in entry["error"]
 
 
+async def test_a_value_that_cannot_be_encoded_is_dead_lettered_at_once(db: AsyncEngine, tmp_path: Path) -> None:
+    """Refused before the database sees it (a JSON column given an object JSON has no form for): permanent, so
+    neither retried nor allowed to hold up the rows around it."""
+    recorder = recorder_for(db, tmp_path)
+    recorder.start()
+    bad = Row(messages, message_values(labels={"when": object()}))
+    began = time.monotonic()
+    recorder.submit(message_row(), bad, message_row())
+    await asyncio.wait_for(recorder.close(), HANG)
+    assert time.monotonic() - began < 1.5  # not five attempts with back-off (0.1 + 0.2 + 0.4 + 0.8 s)
+    assert await count(db) == 2
+    [entry] = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert entry["values"]["id"] == bad.values["id"] and "Encoding objects of type object" in entry["error"]
+
+
 async def test_when_the_dead_letter_file_cannot_be_written_the_row_is_logged_and_writing_goes_on(
     db: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -38,6 +39,7 @@ def looks_like_key(token: str) -> bool:
     return token.startswith((KEY_PREFIX, ADMIN_KEY_PREFIX)) and len(token) >= len(KEY_PREFIX) + 24
 
 
+@functools.lru_cache(maxsize=65_536)  # a name-based UUID (SHA-1) per request otherwise: callers repeat
 def end_user_id(project: str, external_user_id: str) -> str:
     """The id of the end user `external_user_id` of `project`: stable, so no lookup is needed to know it."""
     return str(uuid.uuid5(END_USER_NAMESPACE, f"{project}\x00{external_user_id}"))
@@ -68,4 +70,8 @@ os.register_at_fork(after_in_child=_randomness.forget)  # a child never reuses w
 
 def new_uuid() -> str:
     """A random (version 4) UUID as text, like `str(uuid.uuid4())` and from the same OS randomness."""
-    return str(uuid.UUID(bytes=_randomness.take16(), version=4))
+    b = bytearray(_randomness.take16())
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

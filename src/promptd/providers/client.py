@@ -195,12 +195,13 @@ class Response:
     Use it as an async context manager: leaving it returns the connection to the pool, or closes it when the
     body was not read to its end."""
 
-    __slots__ = ("_client", "_conn", "_deadline", "headers", "status")
+    __slots__ = ("_client", "_conn", "_deadline", "_drain", "headers", "status")
 
     def __init__(self, client: HTTPClient, conn: _Connection, deadline: float) -> None:
         self._client = client
         self._conn = conn
         self._deadline = deadline
+        self._drain = 0.0
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers  # names in lower case
 
@@ -227,11 +228,21 @@ class Response:
             parts.append(part)
         return b"".join(parts)
 
+    def drain_later(self, seconds: float) -> None:
+        """The caller has all it needs (an SSE stream's `[DONE]`): leaving the response then reads the rest of
+        the body (normally only the end of a chunked body) in the background, for at most `seconds`, so that the
+        connection can go back to the pool without the caller waiting for those last bytes."""
+        self._drain = seconds
+
     async def __aenter__(self) -> Response:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._client.release(self._conn)
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        conn = self._conn
+        if self._drain and kind is None and not conn.complete and conn.error is None and not conn.closed:
+            self._client.drain_then_release(conn, self._drain)
+        else:
+            self._client.release(conn)
 
 
 class _Call:
@@ -271,6 +282,7 @@ class HTTPClient:
         self._busy: set[_Connection] = set()
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[tuple[str, str, int], bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._draining: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def request(self, method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> _Call:
@@ -387,8 +399,28 @@ class HTTPClient:
             idle.popleft().close()  # the oldest has outlived the keep-alive: nothing will take it any more
         idle.append(conn)
 
+    def drain_then_release(self, conn: _Connection, seconds: float) -> None:
+        """Read what is left of a response's body, for at most `seconds`, in a task; then release it."""
+        task = asyncio.get_running_loop().create_task(self._drain(conn, seconds))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, conn: _Connection, seconds: float) -> None:
+        deadline = conn._loop.time() + seconds
+        try:
+            while not conn.complete:
+                conn.take()  # discarded (and reading resumed, were it paused)
+                await conn.wait(deadline, None)
+            conn.take()
+        except (Exception, asyncio.CancelledError):
+            pass  # not complete: release() closes the connection instead of pooling it
+        finally:
+            self.release(conn)
+
     async def aclose(self) -> None:
         self.closed = True
+        for task in list(self._draining):
+            task.cancel()
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

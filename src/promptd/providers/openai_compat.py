@@ -7,16 +7,15 @@ format from providers/openai_wire.py. The SSE body is read here, on the gateway'
 - one `readany()` per network read, split into lines there: a line may straddle reads, CRLF is fine, and a line
   may be up to `MAX_LINE` long (one tool-call chunk can be long);
 - `data: [DONE]`, or a clean end after a finish_reason, completes the answer; any other end is a failure;
-- after `[DONE]` the rest of the body is read for at most `DRAIN_S`, so the connection goes back to the pool (an
-  upstream that holds the body open costs that connection, never the answer);
+- after `[DONE]` the rest of the body is read in the background for at most `DRAIN_S`, so the connection goes
+  back to the pool (an upstream that holds the body open costs that connection, never the answer, and nobody
+  waits for the body's last bytes);
 - an error object in the body (vLLM streams them) is translated like an HTTP error, its `code` as the status;
 - a server that ignores `stream: true` and answers one `application/json` completion is read as one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,6 @@ import msgspec
 
 from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.errors import ProviderError, ProviderUnavailable
-from promptd.providers.client import Response
 from promptd.providers.http import MAX_LINE, HTTPProvider, Lines, http_error, multipart, translate_errors
 from promptd.providers.openai_wire import ChunkReader, request_body
 from promptd.types import Finish, ProviderCall, ProviderEvent
@@ -38,16 +36,6 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)  # msgspec.DecodeError is a ValueError
 
 DRAIN_S = 0.25
-
-
-async def _drain(content: Response) -> None:
-    """Read what follows [DONE] (normally only the end of the chunked body) so the connection can be reused."""
-    if content.at_eof():  # the usual case: the end came in the same read as [DONE], no timer needed
-        return
-    with contextlib.suppress(Exception):  # the answer is complete: nothing here may fail it
-        async with asyncio.timeout(DRAIN_S):
-            while await content.readany():
-                pass
 
 
 class OpenAICompatProvider(HTTPProvider):
@@ -79,6 +67,7 @@ class OpenAICompatProvider(HTTPProvider):
                             data = line[5:].strip()
                             if data == b"[DONE]":
                                 done = True
+                                resp.drain_later(DRAIN_S)  # the answer is complete: nobody waits for the rest
                                 break
                             for event in self._events(reader, data):
                                 yield event
@@ -87,8 +76,6 @@ class OpenAICompatProvider(HTTPProvider):
                 if not done and reader.reason is None:
                     raise ProviderUnavailable(f"{self.who}: the stream ended before completion")
                 yield Finish(reader.reason or "stop", reader.usage)
-                if done:
-                    await _drain(content)
 
     def _events(self, reader: ChunkReader, data: bytes) -> list[ProviderEvent]:
         try:

@@ -105,6 +105,52 @@ ROLLUP_KEYS = ("day", "project", "key_id", "model", "currency")
 ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_pico")
 
 
+Processor = Callable[[Any], Any] | None
+#: per (dialect, table, kind, columns): the statement as the driver takes it and each parameter's bind processor
+_DRIVER_SQL: dict[tuple[str, str, str, tuple[str, ...]], tuple[str, list[tuple[str, Processor]]] | None] = {}
+
+
+def _statement(dialect_name: str, table: Table, kind: str) -> Any:
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    if kind == "ignore":
+        return insert(table).on_conflict_do_nothing()
+    if kind == "rollup":
+        stmt = insert(table)
+        adds = {c: table.c[c] + stmt.excluded[c] for c in ROLLUP_SUMS}
+        return stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEYS), set_=adds)
+    return table.insert()
+
+
+def _driver_sql(conn: AsyncConnection, table: Table, kind: str, columns: tuple[str, ...]) -> Any:
+    """The statement compiled once, for the driver: SQLAlchemy's executemany builds every row's parameters
+    in Python (`construct_params`), which cost more than the database's own work for a batch of records."""
+    dialect = conn.dialect
+    key = (dialect.name, table.name, kind, columns)
+    if key not in _DRIVER_SQL:
+        compiled = _statement(dialect.name, table, kind).compile(dialect=dialect, column_keys=list(columns))
+        order = compiled.positiontup
+        plan = None
+        if order is not None and sorted(order) == sorted(columns):  # else (defaults, odd names): SQLAlchemy's way
+            procs = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in order]
+            plan = (str(compiled), procs)
+        _DRIVER_SQL[key] = plan
+    return _DRIVER_SQL[key]
+
+
+async def _insert(conn: AsyncConnection, table: Table, kind: str, values: list[dict[str, Any]]) -> None:
+    columns = tuple(sorted(values[0]))
+    plan = _driver_sql(conn, table, kind, columns)
+    if plan is None:
+        await conn.execute(_statement(conn.dialect.name, table, kind), values)
+        return
+    sql, procs = plan
+    try:
+        params = [tuple(v[name] if p is None else p(v[name]) for name, p in procs) for v in values]
+    except Exception as exc:  # a value the column cannot take: refused for good, as SQLAlchemy would say
+        raise StatementError(f"{type(exc).__name__}: {exc}", sql, None, exc) from exc
+    await conn.exec_driver_sql(sql, params)
+
+
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     """Insert rows grouped by (table, mode, columns), one executemany per group, and add the messages among
     them to the daily usage rollups in the same transaction (a rollup never counts a message that is not
@@ -112,7 +158,6 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
 
     The columns are part of the group: an executemany takes its columns from the first row, so a later row
     with other keys would lose its values silently."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
@@ -122,16 +167,10 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         if ignore and key and all(k in group[0].values for k in key):
             # the same end user, say, in many rows of a batch: the database need only see it once
             group = list({tuple(r.values[k] for k in key): r for r in reversed(group)}.values())[::-1]
-        values = [dict(r.values) for r in group]
-        if ignore:
-            await conn.execute(insert(table).on_conflict_do_nothing(), values)
-        else:
-            await conn.execute(table.insert(), values)
+        await _insert(conn, table, "ignore" if ignore else "insert", [dict(r.values) for r in group])
     rollup = _rollup(rows)
     if rollup:
-        stmt = insert(usage_daily)
-        adds = {c: usage_daily.c[c] + stmt.excluded[c] for c in ROLLUP_SUMS}
-        await conn.execute(stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEYS), set_=adds), rollup)
+        await _insert(conn, usage_daily, "rollup", rollup)
 
 
 class Recorder:

@@ -148,17 +148,20 @@ async def completion_messages(request: Request) -> Response:
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
         raise result.error
-    return JSONResponse(
-        {
-            "event": "message",
-            "task_id": req.task_id,
-            "id": req.message_id,
-            "message_id": req.message_id,
-            "mode": "completion",
-            "answer": result.answer,
-            "metadata": {"usage": usage_metadata(result)},
-            "created_at": int(req.created_at),
-        }
+    return Response(  # msgspec: the stdlib encoder behind JSONResponse cost a tenth of the handler
+        encode(
+            {
+                "event": "message",
+                "task_id": req.task_id,
+                "id": req.message_id,
+                "message_id": req.message_id,
+                "mode": "completion",
+                "answer": result.answer,
+                "metadata": {"usage": usage_metadata(result)},
+                "created_at": int(req.created_at),
+            }
+        ),
+        media_type="application/json",
     )
 
 

@@ -235,15 +235,15 @@ async def test_the_total_deadline_covers_the_body() -> None:
         await http.aclose()
 
 
-async def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout() -> None:
+async def test_waiting_for_a_free_connection_counts_against_the_total_deadline_only() -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
         while await read_request(reader, up):
-            await asyncio.sleep(1)
+            await asyncio.sleep(0.2)
             writer.write(answer(b"late"))
             await writer.drain()
 
     async with upstream(slow) as up:
-        http = client(Timeouts(connect=0.2, read=5, total=10), max_connections=1)
+        http = client(Timeouts(connect=0.05, read=5, total=1.0), max_connections=1)
 
         async def call() -> bytes:
             async with http.post(up.url, data=b"") as r:
@@ -251,10 +251,14 @@ async def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout()
 
         first = asyncio.create_task(call())
         await asyncio.sleep(0.05)
-        with pytest.raises(TimeoutError):
-            await call()  # the only slot is taken for a second
+        assert await call() == b"late"  # waited 0.15 s for the slot: longer than connect, within total
         assert await first == b"late"
-        assert await call() == b"late"  # the slot came back
+        blocker = asyncio.create_task(call())
+        await asyncio.sleep(0.05)
+        http.total_timeout = 0.2
+        with pytest.raises(TimeoutError):
+            await call()  # the slot is taken for longer than the whole call may last
+        assert await blocker == b"late"
         await http.aclose()
 
 
@@ -372,3 +376,84 @@ async def test_a_body_that_does_not_end_within_the_drain_time_costs_its_connecti
             await asyncio.sleep(0.02)
         assert up.closed_by_client == 1 and not any(http._idle.values())
         await http.aclose()
+
+
+async def test_an_informational_response_is_not_taken_for_the_answer() -> None:
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(answer(b"answer %d" % len(up.requests)))
+            await writer.drain()
+
+    async with upstream(early_hints) as up:
+        http = client()
+        for i in (1, 2):
+            async with http.post(up.url, data=b"") as r:
+                assert (r.status, await r.read()) == (200, b"answer %d" % i)
+                assert "link" not in r.headers
+        assert up.connections == 1
+        await http.aclose()
+
+
+async def test_a_gzip_body_split_anywhere_is_decoded_whole_and_a_cut_one_is_an_error() -> None:
+    text = b"compressed " * 200
+    packed = gzip.compress(text)
+
+    async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            body = packed if len(up.requests) == 1 else packed[:-12]  # the second one loses its trailer
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n")
+            for piece in (body[:5], body[5:]):  # the first piece is only part of gzip's header
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with upstream(split) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            assert await r.read() == text
+        async with http.post(up.url, data=b"") as r:
+            with pytest.raises(ProtocolError):
+                await r.read()
+        await http.aclose()
+
+
+async def test_headers_merge_by_name_in_any_case_and_a_given_host_replaces_ours() -> None:
+    async with upstream(keep_answering) as up:
+        http = client(**{"host": "api.example.com", "user-agent": "mine/1", "authorization": "Bearer a"})
+        async with http.post(up.url, data=b"", headers={"Authorization": "Bearer b"}) as r:
+            await r.read()
+        lines = up.requests[0][0].decode().lower().split("\r\n")
+        assert [line for line in lines if line.startswith("host:")] == ["host: api.example.com"]
+        assert [line for line in lines if line.startswith("user-agent:")] == ["user-agent: mine/1"]
+        assert [line for line in lines if line.startswith("authorization:")] == ["authorization: bearer b"]
+        with pytest.raises(ValueError):
+            async with http.post(up.url, data=b"", headers={"X-Bad": "a\r\nInjected: yes"}):
+                pass
+        await http.aclose()
+
+
+async def test_a_chunked_body_cut_short_is_an_error_whatever_the_case_of_its_header() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        await read_request(reader, up)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+
+    async with upstream(cut) as up:
+        http = client()
+        async with http.post(up.url, data=b"") as r:
+            with pytest.raises(ConnectionError):
+                await r.read()
+        await http.aclose()
+
+
+async def test_head_is_refused_rather_than_left_waiting_for_a_body() -> None:
+    http = client()
+    with pytest.raises(ValueError):
+        async with http.request("HEAD", "http://127.0.0.1:9/"):
+            pass
+    await http.aclose()

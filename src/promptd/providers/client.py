@@ -43,6 +43,19 @@ HIGH_WATER = 1024 * 1024  # bytes of unread body before the socket is paused
 _USER_AGENT = f"promptd/{__version__}"
 
 
+def _merged(*layers: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Header layers merged by name in any case, a later layer's value winning: {lower name: (name, value)}.
+    A layer may hold (name, value) pairs already. A value that could end the header early is refused."""
+    out: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            pair = value if isinstance(value, tuple) else (name, str(value))
+            if any(c in pair[0] + pair[1] for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: a line break or NUL in a header")
+            out[name.lower()] = pair
+    return out
+
+
 class ProtocolError(Exception):
     """The upstream's answer is not valid HTTP/1.1."""
 
@@ -51,8 +64,9 @@ class _Connection(asyncio.Protocol):
     """One TCP connection and the response being read on it."""
 
     __slots__ = (
-        "_decoder", "_loop", "_until_eof", "_waiter", "body", "buffered", "closed", "complete", "error",
-        "headers", "headers_done", "idle_since", "keep_alive", "key", "parser", "paused", "status", "transport",
+        "_decoder", "_informational", "_loop", "_until_eof", "_waiter", "body", "buffered", "closed", "complete",
+        "error", "headers", "headers_done", "idle_since", "keep_alive", "key", "parser", "paused", "status",
+        "transport",
     )  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int]) -> None:
@@ -76,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self._until_eof = False  # neither Content-Length nor chunked: the body ends with the connection
+        self._informational = False  # parsing a 1xx response
         self._decoder: Any = None
 
     # --- asyncio.Protocol --------------------------------------------------------------------------------------
@@ -109,11 +124,17 @@ class _Connection(asyncio.Protocol):
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: not the answer, which follows on this connection
+            self.headers = {}
+            self._informational = True
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message is complete
         self.headers_done = True
         headers = self.headers
-        self._until_eof = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._until_eof = "content-length" not in headers and not chunked
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -130,6 +151,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
         self.complete = True
         self._wake()
 
@@ -173,8 +197,24 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         if self._decoder is not None:
-            data = self._decoder.decompress(data) + (self._decoder.flush() if self.complete else b"")
+            try:
+                data = self._decoder.decompress(data)
+            except zlib.error as exc:
+                raise ProtocolError(f"malformed compressed body: {exc}") from exc
         return data
+
+    def finish(self) -> bytes:
+        """The end of a complete body: what a decoder still holds (b"" after the first call)."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is None:
+            return b""
+        try:
+            rest = bytes(decoder.flush())
+        except zlib.error as exc:
+            raise ProtocolError(f"malformed compressed body: {exc}") from exc
+        if not decoder.eof:
+            raise ProtocolError("the compressed body ended before its end")
+        return rest
 
     def reusable(self) -> bool:
         return not self.closed and self.complete and not self.body and self.keep_alive
@@ -216,11 +256,15 @@ class Response:
     async def readany(self) -> bytes:
         """The next part of the body as it arrives; b"" once the body is complete."""
         conn = self._conn
-        while not conn.body:
-            if conn.complete:
-                return b""
-            await conn.wait(self._deadline, self._client.read_timeout)
-        return conn.take()
+        while True:
+            if conn.body:
+                data = conn.take()
+                if data:  # a compressed piece may decode to nothing yet
+                    return data
+            elif conn.complete:
+                return conn.finish()
+            else:
+                await conn.wait(self._deadline, self._client.read_timeout)
 
     async def read(self) -> bytes:
         parts = []
@@ -239,7 +283,14 @@ class Response:
 
     async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         conn = self._conn
-        if self._drain and kind is None and not conn.complete and conn.error is None and not conn.closed:
+        if (
+            self._drain
+            and kind is None
+            and conn.keep_alive
+            and not conn.complete
+            and not conn.error
+            and not conn.closed
+        ):
             self._client.drain_then_release(conn, self._drain)
         else:
             self._client.release(conn)
@@ -272,7 +323,7 @@ class HTTPClient:
     def __init__(
         self, *, headers: Mapping[str, str], timeout: Timeouts, max_connections: int, keepalive: float = 30.0
     ) -> None:
-        self._headers = {"User-Agent": _USER_AGENT, **headers}
+        self._headers = _merged({"User-Agent": _USER_AGENT}, headers)
         self.connect_timeout = timeout.connect
         self.read_timeout = timeout.read
         self.total_timeout = timeout.total
@@ -322,10 +373,7 @@ class HTTPClient:
         if not self._slots.locked():
             await self._slots.acquire()  # no wait: the fast path
             return
-        limit = (
-            self.connect_timeout if self.connect_timeout is not None else deadline - asyncio.get_running_loop().time()
-        )
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout_at(deadline):  # our own pool is full: the upstream's connect time is not running
             await self._slots.acquire()
 
     def _head(self, method: str, url: str, headers: Mapping[str, str] | None) -> tuple[tuple[str, str, int], bytes]:
@@ -344,9 +392,11 @@ class HTTPClient:
         target = parts.path or "/"
         if parts.query:
             target += f"?{parts.query}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host if default else f'{host}:{port}'}"]
-        merged = {**self._headers, **dict(extra)}
-        lines += [f"{name}: {value}" for name, value in merged.items() if name.lower() != "content-length"]
+        if method == "HEAD":
+            raise ValueError("HEAD is not supported: its response has no body to wait for")
+        merged = _merged({"host": ("Host", host if default else f"{host}:{port}")}, self._headers, dict(extra))
+        lines = [f"{method} {target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for key, (name, value) in merged.items() if key != "content-length"]
         head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
         if len(self._heads) > 256:  # URLs are few (one per endpoint); never let a odd caller grow this
             self._heads.clear()

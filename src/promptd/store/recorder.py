@@ -125,7 +125,7 @@ def _driver_sql(conn: AsyncConnection, table: Table, kind: str, columns: tuple[s
     """The statement compiled once, for the driver: SQLAlchemy's executemany builds every row's parameters
     in Python (`construct_params`), which cost more than the database's own work for a batch of records."""
     dialect = conn.dialect
-    key = (dialect.name, table.name, kind, columns)
+    key = (f"{dialect.name}+{dialect.driver}", table.name, kind, columns)
     if key not in _DRIVER_SQL:
         compiled = _statement(dialect.name, table, kind).compile(dialect=dialect, column_keys=list(columns))
         order = compiled.positiontup

@@ -170,13 +170,13 @@ class HTTPProvider:
     async def _request(
         self, method: str, url: str, *, data: bytes, headers: Mapping[str, str] | None = None
     ) -> tuple[bytes, str]:
-        """A whole (non-streamed) request: the body and its content type, or the translated error."""
+        """A whole (non-streamed) request: the body and its media type ("" if none), or the translated error."""
         with translate_errors(self.who):
             async with self._http().request(method, url, data, headers) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
                     raise http_error(resp.status, body, resp.headers, self.who)
-                return body, resp.headers.get("content-type", "")
+                return body, resp.content_type
 
     async def aclose(self) -> None:
         if self._client is not None and not self._client.closed:

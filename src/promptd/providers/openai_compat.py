@@ -59,9 +59,9 @@ class OpenAICompatProvider(HTTPProvider):
                     for event in self._whole(await resp.read()):
                         yield event
                     return
-                content, reader, lines, done = resp, ChunkReader(), Lines(self.who), False
+                reader, lines, done = ChunkReader(), Lines(self.who), False
                 while not done:
-                    block = await content.readany()
+                    block = await resp.readany()
                     for line in lines.feed(block):
                         if line.startswith(b"data:"):  # comments, blank lines, event: and id: lines are skipped
                             data = line[5:].strip()
@@ -132,10 +132,10 @@ class OpenAICompatProvider(HTTPProvider):
             raise ProviderError(f"{self.who}: unexpected transcription reply") from exc
 
     async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
-        body, content_type = await self._request(
+        body, media_type = await self._request(
             "POST",
             f"{self.config.base_url}/audio/speech",
             data=_encode({"model": model, "input": text, "voice": voice}),
             headers=_JSON_HEADERS,
         )
-        return body, content_type.split(";")[0].strip() or "audio/mpeg"
+        return body, media_type or "audio/mpeg"

@@ -18,6 +18,7 @@ from promptd.app import create_app
 from promptd.catalog.load import parse_catalog
 from promptd.catalog.schema import Catalog
 from promptd.providers.base import Provider
+from promptd.serving import CoalescingProtocol
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.repository import Repository
@@ -37,7 +38,9 @@ def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port or 0))
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=5, lifespan="on", http=CoalescingProtocol
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -194,6 +194,7 @@ def serve(
         "timeout_graceful_shutdown": 30,
         "proxy_headers": True,
         "server_header": False,
+        "http": "promptd.serving:CoalescingProtocol",  # a response's head and body in one write
     }
     if workers == 1:
         from promptd.app import create_app, freeze_heap

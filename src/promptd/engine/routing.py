@@ -17,6 +17,8 @@ __all__ = ["CircuitBreakers", "backoff_s", "weighted_order"]
 def weighted_order(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
     """All deployments, ordered by a weighted random draw without replacement (Efraimidis-Spirakis):
     the first is picked with probability weight / total, and so on for the rest."""
+    if len(deployments) == 1:
+        return list(deployments)
     return sorted(deployments, key=lambda d: rng.random() ** (1.0 / d.weight), reverse=True)
 
 

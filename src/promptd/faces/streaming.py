@@ -29,6 +29,9 @@ class EventStream(Response):
         self.extra_headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # one turn of the loop first: the generation this stream relays, started just before, sends its
+        # upstream request before the stream sets itself up (the first token is nearer by that much)
+        await asyncio.sleep(0)
         raw = [(b"content-type", b"text/event-stream; charset=utf-8")]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.extra_headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw})

@@ -47,14 +47,20 @@ class RecordingTransport(asyncio.Transport):
         return 0
 
 
-async def exchange(app: Any, request: bytes = REQUEST, *, turns: int = 20) -> list[bytes]:
-    """Feed one request to a fresh connection and return the writes it made, each as it reached the socket."""
+def connect(app: Any, transport: RecordingTransport, request: bytes = REQUEST) -> CoalescingProtocol:
+    """A fresh connection serving `app` over `transport`, `request` received on it."""
     config = uvicorn.Config(app, http=CoalescingProtocol, log_level="warning", lifespan="off")
     config.load()
     protocol = CoalescingProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(request)
+    return protocol
+
+
+async def exchange(app: Any, request: bytes = REQUEST, *, turns: int = 20) -> list[bytes]:
+    """Feed one request to a fresh connection and return the writes it made, each as it reached the socket."""
+    transport = RecordingTransport()
+    protocol = connect(app, transport, request)
     for _ in range(turns):
         await asyncio.sleep(0)
     protocol.connection_lost(None)
@@ -81,9 +87,10 @@ async def test_a_stream_sends_its_head_with_the_first_chunk_and_each_chunk_after
             await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": b""})
 
-    head, first = (await exchange(app))[0].split(b"\r\n\r\n", 1), (await exchange(app))[1:]
-    assert head[0].startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head[0]
-    assert [head[1], *first] == [b"3\r\none\r\n", b"3\r\ntwo\r\n", b"0\r\n\r\n"]
+    first, *rest = await exchange(app)
+    head, chunk = first.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
+    assert [chunk, *rest] == [b"3\r\none\r\n", b"3\r\ntwo\r\n", b"0\r\n\r\n"]
 
 
 async def test_a_head_with_nothing_after_it_is_sent_on_the_next_turn_of_the_loop() -> None:
@@ -98,11 +105,7 @@ async def test_a_head_with_nothing_after_it_is_sent_on_the_next_turn_of_the_loop
         await release.wait()  # a stream waiting for its first token
         await send({"type": "http.response.body", "body": b""})
 
-    config = uvicorn.Config(app, http=CoalescingProtocol, log_level="warning", lifespan="off")
-    config.load()
-    protocol = CoalescingProtocol(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
+    protocol = connect(app, transport)
     for _ in range(5):
         await asyncio.sleep(0)
     assert written_in_the_same_step == [0]  # held for whatever the app would send next in that step

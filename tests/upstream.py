@@ -2,7 +2,8 @@
 
 The requested `model` picks the behaviour, so one server covers every scenario:
 
-    ok          streams "Hello from upstream" (3 chunks), usage, [DONE]
+    ok          streams "Hello from upstream" (3 chunks), usage, [DONE]; asked `stream: false`, answers the same
+                in one application/json chat.completion
     tools       streams a tool call (get_weather {"city":"Paris"}) in two fragments
     rate-limit  429 with Retry-After: 2          rate-limit-bare  429 without Retry-After
     error-500   500                            context          400 context_length_exceeded
@@ -89,6 +90,16 @@ WHOLE = {
 }
 
 
+OK_WHOLE = {
+    "id": "chatcmpl-3",
+    "object": "chat.completion",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+}
+
+
 @dataclass
 class FakeUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -125,6 +136,8 @@ class FakeUpstream:
             return JSONResponse({"error": {"message": message, "code": code}}, status_code=status, headers=headers)
         if model == "whole":
             return JSONResponse(WHOLE)
+        if model == "ok" and body.get("stream") is False:
+            return JSONResponse(OK_WHOLE)
         return StreamingResponse(self._stream(model), media_type="text/event-stream")
 
     async def _stream(self, model: str) -> AsyncIterator[bytes]:

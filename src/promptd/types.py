@@ -62,6 +62,9 @@ class ProviderCall:
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: False when nothing needs the answer before it is whole (a blocking answer, no first-token deadline, no
+    #: hedge): a provider may then ask its upstream for one reply instead of a stream of chunks
+    stream: bool = True
 
 
 @dataclass(slots=True)

@@ -218,6 +218,25 @@ async def test_no_headers_within_the_read_timeout_is_a_timeout() -> None:
         await http.aclose()
 
 
+async def test_a_whole_reply_is_awaited_past_the_read_timeout_up_to_the_total() -> None:
+    """A completion asked for unstreamed sends nothing until it is done: only the total timeout bounds it."""
+
+    async def thinking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
+        while await read_request(reader, up):
+            await asyncio.sleep(0.5 if len(up.requests) == 1 else 5)  # longer than the read timeout (0.2 s)
+            writer.write(answer(b"{}"))
+            await writer.drain()
+
+    async with upstream(thinking) as up:
+        http = client(Timeouts(connect=2, read=0.2, total=1))
+        async with http.post(up.url, data=b"", whole=True) as r:
+            assert (r.status, await r.read()) == (200, b"{}")
+        with pytest.raises(TimeoutError):  # the second reply takes longer than the total (1 s)
+            async with http.post(up.url, data=b"", whole=True):
+                pass
+        await http.aclose()
+
+
 async def test_the_total_deadline_covers_the_body() -> None:
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: Upstream) -> None:
         await read_request(reader, up)

@@ -76,6 +76,15 @@ async def test_streams_text_then_one_finish_with_usage(provider: OpenAICompatPro
     assert "top_p" not in body and "stop" not in body and "tools" not in body  # unset parameters are not sent
 
 
+async def test_a_call_that_needs_no_stream_asks_for_one_reply(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    events = await collect(provider, call("ok", stream=False))
+    assert events == [TextDelta("Hello from upstream"), Finish("stop", Usage(prompt_tokens=7, completion_tokens=3))]
+    body = upstream.requests[-1]["body"]
+    assert body["stream"] is False and "stream_options" not in body  # OpenAI refuses stream_options unstreamed
+
+
 async def test_a_finished_stream_gives_its_connection_back_to_the_pool(
     provider: OpenAICompatProvider, upstream: FakeUpstream
 ) -> None:

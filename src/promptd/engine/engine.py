@@ -145,6 +145,8 @@ class Engine:
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
             ttft_ms = request.max_ttft_ms if request.max_ttft_ms is not None else model.max_ttft_ms
+            # a blocking answer with no first-token deadline and no hedge needs no chunks: one reply is cheaper
+            stream = request.streaming or bool(ttft_ms) or bool(model.hedge_ms)
             for deployment in weighted_order(model.all_deployments, self.rng):
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
@@ -158,6 +160,7 @@ class Engine:
                     stop=request.stop,
                     tools=request.tools,
                     extra=request.extra,
+                    stream=stream,
                 )
                 candidate = Candidate(key, model, deployment, provider, call, ttft_ms / 1000 if ttft_ms else None)
                 (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)

@@ -235,12 +235,13 @@ class Response:
     Use it as an async context manager: leaving it returns the connection to the pool, or closes it when the
     body was not read to its end."""
 
-    __slots__ = ("_client", "_conn", "_deadline", "_drain", "headers", "status")
+    __slots__ = ("_client", "_conn", "_deadline", "_drain", "_read_timeout", "headers", "status")
 
-    def __init__(self, client: HTTPClient, conn: _Connection, deadline: float) -> None:
+    def __init__(self, client: HTTPClient, conn: _Connection, deadline: float, read_timeout: float | None) -> None:
         self._client = client
         self._conn = conn
         self._deadline = deadline
+        self._read_timeout = read_timeout
         self._drain = 0.0
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers  # names in lower case
@@ -264,7 +265,7 @@ class Response:
             elif conn.complete:
                 return conn.finish()
             else:
-                await conn.wait(self._deadline, self._client.read_timeout)
+                await conn.wait(self._deadline, self._read_timeout)
 
     async def read(self) -> bytes:
         parts = []
@@ -301,7 +302,7 @@ class _Call:
 
     __slots__ = ("_args", "_client", "_response")
 
-    def __init__(self, client: HTTPClient, args: tuple[str, str, bytes, Mapping[str, str] | None]) -> None:
+    def __init__(self, client: HTTPClient, args: tuple[str, str, bytes, Mapping[str, str] | None, bool]) -> None:
         self._client = client
         self._args = args
         self._response: Response | None = None
@@ -337,18 +338,23 @@ class HTTPClient:
         self.closed = False
 
     def request(self, method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> _Call:
-        return _Call(self, (method, url, body, headers))
+        return _Call(self, (method, url, body, headers, False))
 
-    def post(self, url: str, *, data: bytes, headers: Mapping[str, str] | None = None) -> _Call:
-        return _Call(self, ("POST", url, data, headers))
+    def post(self, url: str, *, data: bytes, headers: Mapping[str, str] | None = None, whole: bool = False) -> _Call:
+        """`whole`: the server sends nothing until its whole reply is ready (a completion asked for unstreamed),
+        so the wait is bounded by the total timeout only, not by the read timeout between bytes."""
+        return _Call(self, ("POST", url, data, headers, whole))
 
-    async def send(self, method: str, url: str, body: bytes, headers: Mapping[str, str] | None) -> Response:
+    async def send(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str] | None, whole: bool = False
+    ) -> Response:
         """Send one request and wait for its status and headers (the body is read from the `Response`)."""
         if self.closed:
             raise ConnectionError("the HTTP client is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.total_timeout if self.total_timeout is not None else 1e9)
         key, head = self._head(method, url, headers)
+        read_timeout = None if whole else self.read_timeout
         if self._slots is not None:
             await self._slot(deadline)
         conn: _Connection | None = None
@@ -359,14 +365,14 @@ class HTTPClient:
             assert conn.transport is not None
             conn.transport.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
             while not conn.headers_done:
-                await conn.wait(deadline, self.read_timeout)
+                await conn.wait(deadline, read_timeout)
         except BaseException:
             if conn is not None:
                 self.release(conn, force_close=True)
             elif self._slots is not None:
                 self._slots.release()
             raise
-        return Response(self, conn, deadline)
+        return Response(self, conn, deadline, read_timeout)
 
     async def _slot(self, deadline: float) -> None:
         assert self._slots is not None

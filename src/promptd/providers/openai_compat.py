@@ -11,7 +11,10 @@ format from providers/openai_wire.py. The SSE body is read here, on the gateway'
   back to the pool (an upstream that holds the body open costs that connection, never the answer, and nobody
   waits for the body's last bytes);
 - an error object in the body (vLLM streams them) is translated like an HTTP error, its `code` as the status;
-- a server that ignores `stream: true` and answers one `application/json` completion is read as one.
+- a server that ignores `stream: true` and answers one `application/json` completion is read as one;
+- a call that needs no stream (`ProviderCall.stream` false: a blocking answer with no first-token deadline and
+  no hedge) asks for one unstreamed completion, and waits for it up to the `total` timeout only (nothing
+  arrives before it is whole).
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ class OpenAICompatProvider(HTTPProvider):
         self._chat_url = f"{config.base_url}/chat/completions"
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
-        body = _encode(request_body(call, model=call.model))
+        body = _encode(request_body(call, model=call.model, stream=call.stream))
         with translate_errors(self.who):
-            async with self._http().post(self._chat_url, data=body, headers=_JSON_HEADERS) as resp:
+            post = self._http().post(self._chat_url, data=body, headers=_JSON_HEADERS, whole=not call.stream)
+            async with post as resp:
                 if resp.status >= 400:
                     raise http_error(resp.status, await resp.read(), resp.headers, self.who)
                 if resp.content_type == "application/json":

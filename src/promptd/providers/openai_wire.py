@@ -10,10 +10,12 @@ from promptd.types import ProviderCall, ProviderEvent, TextDelta, ToolCallDelta,
 __all__ = ["ChunkReader", "request_body"]
 
 
-def request_body(call: ProviderCall, *, model: str | None = None) -> dict[str, Any]:
-    """A streaming /chat/completions body for `call` (unset parameters are left out)."""
-    body: dict[str, Any] = {"messages": [m.to_openai() for m in call.messages], "stream": True,
-                            "stream_options": {"include_usage": True}}  # fmt: skip
+def request_body(call: ProviderCall, *, model: str | None = None, stream: bool = True) -> dict[str, Any]:
+    """A /chat/completions body for `call`, streaming (with usage in the last chunk) or not (unset parameters
+    are left out)."""
+    body: dict[str, Any] = {"messages": [m.to_openai() for m in call.messages], "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     if model is not None:
         body["model"] = model
     for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):

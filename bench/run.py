@@ -375,10 +375,11 @@ def ready(url: str, key: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} never answered 200")
 
 
-def start_relay(mock_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_relay(mock_port: int, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     script = str(ROOT / "bench" / "relay.py")
-    proc = subprocess.Popen([sys.executable, script, "--port", str(port), "--upstream-port", str(mock_port)])
+    args = ["--port", str(port), "--upstream-port", str(mock_port), "--workers", str(workers)]
+    proc = subprocess.Popen([sys.executable, script, *args])
     wait_port(port)
     return proc, port
 
@@ -420,7 +421,7 @@ class Systems:
         data = Path(self.tmp.name)
         mock, self.mock_port = start_mock(*self.mock_shape)
         self.procs.append(mock)
-        relay, self.relay_port = start_relay(self.mock_port)
+        relay, self.relay_port = start_relay(self.mock_port, self.workers)
         self.procs.append(relay)
         self.promptd, self.port, self.key, self.startup = start_promptd(self.mock_port, data, self.workers)
         self.procs.append(self.promptd)

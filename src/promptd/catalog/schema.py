@@ -10,6 +10,7 @@ import math
 import re
 import uuid
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -197,9 +198,11 @@ class ModelConfig(Strict):
             raise ValueError("a model needs `provider` and `model`, or `deployments`")
         return self
 
-    @property
-    def all_deployments(self) -> list[Deployment]:
-        return list(self.deployments) or [Deployment(provider=self.provider, model=self.model)]
+    @cached_property
+    def all_deployments(self) -> tuple[Deployment, ...]:
+        """Built once (the model is frozen; every request plans with it): a pydantic model per call cost more
+        than the rest of planning. Do not `model_copy(update=...)` a ModelConfig: the copy keeps this list."""
+        return tuple(self.deployments) or (Deployment(provider=self.provider, model=self.model),)
 
 
 # --- projects --------------------------------------------------------------------------------------------------

@@ -29,11 +29,7 @@ class Cost:
     prompt_price: Decimal
     completion_price: Decimal
     currency: str
-
-    @property
-    def total_price(self) -> Decimal:
-        with localcontext(prec=PRECISION):
-            return self.prompt_price + self.completion_price
+    total_price: Decimal  # prompt_price + completion_price, exact
 
     def dify_fields(self) -> dict[str, str]:
         return {
@@ -48,18 +44,31 @@ class Cost:
         }
 
 
+#: per price (input, output, unit): its unit prices and 1 / tokens per unit, as decimals (one answer, one bill)
+_RATES: dict[tuple[str, str, str], tuple[Decimal, Decimal, Decimal]] = {}
+
+
+def _rates(price: Price) -> tuple[Decimal, Decimal, Decimal]:
+    key = (price.input, price.output, price.unit)
+    rates = _RATES.get(key)
+    if rates is None:
+        with localcontext(prec=PRECISION):
+            rates = _RATES[key] = (Decimal(price.input), Decimal(price.output), Decimal(1) / price.tokens_per_unit)
+    return rates
+
+
 def price_usage(usage: Usage, price: Price) -> Cost:
     """Cost of `usage` at `price`: tokens x unit price x (1 / tokens per unit), to 7 decimals, half up."""
+    prompt_unit, completion_unit, unit = _rates(price)
     with localcontext(prec=PRECISION):
-        unit = Decimal(1) / price.tokens_per_unit
-        prompt_unit, completion_unit = Decimal(price.input), Decimal(price.output)
+        prompt = (usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP)
+        completion = (usage.completion_tokens * completion_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP)
         return Cost(
             prompt_unit_price=prompt_unit,
             completion_unit_price=completion_unit,
             price_unit=unit,
-            prompt_price=(usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP),
-            completion_price=(usage.completion_tokens * completion_unit * unit).quantize(
-                QUANTUM, rounding=ROUND_HALF_UP
-            ),
+            prompt_price=prompt,
+            completion_price=completion,
             currency=price.currency,
+            total_price=prompt + completion,
         )

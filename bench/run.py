@@ -4,11 +4,12 @@ through LiteLLM's proxy, all in one run so the ratios hold on a noisy machine.
     .venv/bin/python bench/run.py [--quick] [--no-litellm] [--workers N] [--rate R]
     .venv/bin/python bench/run.py --soak 600
 
-Scenarios (blocking mock: 20 ms to first token, 16 chunks at once; streaming mocks: 4 or 64 chunks 20 ms apart):
+Scenarios (blocking mock: 20 ms to first token, 16 chunks at once, or one reply after 20 ms when asked unstreamed
+as promptd and LiteLLM ask for blocking answers; streaming mocks: 4 or 64 chunks 20 ms apart):
   1. added latency at concurrency 1: p50/p99, through minus direct;
   2. sustained requests/s at concurrency 64 and 256 (closed loop), with p99; and an open loop at a fixed rate
      (latency counted from when each request was due, so a system that falls behind shows it);
-  3. streaming: time to first token and chunk-gap p99 at concurrency 1 (200 streams of 4 chunks), the largest
+  3. streaming: time to first token and chunk-gap p99 at concurrency 1 (300 streams of 4 chunks), the largest
      number of concurrent streams (their starts spread over 1 s) that run without a stall (no gap between
      chunks over 100 ms, no error), and 256 streams all started at the same instant (a burst);
   4. RSS of every promptd worker idle and after the load (and, with --soak, its growth over a long run);
@@ -480,10 +481,10 @@ async def scenarios(quick: bool, litellm: bool, workers: int, rate: float) -> di
             await measure("open", t, open_loop(t, rate, secs))
         out["promptd"]["rss_after_load_mb"] = rss_all(sys_.promptd.pid)
     # streaming at c=1: time to first token and chunk gaps, from short streams (4 chunks 20 ms apart), enough of
-    # them for a p99 that is not just the largest of a few (twice, interleaved, as for c=1 above)
+    # them for a p99 that is not just the largest of a few (three runs, interleaved, pooled: 300 streams a system)
     async with Systems((20, 20, 4), workers, litellm, out) as sys_:
         ts = sys_.targets(stream=True)
-        for t in ts + ts:
+        for t in ts * 3:
             if t.name not in failed:
                 try:
                     runs = out["stream"].setdefault(t.name, {"levels": {}}).setdefault("c1_runs", [])

@@ -145,6 +145,12 @@ class Price(Strict):
     def tokens_per_unit(self) -> Decimal:
         return UNITS[self.unit]
 
+    @cached_property
+    def rates(self) -> tuple[Decimal, Decimal, Decimal]:
+        """(input unit price, output unit price, 1 / tokens per unit) as decimals, built once (the price is
+        frozen; every answer is billed with them). 1 / 1, 1 / 1000 and 1 / 1000000 are exact."""
+        return Decimal(self.input), Decimal(self.output), 1 / self.tokens_per_unit
+
 
 class Deployment(Strict):
     provider: str

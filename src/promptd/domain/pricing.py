@@ -44,22 +44,9 @@ class Cost:
         }
 
 
-#: per price (input, output, unit): its unit prices and 1 / tokens per unit, as decimals (one answer, one bill)
-_RATES: dict[tuple[str, str, str], tuple[Decimal, Decimal, Decimal]] = {}
-
-
-def _rates(price: Price) -> tuple[Decimal, Decimal, Decimal]:
-    key = (price.input, price.output, price.unit)
-    rates = _RATES.get(key)
-    if rates is None:
-        with localcontext(prec=PRECISION):
-            rates = _RATES[key] = (Decimal(price.input), Decimal(price.output), Decimal(1) / price.tokens_per_unit)
-    return rates
-
-
 def price_usage(usage: Usage, price: Price) -> Cost:
     """Cost of `usage` at `price`: tokens x unit price x (1 / tokens per unit), to 7 decimals, half up."""
-    prompt_unit, completion_unit, unit = _rates(price)
+    prompt_unit, completion_unit, unit = price.rates
     with localcontext(prec=PRECISION):
         prompt = (usage.prompt_tokens * prompt_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP)
         completion = (usage.completion_tokens * completion_unit * unit).quantize(QUANTUM, rounding=ROUND_HALF_UP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from promptd.domain.ids import end_user_id
 from tests.conftest import FAKE_CATALOG
-from tests.faces.dify.helpers import assert_dify_error, complete, message_count, sse_events
+from tests.faces.dify.helpers import assert_dify_error, complete, message_count
 from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app
 
@@ -115,10 +116,19 @@ def test_the_mime_type_is_recorded_without_parameters(fake_server: RunningServer
     assert f["mime_type"] == "text/plain" and f["extension"] == "txt"
 
 
+def test_of_two_parts_named_file_the_first_is_taken(fake_server: RunningServer) -> None:
+    """Dify counts file fields, not parts (werkzeug's `len(request.files)`), and reads `files["file"]`."""
+    two = [("file", ("a.png", PNG, "image/png")), ("file", ("b.txt", b"second", "text/plain"))]
+    resp = upload(fake_server, files=two)
+    assert resp.status_code == 201, resp.text
+    f = resp.json()
+    assert (f["name"], f["size"], f["mime_type"]) == ("a.png", len(PNG), "image/png")
+
+
 def test_upload_errors_have_difys_codes(fake_server: RunningServer) -> None:
     assert_dify_error(upload(fake_server, files=[]), 400, "no_file_uploaded", "Please upload your file.")
-    two = [("file", ("a.png", PNG, "image/png")), ("file", ("b.png", PNG, "image/png"))]
-    assert_dify_error(upload(fake_server, files=two), 400, "too_many_files", "Only one file is allowed.")
+    other = [("file", ("a.png", PNG, "image/png")), ("image", ("b.png", PNG, "image/png"))]
+    assert_dify_error(upload(fake_server, files=other), 400, "too_many_files", "Only one file is allowed.")
     eleven = [("file", (f"{i}.png", PNG, "image/png")) for i in range(11)]
     assert_dify_error(upload(fake_server, files=eleven), 400, "too_many_files", "Only one file is allowed.")
     # httpx sends a part named "" without a filename: a plain form field, so there is no file
@@ -242,7 +252,6 @@ def test_an_uploaded_image_reaches_the_vision_model_as_a_data_uri(
 @pytest.mark.parametrize(
     ("project", "files", "message_part"),
     [
-        ("closed", [image(transfer_method="remote_url", url="https://x/a.png")], "not enabled"),
         ("blind", [image(transfer_method="remote_url", url="https://x/a.png")], "not vision-capable"),
         ("demo", [image(transfer_method="remote_url", url="https://x/a.png")] * 3, "maximum limit of 2"),
         ("demo", [{"type": "document", "transfer_method": "remote_url", "url": "https://x/a.pdf"}], "only image"),
@@ -259,6 +268,25 @@ def test_files_the_app_cannot_take_are_refused_not_dropped(
     body = assert_dify_error(r, 400, "invalid_param")
     assert message_part in body["message"]
     assert provider.calls == [] and message_count(server, project) == 0
+
+
+@pytest.mark.parametrize("mode", ["blocking", "streaming"])
+def test_files_sent_to_an_app_with_uploads_off_are_ignored_and_said_so(
+    vision: tuple[RunningServer, RecordingProvider], mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dify ignores `files` when the app takes none; promptd does too, and says so in a header and the log."""
+    server, provider = vision
+    files = [image(transfer_method="remote_url", url="https://x/a.png")]
+    body = {"inputs": {"query": "x"}, "user": "alice", "files": files, "response_mode": mode}
+    with caplog.at_level(logging.INFO, logger="promptd.dify"):
+        r = complete(server, body, key=server.new_key("closed"))
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Promptd-Ignored"] == "files"
+    [message] = provider.calls[-1].messages
+    assert isinstance(message.content, str)  # the text only: no image part
+    assert any("files ignored" in rec.getMessage() for rec in caplog.records)
+    plain = complete(server, {"inputs": {"query": "x"}, "user": "alice"}, key=server.new_key("closed"))
+    assert "X-Promptd-Ignored" not in plain.headers
 
 
 def test_a_transfer_method_the_app_does_not_allow_is_refused(vision: tuple[RunningServer, RecordingProvider]) -> None:
@@ -278,22 +306,19 @@ def test_an_uploaded_document_is_not_an_image(vision: tuple[RunningServer, Recor
     assert provider.calls == []
 
 
-def test_file_errors_of_a_streaming_request_are_an_error_event(
+def test_file_errors_of_a_streaming_request_are_a_400_before_any_stream(
     vision: tuple[RunningServer, RecordingProvider],
 ) -> None:
+    """Dify checks the request before the stream exists: a mistake is a 400 JSON answer, not an event."""
     server, provider = vision
     body = {
         "inputs": {"query": "x"},
         "user": "alice",
         "response_mode": "streaming",
-        "files": [image(transfer_method="remote_url", url="https://x/a.png")],
+        "files": [image(transfer_method="remote_url", url="ftp://x/a.png")],
     }
-    headers = server.headers(server.new_key("closed"))
-    with httpx.stream("POST", server.v1 + "/completion-messages", json=body, headers=headers) as r:
-        assert r.status_code == 200
-        [event] = list(sse_events(r.iter_lines()))
-    assert isinstance(event, dict) and event["event"] == "error"
-    assert event["status"] == 400 and event["code"] == "invalid_param" and "not enabled" in event["message"]
+    r = httpx.post(server.v1 + "/completion-messages", json=body, headers=server.headers())
+    assert "http(s) URL" in assert_dify_error(r, 400, "invalid_param")["message"]
     assert provider.calls == []
 
 

@@ -128,9 +128,8 @@ def test_sdk_file_upload(client: CompletionClient, fake_server: RunningServer) -
     assert preview.status_code == 200 and preview.content == PNG
     assert preview.headers["content-type"] == "image/png"
 
-    # the demo app does not take files: using the upload in a completion is refused, and says why
+    # the demo app does not take files: as Dify does, the completion ignores them, and the header says so
     files = [{"type": "image", "transfer_method": "local_file", "upload_file_id": uploaded["id"]}]
-    refused = client.create_completion_message({"query": "What is in it?"}, "blocking", "sdk-user", files=files)
-    assert refused.status_code == 400
-    assert refused.json()["code"] == "invalid_param"
-    assert refused.json()["message"] == "File upload is not enabled for this app."
+    answered = client.create_completion_message({"query": "What is in it?"}, "blocking", "sdk-user", files=files)
+    assert answered.status_code == 200 and answered.json()["answer"]
+    assert answered.headers["X-Promptd-Ignored"] == "files"

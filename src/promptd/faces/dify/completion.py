@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse, Response
 from promptd.domain.forms import validate_inputs
 from promptd.domain.templates import render_prompt, template_variables
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
-from promptd.errors import ConflictError, InputError, ProviderError
+from promptd.errors import ConflictError, InputError
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
-from promptd.faces.dify.sse import PING, encode, event, header, message_frame, usage_metadata
+from promptd.faces.dify.sse import PING, encode, event, header, message_frame, metadata
 from promptd.faces.dify.wire import (
     CompletionBody,
     FileRef,
@@ -34,6 +34,8 @@ from promptd.types import ContentPart, Message, TextDelta
 __all__ = ["completion_messages", "stop_completion"]
 
 log = logging.getLogger("promptd.dify")
+
+IGNORED_KEY = "promptd.ignored"  # request scope: what the face ignored of the request (for the header)
 
 
 def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
@@ -58,8 +60,6 @@ def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
 async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bool) -> list[ContentPart]:
     """Resolve `files` to image content parts the model can read, with Dify-style errors for each misuse."""
     config = app.project.file_upload.image
-    if not config.enabled:
-        raise InputError("File upload is not enabled for this app.", param="files")
     if len(files) > config.number_limits:
         raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.", param="files")
     parts: list[ContentPart] = []
@@ -91,6 +91,21 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
     return parts
 
 
+#: the response header that tells a client what part of its request was ignored (`files`, today)
+IGNORED_HEADER = "X-Promptd-Ignored"
+
+
+def uploads_on(app: App, request: Request) -> bool:
+    """Whether the app takes files. When it does not, Dify ignores a request's `files` (no error): so does
+    promptd, and says so in the `X-Promptd-Ignored: files` header (set on the request's scope, added by the
+    response) and in the log."""
+    if app.project.file_upload.image.enabled:
+        return True
+    log.info("files ignored: uploads are off for app %r", app.name)
+    request.scope[IGNORED_KEY] = "files"
+    return False
+
+
 def _require_completion_app(app: App) -> None:
     if app.project.mode != "completion":
         raise ConflictError("App unavailable, please check your app configurations.", code="app_unavailable")
@@ -107,17 +122,13 @@ async def completion_messages(request: Request) -> Response:
     end_user = app.end_user(user)
     streaming = body.response_mode == "streaming"
     model_key, model = app.svc.engine.model(app.name, None)
-    try:
-        inputs, text = _prompt(app, body)
-        content: str | list[ContentPart] = text
-        if body.files:
-            images = await _image_parts(app, body.files, end_user, model.vision)
-            content = [{"type": "text", "text": text}, *images]
-    except InputError as exc:
-        if not streaming:
-            raise
-        # Dify reports input-form errors of a streaming request as an `error` event in a 200 stream
-        return EventStream(_single_error(exc))
+    # Dify checks inputs before any stream exists: a mistake is a 400 JSON answer in both modes
+    inputs, text = _prompt(app, body)
+    content: str | list[ContentPart] = text
+    files = body.files if body.files and uploads_on(app, request) else None
+    if files:
+        images = await _image_parts(app, files, end_user, model.vision)
+        content = [{"type": "text", "text": text}, *images]
     messages = []
     if app.project.system_prompt:
         messages.append(Message("system", render_prompt(app.project.system_prompt, inputs)))
@@ -134,16 +145,16 @@ async def completion_messages(request: Request) -> Response:
         query=body.query or None,
         files=[
             {"type": f.type, "transfer_method": f.transfer_method, "url": f.url, "upload_file_id": f.upload_file_id}
-            for f in body.files
+            for f in files
         ]
-        if body.files
+        if files
         else None,
     )
     await app.svc.engine.admit([req], app.key.limits)  # over a limit: a 429 with Retry-After, stream or not
     if streaming:
         req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
-        return EventStream(_stream(generation))
+        return EventStream(_stream(generation), headers=_ignored(request))
     result = await app.svc.engine.start(req).wait()
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
@@ -157,20 +168,22 @@ async def completion_messages(request: Request) -> Response:
                 "message_id": req.message_id,
                 "mode": "completion",
                 "answer": result.answer,
-                "metadata": {"usage": usage_metadata(result)},
+                "metadata": metadata(result),
                 "created_at": int(req.created_at),
             }
         ),
         media_type="application/json",
+        headers=_ignored(request),
     )
+
+
+def _ignored(request: Request) -> dict[str, str] | None:
+    ignored = request.scope.get(IGNORED_KEY)
+    return {IGNORED_HEADER: ignored} if ignored else None
 
 
 def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
     status, code, message = dify_error(exc)
-    if isinstance(exc, ProviderError):
-        # a stream reports every model invoke error, a rate limit too, as 400 completion_request_error
-        # (Dify's `_error_to_stream_response`); only a blocking answer turns a rate limit into a 429
-        status, code = 400, "completion_request_error"
     if status >= 500:
         message = "Internal Server Error, please contact support."
     return event(
@@ -183,11 +196,6 @@ def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
             "message": message,
         }
     )
-
-
-async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
-    req = GenerationRequest(project="", model="", messages=[], face="dify")
-    yield _error_event(req.message_id, int(req.created_at), exc)
 
 
 async def _stream(generation: Any) -> AsyncIterator[bytes]:
@@ -208,9 +216,7 @@ async def _stream(generation: Any) -> AsyncIterator[bytes]:
                 if result.error is not None:
                     yield _error_event(req.message_id, head["created_at"], result.error)
                 else:
-                    yield event(
-                        {"event": "message_end", **head, "metadata": {"usage": usage_metadata(result)}, "files": None}
-                    )
+                    yield event({"event": "message_end", **head, "metadata": metadata(result), "files": None})
     finally:
         if not finished:  # the client went away: stop the upstream call, the record says so
             generation.stop("client disconnected")

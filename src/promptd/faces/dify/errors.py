@@ -20,7 +20,6 @@ from promptd.errors import (
     NotFound,
     PromptdError,
     ProviderError,
-    ProviderRateLimited,
     retry_after_header,
 )
 
@@ -62,9 +61,7 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 429, "too_many_requests", exc.message
     if isinstance(exc, LimitsUnavailable):
         return 503, exc.code, exc.message
-    if isinstance(exc, ProviderRateLimited):
-        return 429, "rate_limit_error", exc.message
-    if isinstance(exc, ProviderError):
+    if isinstance(exc, ProviderError):  # an upstream's 429 too: Dify's completion endpoint has no 429 for it
         return 400, "completion_request_error", exc.message
     if isinstance(exc, PromptdError):
         return 400, exc.code, exc.message

@@ -70,7 +70,8 @@ class Upload:
 async def _single_file(
     request: Request, *, none: DifyHTTPError, many: DifyHTTPError, too_large: DifyHTTPError, max_bytes: int
 ) -> Upload:
-    """The one `file` part of a multipart request (read, and the form closed), and its `user` field. A body
+    """The `file` part of a multipart request (the first, when several parts are named `file`, as Dify takes;
+    a file under another name too is `many`), read and the form closed, and its `user` field. A body
     far over `max_bytes` (more than the 1 MB allowed for the form around the file) is refused unread."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes + MB:
@@ -79,10 +80,11 @@ async def _single_file(
         raise none
     try:
         async with request.form(max_files=10, max_fields=100) as form:
-            uploads = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+            parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+            uploads = [v for k, v in parts if k == "file"]
             if not uploads:
                 raise none
-            if len(uploads) > 1:
+            if len({k for k, _ in parts}) > 1:  # Dify counts file fields, not parts: of two `file`s, the first
                 raise many
             user = form.get("user")
             part = uploads[0]

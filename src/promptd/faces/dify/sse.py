@@ -8,7 +8,7 @@ import msgspec
 
 from promptd.engine.request import GenerationRequest, GenerationResult
 
-__all__ = ["PING", "event", "message_frame", "usage_metadata"]
+__all__ = ["PING", "event", "message_frame", "metadata", "usage_metadata"]
 
 PING = b"event: ping\n\n"
 _encode = msgspec.json.Encoder().encode
@@ -43,7 +43,15 @@ def usage_metadata(result: GenerationResult) -> dict[str, Any]:
         "total_price": prices["total_price"],
         "currency": prices["currency"],
         "latency": result.latency,
+        "time_to_first_token": result.ttft,
+        "time_to_generate": None if result.ttft is None else result.latency - result.ttft,
     }
+
+
+def metadata(result: GenerationResult) -> dict[str, Any]:
+    """The `metadata` of a blocking answer and of `message_end`, as Dify's completion app sends it: no
+    annotation reply and no retriever resources (JS clients call `metadata.retriever_resources.map`)."""
+    return {"annotation_reply": None, "retriever_resources": [], "usage": usage_metadata(result)}
 
 
 def header(req: GenerationRequest) -> dict[str, Any]:

@@ -63,6 +63,8 @@ def decode_object(raw: bytes) -> dict[str, Any]:
         obj = msgspec.json.decode(raw) if raw.strip() else None
     except msgspec.DecodeError:
         obj = None
+    except RecursionError:  # nested deeper than the decoder's recursion limit: a client mistake, not a 500
+        raise InputError("Invalid JSON payload received: nested too deeply.", code="bad_request") from None
     if not isinstance(obj, dict):
         raise InputError("Invalid JSON payload received or JSON payload is empty.", code="bad_request")
     return obj
@@ -87,9 +89,12 @@ MAX_USER_LENGTH = 255
 
 
 def require_user(user: Any) -> str:
-    """Dify's `user` argument: required, a non-empty string that the store can keep."""
+    """Dify's `user` argument: required, a non-empty string that the store can keep. A number is taken as
+    its text (`42` is the user "42"), as Dify's `str(user)` does."""
     if user is None or user == "":
         raise InputError("Arg user must be provided.", param="user")
+    if isinstance(user, int | float) and not isinstance(user, bool):
+        user = str(user)
     if not isinstance(user, str):
         raise InputError("Arg user must be a string.", param="user")
     if len(user) > MAX_USER_LENGTH:

@@ -11,7 +11,7 @@ import string
 import uuid
 
 __all__ = [
-    "ADMIN_KEY_PREFIX", "KEY_PREFIX", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key", "new_uuid",
+    "ADMIN_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key", "new_uuid",
 ]  # fmt: skip
 
 KEY_PREFIX = "app-"
@@ -43,6 +43,17 @@ def looks_like_key(token: str) -> bool:
 def end_user_id(project: str, external_user_id: str) -> str:
     """The id of the end user `external_user_id` of `project`: stable, so no lookup is needed to know it."""
     return str(uuid.uuid5(END_USER_NAMESPACE, f"{project}\x00{external_user_id}"))
+
+
+def app_uuid(project: str) -> str:
+    """The UUID that stands for the app `project` where Dify's wire has an `app_id` UUID: stable, no lookup."""
+    return str(uuid.uuid5(END_USER_NAMESPACE, f"app\x00{project}"))
+
+
+def conversation_id(message_id: str) -> str:
+    """The conversation of a completion message where Dify's wire has one: Dify opens a conversation per
+    completion message; promptd has none, so a stable UUID is derived from the message's."""
+    return str(uuid.uuid5(END_USER_NAMESPACE, f"conversation\x00{message_id}"))
 
 
 class _Randomness:

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from promptd.domain.ids import end_user_id
+from promptd.domain.ids import app_uuid, end_user_id
 from tests.conftest import FAKE_CATALOG
 from tests.faces.dify.helpers import assert_dify_error, complete
 from tests.serving import RunningServer, serve_app
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+DIFY_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$")  # datetime.isoformat(), no zone
 
 RICH: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
 RICH["projects"]["demo"].update(
@@ -167,13 +170,18 @@ def test_feedback_is_created_updated_and_revoked(fake_server: RunningServer) -> 
     [fb] = feedbacks(fake_server)
     assert fb["message_id"] == mid and fb["rating"] == "like" and fb["content"] == "nice"
     assert fb["from_source"] == "user" and fb["from_end_user_id"] == end_user_id("demo", "alice")
-    assert fb["app_id"] == "demo" and fb["conversation_id"] is None and fb["from_account_id"] is None
-    assert ISO.match(fb["created_at"]) and ISO.match(fb["updated_at"])
+    # Dify's MessageFeedback.to_dict(): UUIDs for the app and the conversation, naive UTC isoformat() times
+    assert str(uuid.UUID(fb["app_id"])) == fb["app_id"] == app_uuid("demo")
+    assert str(uuid.UUID(fb["conversation_id"])) == fb["conversation_id"] and fb["from_account_id"] is None
+    assert DIFY_TIME.match(fb["created_at"]) and DIFY_TIME.match(fb["updated_at"])
+    created = dt.datetime.fromisoformat(fb["created_at"]).replace(tzinfo=dt.UTC).timestamp()
+    assert abs(created - time.time()) < 60  # UTC, not local time
 
     assert feedback(fake_server, mid, {"rating": "dislike", "user": "alice"}).status_code == 200
     [updated] = feedbacks(fake_server)  # still one row (the same one), now a dislike without content
     assert updated["id"] == fb["id"] and updated["rating"] == "dislike" and updated["content"] is None
-    assert updated["created_at"] == fb["created_at"] and ISO.match(updated["updated_at"])
+    assert updated["created_at"] == fb["created_at"] and DIFY_TIME.match(updated["updated_at"])
+    assert updated["conversation_id"] == fb["conversation_id"]  # stable: derived from the message
 
     assert feedback(fake_server, mid, {"rating": None, "user": "alice"}).json() == {"result": "success"}
     assert feedbacks(fake_server) == []
@@ -378,3 +386,23 @@ def test_a_chat_project_is_not_a_dify_completion_app(tmp_path: Path) -> None:
         assert_dify_error(r, 400, "app_unavailable", "App unavailable, please check your app configurations.")
         r = httpx.post(server.v1 + "/chat-messages", headers=server.headers())
         assert "/api/v1/chat/completions" in assert_dify_error(r, 400, "app_unavailable")["message"]
+
+
+def test_a_numeric_user_is_the_user_of_its_text(fake_server: RunningServer) -> None:
+    """Dify takes `user` as `str(user)`: a JS client's number is a user, on completion, stop and feedback."""
+    r = complete(fake_server, {"inputs": {"query": "hi", "city": "Paris"}, "user": 42})
+    assert r.status_code == 200, r.text
+    mid = r.json()["message_id"]
+    stop = httpx.post(
+        f"{fake_server.v1}/completion-messages/{r.json()['task_id']}/stop",
+        json={"user": 42},
+        headers=fake_server.headers(),
+    )
+    assert stop.json() == {"result": "success"}
+    assert feedback(fake_server, mid, {"rating": "like", "user": 42}).json() == {"result": "success"}
+    [fb] = feedbacks(fake_server)
+    assert fb["from_end_user_id"] == end_user_id("demo", "42")  # the same end user as the string "42"
+    assert feedback(fake_server, mid, {"rating": "dislike", "user": "42"}).status_code == 200
+    for wrong in (True, [42], {"id": 42}):
+        bad = complete(fake_server, {"inputs": {"query": "hi"}, "user": wrong})
+        assert_dify_error(bad, 400, "invalid_param", "Arg user must be a string.")

@@ -9,11 +9,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from promptd.domain.forms import form_to_dify
+from promptd.domain.ids import app_uuid, conversation_id
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.auth import authenticate
 from promptd.faces.dify.wire import FeedbackBody, decode_body, require_user
 
 __all__ = ["app_feedbacks", "end_user", "info", "message_feedback", "meta", "parameters", "site"]
+
+
+def naive_iso(ts: float) -> str:
+    """Dify's `datetime.isoformat()` of a UTC time kept without a zone: `2024-05-01T12:34:56.123456`."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(tzinfo=None).isoformat()
 
 
 def iso(ts: float | None) -> str | None:
@@ -150,16 +156,16 @@ async def app_feedbacks(request: Request) -> Response:
     data: list[dict[str, Any]] = [
         {
             "id": r["id"],
-            "app_id": app.name,
-            "conversation_id": None,
+            "app_id": app_uuid(app.name),
+            "conversation_id": conversation_id(r["message_id"]),
             "message_id": r["message_id"],
             "rating": r["rating"],
             "content": r["content"],
             "from_source": r["from_source"],
             "from_end_user_id": r["from_end_user_id"],
             "from_account_id": r["from_account_id"],
-            "created_at": iso(r["created_at"]),
-            "updated_at": iso(r["updated_at"]),
+            "created_at": naive_iso(r["created_at"]),
+            "updated_at": naive_iso(r["updated_at"]),
         }
         for r in rows
     ]

@@ -20,6 +20,7 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     odd         a chunk that is JSON but not a chunk's shape ({"choices": "nope"})
     error-chunk a 200 stream whose one chunk is an error object with code 400 (as vLLM sends them)
     whole       ignores stream=true: one application/json chat.completion with a tool call
+    fingerprint the normal answer with `system_fingerprint: fp_test` in every chunk (and in the whole reply)
 
 Every request is kept in `requests` (headers, JSON body and, for chat, the client's port) for assertions.
 """
@@ -57,6 +58,7 @@ def _chunk(content: str | None = None, finish: str | None = None, **delta: Any) 
 
 USAGE = b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}\n\n'
 DONE = b"data: [DONE]\n\n"
+FINGERPRINT = "fp_test"
 
 
 def _answer() -> list[bytes]:
@@ -138,6 +140,8 @@ class FakeUpstream:
             return JSONResponse(WHOLE)
         if model == "ok" and body.get("stream") is False:
             return JSONResponse(OK_WHOLE)
+        if model == "fingerprint" and body.get("stream") is False:
+            return JSONResponse({**OK_WHOLE, "system_fingerprint": FINGERPRINT})
         return StreamingResponse(self._stream(model), media_type="text/event-stream")
 
     async def _stream(self, model: str) -> AsyncIterator[bytes]:
@@ -204,6 +208,11 @@ class FakeUpstream:
             for i in range(0, len(answer), 16):
                 yield answer[i : i + 16]
                 await asyncio.sleep(0.001)  # one piece per read, as far as loopback allows
+            return
+        if model == "fingerprint":
+            for piece in _answer():
+                marked = b'data: {"system_fingerprint":"' + FINGERPRINT.encode() + b'",'
+                yield piece.replace(b"data: {", marked, 1) if piece != DONE else piece
             return
         for piece in _answer():
             if model == "no-done" and piece == DONE:

@@ -19,6 +19,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     ping_interval: float = 10.0  # seconds between Dify `event: ping` keep-alives
+    #: seconds a chat stream holds its response head waiting for the first token: an error before then gets
+    #: its real HTTP status; past it the head leaves with the next keep-alive comment and the stream is committed
+    stream_commit_wait: float = 10.0
     recorder_batch: int = 256
     recorder_queue: int = 10_000
     recorder_linger: float = 0.1  # seconds the writer waits for a batch to fill

@@ -88,6 +88,7 @@ class Finish:
 
     reason: Literal["stop", "length", "tool_calls", "content_filter"] | str
     usage: Usage | None = None
+    system_fingerprint: str | None = None  # the upstream's, when it sent one (OpenAI-compatible servers)
 
 
 ProviderEvent = TextDelta | ToolCallDelta | Finish

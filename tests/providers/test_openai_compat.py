@@ -292,3 +292,12 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412500.0) == 0.0  # a past date: now
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_system_fingerprint_is_passed_up(provider: OpenAICompatProvider, stream: bool) -> None:
+    events = await collect(provider, call("fingerprint", stream=stream))
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.system_fingerprint == "fp_test"
+    plain = (await collect(provider, call("ok", stream=stream)))[-1]
+    assert isinstance(plain, Finish) and plain.system_fingerprint is None

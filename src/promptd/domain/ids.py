@@ -11,7 +11,8 @@ import string
 import uuid
 
 __all__ = [
-    "ADMIN_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id", "hash_key", "keys_equal", "looks_like_key", "new_key", "new_uuid",
+    "ADMIN_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id", "hash_key", "keys_equal",
+    "looks_like_key", "new_key", "new_uuid",
 ]  # fmt: skip
 
 KEY_PREFIX = "app-"

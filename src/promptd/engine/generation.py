@@ -290,6 +290,7 @@ class Generation:
             tool_calls=[tool_calls[i] for i in sorted(tool_calls)] or None,
             attempts=attempts,
             upstream_s=sum(a.get("duration", 0.0) for a in attempts if not a.get("hedge")),
+            system_fingerprint=finish.system_fingerprint if finish is not None else None,
         )
         self.result = result
         if self._timer is not None:

@@ -79,7 +79,7 @@ class OpenAICompatProvider(HTTPProvider):
                         break
                 if not done and reader.reason is None:
                     raise ProviderUnavailable(f"{self.who}: the stream ended before completion")
-                yield Finish(reader.reason or "stop", reader.usage)
+                yield Finish(reader.reason or "stop", reader.usage, reader.fingerprint)
 
     def _events(self, reader: ChunkReader, data: bytes) -> list[ProviderEvent]:
         try:
@@ -100,8 +100,10 @@ class OpenAICompatProvider(HTTPProvider):
                 delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(delta.get("tool_calls") or [])]
                 reader = ChunkReader()
                 chunk = {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
-                events = reader.events({**chunk, "usage": reply.get("usage")})
-                return [*events, Finish(reader.reason or "stop", reader.usage)]
+                events = reader.events(
+                    {**chunk, "usage": reply.get("usage"), "system_fingerprint": reply.get("system_fingerprint")}
+                )
+                return [*events, Finish(reader.reason or "stop", reader.usage, reader.fingerprint)]
         except _SHAPE_ERRORS as exc:
             raise ProviderUnavailable(f"{self.who}: malformed reply from upstream: {raw[:200]!r}") from exc
         raise self._body_error(reply["error"], raw)

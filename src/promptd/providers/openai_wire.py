@@ -32,11 +32,14 @@ class ChunkReader:
 
     reason: str | None = None
     usage: Usage | None = None
+    fingerprint: str | None = None  # the upstream's `system_fingerprint`, when it sent one
 
     def events(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
         if chunk.get("usage"):
             u = chunk["usage"]
             self.usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+        if chunk.get("system_fingerprint"):
+            self.fingerprint = str(chunk["system_fingerprint"])
         out: list[ProviderEvent] = []
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}

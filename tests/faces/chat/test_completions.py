@@ -129,7 +129,6 @@ def test_session_turns_are_listed_in_order(chat: tuple[RunningServer, RecordingP
     [
         ({"model": "nope", "messages": USER}, 404, "project 'nope' does not exist"),
         ({"model": "demo/zzz", "messages": USER}, 404, "model 'zzz' does not exist or is not attached"),
-        ({"model": "demo", "messages": USER, "user": "bob"}, 400, "user must be a UUID"),
         ({"model": "demo", "messages": USER, "session_id": "s1", **ARGS}, 400, "session_id must be a UUID"),
         ({"model": "demo", "messages": []}, 400, "messages must not be empty"),
         ({"model": "demo", "messages": USER}, 400, "missing argument 'name'"),
@@ -204,14 +203,12 @@ def slow_catalog(**model: Any) -> dict[str, Any]:
     return catalog
 
 
-def test_max_ttft_ms_fails_blocking_with_408_and_streams_before_content(tmp_path: Path) -> None:
+def test_max_ttft_ms_fails_with_408_blocking_and_streaming(tmp_path: Path) -> None:
     with serve_app(slow_catalog(), tmp_path) as server:
         body = {"model": "demo/slowpoke", "messages": USER, "max_ttft_ms": 200}
         assert_adaptive_error(post(server, "/api/v1/chat/completions", body), 408, "first token")
-        raw = post(server, "/api/v1/chat/completions", {**body, "stream": True}).text
-        [only] = [json.loads(b.removeprefix("data: ")) for b in raw.split("\n\n") if b.startswith("data: ")]
-        assert only["error"]["status"] == 408 and only["choices"][0]["finish_reason"] == "error"
-        assert "[DONE]" not in raw  # a failed stream never pretends to be complete
+        # nothing was sent before the deadline passed: the stream answers with the real status too
+        assert_adaptive_error(post(server, "/api/v1/chat/completions", {**body, "stream": True}), 408, "first token")
         failed = rows(server, expect=2)
         assert [r["status"] for r in failed] == ["error", "error"]
         assert failed[0]["error_code"] == "first_token_timeout"
@@ -249,7 +246,7 @@ def test_openai_aliases_use_openais_error_shape(chat: tuple[RunningServer, Recor
 def test_a_slow_first_token_gets_sse_keep_alives(tmp_path: Path) -> None:
     catalog = copy.deepcopy(CHAT_CATALOG)
     catalog["providers"]["fake"]["first_token_ms"] = 700
-    with serve_app(catalog, tmp_path, ping_interval=0.2) as server:
+    with serve_app(catalog, tmp_path, ping_interval=0.2, stream_commit_wait=0) as server:
         raw = post(server, "/api/v1/chat/completions", {"model": "demo", "messages": USER, "stream": True, **ARGS}).text
     blocks = [b for b in raw.split("\n\n") if b]
     first_data = next(i for i, b in enumerate(blocks) if b.startswith("data: "))

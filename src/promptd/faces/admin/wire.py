@@ -69,6 +69,8 @@ def decode_body(body: bytes, kind: type[KeyCreate]) -> KeyCreate:
         raise InputError(f"invalid body: {exc}", code="invalid_param") from None
     except msgspec.DecodeError:
         raise InputError("the body must be a JSON object", code="bad_request") from None
+    except RecursionError:
+        raise InputError("the body is nested too deeply", code="bad_request") from None
 
 
 def _time(params: QueryParams, name: str) -> float | None:

@@ -20,12 +20,12 @@ from promptd.engine.request import Done, GenerationRequest, GenerationResult, Ke
 from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import Caller, authenticate, split_model
 from promptd.faces.chat.errors import chat_status
-from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
+from promptd.faces.chat.wire import ChatBody, decode, free_user, optional_uuid, to_messages
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import Message, TextDelta, ToolCallDelta, last_user_text
 
-__all__ = ["chat_completions", "enabled_tools", "usage_body"]
+__all__ = ["chat_completions", "enabled_tools", "usage_body", "with_fingerprint"]
 
 _encode = msgspec.json.Encoder().encode
 MAX_N = 16
@@ -93,7 +93,7 @@ async def chat_completions(request: Request) -> Response:
     body = decode(await request.body(), ChatBody)
     project_name, model_name = split_model(body.model)
     project = caller.project(project_name)
-    user = optional_uuid(body.user, "user")
+    user = free_user(body.user)
     given_session = optional_uuid(body.session_id, "session_id")
     session_id = given_session or new_uuid()
     n = 1 if body.n in (None, 0) else body.n  # Adaptive's schema allows 0: the default, one choice
@@ -157,7 +157,8 @@ async def chat_completions(request: Request) -> Response:
             caller.svc.engine.start(r, keepalive=keepalive if i == 0 else None) for i, r in enumerate(requests)
         ]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventStream(_stream(generations, head, include_usage))
+        wait = caller.svc.settings.stream_commit_wait
+        return EventStream(_stream(generations, head, include_usage, commit_wait=wait), hold=True)
     generations = [caller.svc.engine.start(r) for r in requests]
     results = await asyncio.gather(*(g.wait() for g in generations))
     request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
@@ -179,10 +180,14 @@ async def chat_completions(request: Request) -> Response:
         }
         for i, (g, r) in enumerate(zip(generations, results, strict=True))
     ]
-    return Response(
-        _encode({**head, "object": "chat.completion", "choices": choices, "usage": usage_body(results)}),
-        media_type="application/json",
-    )
+    answer = {**head, "object": "chat.completion", "choices": choices, "usage": usage_body(results)}
+    return Response(_encode(with_fingerprint(answer, results)), media_type="application/json")
+
+
+def with_fingerprint(body: dict[str, Any], results: list[GenerationResult]) -> dict[str, Any]:
+    """`body` with the upstream's `system_fingerprint`, when one of the choices' upstreams sent one."""
+    fingerprint = next((r.system_fingerprint for r in results if r.system_fingerprint), None)
+    return body if fingerprint is None else {**body, "system_fingerprint": fingerprint}
 
 
 def _delta(head: dict[str, Any], index: int, completion_id: str, finish: str | None, **delta: Any) -> bytes:
@@ -230,15 +235,23 @@ async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]
             task.cancel()
 
 
-async def _stream(generations: list[Generation], head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream(
+    generations: list[Generation], head: dict[str, Any], include_usage: bool, *, commit_wait: float
+) -> AsyncIterator[bytes]:
+    """The chunks of a streamed answer. Nothing is sent (EventStream holds the head) until the first delta,
+    or a keep-alive once `commit_wait` seconds have passed since the request: an error before that is raised,
+    and answered with its real HTTP status; after it, an error is a last chunk with an `error` object."""
     results: dict[int, GenerationResult] = {}
     failed: PromptdError | None = None
+    committed = False
+    started = generations[0].request.started
     frames = [_content_frame(head, i, g.request.message_id) for i, g in enumerate(generations)]
     try:
         async for i, event in _merge(generations):
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta):
                 before, after = frames[i]
+                committed = True
                 yield before + _encode(event.text) + after
             elif isinstance(event, ToolCallDelta):
                 call: dict[str, Any] = {
@@ -250,15 +263,20 @@ async def _stream(generations: list[Generation], head: dict[str, Any], include_u
                     call["id"] = event.id
                 if event.name:
                     call["function"]["name"] = event.name
+                committed = True
                 yield _delta(head, i, cid, None, tool_calls=[call])
             elif isinstance(event, KeepAlive):
-                yield b": keep-alive\n\n"
+                if committed or time.perf_counter() - started >= commit_wait:
+                    committed = True
+                    yield b": keep-alive\n\n"
             elif isinstance(event, Done):
                 results[i] = event.result
                 if event.result.error is not None:
                     failed = event.result.error
                     for g in generations:
                         g.stop("another choice failed")
+                    if not committed:
+                        raise failed  # nothing sent yet: the client gets the real status (EventStream)
                     status = chat_status(failed)
                     error = {"message": failed.message, "code": failed.code, "status": status}
                     choice = {
@@ -267,16 +285,16 @@ async def _stream(generations: list[Generation], head: dict[str, Any], include_u
                         "finish_reason": "error",
                         "delta": {"id": cid, "role": "assistant", "content": ""},
                     }
-                    yield b"data: " + _encode({**head, "error": error, "choices": [choice]}) + b"\n\n"
+                    chunk = {**head, "object": "chat.completion.chunk", "error": error, "choices": [choice]}
+                    yield b"data: " + _encode(chunk) + b"\n\n"
                     return  # no [DONE]: the answer is not complete
-                yield _delta(head, i, cid, event.result.finish_reason)
+                committed = True
+                finish = _delta(with_fingerprint(head, [event.result]), i, cid, event.result.finish_reason)
+                yield finish
         if include_usage:
             ordered = [results[i] for i in sorted(results)]
-            yield (
-                b"data: "
-                + _encode({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)})
-                + b"\n\n"
-            )
+            usage = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)}
+            yield b"data: " + _encode(with_fingerprint(usage, ordered)) + b"\n\n"
         yield b"data: [DONE]\n\n"
     finally:
         if len(results) < len(generations) and failed is None:  # the client went away mid-stream

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate, split_model
-from promptd.faces.chat.wire import EmbeddingsBody, decode, optional_uuid
+from promptd.faces.chat.wire import EmbeddingsBody, decode, free_user, optional_uuid
 from promptd.providers.base import EmbeddingProvider
 
 __all__ = ["embeddings"]
@@ -22,7 +22,7 @@ async def embeddings(request: Request) -> Response:
     body = decode(await request.body(), EmbeddingsBody)
     project_name, model_name = split_model(body.model)
     project = caller.project(project_name)
-    optional_uuid(body.user, "user")
+    free_user(body.user)
     optional_uuid(body.session_id, "session_id")
     model_key, model = caller.svc.engine.model(project, model_name)
     provider: Any = caller.svc.providers.get(model.provider)

@@ -10,7 +10,15 @@ from starlette.responses import JSONResponse, Response
 from promptd.catalog.schema import MetricConfig
 from promptd.errors import InputError, NotFound
 from promptd.faces.chat.auth import Caller, authenticate
-from promptd.faces.chat.wire import ComparisonBody, FeedbackBody, OutcomeBody, decode, optional_uuid
+from promptd.faces.chat.wire import (
+    MAX_USER_ID_LENGTH,
+    ComparisonBody,
+    FeedbackBody,
+    OutcomeBody,
+    decode,
+    free_user,
+    optional_uuid,
+)
 
 __all__ = ["add_comparison", "add_feedback", "add_outcome", "metric_value"]
 
@@ -44,6 +52,7 @@ async def _completion(caller: Caller, project: str, completion_id: str) -> dict[
 async def add_feedback(request: Request) -> Response:
     caller = await authenticate(request)
     body = decode(await request.body(), FeedbackBody)
+    user_id = free_user(body.user_id, "user_id", limit=MAX_USER_ID_LENGTH)
     project = caller.project(None)
     value = metric_value(caller, project, body.metric, body.value)
     completion = await _completion(caller, project, body.completion_id)
@@ -55,7 +64,7 @@ async def add_feedback(request: Request) -> Response:
             "value": value,
             "reason": body.reason,
             "details": body.details,
-            "user_id": body.user_id,
+            "user_id": user_id,
         }
     )
     return JSONResponse({"feedback_id": feedback_id}, status_code=201)
@@ -72,6 +81,7 @@ async def _side(caller: Caller, project: str, side: str | dict[str, Any], name: 
 async def add_comparison(request: Request) -> Response:
     caller = await authenticate(request)
     body = decode(await request.body(), ComparisonBody)
+    user_id = free_user(body.user_id, "user_id", limit=MAX_USER_ID_LENGTH)
     project = caller.project(body.project)
     if body.metric not in caller.svc.catalog.projects[project].metrics:
         raise NotFound(f"metric {body.metric!r} does not exist in project {project!r}")
@@ -89,7 +99,7 @@ async def add_comparison(request: Request) -> Response:
             "other": other,
             "tied": body.tied,
             "messages": [{"role": m.role, "content": m.content} for m in body.messages or []] or None,
-            "user_id": body.user_id,
+            "user_id": user_id,
         }
     )
     return JSONResponse({"comparison_id": comparison_id}, status_code=201)
@@ -98,6 +108,7 @@ async def add_comparison(request: Request) -> Response:
 async def add_outcome(request: Request) -> Response:
     caller = await authenticate(request)
     body = decode(await request.body(), OutcomeBody)
+    user_id = free_user(body.user_id, "user_id", limit=MAX_USER_ID_LENGTH)
     project = caller.project(body.project_id or body.project)
     value = metric_value(caller, project, body.metric, body.value)
     session_id = optional_uuid(body.session_id, "session_id")
@@ -111,7 +122,7 @@ async def add_outcome(request: Request) -> Response:
             "session_id": session_id,
             "metric": body.metric,
             "value": value,
-            "user_id": body.user_id,
+            "user_id": user_id,
         }
     )
     return JSONResponse({"outcome_id": outcome_id}, status_code=201)

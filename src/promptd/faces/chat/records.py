@@ -13,7 +13,15 @@ from promptd.domain.ids import new_uuid
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
-from promptd.faces.chat.wire import InteractionBody, decode, optional_uuid, to_messages
+from promptd.faces.chat.wire import (
+    MAX_USER_ID_LENGTH,
+    MAX_USER_LENGTH,
+    InteractionBody,
+    decode,
+    free_user,
+    optional_uuid,
+    to_messages,
+)
 
 __all__ = ["import_interaction", "session"]
 
@@ -33,7 +41,9 @@ async def import_interaction(request: Request) -> Response:
     project = caller.project(body.project)
     model, _ = caller.svc.engine.model(project, body.model_service)
     campaign = caller.svc.engine.campaign(project, body.ab_campaign)[0] if body.ab_campaign else None
-    user = optional_uuid(body.user, "user")
+    user = free_user(
+        body.user, limit=MAX_USER_ID_LENGTH if body.feedbacks else MAX_USER_LENGTH
+    )  # feedback rows keep 64
     session_id = optional_uuid(body.session_id, "session_id") or new_uuid()
     values = [
         {

@@ -11,6 +11,9 @@ from promptd.errors import InputError
 from promptd.types import ContentPart, Message
 
 __all__ = [
+    "MAX_USER_ID_LENGTH",
+    "MAX_USER_LENGTH",
+    "NESTED_TOO_DEEPLY",
     "ChatBody",
     "ChatMessageIn",
     "ComparisonBody",
@@ -19,11 +22,15 @@ __all__ = [
     "InteractionBody",
     "OutcomeBody",
     "decode",
+    "free_user",
     "optional_uuid",
     "to_messages",
 ]
 
 T = TypeVar("T")
+
+#: what a body nested deeper than the decoder's recursion limit is told (any free-form JSON field may be)
+NESTED_TOO_DEEPLY = "JSON nested too deeply"
 
 
 class StreamOptions(msgspec.Struct):
@@ -129,6 +136,8 @@ def decode(raw: bytes, kind: type[T]) -> T:
         raise InputError(f"invalid request body: {str(exc).replace('$.', '')}") from None
     except msgspec.DecodeError:
         raise InputError("invalid request body: not a JSON object") from None
+    except RecursionError:  # msgspec decodes nested arrays and objects recursively
+        raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
 
 
 def optional_uuid(value: str | None, field: str) -> str | None:
@@ -138,6 +147,23 @@ def optional_uuid(value: str | None, field: str) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         raise InputError(f"{field} must be a UUID, got {value!r}", param=field) from None
+
+
+#: The longest `user` the store keeps (messages.user is VARCHAR(255)); feedback rows keep 64 (`user_id`)
+MAX_USER_LENGTH = 255
+MAX_USER_ID_LENGTH = 64
+
+
+def free_user(value: str | None, field: str = "user", *, limit: int = MAX_USER_LENGTH) -> str | None:
+    """OpenAI's `user`: any string the client chooses (an e-mail, a UUID, a hash), kept as sent. Refused only
+    when the store could not keep it: longer than `limit`, or holding NUL (PostgreSQL text cannot)."""
+    if value is None:
+        return None
+    if len(value) > limit:
+        raise InputError(f"{field} must be at most {limit} characters", param=field)
+    if "\x00" in value:
+        raise InputError(f"{field} must not contain NUL characters", param=field)
+    return value
 
 
 def _part(part: dict[str, Any], where: str) -> ContentPart:

@@ -34,6 +34,7 @@ from promptd.faces.admin.console import console_app
 from promptd.faces.admin.routes import routes as admin_routes
 from promptd.faces.chat import errors as chat_errors
 from promptd.faces.chat.completions import chat_completions
+from promptd.faces.chat.graphql import graphql_endpoint
 from promptd.faces.chat.routes import openai_routes
 from promptd.faces.chat.routes import routes as chat_routes
 from promptd.faces.dify import errors as dify_errors
@@ -258,6 +259,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             Route("/health", health),
             Route("/metrics", metrics_endpoint),
             Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
+            Route("/api/graphql", graphql_endpoint, methods=["POST"]),  # adaptive-sdk's runtime GraphQL calls
             # the management API and the console it serves (docs/management-api.md, docs/console.md)
             Mount("/admin/v1", app=_face_app(admin_routes(), admin_errors.admin_error, admin_errors.admin_http_error)),
             Mount("/console", app=console_app(), name="console"),

@@ -20,7 +20,7 @@ from promptd.faces.chat.wire import (
     optional_uuid,
 )
 
-__all__ = ["add_comparison", "add_feedback", "add_outcome", "metric_value"]
+__all__ = ["add_comparison", "add_feedback", "add_outcome", "find_completion", "metric_value"]
 
 
 def metric_value(caller: Caller, project: str, metric: str, value: Any) -> float:
@@ -39,7 +39,7 @@ def metric_value(caller: Caller, project: str, metric: str, value: Any) -> float
     return float(value)
 
 
-async def _completion(caller: Caller, project: str, completion_id: str) -> dict[str, Any]:
+async def find_completion(caller: Caller, project: str, completion_id: str) -> dict[str, Any]:
     cid = optional_uuid(completion_id, "completion_id")
     assert cid is not None
     await caller.svc.recorder.drain()  # it may have been answered a moment ago
@@ -55,7 +55,7 @@ async def add_feedback(request: Request) -> Response:
     user_id = free_user(body.user_id, "user_id", limit=MAX_USER_ID_LENGTH)
     project = caller.project(None)
     value = metric_value(caller, project, body.metric, body.value)
-    completion = await _completion(caller, project, body.completion_id)
+    completion = await find_completion(caller, project, body.completion_id)
     feedback_id = await caller.svc.repo.add_metric_feedback(
         {
             "project": project,
@@ -72,7 +72,7 @@ async def add_feedback(request: Request) -> Response:
 
 async def _side(caller: Caller, project: str, side: str | dict[str, Any], name: str) -> dict[str, Any]:
     if isinstance(side, str):
-        return {"completion_id": (await _completion(caller, project, side))["id"]}
+        return {"completion_id": (await find_completion(caller, project, side))["id"]}
     if isinstance(side.get("text"), str) and isinstance(side.get("model"), str):
         return {"text": side["text"], "model": side["model"]}
     raise InputError(f"{name} must be a completion id or {{text, model}}", param=name)

@@ -74,7 +74,9 @@ def test_user_is_any_string_on_the_other_chat_endpoints(chat: tuple[RunningServe
     feedback = {"completion_id": imported.json()["completion_id"], "metric": "helpful", "value": 1, "user_id": "bob#7"}
     assert post(server, "/api/v1/feedback", feedback).status_code == 201
     [row] = rows(server, expect=1)
-    assert row["user"] == "bob#7"
+    assert row["user"] == "bob#7" and row["end_user_id"] == end_user_id("demo", "bob#7")
+    end_user = httpx.get(f"{server.v1}/end-users/{row['end_user_id']}", headers=server.headers()).json()
+    assert end_user["external_user_id"] == "bob#7"  # the same end user the Dify face knows
 
 
 def test_a_user_the_store_cannot_keep_is_a_400(chat: tuple[RunningServer, RecordingProvider]) -> None:

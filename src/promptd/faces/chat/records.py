@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
+from promptd.domain.ids import end_user_id, new_uuid
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
@@ -41,9 +41,9 @@ async def import_interaction(request: Request) -> Response:
     project = caller.project(body.project)
     model, _ = caller.svc.engine.model(project, body.model_service)
     campaign = caller.svc.engine.campaign(project, body.ab_campaign)[0] if body.ab_campaign else None
-    user = free_user(
-        body.user, limit=MAX_USER_ID_LENGTH if body.feedbacks else MAX_USER_LENGTH
-    )  # feedback rows keep 64
+    # the user is kept on the message (255 characters) and on each feedback (64)
+    user = free_user(body.user, limit=MAX_USER_ID_LENGTH if body.feedbacks else MAX_USER_LENGTH)
+    end_user = end_user_id(project, user) if user else None
     session_id = optional_uuid(body.session_id, "session_id") or new_uuid()
     values = [
         {
@@ -68,12 +68,15 @@ async def import_interaction(request: Request) -> Response:
         "answer": body.completion,
         "status": "normal",
         "user": user,
+        "end_user_id": end_user,
         "key_id": caller.key.id,
         "session_id": session_id,
         "labels": body.labels,
         "campaign": campaign,
         "created_at": _timestamp(body.created_at),
     }
+    if user is not None and end_user is not None:
+        await caller.svc.repo.ensure_end_user(end_user, project, user)
     feedback_ids = await caller.svc.repo.import_interaction(message, values)
     return JSONResponse(
         {"completion_id": completion_id, "session_id": session_id, "feedback_ids": feedback_ids}, status_code=201

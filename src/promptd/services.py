@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -27,6 +28,7 @@ class Services:
     recorder: Recorder
     keys: KeyCache
     providers: dict[str, Provider]
+    started_at: float = field(default_factory=time.time)  # when this app loaded its catalog (Unix seconds)
 
 
 def services(request: Request) -> Services:

@@ -12,7 +12,7 @@ import uuid
 
 __all__ = [
     "ADMIN_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id", "hash_key", "keys_equal",
-    "looks_like_key", "new_key", "new_uuid",
+    "looks_like_key", "metric_uuid", "new_key", "new_uuid",
 ]  # fmt: skip
 
 KEY_PREFIX = "app-"
@@ -49,6 +49,11 @@ def end_user_id(project: str, external_user_id: str) -> str:
 def app_uuid(project: str) -> str:
     """The UUID that stands for the app `project` where Dify's wire has an `app_id` UUID: stable, no lookup."""
     return str(uuid.uuid5(END_USER_NAMESPACE, f"app\x00{project}"))
+
+
+def metric_uuid(project: str, metric: str) -> str:
+    """The UUID of a project's catalog metric where Adaptive's wire has a metric `id`: stable, no lookup."""
+    return str(uuid.uuid5(END_USER_NAMESPACE, f"metric\x00{project}\x00{metric}"))
 
 
 def conversation_id(message_id: str) -> str:

@@ -349,6 +349,17 @@ class Repository:
             await conn.execute(metric_feedback.insert().values(**row))
         return str(row["id"])
 
+    async def metric_scored(self, project: str, metric: str) -> tuple[bool, bool]:
+        """Whether the project's metric has any direct score, and any comparison."""
+        direct = select(metric_feedback.c.id).where(
+            metric_feedback.c.project == project, metric_feedback.c.metric == metric
+        )
+        compared = select(comparisons.c.id).where(comparisons.c.project == project, comparisons.c.metric == metric)
+        async with self.engine.connect() as conn:
+            has_direct = (await conn.execute(direct.limit(1))).first() is not None
+            has_compared = (await conn.execute(compared.limit(1))).first() is not None
+        return has_direct, has_compared
+
     async def add_comparison(self, values: dict[str, Any]) -> str:
         row = {"id": new_uuid(), "created_at": time.time(), **values}
         async with self.engine.begin() as conn:

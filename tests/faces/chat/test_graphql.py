@@ -1,8 +1,9 @@
-"""POST /api/graphql through adaptive-sdk itself (its `feedback.log_metric` sends the AddDirectScore mutation),
-and raw HTTP for the error shapes."""
+"""POST /api/graphql through adaptive-sdk itself (`feedback.log_metric` sends the AddDirectScore mutation,
+`feedback.get_key` the DescribeMetric query), and raw HTTP for the error shapes."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from adaptive_sdk import Adaptive
 
+from promptd.domain.ids import metric_uuid
 from tests.faces.chat.helpers import CHAT_CATALOG
 from tests.serving import RunningServer, serve_app
 
@@ -105,3 +107,22 @@ def test_an_operations_own_error_carries_promptds_reason(server: RunningServer) 
     [error] = r.json()["errors"]
     assert error["extensions"]["code"] == "NOT_FOUND" and "does not exist" in error["message"]
     assert error["path"] == ["addDirectScore"]
+
+
+def test_get_key_through_the_sdk_describes_a_catalog_metric(client: Adaptive, server: RunningServer) -> None:
+    helpful = client.feedback.get_key("demo", "helpful")
+    assert helpful is not None and helpful.key == "helpful" and helpful.name == "helpful"
+    assert (helpful.kind.value, helpful.scoring_type.value) == ("BOOL", "HIGHER_IS_BETTER")
+    assert helpful.id == metric_uuid("demo", "helpful") and not helpful.has_direct_scores
+    assert helpful.created_at <= time.time() and not helpful.has_comparison_scores
+    stars = client.feedback.get_key("demo", "stars")
+    assert stars is not None and stars.kind.value == "SCALAR"
+    assert client.feedback.get_key("demo", "nope") is None  # as the SDK's `MetricData | None` has it
+    # a score logged by the metric's id counts as the metric's
+    completion = client.chat.create(messages=[{"role": "user", "content": "hi"}]).choices[0].completion_id
+    client.feedback.log_metric(value=False, completion_id=completion, feedback_key=str(helpful.id))
+    scored = client.feedback.get_key("demo", str(helpful.id))
+    assert scored is not None and scored.key == "helpful" and scored.has_direct_scores
+    assert [r["metric"] for r in scores(server)] == ["helpful"]
+    with pytest.raises(Exception, match="not valid for project 'plain'"):
+        client.feedback.get_key("plain", "helpful")

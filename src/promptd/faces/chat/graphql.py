@@ -1,10 +1,11 @@
 """POST /api/graphql: the runtime operations adaptive-sdk sends there, served with ariadne.
 
-An app using adaptive-sdk talks REST for chat, embeddings, interactions and preferences, and GraphQL for one
-runtime call: `feedback.log_metric`, the `AddDirectScore` mutation. That mutation is served here, on the
-same key auth as /api/v1 and the same checks as POST /api/v1/feedback. Adaptive's other GraphQL operations
-(its admin side: projects, models, datasets, jobs…) are not part of this schema: asking for one is a GraphQL
-validation error naming the field, never a silent empty answer.
+An app using adaptive-sdk talks REST for chat, embeddings, interactions and preferences, and GraphQL for
+its metrics: `feedback.log_metric` (the `AddDirectScore` mutation) and `feedback.get_key` (the `DescribeMetric`
+query). Both are served here, on the same key auth as /api/v1; a score gets the same checks as
+POST /api/v1/feedback. Adaptive's other GraphQL operations (its admin side: projects, models, datasets,
+jobs…) are not part of this schema: asking for one is a GraphQL validation error naming the field, never a
+silent empty answer.
 
 Errors have GraphQL's shape, `{"errors": [{"message", "extensions": {"code"}}]}`: a request that cannot be
 read or a key that is refused gets its HTTP status (400, 401, 403) with that body; an error of an operation
@@ -18,12 +19,13 @@ import uuid
 from typing import Any
 
 import msgspec
-from ariadne import MutationType, ScalarType, make_executable_schema
+from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
 from ariadne import graphql as run_graphql
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from promptd.domain.ids import metric_uuid
 from promptd.errors import AuthError, Forbidden, InputError, NotFound, PromptdError
 from promptd.faces.chat.auth import Caller, authenticate
 from promptd.faces.chat.feedback import find_completion, metric_value
@@ -49,16 +51,34 @@ TYPE_DEFS = """
         reason: String
     }
 
+    enum MetricKind { SCALAR BOOL }
+    enum MetricScoringType { HIGHER_IS_BETTER LOWER_IS_BETTER }
+
+    "A metric declared in the catalog (`projects.<name>.metrics`)"
+    type Metric {
+        id: UUID!
+        key: String
+        name: String!
+        kind: MetricKind!
+        description: String!
+        scoringType: MetricScoringType!
+        "when this server loaded the catalog that declares it (Unix seconds)"
+        createdAt: Int!
+        hasDirectScores: Boolean!
+        hasComparisonScores: Boolean!
+    }
+
     type DirectScore {
         id: UUID!
         value: Float!
+        metric: Metric!
         reason: String
         details: String
     }
 
     type Query {
-        "promptd serves adaptive-sdk's runtime calls only (docs/chat-api.md)"
-        ok: Boolean!
+        "A metric of the key's project, by key or id; null when the project has no such metric"
+        metric(metricIdOrKey: IdOrKey!, projectIdOrKey: IdOrKey!): Metric
     }
 
     type Mutation {
@@ -67,26 +87,75 @@ TYPE_DEFS = """
     }
 """
 
+query = QueryType()
 mutation = MutationType()
+
+
+def _metric_key(caller: Caller, project: str, id_or_key: str) -> str | None:
+    """The catalog key of the project's metric named by its key or its id (`domain/ids.py::metric_uuid`)."""
+    metrics = caller.svc.catalog.projects[project].metrics
+    if id_or_key in metrics:
+        return id_or_key
+    return next((key for key in metrics if metric_uuid(project, key) == id_or_key), None)
+
+
+def _metric(caller: Caller, project: str, key: str) -> dict[str, Any]:
+    config = caller.svc.catalog.projects[project].metrics[key]
+    return {
+        "id": metric_uuid(project, key),
+        "key": key,
+        "name": key,  # the catalog names a metric by its key only
+        "kind": config.kind.upper(),
+        "description": "",  # the catalog has no description for a metric
+        "scoringType": "HIGHER_IS_BETTER" if config.higher_is_better else "LOWER_IS_BETTER",
+        "createdAt": int(caller.svc.started_at),
+        "project": project,  # for the resolvers below (not a field of the type)
+    }
+
+
+@query.field("metric")
+async def describe_metric(_: Any, info: Any, metricIdOrKey: str, projectIdOrKey: str) -> Any:
+    caller: Caller = info.context
+    project = caller.project(projectIdOrKey)
+    key = _metric_key(caller, project, metricIdOrKey)
+    return None if key is None else _metric(caller, project, key)
+
+
+metric_type = ObjectType("Metric")
+
+
+@metric_type.field("hasDirectScores")
+async def has_direct_scores(metric: dict[str, Any], info: Any) -> bool:
+    caller: Caller = info.context
+    direct, _ = await caller.svc.repo.metric_scored(metric["project"], metric["key"])
+    return direct
+
+
+@metric_type.field("hasComparisonScores")
+async def has_comparison_scores(metric: dict[str, Any], info: Any) -> bool:
+    caller: Caller = info.context
+    _, compared = await caller.svc.repo.metric_scored(metric["project"], metric["key"])
+    return compared
 
 
 @mutation.field("addDirectScore")
 async def add_direct_score(_: Any, info: Any, completionId: str, metricId: str, input: dict[str, Any]) -> Any:
     caller: Caller = info.context
     project = caller.project(None)
-    value = metric_value(caller, project, metricId, input.get("value"))
+    key = _metric_key(caller, project, metricId) or metricId  # an unknown one: metric_value says so
+    value = metric_value(caller, project, key, input.get("value"))
     completion = await find_completion(caller, project, completionId)
     values = {
         "project": project,
         "completion_id": completion["id"],
-        "metric": metricId,
+        "metric": key,
         "value": value,
         "reason": input.get("reason"),
         "details": input.get("details"),
         "user_id": None,  # adaptive-sdk's log_metric does not send its `user`
     }
     feedback_id = await caller.svc.repo.add_metric_feedback(values)
-    return {"id": feedback_id, **values}
+    return {"id": feedback_id, **values, "metric": _metric(caller, project, key)}
 
 
 def _text(value: Any) -> str:
@@ -101,7 +170,9 @@ def _uuid(value: Any) -> str:
 
 SCHEMA = make_executable_schema(
     TYPE_DEFS,
+    query,
     mutation,
+    metric_type,
     ScalarType("UUID", serializer=str, value_parser=_uuid),
     ScalarType("IdOrKey", serializer=str, value_parser=_text),
     ScalarType("JSON"),

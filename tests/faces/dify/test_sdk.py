@@ -133,3 +133,22 @@ def test_sdk_file_upload(client: CompletionClient, fake_server: RunningServer) -
     answered = client.create_completion_message({"query": "What is in it?"}, "blocking", "sdk-user", files=files)
     assert answered.status_code == 200 and answered.json()["answer"]
     assert answered.headers["X-Promptd-Ignored"] == "files"
+
+
+def test_sdk_what_js_and_typed_clients_rely_on(client: CompletionClient, fake_server: RunningServer) -> None:
+    """A numeric `user` (a JS client's), metadata a client maps over, and input errors as a 400 before any
+    stream, through the SDK unchanged."""
+    r = client.create_completion_message({"query": "What is up"}, "blocking", 42)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["metadata"]["retriever_resources"] == [] and body["metadata"]["annotation_reply"] is None
+    usage = body["metadata"]["usage"]
+    assert 0 < usage["time_to_first_token"] <= usage["latency"]
+    assert stored_message(fake_server, body["message_id"])["end_user_id"] == end_user_id("demo", "42")
+    assert client.message_feedback(body["message_id"], "like", 42).json() == {"result": "success"}
+    refused = client.create_completion_message({}, "streaming", "sdk-user")
+    try:
+        assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+        assert refused.json()["code"] == "invalid_param" and "query" in refused.json()["message"]
+    finally:
+        refused.close()

@@ -41,6 +41,7 @@ from promptd.faces.dify.completion import completion_messages
 from promptd.faces.dify.routes import routes as dify_routes
 from promptd.keys import KeyCache
 from promptd.metrics import Metrics
+from promptd.moderation import Moderation
 from promptd.providers.base import Provider, load_provider_class
 from promptd.services import Services, services
 from promptd.settings import Settings
@@ -230,6 +231,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             recorder=recorder,
             keys=KeyCache(repo, ttl=settings.key_cache_ttl),
             providers=built,
+            moderation=Moderation(catalog, built, metrics),
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
         if settings.retention_days is not None:
@@ -240,6 +242,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             for task in warmups:
                 task.cancel()
             await engine.aclose()
+            await svc.moderation.aclose()
             await recorder.close()
             for provider in built.values():
                 try:

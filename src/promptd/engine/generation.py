@@ -270,6 +270,11 @@ class Generation:
                 task.uncancel()
         self._phase = "finishing"  # from here on stop() has nothing to cancel
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
+        if self.request.output_check is not None and status == "normal":  # moderation: the answer kept
+            try:
+                parts = [await self.request.output_check("".join(parts))]
+            except PromptdError as exc:
+                status, error = "error", exc
         usage = finish.usage if finish is not None else None
         if usage is None:
             usage = await self._estimate_usage(deltas)

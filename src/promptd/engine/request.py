@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,10 @@ class GenerationRequest:
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
+    # moderation (promptd/moderation.py): the record's `moderation` column, and the check of a whole answer
+    # that returns the answer to keep (a replacement when it is flagged)
+    moderation: dict[str, Any] | None = None
+    output_check: Callable[[str], Awaitable[str]] | None = None
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from promptd.domain.forms import form_to_dify
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.auth import authenticate
 from promptd.faces.dify.wire import FeedbackBody, decode_body, require_user
+from promptd.moderation import dify_config
 
 __all__ = ["app_feedbacks", "end_user", "info", "message_feedback", "meta", "parameters", "site"]
 
@@ -59,8 +60,8 @@ async def parameters(request: Request) -> Response:
             },
             "retriever_resource": {"enabled": False},
             "annotation_reply": {"enabled": False},
-            "more_like_this": {"enabled": False},
-            "sensitive_word_avoidance": {"enabled": False, "type": "", "configs": []},
+            "more_like_this": {"enabled": p.more_like_this},
+            "sensitive_word_avoidance": dify_config(p.moderation),
             "user_input_form": form_to_dify(p.inputs),
             "file_upload": {
                 "image": {

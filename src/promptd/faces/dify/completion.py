@@ -17,6 +17,7 @@ from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError, InputError, ProviderError
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
+from promptd.faces.dify.moderation import direct_answer, replace_event
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, usage_metadata
 from promptd.faces.dify.wire import (
     CompletionBody,
@@ -28,6 +29,7 @@ from promptd.faces.dify.wire import (
     require_user,
 )
 from promptd.faces.streaming import EventStream
+from promptd.moderation import Guard, guard_input
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
 
@@ -109,6 +111,10 @@ async def completion_messages(request: Request) -> Response:
     model_key, model = app.svc.engine.model(app.name, None)
     try:
         inputs, text = _prompt(app, body)
+        guard = await guard_input(app.svc.moderation, app.name, inputs, body.query or None)  # moderation
+        if guard is not None and guard.overridden:  # the moderation API rewrote the inputs or the query
+            body.inputs, body.query = inputs, guard.query if guard.query is not None else body.query
+            inputs, text = _prompt(app, body)
         content: str | list[ContentPart] = text
         if body.files:
             images = await _image_parts(app, body.files, end_user, model.vision)
@@ -139,11 +145,15 @@ async def completion_messages(request: Request) -> Response:
         if body.files
         else None,
     )
+    if guard is not None:
+        guard.attach(req)
+        if guard.preset is not None:  # flagged input: the preset answer, the model is not called
+            return direct_answer(app, req, guard, streaming=streaming)
     await app.svc.engine.admit([req], app.key.limits)  # over a limit: a 429 with Retry-After, stream or not
     if streaming:
         req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
-        return EventStream(_stream(generation))
+        return EventStream(_stream(generation, guard))
     result = await app.svc.engine.start(req).wait()
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
@@ -190,7 +200,7 @@ async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
     yield _error_event(req.message_id, int(req.created_at), exc)
 
 
-async def _stream(generation: Any) -> AsyncIterator[bytes]:
+async def _stream(generation: Any, guard: Guard | None = None) -> AsyncIterator[bytes]:
     req: GenerationRequest = generation.request
     head = header(req)
     before, after = message_frame(head)
@@ -208,6 +218,8 @@ async def _stream(generation: Any) -> AsyncIterator[bytes]:
                 if result.error is not None:
                     yield _error_event(req.message_id, head["created_at"], result.error)
                 else:
+                    if guard is not None and guard.state.replaced is not None:  # output moderation flagged it
+                        yield replace_event(head, guard.state.replaced)
                     yield event(
                         {"event": "message_end", **head, "metadata": {"usage": usage_metadata(result)}, "files": None}
                     )

@@ -180,6 +180,7 @@ class ModelConfig(Strict):
     type: Literal["chat", "embedding", "speech_to_text", "text_to_speech"] = "chat"
     price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
+    video: bool = Field(False, description="accepts video_url content parts (Dify `files` of type video)")
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
     max_ttft_ms: int | None = Field(None, ge=1, description="deadline for the first token, queueing included")
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one fails")

@@ -64,12 +64,17 @@ async def parameters(request: Request) -> Response:
             "sensitive_word_avoidance": dify_config(p.moderation),
             "user_input_form": form_to_dify(p.inputs),
             "file_upload": {
+                "enabled": p.file_upload.enabled,
+                "allowed_file_types": list(p.file_upload.allowed_file_types),
+                "allowed_file_extensions": list(p.file_upload.allowed_file_extensions),
+                "allowed_file_upload_methods": list(p.file_upload.allowed_file_upload_methods),
+                "number_limits": p.file_upload.number_limits,
                 "image": {
                     "enabled": image.enabled,
                     "number_limits": image.number_limits,
                     "detail": image.detail,
                     "transfer_methods": list(image.transfer_methods),
-                }
+                },
             },
             "system_parameters": {
                 "file_size_limit": _whole(settings.upload_limit_mb("document")),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,13 +13,13 @@ from promptd.domain.forms import validate_inputs
 from promptd.domain.templates import render_prompt, template_variables
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError, InputError, ProviderError
+from promptd.faces.dify.attachments import file_parts
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.moderation import direct_answer, replace_event
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, usage_metadata
 from promptd.faces.dify.wire import (
     CompletionBody,
-    FileRef,
     StopBody,
     convert_body,
     decode_body,
@@ -57,42 +55,6 @@ def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
     return inputs, text
 
 
-async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bool) -> list[ContentPart]:
-    """Resolve `files` to image content parts the model can read, with Dify-style errors for each misuse."""
-    config = app.project.file_upload.image
-    if not config.enabled:
-        raise InputError("File upload is not enabled for this app.", param="files")
-    if len(files) > config.number_limits:
-        raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.", param="files")
-    parts: list[ContentPart] = []
-    for i, f in enumerate(files):
-        if f.type != "image":
-            raise InputError(f"files[{i}]: only image files are accepted by this app, not {f.type}", param="files")
-        if f.transfer_method not in config.transfer_methods:
-            raise InputError(f"files[{i}]: transfer method {f.transfer_method} is not allowed", param="files")
-        if f.transfer_method == "remote_url":
-            if not f.url or not f.url.startswith(("http://", "https://")):
-                raise InputError(f"files[{i}]: url must be an http(s) URL for remote_url", param="files")
-            url = f.url
-        else:
-            if not f.upload_file_id:
-                raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")
-            row = await app.svc.repo.get_file(f.upload_file_id, app.name)
-            if row is None or row["created_by"] != end_user:
-                raise InputError("Invalid upload file", param="files")
-            if row["kind"] != "image":
-                raise InputError(f"files[{i}]: the uploaded file is not an image", param="files")
-            try:
-                data = await asyncio.to_thread((app.svc.settings.files_dir / row["storage_key"]).read_bytes)
-            except OSError:
-                raise InputError("Invalid upload file", param="files") from None  # its bytes are gone
-            url = f"data:{row['mime_type']};base64,{base64.b64encode(data).decode()}"
-        parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.detail}})
-    if not vision:
-        raise InputError("The model of this app does not accept images (it is not vision-capable).", param="files")
-    return parts
-
-
 def _require_completion_app(app: App) -> None:
     if app.project.mode != "completion":
         raise ConflictError("App unavailable, please check your app configurations.", code="app_unavailable")
@@ -117,8 +79,7 @@ async def completion_messages(request: Request) -> Response:
             inputs, text = _prompt(app, body)
         content: str | list[ContentPart] = text
         if body.files:
-            images = await _image_parts(app, body.files, end_user, model.vision)
-            content = [{"type": "text", "text": text}, *images]
+            content = [{"type": "text", "text": text}, *await file_parts(app, body.files, end_user, model)]
     except InputError as exc:
         if not streaming:
             raise

@@ -20,7 +20,7 @@ from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
 from promptd.providers.base import SpeechProvider
 
-__all__ = ["audio_to_text", "file_kind", "preview_file", "text_to_audio", "upload_file"]
+__all__ = ["audio_to_text", "file_kind", "preview_file", "speech_provider", "text_to_audio", "upload_file"]
 
 MB = 1024 * 1024
 UPLOAD_KINDS = ("image", "audio", "video", "document")
@@ -193,7 +193,7 @@ async def preview_file(request: Request) -> Response:
     )
 
 
-def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
+def speech_provider(app: App, model_key: str) -> tuple[SpeechProvider, str]:
     model = app.svc.catalog.models[model_key]
     provider: Any = app.svc.providers.get(model.provider)
     if not isinstance(provider, SpeechProvider):
@@ -222,7 +222,7 @@ async def audio_to_text(request: Request) -> Response:
     data = upload.data
     if len(data) > limit:
         raise too_large
-    provider, model = _speech(app, model_key)
+    provider, model = speech_provider(app, model_key)
     text = await provider.transcribe(model=model, filename=upload.filename or "audio", data=data, mime_type=mime)
     return JSONResponse({"text": text})
 
@@ -243,6 +243,6 @@ async def text_to_audio(request: Request) -> Response:
         text = message["answer"]
     if not text:
         raise InputError("text or message_id is required", param="text")
-    provider, model = _speech(app, model_key)
+    provider, model = speech_provider(app, model_key)
     audio, mime = await provider.speak(model=model, text=text, voice=body.voice or app.project.audio.voice)
     return Response(audio, media_type=mime or mimetypes.types_map.get(".mp3", "audio/mpeg"))

@@ -133,7 +133,7 @@ def test_parameters_need_no_user_and_report_the_servers_upload_limits(tmp_path: 
             "number_limits": 3,
             "detail": "high",
             "transfer_methods": ["remote_url", "local_file"],
-        }
+        },
     }
     assert p["opening_statement"] is None and p["suggested_questions"] == []
     assert p["text_to_speech"] == {"enabled": False, "voice": "alloy", "language": "en-US", "autoPlay": "disabled"}

@@ -68,6 +68,7 @@ class CallRecord:
     tags: list[str] | None = None
     campaign: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
     store: bool = True  # False: the metering is recorded, the content is not
 
     def values(self) -> dict[str, Any]:
@@ -109,6 +110,7 @@ class CallRecord:
             "tags": self.tags,
             "campaign": self.campaign,
             "attempts": self.attempts,
+            "moderation": self.moderation or None,
         }
 
     def metering(self) -> dict[str, Any]:

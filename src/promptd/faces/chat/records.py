@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +21,7 @@ from promptd.faces.chat.wire import (
     optional_uuid,
     to_messages,
 )
+from promptd.store.records import CallRecord
 
 __all__ = ["import_interaction", "session"]
 
@@ -57,27 +57,27 @@ async def import_interaction(request: Request) -> Response:
     ]
     config = caller.svc.catalog.models[model]
     completion_id = new_uuid()
-    message: dict[str, Any] = {
-        "id": completion_id,
-        "project": project,
-        "face": "import",
-        "model": model,
-        "provider": config.provider,
-        "upstream_model": config.model,
-        "prompt": [m.to_openai() for m in to_messages(body.messages)],
-        "answer": body.completion,
-        "status": "normal",
-        "user": user,
-        "end_user_id": end_user,
-        "key_id": caller.key.id,
-        "session_id": session_id,
-        "labels": body.labels,
-        "campaign": campaign,
-        "created_at": _timestamp(body.created_at),
-    }
+    record = CallRecord(
+        id=completion_id,
+        project=project,
+        face="import",
+        model=model,
+        provider=config.provider,
+        upstream_model=config.model,
+        prompt=[m.to_openai() for m in to_messages(body.messages)],
+        answer=body.completion,
+        status="normal",
+        user=user,
+        end_user_id=end_user,
+        key_id=caller.key.id,
+        session_id=session_id,
+        labels=body.labels,
+        campaign=campaign,
+        created_at=_timestamp(body.created_at),
+    )
     if user is not None and end_user is not None:
         await caller.svc.repo.ensure_end_user(end_user, project, user)
-    feedback_ids = await caller.svc.repo.import_interaction(message, values)
+    feedback_ids = await caller.svc.repo.import_interaction(record.values(), values)
     return JSONResponse(
         {"completion_id": completion_id, "session_id": session_id, "feedback_ids": feedback_ids}, status_code=201
     )

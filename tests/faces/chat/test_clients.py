@@ -73,8 +73,10 @@ def test_user_is_any_string_on_the_other_chat_endpoints(chat: tuple[RunningServe
     assert imported.status_code == 201, imported.text
     feedback = {"completion_id": imported.json()["completion_id"], "metric": "helpful", "value": 1, "user_id": "bob#7"}
     assert post(server, "/api/v1/feedback", feedback).status_code == 201
-    [row] = rows(server, expect=1)
-    assert row["user"] == "bob#7" and row["end_user_id"] == end_user_id("demo", "bob#7")
+    embedded_row, row = rows(server, expect=2)  # the embeddings call is recorded too
+    assert (embedded_row["face"], row["face"]) == ("chat", "import")
+    assert {embedded_row["user"], row["user"]} == {"bob#7"}
+    assert row["end_user_id"] == embedded_row["end_user_id"] == end_user_id("demo", "bob#7")
     end_user = httpx.get(f"{server.v1}/end-users/{row['end_user_id']}", headers=server.headers()).json()
     assert end_user["external_user_id"] == "bob#7"  # the same end user the Dify face knows
 
@@ -177,7 +179,8 @@ def test_system_fingerprint_comes_from_the_upstream(tmp_path: Path) -> None:
         catalog["providers"]["up"] = {"kind": "openai", "base_url": up.url, "api_key": "sk-test"}
         catalog["models"]["fp"] = {"provider": "up", "model": "fingerprint"}
         catalog["models"]["plain"] = {"provider": "up", "model": "ok"}
-        catalog["projects"]["demo"].update(models=["fp", "plain"], system_prompt_template=None)
+        demo = catalog["projects"]["demo"]
+        demo.update(models=[*demo["models"], "fp", "plain"], system_prompt_template=None)
         with serve_app(catalog, tmp_path) as server:
             client = OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
             r = client.chat.completions.create(model="demo/fp", messages=USER)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,21 @@ def _deep_json(value: Any) -> bytes:
         return json.dumps(v)
 
     return render(value).encode()
+
+
+def test_a_client_leaving_while_the_head_is_held_stops_the_generation(tmp_path: Path) -> None:
+    """Nothing was sent, but the disconnect is noticed all the same: the upstream call stops, the record says so."""
+    with serve_app(limited_catalog(first_token_ms=5000), tmp_path) as server:
+        body = json.dumps({"model": "demo", "messages": USER, "stream": True}).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        head = (
+            f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + body)
+            sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # the head is held: not a byte before the first token
+        [row] = rows(server, expect=1)
+        assert row["status"] == "stopped"

@@ -42,6 +42,7 @@ DRAIN_S = 0.25
 
 
 class OpenAICompatProvider(HTTPProvider):
+    accepts = None  # every parameter goes upstream, which judges it (as OpenAI, vLLM or Ollama would)
     """`Provider`, `EmbeddingProvider` and `SpeechProvider` for one OpenAI-compatible base URL."""
 
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
@@ -99,10 +100,10 @@ class OpenAICompatProvider(HTTPProvider):
                 delta = dict(choice.get("message") or {})
                 delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(delta.get("tool_calls") or [])]
                 reader = ChunkReader()
-                chunk = {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
-                events = reader.events(
-                    {**chunk, "usage": reply.get("usage"), "system_fingerprint": reply.get("system_fingerprint")}
-                )
+                finish = choice.get("finish_reason")
+                chunk = {"choices": [{"delta": delta, "finish_reason": finish, "logprobs": choice.get("logprobs")}]}
+                fingerprint = reply.get("system_fingerprint")
+                events = reader.events({**chunk, "usage": reply.get("usage"), "system_fingerprint": fingerprint})
                 return [*events, Finish(reader.reason or "stop", reader.usage, reader.fingerprint)]
         except _SHAPE_ERRORS as exc:
             raise ProviderUnavailable(f"{self.who}: malformed reply from upstream: {raw[:200]!r}") from exc

@@ -8,7 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptd.domain.ids import end_user_id, new_uuid
+from promptd.domain.ids import end_user_id
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
@@ -22,6 +22,7 @@ from promptd.faces.chat.wire import (
     to_messages,
 )
 from promptd.store.records import CallRecord
+from promptd.uuids import new_uuid
 
 __all__ = ["import_interaction", "session"]
 

@@ -475,7 +475,7 @@ class _Relay:
         self.emit = emit
         self.tokens = model.commit_after_tokens
         self.ms = model.commit_after_ms
-        self.committed = not (self.tokens or self.ms)
+        self.committed = False  # until the client is sent its first delta: a failure before it is retried
         self.held: list[EngineEvent] = []
         self.first: float | None = None
 
@@ -487,7 +487,12 @@ class _Relay:
         now = time.perf_counter()
         if self.first is None:
             self.first = now
-        if (self.tokens and len(self.held) >= self.tokens) or (self.ms and (now - self.first) * 1000 >= self.ms):
+        holding = self.tokens or self.ms
+        if (
+            not holding
+            or (self.tokens and len(self.held) >= self.tokens)
+            or (self.ms and (now - self.first) * 1000 >= self.ms)
+        ):
             self.flush()
 
     def flush(self) -> None:

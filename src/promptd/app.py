@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,8 +46,8 @@ from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
 from promptd.services import Services, services
 from promptd.settings import Settings
-from promptd.store.db import create_engine, migrate
-from promptd.store.recorder import Recorder
+from promptd.store.db import as_outage, create_engine, migrate
+from promptd.store.recorder import Recorder, replay_dead_letters
 from promptd.store.repository import Repository
 from promptd.timing import ServerTiming, header_value
 
@@ -127,7 +129,7 @@ class HotRoute:
             handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
             response = await handler(request, exc)
             await response(scope, receive, timed)
-            if not isinstance(exc, PromptdError | HTTPException):
+            if not isinstance(as_outage(exc), PromptdError | HTTPException):
                 raise
 
 
@@ -157,7 +159,15 @@ def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: Ex
     """A face's routes, whose every error leaves in that face's own shape."""
     return Starlette(
         routes=routes,
-        exception_handlers={PromptdError: errors, HTTPException: http_errors, Exception: errors},
+        # a database outage (OSError, DBAPIError) is a 503 in the face's shape, without a traceback per request:
+        # Starlette re-raises whatever reaches its `Exception` handler, so these get handlers of their own
+        exception_handlers={
+            PromptdError: errors,
+            HTTPException: http_errors,
+            OSError: errors,
+            DBAPIError: errors,
+            Exception: errors,
+        },
     )
 
 
@@ -180,6 +190,14 @@ async def _retention(repo: Repository, settings: Settings) -> None:
         except Exception:
             log.warning("retention: a run failed; trying again later", exc_info=True)
         await asyncio.sleep(settings.retention_interval)
+
+
+async def _replay_dead_letters(db: AsyncEngine, settings: Settings) -> None:
+    """At start, the rows an earlier run could not write (`promptd replay` does the same on demand)."""
+    try:
+        await replay_dead_letters(db, settings.data_dir / "dead-letter.jsonl")
+    except Exception as exc:  # the file cannot be read: it stays for `promptd replay`
+        log.warning("dead letters not replayed at start (%s: %s)", type(exc).__name__, exc)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -206,6 +224,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             on_written=metrics.recorder_outcome,
             linger=settings.recorder_linger,
             spill_dir=settings.data_dir / "recorder-spill",
+            journal_dir=settings.data_dir / "recorder-journal" if settings.recorder_journal else None,
         )
         recorder.start()
         repo = Repository(db)
@@ -232,6 +251,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             providers=built,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        warmups.append(asyncio.create_task(_replay_dead_letters(db, settings), name="promptd-dead-letters"))
         if settings.retention_days is not None:
             warmups.append(asyncio.create_task(_retention(repo, settings), name="promptd-retention"))
         try:
@@ -265,7 +285,12 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
         ],
         # errors of the routes above that are not in a mount: the OpenAI aliases
-        exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
+        exception_handlers={
+            PromptdError: chat_errors.openai_error,
+            OSError: chat_errors.openai_error,
+            DBAPIError: chat_errors.openai_error,
+            Exception: chat_errors.openai_error,
+        },
         middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )

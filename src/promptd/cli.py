@@ -1,4 +1,4 @@
-"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate.
+"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate | replay.
 
 The CLI is the only place that reads the environment and files; it builds Settings and a Catalog and passes
 them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PROMPTD_DATA_DIR).
@@ -25,6 +25,7 @@ from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
+from promptd.store.recorder import replay_dead_letters
 from promptd.store.repository import ADMIN_PROJECT, KeyInfo, Repository
 
 __all__ = ["main"]
@@ -285,6 +286,22 @@ def migrate_cmd(config: Path | None, data_dir: Path) -> None:
 
     run_repo(settings, nothing)
     click.echo("database is up to date")
+
+
+@main.command(name="replay")
+@common
+def replay_cmd(config: Path | None, data_dir: Path) -> None:
+    """Write the records of the dead-letter file that the database takes now (serve does this at start)."""
+    settings = make_settings(data_dir)
+    dead_letter = settings.data_dir / "dead-letter.jsonl"
+
+    async def replay(repo: Repository) -> tuple[int, int]:
+        return await replay_dead_letters(repo.engine, dead_letter)
+
+    written, kept = run_repo(settings, replay)
+    click.echo(f"{written} row(s) written, {kept} kept in {dead_letter}")
+    if kept:
+        sys.exit(1)
 
 
 @main.group()

@@ -22,6 +22,7 @@ class Settings:
     recorder_batch: int = 256
     recorder_queue: int = 10_000
     recorder_linger: float = 0.1  # seconds the writer waits for a batch to fill
+    recorder_journal: bool = True  # append each record to data_dir/recorder-journal first (SIGKILL loses none)
     key_cache_ttl: float = 5.0  # seconds a verified key is trusted before it is looked up again
     #: MB per kind of upload (image, audio, video, document); fractions allowed, a kind left out keeps its default
     upload_limits_mb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS_MB))

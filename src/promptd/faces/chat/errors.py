@@ -21,8 +21,10 @@ from promptd.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    StoreUnavailable,
     retry_after_header,
 )
+from promptd.store.db import as_outage
 
 __all__ = ["adaptive_error", "chat_status", "openai_error"]
 
@@ -44,7 +46,7 @@ def chat_status(exc: BaseException) -> int:
         return 429
     if isinstance(exc, ProviderBadRequest):
         return 400
-    if isinstance(exc, LimitsUnavailable):
+    if isinstance(exc, LimitsUnavailable | StoreUnavailable):
         return 503
     if isinstance(exc, ProviderTimeout):
         return 504
@@ -69,6 +71,7 @@ def _log(request: Request, exc: BaseException, status: int) -> None:
 
 
 async def adaptive_error(request: Request, exc: Exception) -> Response:
+    exc = as_outage(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     return Response(
@@ -77,6 +80,7 @@ async def adaptive_error(request: Request, exc: Exception) -> Response:
 
 
 async def openai_error(request: Request, exc: Exception) -> Response:
+    exc = as_outage(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     kind = "invalid_request_error" if status < 500 else "api_error"

@@ -21,8 +21,10 @@ from promptd.errors import (
     PromptdError,
     ProviderError,
     ProviderRateLimited,
+    StoreUnavailable,
     retry_after_header,
 )
+from promptd.store.db import as_outage
 
 __all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception"]
 
@@ -60,7 +62,7 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 429, "rate_limit_error", exc.message  # Dify's code for a used-up quota
     if isinstance(exc, LimitExceeded):
         return 429, "too_many_requests", exc.message
-    if isinstance(exc, LimitsUnavailable):
+    if isinstance(exc, LimitsUnavailable | StoreUnavailable):
         return 503, exc.code, exc.message
     if isinstance(exc, ProviderRateLimited):
         return 429, "rate_limit_error", exc.message
@@ -86,6 +88,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
+    exc = as_outage(exc)
     status, code, message = dify_error(exc)
     if status >= 500 and not isinstance(exc, PromptdError):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

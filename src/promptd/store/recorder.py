@@ -361,6 +361,9 @@ class Recorder:
                 log.warning("recorder: cannot empty the journal (%s); it is replayed, without duplicates", exc)
 
     def _close_journal(self) -> None:
+        if self._spill_file is not None:  # rows left on disk at shutdown (the database was unreachable)
+            self._spill_file.close()
+            self._spill_file = None
         if self._journal is None or self.journal_dir is None:
             return
         os.close(self._journal)

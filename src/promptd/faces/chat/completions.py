@@ -21,6 +21,7 @@ from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import Caller, authenticate, split_model
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
+from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import Message, TextDelta, ToolCallDelta, last_user_text
@@ -159,7 +160,7 @@ async def chat_completions(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventStream(_stream(generations, head, include_usage))
     generations = [caller.svc.engine.start(r) for r in requests]
-    results = await asyncio.gather(*(g.wait() for g in generations))
+    results = await unless_gone(request, asyncio.gather(*(g.wait() for g in generations)), *generations)
     request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
     for result in results:
         if result.error is not None:

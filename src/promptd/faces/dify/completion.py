@@ -27,6 +27,7 @@ from promptd.faces.dify.wire import (
     decode_object,
     require_user,
 )
+from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
@@ -144,7 +145,8 @@ async def completion_messages(request: Request) -> Response:
         req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
         return EventStream(_stream(generation))
-    result = await app.svc.engine.start(req).wait()
+    generation = app.svc.engine.start(req)
+    result = await unless_gone(request, generation.wait(), generation)  # a client that goes stops it
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
         raise result.error

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
@@ -127,6 +127,8 @@ class HotRoute:
             if started:
                 raise
             handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
+            if isinstance(exc, ClientDisconnect):
+                return  # gone before its request was read (or refused by the server's limits): no one to answer
             response = await handler(request, exc)
             await response(scope, receive, timed)
             if not isinstance(as_outage(exc), PromptdError | HTTPException):
@@ -166,9 +168,16 @@ def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: Ex
             HTTPException: http_errors,
             OSError: errors,
             DBAPIError: errors,
+            ClientDisconnect: _client_gone,
             Exception: errors,
         },
     )
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its request was read (or the server refused it, serving.py): the answer
+    goes nowhere, and it is not a server error."""
+    return Response(status_code=400)
 
 
 async def _warm(name: str, provider: Any) -> None:
@@ -289,6 +298,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             PromptdError: chat_errors.openai_error,
             OSError: chat_errors.openai_error,
             DBAPIError: chat_errors.openai_error,
+            ClientDisconnect: _client_gone,
             Exception: chat_errors.openai_error,
         },
         middleware=[Middleware(ServerTiming)],

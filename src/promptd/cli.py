@@ -81,10 +81,29 @@ def common(fn: F) -> F:
     return fn
 
 
+#: settings read from PROMPTD_<NAME> environment variables, with their types (docs/configuration.md)
+ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
+    "header_timeout": float,
+    "body_timeout": float,
+    "keepalive_timeout": float,
+    "max_connections": int,
+    "max_header_kb": float,
+    "max_body_mb": float,
+    "max_upload_mb": float,
+}
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
     if os.environ.get("PROMPTD_REDIS_PREFIX"):
         env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
+    for name, kind in ENV_SETTINGS.items():
+        value = os.environ.get(f"PROMPTD_{name.upper()}")
+        if value:
+            try:
+                env[name] = kind(value)
+            except ValueError:
+                raise click.BadParameter(f"PROMPTD_{name.upper()}={value!r} is not a number") from None
     return Settings(data_dir=data_dir, **{**env, **overrides})
 
 
@@ -158,7 +177,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
-    import uvicorn
+    from promptd.serving import run, serving_limits
 
     catalog = read_catalog(config)
     options: dict[str, Any] = {
@@ -196,19 +215,21 @@ def serve(
         "proxy_headers": True,
         "server_header": False,
         "http": "promptd.serving:CoalescingProtocol",  # a response's head and body in one write
+        "timeout_keep_alive": settings.keepalive_timeout,
     }
+    limits = serving_limits(settings)
     if workers == 1:
         from promptd.app import create_app, freeze_heap
 
         app = create_app(settings, catalog)
         freeze_heap()
-        uvicorn.run(app, **server_options)
+        run(app, limits=limits, **server_options)
         return
     # several processes share the socket; each builds its app from the same arguments (worker_app below)
     os.environ[WORKER_ARGS] = json.dumps(
         {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
     )
-    uvicorn.run("promptd.cli:worker_app", factory=True, workers=workers, **server_options)
+    run("promptd.cli:worker_app", limits=limits, factory=True, workers=workers, **server_options)
 
 
 WORKER_ARGS = "PROMPTD_WORKER_ARGS"

@@ -35,6 +35,13 @@ class Settings:
     retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
     retention_interval: float = 3600.0  # seconds between retention runs
     workers: int = 1  # worker processes serving this port (`serve --workers`)
+    header_timeout: float = 10.0  # seconds to send a request's head (and that a new connection may stay silent)
+    body_timeout: float = 60.0  # seconds to send a request's body, once its head is in
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000  # open connections per process; past it a new one gets a 503 (0: no limit)
+    max_header_kb: float = 32  # a request's head (request line and headers); larger: 431
+    max_body_mb: float = 10  # a request's body (JSON and everything but multipart uploads); larger: 413
+    max_upload_mb: float | None = None  # a multipart upload's body; none: the largest upload limit + 1 MB
 
     @property
     def db_url(self) -> str:
@@ -45,6 +52,13 @@ class Settings:
     def upload_limit_mb(self, kind: str) -> float:
         """The size limit, in MB, of an upload of this kind (image, audio, video or document)."""
         return self.upload_limits_mb.get(kind, DEFAULT_UPLOAD_LIMITS_MB[kind])
+
+    @property
+    def upload_body_limit_mb(self) -> float:
+        """The body size of a multipart upload: `max_upload_mb`, or room for the largest file one may carry."""
+        if self.max_upload_mb is not None:
+            return self.max_upload_mb
+        return max([*self.upload_limits_mb.values(), *DEFAULT_UPLOAD_LIMITS_MB.values(), self.audio_limit_mb]) + 1
 
     @property
     def files_dir(self) -> Path:

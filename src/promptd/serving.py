@@ -251,7 +251,8 @@ class CoalescingProtocol(HttpToolsProtocol):
             if running.response_started:
                 self.transport.close()
                 return
-        path = self.url.split(b"?", 1)[0].decode("latin-1") if self.url else ""
+        url: bytes = getattr(self, "url", b"")  # none before a request began
+        path = url.split(b"?", 1)[0].decode("latin-1")
         body = refusal_body(path, status, code, message)
         log.info("refused %s (%d %s)", path or "a connection", status, code)
         if not self.transport.is_closing():

@@ -46,7 +46,7 @@ from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
 from promptd.services import Services, services
 from promptd.settings import Settings
-from promptd.store.db import as_outage, create_engine, migrate
+from promptd.store.db import create_engine, migrate, store_error
 from promptd.store.recorder import Recorder, replay_dead_letters
 from promptd.store.repository import Repository
 from promptd.timing import ServerTiming, header_value
@@ -131,7 +131,7 @@ class HotRoute:
                 return  # gone before its request was read (or refused by the server's limits): no one to answer
             response = await handler(request, exc)
             await response(scope, receive, timed)
-            if not isinstance(as_outage(exc), PromptdError | HTTPException):
+            if not isinstance(store_error(exc), PromptdError | HTTPException):
                 raise
 
 

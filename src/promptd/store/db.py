@@ -10,12 +10,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from promptd.errors import StoreUnavailable
+from promptd.errors import InputError, StoreUnavailable
 
-__all__ = ["alembic_config", "as_outage", "create_engine", "migrate", "unreachable"]
+__all__ = ["alembic_config", "create_engine", "migrate", "store_error", "unreachable"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _encode = msgspec.json.Encoder().encode
@@ -80,9 +80,26 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(_upgrade)
 
 
-def as_outage(exc: Exception) -> Exception:
-    """A database outage met while serving a request, as the 503 every face answers it with (no traceback per
-    request: the recorder and the key cache log one line per outage); any other exception as it is."""
+def _refused_value(exc: Exception) -> bool:
+    """A DataError, or PostgreSQL's SQLSTATE class 22 (data exception: 22021 is a NUL byte in text) that the
+    asyncpg adapter reports as a plain DBAPIError."""
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
+def store_error(exc: Exception) -> Exception:
+    """A database error met while serving a request, as the promptd error every face answers it with: an
+    outage is a 503 (no traceback per request: the recorder and the key cache log one line per outage); a
+    value of the request the database cannot store or compare (a NUL character on PostgreSQL, a number out of
+    range) is the client's 400. Any other exception as it is."""
+    if _refused_value(exc):
+        return InputError(
+            "a value of the request cannot be stored or searched (NUL characters, for one, are not allowed)"
+        )
     if unreachable(exc) and not isinstance(exc, StoreUnavailable):
         return StoreUnavailable("The database is unreachable; try again shortly.")
     return exc

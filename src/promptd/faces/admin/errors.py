@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from promptd.errors import AuthError, ConflictError, Forbidden, InputError, NotFound, PromptdError, StoreUnavailable
-from promptd.store.db import as_outage
+from promptd.store.db import store_error
 
 __all__ = ["admin_error", "admin_http_error", "error_response"]
 
@@ -49,7 +49,7 @@ def _status(exc: BaseException) -> int:
 
 
 async def admin_error(request: Request, exc: Exception) -> Response:
-    exc = as_outage(exc)
+    exc = store_error(exc)
     status = _status(exc)
     if status == 500:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -24,7 +24,7 @@ from promptd.errors import (
     StoreUnavailable,
     retry_after_header,
 )
-from promptd.store.db import as_outage
+from promptd.store.db import store_error
 
 __all__ = ["adaptive_error", "chat_status", "openai_error"]
 
@@ -71,7 +71,7 @@ def _log(request: Request, exc: BaseException, status: int) -> None:
 
 
 async def adaptive_error(request: Request, exc: Exception) -> Response:
-    exc = as_outage(exc)
+    exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     return Response(
@@ -80,7 +80,7 @@ async def adaptive_error(request: Request, exc: Exception) -> Response:
 
 
 async def openai_error(request: Request, exc: Exception) -> Response:
-    exc = as_outage(exc)
+    exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     kind = "invalid_request_error" if status < 500 else "api_error"

@@ -24,7 +24,7 @@ from promptd.errors import (
     StoreUnavailable,
     retry_after_header,
 )
-from promptd.store.db import as_outage
+from promptd.store.db import store_error
 
 __all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception"]
 
@@ -88,7 +88,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
-    exc = as_outage(exc)
+    exc = store_error(exc)
     status, code, message = dify_error(exc)
     if status >= 500 and not isinstance(exc, PromptdError):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -33,12 +33,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, port: int | None = None, settings: Settings | None = None) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a thread, with the connection limits and keep-alive of `settings` as
+def serve_in_thread(
+    app: Any, *, port: int | None = None, settings: Settings | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """Serve an ASGI app on `host` in a thread, with the connection limits and keep-alive of `settings` as
     `promptd serve` applies them; yields its base URL; stops it gracefully afterwards."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port or 0))
+    sock.bind((host, port or 0))
     settings = settings or Settings()
     config = ServerConfig(
         app,
@@ -58,7 +60,7 @@ def serve_in_thread(app: Any, *, port: int | None = None, settings: Settings | N
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(30)

@@ -31,6 +31,7 @@ from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
+from promptd.urlguard import check_url
 
 __all__ = ["completion_messages", "stop_completion"]
 
@@ -70,9 +71,9 @@ async def _image_parts(app: App, files: list[FileRef], end_user: str, vision: bo
         if f.transfer_method not in config.transfer_methods:
             raise InputError(f"files[{i}]: transfer method {f.transfer_method} is not allowed", param="files")
         if f.transfer_method == "remote_url":
-            if not f.url or not f.url.startswith(("http://", "https://")):
+            if not f.url:
                 raise InputError(f"files[{i}]: url must be an http(s) URL for remote_url", param="files")
-            url = f.url
+            url = check_url(f.url, f"files[{i}].url", schemes=("http", "https"))
         else:
             if not f.upload_file_id:
                 raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")

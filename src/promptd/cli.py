@@ -90,6 +90,7 @@ ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
     "max_header_kb": float,
     "max_body_mb": float,
     "max_upload_mb": float,
+    "fetch_allow_networks": lambda v: tuple(n.strip() for n in v.split(",") if n.strip()),
 }
 
 

@@ -11,6 +11,7 @@
     │   └── BudgetExceeded          a cost budget (per day or month) of the key or project is spent
     ├── LimitsUnavailable       limits apply but cannot be checked (Redis unreachable): refused, 503
     ├── StoreUnavailable        the database is unreachable and the request needs it (an unknown key): 503
+    ├── ModerationUnavailable   the app's moderation service failed: the answer is withheld, 503
     └── ProviderError           the model provider failed
         ├── ProviderUnavailable     cannot connect, or 5xx
         ├── ProviderRateLimited     429 upstream
@@ -33,6 +34,7 @@ __all__ = [
     "InputError",
     "LimitExceeded",
     "LimitsUnavailable",
+    "ModerationUnavailable",
     "NotFound",
     "PromptdError",
     "ProviderBadRequest",
@@ -115,6 +117,12 @@ class StoreUnavailable(PromptdError):
     """The database cannot be reached and the answer depends on it (a key not verified before): try again."""
 
     code = "service_unavailable"
+
+
+class ModerationUnavailable(PromptdError):
+    """Moderation fails closed: when the app's moderation service cannot answer, neither does the app."""
+
+    code = "moderation_unavailable"
 
 
 class ProviderError(PromptdError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ class Settings:
     upload_limits_mb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS_MB))
     audio_limit_mb: float = 30  # MB accepted by /audio-to-text; fractions allowed
     remote_fetch_timeout: float = 10.0
+    #: networks (CIDR) that remote files may be fetched from although they are not public (the SSRF guard
+    #: refuses loopback, private and link-local addresses otherwise), e.g. ("10.1.0.0/16",) for an intranet
+    fetch_allow_networks: tuple[str, ...] = ()
     #: Redis for state shared by workers and replicas (limits, budgets, stop signals); none: this process only
     redis_url: str | None = None
     redis_prefix: str = "promptd:"  # prefix of every Redis key and channel (several deployments on one Redis)
@@ -52,6 +56,10 @@ class Settings:
     def upload_limit_mb(self, kind: str) -> float:
         """The size limit, in MB, of an upload of this kind (image, audio, video or document)."""
         return self.upload_limits_mb.get(kind, DEFAULT_UPLOAD_LIMITS_MB[kind])
+
+    @property
+    def fetch_allow(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.fetch_allow_networks)
 
     @property
     def upload_body_limit_mb(self) -> float:

@@ -86,11 +86,14 @@ class Row:
     table: Table
     values: Mapping[str, Any]
     upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
+    #: a message's metering alone (a `store: false` call): it reaches the usage rollups, and no table
+    meter_only: bool = False
 
 
 def _line(row: Row) -> bytes:
     """A row as one line of a spill or journal file."""
-    return _encode({"table": str(row.table.name), "values": row.values, "upsert_ignore": row.upsert_ignore}) + b"\n"
+    entry = {"table": str(row.table.name), "values": row.values, "upsert_ignore": row.upsert_ignore}
+    return _encode(entry | {"meter_only": True} if row.meter_only else entry) + b"\n"
 
 
 async def _unwritten(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
@@ -204,8 +207,12 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     with other keys would lose its values silently."""
     groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
-        groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
+        groups.setdefault((r.table.name if not r.meter_only else "", r.upsert_ignore, frozenset(r.values)), []).append(
+            r
+        )
     for (_, ignore, _), group in groups.items():
+        if group[0].meter_only:
+            continue
         table = group[0].table
         key = [c.name for c in table.primary_key]
         if ignore and key and all(k in group[0].values for k in key):
@@ -472,7 +479,12 @@ class Recorder:
     def _parse(self, line: bytes) -> Row | None:
         try:
             entry = _decode(line)
-            return Row(self._tables[entry["table"]], entry["values"], bool(entry.get("upsert_ignore")))
+            return Row(
+                self._tables[entry["table"]],
+                entry["values"],
+                bool(entry.get("upsert_ignore")),
+                meter_only=bool(entry.get("meter_only")),
+            )
         except Exception as exc:  # a torn line (the disk filled up mid-write): kept, with the reason
             why = f"unreadable spilled row: {type(exc).__name__}: {exc}"
             log.error("recorder: %s", why)
@@ -598,7 +610,9 @@ class Recorder:
 
     def _dead(self, row: Row, why: str) -> None:
         entry = json.dumps(
-            {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}, default=str
+            {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
+            | ({"meter_only": True} if row.meter_only else {}),
+            default=str,
         )
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
         self._dead_raw(entry, why)
@@ -644,7 +658,12 @@ async def replay_dead_letters(
     for line in lines:
         try:
             entry = json.loads(line)
-            row = Row(tables[entry["table"]], entry["values"], bool(entry.get("upsert_ignore")))
+            row = Row(
+                tables[entry["table"]],
+                entry["values"],
+                bool(entry.get("upsert_ignore")),
+                meter_only=bool(entry.get("meter_only")),
+            )
         except Exception:  # a torn line, or a raw one kept from an unreadable spill: stays as it is
             kept.append(line.rstrip("\n"))
             continue

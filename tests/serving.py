@@ -18,7 +18,7 @@ from promptd.app import create_app
 from promptd.catalog.load import parse_catalog
 from promptd.catalog.schema import Catalog
 from promptd.providers.base import Provider
-from promptd.serving import CoalescingProtocol
+from promptd.serving import CoalescingProtocol, ServerConfig, serving_limits
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.repository import Repository
@@ -33,13 +33,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL; stops it gracefully afterwards."""
+def serve_in_thread(
+    app: Any, *, port: int | None = None, settings: Settings | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """Serve an ASGI app on `host` in a thread, with the connection limits and keep-alive of `settings` as
+    `promptd serve` applies them; yields its base URL; stops it gracefully afterwards."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port or 0))
-    config = uvicorn.Config(
-        app, log_level="warning", timeout_graceful_shutdown=5, lifespan="on", http=CoalescingProtocol
+    sock.bind((host, port or 0))
+    settings = settings or Settings()
+    config = ServerConfig(
+        app,
+        limits=serving_limits(settings),
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+        http=CoalescingProtocol,
+        timeout_keep_alive=settings.keepalive_timeout,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -50,7 +60,7 @@ def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(30)
@@ -123,5 +133,5 @@ def serve_app(
             await db.dispose()
 
     key = asyncio.run(prepare())
-    with serve_in_thread(create_app(cfg, parsed, providers)) as url:
+    with serve_in_thread(create_app(cfg, parsed, providers), settings=cfg) as url:
         yield RunningServer(url, key, cfg, parsed)

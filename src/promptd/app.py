@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -40,7 +41,7 @@ from promptd.providers.base import Provider, load_provider_class
 from promptd.services import Services, services
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
-from promptd.store.recorder import Recorder
+from promptd.store.recorder import Recorder, replay_dead_letters
 from promptd.store.repository import Repository
 from promptd.timing import ServerTiming
 
@@ -107,6 +108,14 @@ async def _retention(repo: Repository, settings: Settings) -> None:
         await asyncio.sleep(settings.retention_interval)
 
 
+async def _replay_dead_letters(db: AsyncEngine, settings: Settings) -> None:
+    """At start, the rows an earlier run could not write (`promptd replay` does the same on demand)."""
+    try:
+        await replay_dead_letters(db, settings.data_dir / "dead-letter.jsonl")
+    except Exception as exc:  # the file cannot be read: it stays for `promptd replay`
+        log.warning("dead letters not replayed at start (%s: %s)", type(exc).__name__, exc)
+
+
 async def metrics_endpoint(request: Request) -> Response:
     return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
@@ -131,6 +140,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             on_written=metrics.recorder_outcome,
             linger=settings.recorder_linger,
             spill_dir=settings.data_dir / "recorder-spill",
+            journal_dir=settings.data_dir / "recorder-journal" if settings.recorder_journal else None,
         )
         recorder.start()
         repo = Repository(db)
@@ -157,6 +167,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             providers=built,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        warmups.append(asyncio.create_task(_replay_dead_letters(db, settings), name="promptd-dead-letters"))
         if settings.retention_days is not None:
             warmups.append(asyncio.create_task(_retention(repo, settings), name="promptd-retention"))
         try:

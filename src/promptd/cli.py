@@ -1,4 +1,4 @@
-"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate.
+"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate | replay.
 
 The CLI is the only place that reads the environment and files; it builds Settings and a Catalog and passes
 them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PROMPTD_DATA_DIR).
@@ -25,6 +25,7 @@ from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
+from promptd.store.recorder import replay_dead_letters
 from promptd.store.repository import ADMIN_PROJECT, KeyInfo, Repository
 
 __all__ = ["main"]
@@ -80,10 +81,30 @@ def common(fn: F) -> F:
     return fn
 
 
+#: settings read from PROMPTD_<NAME> environment variables, with their types (docs/configuration.md)
+ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
+    "header_timeout": float,
+    "body_timeout": float,
+    "keepalive_timeout": float,
+    "max_connections": int,
+    "max_header_kb": float,
+    "max_body_mb": float,
+    "max_upload_mb": float,
+    "fetch_allow_networks": lambda v: tuple(n.strip() for n in v.split(",") if n.strip()),
+}
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
     if os.environ.get("PROMPTD_REDIS_PREFIX"):
         env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
+    for name, kind in ENV_SETTINGS.items():
+        value = os.environ.get(f"PROMPTD_{name.upper()}")
+        if value:
+            try:
+                env[name] = kind(value)
+            except ValueError:
+                raise click.BadParameter(f"PROMPTD_{name.upper()}={value!r} is not a number") from None
     return Settings(data_dir=data_dir, **{**env, **overrides})
 
 
@@ -157,7 +178,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
-    import uvicorn
+    from promptd.serving import run, serving_limits
 
     catalog = read_catalog(config)
     options: dict[str, Any] = {
@@ -195,19 +216,21 @@ def serve(
         "proxy_headers": True,
         "server_header": False,
         "http": "promptd.serving:CoalescingProtocol",  # a response's head and body in one write
+        "timeout_keep_alive": settings.keepalive_timeout,
     }
+    limits = serving_limits(settings)
     if workers == 1:
         from promptd.app import create_app, freeze_heap
 
         app = create_app(settings, catalog)
         freeze_heap()
-        uvicorn.run(app, **server_options)
+        run(app, limits=limits, **server_options)
         return
     # several processes share the socket; each builds its app from the same arguments (worker_app below)
     os.environ[WORKER_ARGS] = json.dumps(
         {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
     )
-    uvicorn.run("promptd.cli:worker_app", factory=True, workers=workers, **server_options)
+    run("promptd.cli:worker_app", limits=limits, factory=True, workers=workers, **server_options)
 
 
 WORKER_ARGS = "PROMPTD_WORKER_ARGS"
@@ -285,6 +308,22 @@ def migrate_cmd(config: Path | None, data_dir: Path) -> None:
 
     run_repo(settings, nothing)
     click.echo("database is up to date")
+
+
+@main.command(name="replay")
+@common
+def replay_cmd(config: Path | None, data_dir: Path) -> None:
+    """Write the records of the dead-letter file that the database takes now (serve does this at start)."""
+    settings = make_settings(data_dir)
+    dead_letter = settings.data_dir / "dead-letter.jsonl"
+
+    async def replay(repo: Repository) -> tuple[int, int]:
+        return await replay_dead_letters(repo.engine, dead_letter)
+
+    written, kept = run_repo(settings, replay)
+    click.echo(f"{written} row(s) written, {kept} kept in {dead_letter}")
+    if kept:
+        sys.exit(1)
 
 
 @main.group()

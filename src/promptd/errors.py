@@ -10,6 +10,7 @@
     ├── LimitExceeded           a rate limit of the key, project or end user is reached (429, Retry-After)
     │   └── BudgetExceeded          a cost budget (per day or month) of the key or project is spent
     ├── LimitsUnavailable       limits apply but cannot be checked (Redis unreachable): refused, 503
+    ├── StoreUnavailable        the database is unreachable and the request needs it (an unknown key): 503
     ├── ModerationUnavailable   the app's moderation service failed: the answer is withheld, 503
     └── ProviderError           the model provider failed
         ├── ProviderUnavailable     cannot connect, or 5xx
@@ -41,6 +42,7 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "StoreUnavailable",
     "retry_after_header",
 ]
 
@@ -107,6 +109,12 @@ class BudgetExceeded(LimitExceeded):
 
 class LimitsUnavailable(PromptdError):
     """Budgets fail closed: a request whose limits cannot be checked is refused, not let through unchecked."""
+
+    code = "service_unavailable"
+
+
+class StoreUnavailable(PromptdError):
+    """The database cannot be reached and the answer depends on it (a key not verified before): try again."""
 
     code = "service_unavailable"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,15 @@ class Settings:
     recorder_batch: int = 256
     recorder_queue: int = 10_000
     recorder_linger: float = 0.1  # seconds the writer waits for a batch to fill
+    recorder_journal: bool = True  # append each record to data_dir/recorder-journal first (SIGKILL loses none)
     key_cache_ttl: float = 5.0  # seconds a verified key is trusted before it is looked up again
     #: MB per kind of upload (image, audio, video, document); fractions allowed, a kind left out keeps its default
     upload_limits_mb: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS_MB))
     audio_limit_mb: float = 30  # MB accepted by /audio-to-text; fractions allowed
     remote_fetch_timeout: float = 10.0
+    #: networks (CIDR) that remote files may be fetched from although they are not public (the SSRF guard
+    #: refuses loopback, private and link-local addresses otherwise), e.g. ("10.1.0.0/16",) for an intranet
+    fetch_allow_networks: tuple[str, ...] = ()
     #: Redis for state shared by workers and replicas (limits, budgets, stop signals); none: this process only
     redis_url: str | None = None
     redis_prefix: str = "promptd:"  # prefix of every Redis key and channel (several deployments on one Redis)
@@ -37,6 +42,13 @@ class Settings:
     retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
     retention_interval: float = 3600.0  # seconds between retention runs
     workers: int = 1  # worker processes serving this port (`serve --workers`)
+    header_timeout: float = 10.0  # seconds to send a request's head (and that a new connection may stay silent)
+    body_timeout: float = 60.0  # seconds to send a request's body, once its head is in
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000  # open connections per process; past it a new one gets a 503 (0: no limit)
+    max_header_kb: float = 32  # a request's head (request line and headers); larger: 431
+    max_body_mb: float = 10  # a request's body (JSON and everything but multipart uploads); larger: 413
+    max_upload_mb: float | None = None  # a multipart upload's body; none: the largest upload limit + 1 MB
 
     @property
     def db_url(self) -> str:
@@ -47,6 +59,17 @@ class Settings:
     def upload_limit_mb(self, kind: str) -> float:
         """The size limit, in MB, of an upload of this kind (image, audio, video or document)."""
         return self.upload_limits_mb.get(kind, DEFAULT_UPLOAD_LIMITS_MB[kind])
+
+    @property
+    def fetch_allow(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.fetch_allow_networks)
+
+    @property
+    def upload_body_limit_mb(self) -> float:
+        """The body size of a multipart upload: `max_upload_mb`, or room for the largest file one may carry."""
+        if self.max_upload_mb is not None:
+            return self.max_upload_mb
+        return max([*self.upload_limits_mb.values(), *DEFAULT_UPLOAD_LIMITS_MB.values(), self.audio_limit_mb]) + 1
 
     @property
     def files_dir(self) -> Path:

@@ -274,11 +274,12 @@ class Generation:
         self.result = result
         if self._timer is not None:
             self._timer.cancel()
-        self._emit(Done(result))
         try:
-            await asyncio.sleep(0)  # the face answers first: metrics, settling and the record are off its path
+            # the record first (the recorder journals it with one write): an answer the client got is never
+            # lost with a killed process (docs/operations.md); the face answers right after
+            self._on_done(self, result)
         finally:
-            self._on_done(self, result)  # cancelled or not, the answer is recorded
+            self._emit(Done(result))
 
     def _settle_hedge(
         self,

@@ -10,14 +10,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
 
 from promptd.errors import PromptdError
+from promptd.store.db import store_error
 from promptd.timing import header_value
 
 __all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error"]
@@ -63,10 +65,12 @@ class HotRoute:
         except Exception as exc:
             if started:
                 raise
+            if isinstance(exc, ClientDisconnect):
+                return  # gone before its request was read (or refused by the server's limits): no one to answer
             handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
             response = await handler(request, exc)
             await response(scope, receive, timed)
-            if not isinstance(exc, PromptdError | HTTPException):
+            if not isinstance(store_error(exc), PromptdError | HTTPException):
                 raise
 
 
@@ -92,12 +96,24 @@ class FaceMount:
         """What the app's router gets: the face's sub-application, or (loose) its routes as they are."""
         if self.loose:
             return list(self.routes)
-        app = Starlette(
-            routes=self.routes,
-            exception_handlers={PromptdError: self.errors, HTTPException: self.http_errors, Exception: self.errors},
-        )
+        app = Starlette(routes=self.routes, exception_handlers={HTTPException: self.http_errors, **self.handlers})
         return [Mount(self.prefix, app=app)]
 
     @property
     def handlers(self) -> dict[Any, ExceptionHandler]:
-        return {PromptdError: self.errors, Exception: self.errors}
+        # a database outage (OSError, DBAPIError) is a 503 in the face's shape, without a traceback per request,
+        # and a client gone mid-request is no server error: Starlette re-raises whatever reaches its `Exception`
+        # handler, so these get handlers of their own
+        return {
+            PromptdError: self.errors,
+            OSError: self.errors,
+            DBAPIError: self.errors,
+            ClientDisconnect: _client_gone,
+            Exception: self.errors,
+        }
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its request was read (or the server refused it, serving.py): the answer
+    goes nowhere, and it is not a server error."""
+    return Response(status_code=400)

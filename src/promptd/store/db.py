@@ -10,9 +10,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["alembic_config", "create_engine", "migrate"]
+from promptd.errors import InputError, StoreUnavailable
+
+__all__ = ["alembic_config", "create_engine", "migrate", "store_error", "unreachable"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _encode = msgspec.json.Encoder().encode
@@ -40,7 +43,24 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON)
+    # a connection attempt gives up after CONNECT_TIMEOUT s (asyncpg's default is 60): an unreachable database
+    # is reported while the client still waits, not a minute later
+    return create_async_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"timeout": CONNECT_TIMEOUT}, **_JSON
+    )
+
+
+CONNECT_TIMEOUT = 5.0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database call failed because the database cannot be reached (down, restarting, the network),
+    rather than because of the call itself."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError)
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -58,3 +78,28 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+def _refused_value(exc: Exception) -> bool:
+    """A DataError, or PostgreSQL's SQLSTATE class 22 (data exception: 22021 is a NUL byte in text) that the
+    asyncpg adapter reports as a plain DBAPIError."""
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
+def store_error(exc: Exception) -> Exception:
+    """A database error met while serving a request, as the promptd error every face answers it with: an
+    outage is a 503 (no traceback per request: the recorder and the key cache log one line per outage); a
+    value of the request the database cannot store or compare (a NUL character on PostgreSQL, a number out of
+    range) is the client's 400. Any other exception as it is."""
+    if _refused_value(exc):
+        return InputError(
+            "a value of the request cannot be stored or searched (NUL characters, for one, are not allowed)"
+        )
+    if unreachable(exc) and not isinstance(exc, StoreUnavailable):
+        return StoreUnavailable("The database is unreachable; try again shortly.")
+    return exc

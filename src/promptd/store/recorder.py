@@ -16,6 +16,21 @@ error, and logged: never dropped silently.
 `drain()` waits until everything submitted so far is written (spilled rows included); `close()` drains and
 stops (graceful shutdown). With `linger` > 0 the writer waits up to that long for a batch to fill before
 inserting (drain and close cut the wait short).
+
+Journal (SIGKILL loses nothing): with a `journal_dir`, `submit()` also appends its rows to
+`journal_dir/journal-<pid>.jsonl` with one write(2) (no fsync: the bytes are in the kernel's page cache, so
+they survive the process being killed, not the machine losing power). The journal is emptied whenever the
+writer has caught up (everything submitted is in the database or a spill file), so it holds only the rows
+that are not stored yet. A journal whose process is gone (or this process's own pid left by an earlier run,
+as in a container where the server is always pid 1) is claimed at start and replayed like a spill file.
+Every replay (journal, spill file, dead letters) skips the rows whose record is already stored, by primary
+key, in the same transaction as it writes the others: a row both journaled and written is written once.
+
+Database outage: when a write fails and the database does not answer a `SELECT 1` either, the writer keeps
+the batch and tries again with a back-off (at most 2 s) until the database is back; the queue fills, then
+spills to disk, and nothing goes to the dead-letter file for the outage. One line is logged when the outage
+starts and one when it ends. A `close()` during an outage leaves the rows on disk (spill file and journal)
+for the next start instead of waiting.
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
-from sqlalchemy import Table
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from promptd.domain.limits import to_pico
 from promptd.store.tables import messages, usage_daily
 
-__all__ = ["Recorder", "Row"]
+__all__ = ["Recorder", "Row", "replay_dead_letters"]
 
 log = logging.getLogger("promptd.recorder")
 _encode = msgspec.json.Encoder().encode
@@ -73,6 +88,36 @@ class Row:
     upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
     #: a message's metering alone (a `store: false` call): it reaches the usage rollups, and no table
     meter_only: bool = False
+
+
+def _line(row: Row) -> bytes:
+    """A row as one line of a spill or journal file."""
+    entry = {"table": str(row.table.name), "values": row.values, "upsert_ignore": row.upsert_ignore}
+    return _encode(entry | {"meter_only": True} if row.meter_only else entry) + b"\n"
+
+
+async def _unwritten(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
+    """The rows whose primary key is not in the database yet (a replay may repeat rows that were written:
+    a journal is emptied only after its rows are). Rows with no single-column key, or upserts, are kept."""
+    keys: dict[str, tuple[Table, set[Any]]] = {}
+    for r in rows:
+        pk = list(r.table.primary_key)
+        if len(pk) == 1 and not r.upsert_ignore and pk[0].name in r.values:
+            keys.setdefault(r.table.name, (r.table, set()))[1].add(r.values[pk[0].name])
+    found: set[tuple[str, Any]] = set()
+    for name, (table, wanted) in keys.items():
+        column = next(iter(table.primary_key))
+        for (value,) in await conn.execute(select(column).where(column.in_(wanted))):
+            found.add((name, value))
+    if not found:
+        return rows
+    return [
+        r
+        for r in rows
+        if len(r.table.primary_key) != 1
+        or r.upsert_ignore
+        or (r.table.name, r.values.get(next(iter(r.table.primary_key)).name)) not in found
+    ]
 
 
 def _permanent(exc: Exception) -> bool:
@@ -191,6 +236,7 @@ class Recorder:
         linger: float = 0.0,
         spill_dir: Path | None = None,
         tables: Mapping[str, Table] | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self._on_written = on_written or (lambda outcome, n: None)
@@ -218,7 +264,13 @@ class Recorder:
         self._spilled = 0  # rows put on disk (by this process, or left by an earlier one), in order
         self._replayed = 0  # of those, rows read back and written (or dead-lettered)
         self._spill_broken = False
+        self.journal_dir = journal_dir
+        self._journal: int | None = None  # the journal's file descriptor (O_APPEND)
+        self._journal_bytes = 0  # written to it since it was last emptied
+        self._outage_since: float | None = None  # monotonic time the database became unreachable
         self._scan_leftovers()
+        if journal_dir is not None:
+            self._open_journal(journal_dir)
 
     # --- producer side ------------------------------------------------------------------------------------------
 
@@ -227,6 +279,8 @@ class Recorder:
             raise RuntimeError("recorder is closed")
         self._submitted += len(rows)
         self._wakeup.set()
+        if self._journal is not None:
+            self._journal_append(rows)
         if len(self._queue) >= self.maxsize and self._spill(rows):
             return
         self._queue.extend(rows)
@@ -262,14 +316,7 @@ class Recorder:
     def _spill(self, rows: tuple[Row, ...]) -> bool:
         """Append rows to the spill file; False (the caller keeps them in memory) if that cannot be done."""
         try:
-            data = b"".join(
-                _encode(
-                    {"table": str(r.table.name), "values": r.values, "upsert_ignore": r.upsert_ignore}
-                    | ({"meter_only": True} if r.meter_only else {})
-                )
-                + b"\n"
-                for r in rows
-            )
+            data = b"".join(map(_line, rows))
             if self._spill_file is None:
                 self.spill_dir.mkdir(parents=True, exist_ok=True)
                 self._spill_file = (self.spill_dir / f"spill-{os.getpid()}.jsonl").open("ab")
@@ -286,6 +333,51 @@ class Recorder:
         self._spilled += len(rows)
         self._on_written("spilled", len(rows))
         return True
+
+    # --- the journal ----------------------------------------------------------------------------------------------
+
+    def _open_journal(self, journal_dir: Path) -> None:
+        try:
+            journal_dir.mkdir(parents=True, exist_ok=True)
+            path = journal_dir / f"journal-{os.getpid()}.jsonl"
+            self._journal = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            log.critical("recorder: cannot open the journal in %s (%s): a killed process loses its last records",
+                         journal_dir, exc)  # fmt: skip
+
+    def _journal_append(self, rows: tuple[Row, ...]) -> None:
+        """One write(2) of the rows' lines: cheap enough for every record (docs/operations.md has the figure)."""
+        assert self._journal is not None
+        try:
+            data = b"".join(map(_line, rows))
+            os.write(self._journal, data)
+        except (OSError, TypeError, ValueError) as exc:  # the row still goes to the queue (and the database)
+            log.critical("recorder: cannot append to the journal (%s); journaling is off for this process", exc)
+            os.close(self._journal)
+            self._journal = None
+            return
+        self._journal_bytes += len(data)
+
+    def _journal_caught_up(self) -> None:
+        """Everything submitted is stored (or on disk in a spill file): the journal starts over, empty."""
+        if self._journal is not None and self._journal_bytes and not self._queue:
+            try:
+                os.ftruncate(self._journal, 0)
+                self._journal_bytes = 0
+            except OSError as exc:
+                log.warning("recorder: cannot empty the journal (%s); it is replayed, without duplicates", exc)
+
+    def _close_journal(self) -> None:
+        if self._spill_file is not None:  # rows left on disk at shutdown (the database was unreachable)
+            self._spill_file.close()
+            self._spill_file = None
+        if self._journal is None or self.journal_dir is None:
+            return
+        os.close(self._journal)
+        self._journal = None
+        if not self._queue and not self.spilled_pending:  # all stored: nothing for the next start
+            with contextlib.suppress(OSError):
+                (self.journal_dir / f"journal-{os.getpid()}.jsonl").unlink()
 
     def _replay_files(self) -> list[Path]:
         """This process's spill files to replay, oldest first; the live one is closed and renamed to join them."""
@@ -307,10 +399,20 @@ class Recorder:
         try:
             found = sorted([*self.spill_dir.glob("spill-*.jsonl"), *self.spill_dir.glob("replay-*.jsonl")])
         except OSError:
-            return
+            found = []
+        own_journal = None
+        if self.journal_dir is not None:
+            with contextlib.suppress(OSError):
+                found += sorted(self.journal_dir.glob("journal-*.jsonl"))
+            # not opened yet: a journal with this process's pid was left by an earlier run (pid 1 in a container)
+            own_journal = self.journal_dir / f"journal-{os.getpid()}.jsonl"
         for n, path in enumerate(found):
-            if not _owner_gone(path.name):
+            if path != own_journal and not _owner_gone(path.name):
                 continue
+            try:
+                self.spill_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return
             mine = self.spill_dir / f"replay-{os.getpid()}-{time.time_ns():020d}{n:04d}.jsonl"
             try:
                 offset = path.with_suffix(".offset")
@@ -360,8 +462,8 @@ class Recorder:
                         row = self._parse(line)
                         if row is not None:
                             rows.append(row)
-                    if rows:
-                        await self._write(rows)
+                    if rows and not await self._write(rows, replay=True):
+                        return  # the database is unreachable and the recorder is closing: the rest stays on disk
                     offset = f.tell()
                     with contextlib.suppress(OSError):
                         path.with_suffix(".offset").write_text(str(offset))
@@ -405,6 +507,7 @@ class Recorder:
             self._task = None
         elif self._queue or self.spilled_pending:  # never started: write what was queued here
             await self._run()
+        self._close_journal()
 
     # --- writer side --------------------------------------------------------------------------------------------
 
@@ -433,36 +536,83 @@ class Recorder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.linger)
             rows = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
-            await self._write(rows)
+            if not await self._write(rows):  # closing during an outage: what is left goes to disk
+                self._queue.extendleft(reversed(rows))
+                left = tuple(self._queue)
+                if self._spill(left):
+                    self._queue.clear()
+                log.error("recorder: the database is unreachable at shutdown: %d record row(s) stay on disk in %s "
+                          "for the next start", len(left), self.spill_dir)  # fmt: skip
+                return
             async with self._progress:
                 self._written += len(rows)
                 self._progress.notify_all()
+            self._journal_caught_up()
 
-    async def _write(self, rows: list[Row]) -> None:
+    async def _write(self, rows: list[Row], *, replay: bool = False) -> bool:
+        """Write rows (a replay skips those already stored); a refused row goes to the dead-letter file. While
+        the database is unreachable, wait for it; False when the recorder closes meanwhile (nothing written)."""
         attempts = 5
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 async with self.engine.begin() as conn:
-                    await write_rows(conn, rows)
-                self._on_written("written", len(rows))
-                return
+                    todo = await _unwritten(conn, rows) if replay else rows
+                    if todo:
+                        await write_rows(conn, todo)
+                self._database_back()
+                self._on_written("written", len(todo))
+                return True
             except Exception as exc:  # the database is down, locked, or one row is bad
+                if not _permanent(exc) and not await self._reachable():
+                    self._database_down(exc)
+                    if self._closing:
+                        return False
+                    await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    attempt = min(attempt + 1, 8)
+                    continue
                 log.warning("recorder: writing %d row(s) failed (attempt %d): %s", len(rows), attempt + 1, exc)
                 if len(rows) > 1:
                     break  # find the bad row(s) one by one
                 if _permanent(exc):
                     self._dead(rows[0], f"{type(exc).__name__}: {exc}")
-                    return
-                if attempt == attempts - 1:
+                    return True
+                attempt += 1
+                if attempt >= attempts:
                     self._dead(rows[0], f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}")
-                    return
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    return True
+                await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
         for row in rows:
-            await self._write([row])
+            if not await self._write([row], replay=replay):
+                return False
+        return True
+
+    async def _reachable(self) -> bool:
+        """Whether the database answers at all (a failed write is then the rows' fault, not an outage)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _database_down(self, exc: Exception) -> None:
+        if self._outage_since is None:  # one line per outage, not one per batch
+            self._outage_since = time.monotonic()
+            log.error("recorder: the database is unreachable (%s: %s); records wait in memory and on disk "
+                      "until it is back", type(exc).__name__, exc)  # fmt: skip
+
+    def _database_back(self) -> None:
+        if self._outage_since is not None:
+            log.warning("recorder: the database is back after %.1f s; writing the records that waited",
+                        time.monotonic() - self._outage_since)  # fmt: skip
+            self._outage_since = None
 
     def _dead(self, row: Row, why: str) -> None:
         entry = json.dumps(
-            {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}, default=str
+            {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
+            | ({"meter_only": True} if row.meter_only else {}),
+            default=str,
         )
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
         self._dead_raw(entry, why)
@@ -484,3 +634,54 @@ def _offset(path: Path) -> int:
         return int(path.with_suffix(".offset").read_text() or 0)
     except (OSError, ValueError):
         return 0
+
+
+async def replay_dead_letters(
+    engine: AsyncEngine, dead_letter: Path, tables: Mapping[str, Table] | None = None
+) -> tuple[int, int]:
+    """Write the rows of the dead-letter file that the database takes now (rows that only met an outage, or a
+    value since fixed); (written, kept). Rows already stored are skipped; the rows refused again, and lines
+    that are not rows, go back to the file with the new reason. The file is claimed by renaming it first, so
+    two processes starting together never replay it twice."""
+    if tables is None:
+        from promptd.store.tables import metadata
+
+        tables = metadata.tables
+    claimed = dead_letter.with_name(f"{dead_letter.stem}.replaying-{os.getpid()}{dead_letter.suffix}")
+    try:
+        os.replace(dead_letter, claimed)
+    except FileNotFoundError:
+        return 0, 0
+    written, kept = 0, []
+    with claimed.open(encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            row = Row(
+                tables[entry["table"]],
+                entry["values"],
+                bool(entry.get("upsert_ignore")),
+                meter_only=bool(entry.get("meter_only")),
+            )
+        except Exception:  # a torn line, or a raw one kept from an unreadable spill: stays as it is
+            kept.append(line.rstrip("\n"))
+            continue
+        try:
+            async with engine.begin() as conn:
+                todo = await _unwritten(conn, [row])
+                if todo:
+                    await write_rows(conn, todo)
+            written += 1
+        except Exception as exc:
+            entry.update(error=f"{type(exc).__name__}: {exc}", at=time.time())
+            kept.append(json.dumps(entry, default=str))
+    if kept:
+        with dead_letter.open("a", encoding="utf-8") as out:
+            out.write("".join(k + "\n" for k in kept))
+    claimed.unlink()
+    if written or kept:
+        log.warning(
+            "recorder: dead letters replayed from %s: %d row(s) written, %d kept", dead_letter, written, len(kept)
+        )
+    return written, len(kept)

@@ -115,7 +115,15 @@ def files_server(
             "fake": model,
             "openai": OpenAICompatProvider("openai", OpenAIProviderConfig(**catalog["providers"]["openai"])),
         }
-        with serve_app(catalog, tmp_path / "data", providers=providers, database_url=database_url) as server:
+        # 127.0.0.2 stands for the internet (the SSRF guard refuses loopback otherwise), 127.0.0.1 for the
+        # server's own network
+        with serve_app(
+            catalog,
+            tmp_path / "data",
+            providers=providers,
+            database_url=database_url,
+            fetch_allow_networks=("127.0.0.2/32",),
+        ) as server:
             yield server, model, speech
 
 
@@ -159,7 +167,7 @@ def test_documents_and_audio_reach_the_model_as_text(
 
 def test_a_remote_document_is_fetched(files_server: tuple[RunningServer, RecordingProvider, SpeechUpstream]) -> None:
     server, model, _ = files_server
-    with serve_in_thread(Remote().app()) as url:
+    with serve_in_thread(Remote().app(), host="127.0.0.2") as url:
         files = [{"type": "document", "transfer_method": "remote_url", "url": url + "/notes.txt"}]
         r = complete(server, {"inputs": {"query": "read"}, "user": "alice", "files": files})
         assert r.status_code == 200, r.text
@@ -169,7 +177,11 @@ def test_a_remote_document_is_fetched(files_server: tuple[RunningServer, Recordi
         }
         missing = [{"type": "document", "transfer_method": "remote_url", "url": url + "/missing.txt"}]
         r = complete(server, {"inputs": {"query": "read"}, "user": "alice", "files": missing})
-        assert "HTTP 404" in assert_dify_error(r, 400, "invalid_param")["message"]
+        assert "404" in assert_dify_error(r, 400, "invalid_param")["message"]
+    with serve_in_thread(Remote().app()) as internal:  # on 127.0.0.1: the server's own network
+        inside = [{"type": "document", "transfer_method": "remote_url", "url": internal + "/notes.txt"}]
+        r = complete(server, {"inputs": {"query": "read"}, "user": "alice", "files": inside})
+        assert "not a public address" in assert_dify_error(r, 400, "invalid_param")["message"]
 
 
 def test_files_a_model_cannot_take_are_a_clear_400(

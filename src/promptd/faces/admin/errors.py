@@ -5,6 +5,7 @@
 404 not_found                      no such project, message, session, campaign, key or route
 405 method_not_allowed
 409 conflict                       the request conflicts with the catalog (e.g. a campaign without a metric)
+503 service_unavailable            the database cannot be reached (try again)
 500 internal_error                 a bug: logged with its traceback, never the client's fault
 """
 
@@ -17,7 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.errors import AuthError, ConflictError, Forbidden, InputError, NotFound, PromptdError
+from promptd.errors import AuthError, ConflictError, Forbidden, InputError, NotFound, PromptdError, StoreUnavailable
+from promptd.store.db import store_error
 
 __all__ = ["admin_error", "admin_http_error", "error_response"]
 
@@ -41,10 +43,13 @@ def _status(exc: BaseException) -> int:
         return 403
     if isinstance(exc, ConflictError):
         return 409
+    if isinstance(exc, StoreUnavailable):
+        return 503
     return 500
 
 
 async def admin_error(request: Request, exc: Exception) -> Response:
+    exc = store_error(exc)
     status = _status(exc)
     if status == 500:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -20,6 +20,7 @@ from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import authenticate, split_model
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, free_user, optional_uuid, to_messages
+from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
@@ -120,7 +121,7 @@ async def chat_completions(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         wait = caller.svc.settings.stream_commit_wait
         return EventStream(_stream(generations, head, include_usage, commit_wait=wait), hold=True)
-    results = await run.results()
+    results = await unless_gone(request, run.results(), *generations)  # a client that goes stops them
     request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
     for result in results:
         if result.error is not None:

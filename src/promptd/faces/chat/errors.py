@@ -22,8 +22,10 @@ from promptd.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    StoreUnavailable,
     retry_after_header,
 )
+from promptd.store.db import store_error
 
 __all__ = ["adaptive_error", "chat_status", "http_error", "openai_error"]
 
@@ -45,7 +47,7 @@ def chat_status(exc: BaseException) -> int:
         return 429
     if isinstance(exc, ProviderBadRequest):
         return 400
-    if isinstance(exc, LimitsUnavailable):
+    if isinstance(exc, LimitsUnavailable | StoreUnavailable):
         return 503
     if isinstance(exc, ProviderTimeout):
         return 504
@@ -70,6 +72,7 @@ def _log(request: Request, exc: BaseException, status: int) -> None:
 
 
 async def adaptive_error(request: Request, exc: Exception) -> Response:
+    exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     return Response(
@@ -78,6 +81,7 @@ async def adaptive_error(request: Request, exc: Exception) -> Response:
 
 
 async def openai_error(request: Request, exc: Exception) -> Response:
+    exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
     kind = "invalid_request_error" if status < 500 else "api_error"

@@ -9,6 +9,7 @@ import msgspec
 
 from promptd.errors import InputError
 from promptd.types import ContentPart, Message
+from promptd.urlguard import check_url
 
 __all__ = [
     "MAX_USER_ID_LENGTH",
@@ -173,8 +174,8 @@ def _part(part: dict[str, Any], where: str) -> ContentPart:
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image  # Adaptive's flat string, or OpenAI's {url}
-        if isinstance(url, str) and url:
-            return {"type": "image_url", "image_url": {"url": url}}
+        if isinstance(url, str) and url:  # http, https or data only: never file:///etc/passwd upstream
+            return {"type": "image_url", "image_url": {"url": check_url(url, f"{where}.image_url.url")}}
     raise InputError(f"{where}: a content part is {{type: text, text}} or {{type: image_url, image_url}}")
 
 

@@ -9,8 +9,8 @@
 
 Which files an app takes is its `file_upload` config: the older `image` block, or Dify's newer keys
 (`enabled`, `allowed_file_types`, `allowed_file_extensions`, `allowed_file_upload_methods`, `number_limits`).
-Every refusal is a 400 saying why; nothing is dropped silently. Remote URLs must be http(s) and pass
-`check_remote_url`, the single place where the URL guard (SSRF) being written for the hardening issue goes.
+Every refusal is a 400 saying why; nothing is dropped silently. Remote URLs must be http(s)
+(`check_remote_url`), and the files promptd fetches itself go through the SSRF guard (promptd/urlguard.py).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import base64
 import mimetypes
 from dataclasses import dataclass
 
-from promptd.catalog.schema import FileUploadConfig, Timeouts
+from promptd import urlguard
+from promptd.catalog.schema import FileUploadConfig
 from promptd.documents import extract_text, readable
 from promptd.engine.call import TranscriptionCall
 from promptd.errors import InputError
 from promptd.faces.dify.auth import App
 from promptd.faces.dify.wire import FileRef
-from promptd.providers.client import HTTPClient, ProtocolError
 from promptd.types import ContentPart
 
 __all__ = ["check_remote_url", "file_parts", "takes_files"]
@@ -35,8 +35,7 @@ MB = 1024 * 1024
 
 
 def check_remote_url(url: str) -> None:
-    """The one call point of the URL guard: only http(s) here. The SSRF guard module (private and link-local
-    addresses, redirects), being written with the hardening issue, is to be called from this function."""
+    """Only http(s) URLs; what promptd fetches itself is then checked by the SSRF guard in `_fetch`."""
     if not url.startswith(("http://", "https://")):
         raise InputError("url must be an http(s) URL for remote_url", param="files")
 
@@ -59,20 +58,22 @@ def _allowed(config: FileUploadConfig) -> tuple[list[str], list[str], int]:
 
 
 async def _fetch(app: App, url: str, limit_mb: float) -> bytes:
-    """A remote file's bytes, within the upload limit of its kind and the remote fetch timeout."""
-    timeout = app.svc.settings.remote_fetch_timeout
-    client = HTTPClient(headers={}, timeout=Timeouts(connect=timeout, read=timeout, total=timeout), max_connections=1)
+    """A remote file's bytes, within the upload limit of its kind and the remote fetch timeout, fetched through
+    the SSRF guard (promptd/urlguard.py): loopback, private and link-local targets, and redirects to them, are
+    refused unless `fetch_allow_networks` allows them."""
+    settings = app.svc.settings
     try:
-        async with client.request("GET", url) as resp:
-            if resp.status >= 400:
-                raise InputError(f"The file at {url} could not be fetched (HTTP {resp.status}).", param="files")
-            data = await resp.read()
-    except (OSError, ProtocolError, ValueError) as exc:
-        raise InputError(f"The file at {url} could not be fetched ({type(exc).__name__}).", param="files") from exc
-    finally:
-        await client.aclose()
-    if len(data) > limit_mb * MB:
-        raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param="files")
+        data, _ = await urlguard.fetch(
+            url,
+            time_limit=settings.remote_fetch_timeout,
+            max_bytes=int(limit_mb * MB),
+            allow=settings.fetch_allow,
+        )
+    except InputError as exc:
+        reason = exc.message.removeprefix("url: ")
+        if "larger than" in reason:
+            raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param="files") from None
+        raise InputError(f"The file at {url} could not be fetched ({reason}).", param="files") from None
     return data
 
 

@@ -24,6 +24,7 @@ from promptd.faces.dify.wire import (
     decode_object,
     require_user,
 )
+from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta
@@ -84,7 +85,7 @@ async def completion_messages(request: Request) -> Response:
     req = generation.request
     if streaming:
         return EventStream(_stream(generation), headers=_ignored(request))
-    result = await generation.wait()
+    result = await unless_gone(request, generation.wait(), generation)  # a client that goes stops it
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
         raise result.error

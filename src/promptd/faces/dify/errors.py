@@ -22,8 +22,10 @@ from promptd.errors import (
     NotFound,
     PromptdError,
     ProviderError,
+    StoreUnavailable,
     retry_after_header,
 )
+from promptd.store.db import store_error
 
 __all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception", "http_error"]
 
@@ -61,7 +63,7 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 429, "rate_limit_error", exc.message  # Dify's code for a used-up quota
     if isinstance(exc, LimitExceeded):
         return 429, "too_many_requests", exc.message
-    if isinstance(exc, LimitsUnavailable | ModerationUnavailable):
+    if isinstance(exc, LimitsUnavailable | StoreUnavailable | ModerationUnavailable):
         return 503, exc.code, exc.message
     if isinstance(exc, ProviderError):  # an upstream's 429 too: Dify's completion endpoint has no 429 for it
         return 400, "completion_request_error", exc.message
@@ -85,6 +87,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
+    exc = store_error(exc)
     status, code, message = dify_error(exc)
     if status >= 500 and not isinstance(exc, PromptdError):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -2,10 +2,12 @@
 
 Each request draws on counters: requests and tokens per rolling minute (per key, per project, per end user)
 and cost per UTC day and month (per key, per project). Before the call it reserves its upper bound on every
-counter at once, through the coordinator (in this process, or Redis across replicas): prompt tokens bounded by
-the prompt's UTF-8 bytes, plus max_tokens, at the dearest price of the models it may fall back to. The
-reservation is all or nothing, so concurrent requests on any number of replicas cannot overshoot a limit
-together. When the call ends, `settle` replaces the reservation by the real tokens and cost.
+counter at once: prompt tokens bounded by the prompt's UTF-8 bytes, plus max_tokens, at the dearest price of
+the models it may fall back to. It reserves from the slices of each counter this process leases from the
+coordinator (in this process, or Redis across replicas; engine/leases.py), all or nothing; slices are counted
+in the coordinator before they are used, so concurrent requests on any number of replicas cannot overshoot a
+limit together. When the call ends, `settle` replaces the reservation by the real tokens and cost, in this
+process; what a process owes or gives back reaches the coordinator in one call every few milliseconds.
 
 When a token or cost limit applies and nothing sets max_tokens, the request is sent with `reserve_max_tokens`
 as its max_tokens, so that the reservation is a real bound. Budgets start from what the store's daily usage
@@ -14,7 +16,6 @@ rollups say was spent (a restart, or a Redis that lost its data, does not reset 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from decimal import Decimal
 from promptd.catalog.schema import Catalog, LimitsConfig
 from promptd.coord.base import Coordinator, Take
 from promptd.domain.limits import Limits, Window, calendar_window, prompt_token_bound, reserve_pico, to_pico
+from promptd.engine.leases import Leases
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable, PromptdError
 
@@ -121,13 +123,14 @@ class Admission:
         *,
         reserve_max_tokens: int = 1024,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
     ) -> None:
         self.catalog = catalog
         self.coordinator = coordinator
         self.spent = spent
         self.reserve_max_tokens = reserve_max_tokens
         self.clock = clock
-        self._settling: set[asyncio.Task[None]] = set()
+        self.leases = leases or Leases(coordinator)
         # the catalog's limits, read once: most requests have none and must pay nothing for the check
         self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
         self._unlimited = {
@@ -167,7 +170,7 @@ class Admission:
             takes.append(self._take(lim, amount, now))
         try:
             for _ in range(3):
-                refusal = await self.coordinator.reserve(takes)
+                refusal = await self.leases.take(takes)
                 if refusal is None:
                     break
                 if not refusal.needs_seed:
@@ -227,7 +230,7 @@ class Admission:
         )
 
     def settle(self, request: GenerationRequest, result: GenerationResult) -> None:
-        """Replace the request's reservation by what it really used (off the request path)."""
+        """Replace the request's reservation by what it really used (in this process: no I/O)."""
         held = request.reservation
         if held is None:
             return
@@ -236,12 +239,7 @@ class Admission:
         self._settle({"tokens": used["tokens"] - held.tokens, "cost": used["cost"] - held.cost}, held)
 
     def _settle(self, deltas: dict[str, int], held: Reservation) -> None:
-        items = [(key, deltas[what], ttl) for key, what, ttl in held.buckets if deltas[what]]
-        if not items:
-            return
-        task = asyncio.get_running_loop().create_task(self._add(items))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self.leases.settle([(key, deltas[what], ttl) for key, what, ttl in held.buckets if deltas[what]])
 
     def release(self, request: GenerationRequest) -> None:
         """Give a reservation back whole: the call never started."""
@@ -250,13 +248,6 @@ class Admission:
             request.reservation = None
             self._settle({"tokens": -held.tokens, "cost": -held.cost}, held)
 
-    async def _add(self, items: list[tuple[str, int, int]]) -> None:
-        try:
-            await self.coordinator.add(items)
-        except Exception:  # Redis gone: the reservation stays counted (never under-counts), and it is logged
-            log.error("could not settle a reservation (%s); it stays counted in full", items, exc_info=True)
-
     async def aclose(self) -> None:
-        """Wait for settlements still on their way (graceful shutdown)."""
-        while self._settling:
-            await asyncio.gather(*list(self._settling), return_exceptions=True)
+        """Give back what this process leased, after the settlements made so far (graceful shutdown)."""
+        await self.leases.aclose()

@@ -16,6 +16,7 @@ from promptd.domain.limits import Limits
 from promptd.domain.pricing import plain
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.generation import Candidate, Generation
+from promptd.engine.leases import IDLE, Leases
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import CircuitBreakers, weighted_order
 from promptd.engine.tasks import TaskRegistry
@@ -59,6 +60,7 @@ class Engine:
         coordinator: Coordinator | None = None,
         spent: SpentLookup = _nothing_spent,
         reserve_max_tokens: int = 1024,
+        limit_slice_idle: float = IDLE,
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics or Metrics()
@@ -68,7 +70,13 @@ class Engine:
         self.breakers = CircuitBreakers()
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
-        self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.admission = Admission(
+            catalog,
+            self.coordinator,
+            spent,
+            reserve_max_tokens=reserve_max_tokens,
+            leases=Leases(self.coordinator, idle=limit_slice_idle),
+        )
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""

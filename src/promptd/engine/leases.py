@@ -96,42 +96,42 @@ class Leases:
         if self._draw(takes):
             return None
         async with self._lock:  # one lease call at a time: requests waiting here mostly find it done
-            if self._draw(takes):
-                return None
-            now = self.clock()
-            short: list[tuple[int, Take, int]] = []  # (index in takes, take, amount lacking)
-            wanted: list[Take] = []
-            for i, t in enumerate(takes):
-                lease = self._leases.get(t.key)
-                have = 0 if lease is None else lease.granted - lease.used
-                if t.amount <= 0 or have >= t.amount:
-                    continue
-                lacking = t.amount - max(have, 0)
-                short.append((i, t, lacking))
-                wanted.append(dataclasses.replace(t, amount=lacking + self._extra(lease, t.limit, now)))
-            grants = wanted
-            self.round_trips += 1
-            refusal = await self.coordinator.reserve(wanted)
-            if (
-                refusal is not None
-                and not refusal.needs_seed
-                and wanted[refusal.index].amount > short[refusal.index][2]
-            ):
-                grants = [dataclasses.replace(t, amount=lacking) for _, t, lacking in short]  # just what is lacking
-                self.round_trips += 1
-                refusal = await self.coordinator.reserve(grants)
-            if refusal is not None:
-                return dataclasses.replace(refusal, index=short[refusal.index][0])
-            for (_, t, _), grant in zip(short, grants, strict=True):
-                lease = self._leases.get(t.key)
-                if lease is None:
-                    lease = self._leases[t.key] = _Lease(t.ttl, since=now, last=now)
-                else:
-                    lease.drawn, lease.since = 0, now
-                lease.granted += grant.amount
-            drawn = self._draw(takes)
-            assert drawn, "a granted slice covers the request"
+            while not self._draw(takes):  # again if requests drew on the slices while the lease call was out
+                refusal = await self._lease(takes)
+                if refusal is not None:
+                    return refusal
         self._start_flusher()
+        return None
+
+    async def _lease(self, takes: Sequence[Take]) -> Refusal | None:
+        """Lease what the slices held lack for `takes`, with a slice more for what follows (all or nothing)."""
+        now = self.clock()
+        short: list[tuple[int, Take, int]] = []  # (index in takes, take, amount lacking)
+        wanted: list[Take] = []
+        for i, t in enumerate(takes):
+            lease = self._leases.get(t.key)
+            have = 0 if lease is None else lease.granted - lease.used
+            if t.amount <= 0 or have >= t.amount:
+                continue
+            lacking = t.amount - max(have, 0)
+            short.append((i, t, lacking))
+            wanted.append(dataclasses.replace(t, amount=lacking + self._extra(lease, t.limit, now)))
+        grants = wanted
+        self.round_trips += 1
+        refusal = await self.coordinator.reserve(wanted)
+        if refusal is not None and not refusal.needs_seed and wanted[refusal.index].amount > short[refusal.index][2]:
+            grants = [dataclasses.replace(t, amount=lacking) for _, t, lacking in short]  # just what is lacking
+            self.round_trips += 1
+            refusal = await self.coordinator.reserve(grants)
+        if refusal is not None:
+            return dataclasses.replace(refusal, index=short[refusal.index][0])
+        for (_, t, _), grant in zip(short, grants, strict=True):
+            lease = self._leases.get(t.key)
+            if lease is None:
+                lease = self._leases[t.key] = _Lease(t.ttl, since=now, last=now)
+            else:
+                lease.drawn, lease.since = 0, now
+            lease.granted += grant.amount
         return None
 
     def settle(self, buckets: Sequence[tuple[str, int, int]]) -> None:

@@ -50,6 +50,11 @@ class _Limit:
     window: Window
     limit: int
 
+    @property
+    def base(self) -> str:
+        """Its buckets' keys, but for the window's id."""
+        return f"lim:{self.scope}:{self.ident}:{self.what}:{self.window}:"
+
 
 @dataclass(slots=True)
 class Reservation:
@@ -131,6 +136,10 @@ class Admission:
         self.reserve_max_tokens = reserve_max_tokens
         self.clock = clock
         self.leases = leases or Leases(coordinator)
+        # a request's counters and the current windows, computed once, not per request (admission is on every
+        # limited request's path: this keeps it to a few microseconds)
+        self._counters: dict[tuple[str, str | None, Limits, str | None], list[tuple[_Limit, str]]] = {}
+        self._windows: dict[str, tuple[str, float]] = {}  # "day" | "month" → (window id, when it ends)
         # the catalog's limits, read once: most requests have none and must pay nothing for the check
         self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
         self._unlimited = {
@@ -146,11 +155,12 @@ class Admission:
         if key_limits.empty and first.project in self._unlimited:
             return
         project = self.catalog.projects[first.project]
-        limits = _limits(
-            first.project, first.key_id, key_limits, self._project_limits[first.project], project.limits, first.user
-        )
-        if not limits:
+        counters = self._counters.get((first.project, first.key_id, key_limits, first.user))
+        if counters is None:
+            counters = self._counters_of(first.project, first.key_id, key_limits, first.user)
+        if not counters:
             return
+        limits = [lim for lim, _ in counters]
         wants_tokens = any(lim.what != "requests" for lim in limits)
         tokens: list[int] = []
         costs: list[int] = []
@@ -164,10 +174,8 @@ class Admission:
             models = (req.model, *self.catalog.models[req.model].fallbacks)
             costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
         now = self.clock()
-        takes: list[Take] = []
-        for lim in limits:
-            amount = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}[lim.what]
-            takes.append(self._take(lim, amount, now))
+        amounts = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}
+        takes = [self._take(lim, base, amounts[lim.what], now) for lim, base in counters]
         try:
             for _ in range(3):
                 refusal = await self.leases.take(takes)
@@ -176,7 +184,7 @@ class Admission:
                 if not refusal.needs_seed:
                     raise self._refused(limits[refusal.index], takes[refusal.index], refusal.used, now)
                 lim = limits[refusal.index]
-                window_id, _ = calendar_window(lim.window, now)
+                window_id, _ = self._window(lim.window, now)
                 value = await self.spent(lim.scope, lim.ident, lim.window, window_id)
                 await self.coordinator.seed(takes[refusal.index].key, value, takes[refusal.index].ttl)
             else:  # pragma: no cover - a bucket that vanishes right after each seeding
@@ -188,13 +196,34 @@ class Admission:
             raise LimitsUnavailable(
                 "Rate limits and budgets apply to this request but cannot be checked right now; try again later."
             ) from exc
+        buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
         for i, req in enumerate(requests):
-            buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
             req.reservation = Reservation(tokens[i], costs[i], buckets)
 
-    def _take(self, lim: _Limit, amount: int, now: float) -> Take:
-        window_id, remaining = calendar_window(lim.window, now)
-        base = f"lim:{lim.scope}:{lim.ident}:{lim.what}:{lim.window}:"
+    def _counters_of(
+        self, project: str, key_id: str | None, key_limits: Limits, user: str | None
+    ) -> list[tuple[_Limit, str]]:
+        if len(self._counters) >= 10_000:  # end users come and go: start again rather than grow
+            self._counters.clear()
+        limits = _limits(
+            project, key_id, key_limits, self._project_limits[project], self.catalog.projects[project].limits, user
+        )
+        counters = self._counters[(project, key_id, key_limits, user)] = [(lim, lim.base) for lim in limits]
+        return counters
+
+    def _window(self, window: Window, now: float) -> tuple[str, float]:
+        """calendar_window, with a day's and a month's id kept until the window ends."""
+        if window == "minute":  # calendar_window's arithmetic, without its datetime
+            minute = int(now // 60)
+            return str(minute), 60 - (now - minute * 60)
+        known = self._windows.get(window)
+        if known is None or now >= known[1]:
+            window_id, remaining = calendar_window(window, now)
+            known = self._windows[window] = (window_id, now + remaining)
+        return known[0], known[1] - now
+
+    def _take(self, lim: _Limit, base: str, amount: int, now: float) -> Take:
+        window_id, remaining = self._window(lim.window, now)
         if lim.window == "minute":
             return Take(
                 key=base + window_id,
@@ -207,7 +236,7 @@ class Admission:
         return Take(base + window_id, lim.limit, amount, int(remaining) + CALENDAR_MARGIN, seeded=True)
 
     def _refused(self, lim: _Limit, take: Take, used: float, now: float) -> LimitExceeded:
-        _, remaining = calendar_window(lim.window, now)
+        _, remaining = self._window(lim.window, now)
         who = _SCOPE_NAMES[lim.scope] + (f" {lim.ident!r}" if lim.scope == "project" else "")
         if lim.what == "cost":
             amount = format(Decimal(lim.limit) / 10**12, "f")

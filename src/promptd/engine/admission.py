@@ -175,7 +175,22 @@ class Admission:
             costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
         now = self.clock()
         amounts = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}
-        takes = [self._take(lim, base, amounts[lim.what], now) for lim, base in counters]
+        draws: list[tuple[str, int]] = []
+        buckets: list[tuple[str, str, int]] = []
+        for lim, base in counters:
+            window_id, remaining = self._window(lim.window, now)
+            draws.append((base + window_id, amounts[lim.what]))
+            if lim.what != "requests":
+                ttl = MINUTE_TTL if lim.window == "minute" else int(remaining) + CALENDAR_MARGIN
+                buckets.append((base + window_id, lim.what, ttl))
+        if not self.leases.draw(draws):
+            takes = [self._take(lim, base, amounts[lim.what], now) for lim, base in counters]
+            await self._lease(limits, takes, now)
+        for i, req in enumerate(requests):
+            req.reservation = Reservation(tokens[i], costs[i], buckets)
+
+    async def _lease(self, limits: list[_Limit], takes: list[Take], now: float) -> None:
+        """Take from the slices held, leasing what they lack (seeding budgets from the store first), or raise."""
         try:
             for _ in range(3):
                 refusal = await self.leases.take(takes)
@@ -196,9 +211,6 @@ class Admission:
             raise LimitsUnavailable(
                 "Rate limits and budgets apply to this request but cannot be checked right now; try again later."
             ) from exc
-        buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
-        for i, req in enumerate(requests):
-            req.reservation = Reservation(tokens[i], costs[i], buckets)
 
     def _counters_of(
         self, project: str, key_id: str | None, key_limits: Limits, user: str | None

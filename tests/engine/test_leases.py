@@ -140,3 +140,14 @@ async def test_giving_back_to_a_counter_that_is_gone_leaves_it_gone(coordinator:
     assert await coordinator.reserve([Take("gone", limit=10, amount=11, ttl=60)]) is not None  # not -5
     refusal = await coordinator.reserve([Take("gone-budget", limit=10, amount=1, ttl=60, seeded=True)])
     assert refusal is not None and refusal.needs_seed
+
+
+async def test_after_an_overdraw_one_lease_call_covers_the_next_request(coordinator: Coordinator) -> None:
+    leases = Leases(coordinator, clock=Clock())
+    assert await leases.take([Take("tpm", limit=1000, amount=10, ttl=60)]) is None
+    leases.settle([("tpm", 15, 60)])  # the call used 15 more than its 10 reserved: this process owes 15
+    calls = leases.round_trips
+    assert await leases.take([Take("tpm", limit=1000, amount=10, ttl=60)]) is None
+    assert leases.round_trips == calls + 1
+    await leases.aclose()
+    assert await counted(coordinator, "tpm", 1000) == 10 + 15 + 10  # what was used, nothing more, nothing less

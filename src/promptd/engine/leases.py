@@ -116,7 +116,7 @@ class Leases:
             have = 0 if lease is None else lease.granted - lease.used
             if t.amount <= 0 or have >= t.amount:
                 continue
-            lacking = t.amount - max(have, 0)
+            lacking = t.amount - have  # an overdraw (have < 0) is leased back too: the slice then covers the request
             short.append((i, t, lacking))
             wanted.append(dataclasses.replace(t, amount=lacking + self._extra(lease, t.limit, now)))
         grants = wanted

@@ -142,10 +142,13 @@ class Admission:
         self._windows: dict[str, tuple[str, float]] = {}  # "day" | "month" → (window id, when it ends)
         # the catalog's limits, read once: most requests have none and must pay nothing for the check
         self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
-        self._unlimited = {
+        self._per_user = {
             name
             for name, p in catalog.projects.items()
-            if self._project_limits[name].empty and p.limits.per_user.rpm is None and p.limits.per_user.tpm is None
+            if p.limits.per_user.rpm is not None or p.limits.per_user.tpm is not None
+        }
+        self._unlimited = {
+            name for name in catalog.projects if self._project_limits[name].empty and name not in self._per_user
         }
 
     async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
@@ -155,9 +158,10 @@ class Admission:
         if key_limits.empty and first.project in self._unlimited:
             return
         project = self.catalog.projects[first.project]
-        counters = self._counters.get((first.project, first.key_id, key_limits, first.user))
+        user = first.user if first.project in self._per_user else None  # one cache entry per end user only if needed
+        counters = self._counters.get((first.project, first.key_id, key_limits, user))
         if counters is None:
-            counters = self._counters_of(first.project, first.key_id, key_limits, first.user)
+            counters = self._counters_of(first.project, first.key_id, key_limits, user)
         if not counters:
             return
         limits = [lim for lim, _ in counters]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from typing import Any, Literal
 
-from promptd.catalog.schema import Price
+from promptd.domain.values import PriceShape
 
 __all__ = [
     "PICO",
@@ -125,7 +125,7 @@ def _pico_rates(input_price: str, output_price: str, tokens_per_unit: int) -> tu
     return int(rates[0]), int(rates[1])
 
 
-def reserve_pico(prompt_tokens: int, max_tokens: int, price: Price) -> int:
+def reserve_pico(prompt_tokens: int, max_tokens: int, price: PriceShape) -> int:
     """What a call may cost at most, in pico-units: prompt tokens and max_tokens at the model's price (exact:
     in integers when the price has 12 decimals or fewer, else in 60-digit decimals; rounded up)."""
     per = int(price.tokens_per_unit)

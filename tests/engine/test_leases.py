@@ -4,6 +4,7 @@ idle and at shutdown, and what the coordinator counts always covering what was a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -151,3 +152,16 @@ async def test_after_an_overdraw_one_lease_call_covers_the_next_request(coordina
     assert leases.round_trips == calls + 1
     await leases.aclose()
     assert await counted(coordinator, "tpm", 1000) == 10 + 15 + 10  # what was used, nothing more, nothing less
+
+
+async def test_the_flusher_gives_idle_slices_back_by_itself_and_then_stops(coordinator: Coordinator) -> None:
+    leases = Leases(coordinator, flush_every=0.01, idle=0.0)
+    assert await leases.take([Take("rpm", limit=100, amount=1, ttl=60)]) is None
+    leases.settle([("gone", -3, 60)])  # a refund for a slice no longer held: sent as it is (the counter is gone)
+    for _ in range(3000):  # the flusher ends on its own once nothing is held (30 s at most, to bound the wait)
+        if leases._flusher is None:
+            break
+        await asyncio.sleep(0.01)
+    assert leases._flusher is None and not leases._leases and not leases._owed
+    assert await counted(coordinator, "rpm", 100) == 1
+    await leases.aclose()

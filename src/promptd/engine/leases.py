@@ -168,6 +168,9 @@ class Leases:
                 if failing:
                     log.warning("limits: slices settled again")
                 failing = False
+            if not self._leases and not self._owed:  # nothing held: no more wake-ups until something is
+                self._flusher = None
+                return
 
     async def flush(self, *, everything: bool = False) -> None:
         """One coordinator call: what is owed, and the unused part of idle slices (of all, with `everything`)."""

@@ -3,10 +3,13 @@
     .venv/bin/python bench/replicas.py [--seconds 15] [--concurrency 64] [--workers 1]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/0]
 
-The same closed-loop load goes, in interleaved rounds, to the mock directly, through the two replicas to a
-project without limits, and to one whose rate limit and budget are checked in Redis on every request (set
-high enough never to refuse), so the cost of shared admission shows. Afterwards it checks that every answered
-request is stored in PostgreSQL.
+The same closed-loop load goes, in interleaved rounds, to the mock directly (asked for one unstreamed reply,
+as promptd asks it for a blocking answer), through the two replicas to a project without limits, and to one
+whose rate limit and budget, and its key's rate limit and daily budget, are checked through Redis on every
+request (set high enough never to refuse), so the cost of shared admission shows. For each, the replicas' own
+CPU time per request (from /proc, every process of both replicas) and, for the limited one, the calls to
+Redis for limits per request (the replicas' `promptd_limit_coordinator_calls`). Afterwards it checks that
+every answered request is stored in PostgreSQL.
 Prints a markdown table and writes bench/results/replicas-<time>.json. Figures, never test assertions.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from run import free_port, pct, start_mock  # bench/run.py, beside this script
+from run import LIMITED_KEY, cpu_seconds, database, free_port, pct, start_mock  # bench/run.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -108,6 +111,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": middle["p50_ms"],
         "p99_ms": statistics.median(p["p99_ms"] for p in parts),
         "ids": [i for p in parts for i in p["ids"]],
+        "cpu_ms_per_request": sum(p["cpu_s"] for p in parts) * 1000 / max(total, 1),
+        "coordinator_calls_per_request": sum(p["coordinator_calls"] for p in parts) / max(total, 1),
     }
 
 
@@ -156,12 +161,18 @@ async def stored(pg: str, ids: list[str]) -> int:
         await conn.close()
 
 
-async def database(server: str, name: str, create: bool) -> None:
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+def coordinator_calls(urls: list[str]) -> float:
+    """The replicas' calls to Redis for limits so far (each replica's /metrics; with workers, the one that
+    answers)."""
+    import urllib.request
+
+    total = 0.0
+    for url in urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("promptd_limit_coordinator_calls "):
+                    total += float(line.split()[1])
+    return total
 
 
 def main() -> None:
@@ -193,13 +204,13 @@ def main() -> None:
             }
             keys = {
                 project: subprocess.run(
-                    [*PROMPTD, "keys", "create", "-c", str(config), "--project", project],
+                    [*PROMPTD, "keys", "create", "-c", str(config), "--project", project, *extra],
                     env=env,
                     check=True,
                     capture_output=True,
                     text=True,
                 ).stdout.strip()
-                for project in ("open", "limited")
+                for project, extra in (("open", []), ("limited", LIMITED_KEY))
             }
             procs, urls = start_replicas(2, args.workers, config, env)
             targets = {
@@ -214,9 +225,13 @@ def main() -> None:
                         headers = {"Content-Type": "application/json"}
                         if key:
                             headers["Authorization"] = "Bearer " + next(iter(key.values()))
-                        runs[name].append(
-                            asyncio.run(load(target_urls, payload, headers, args.seconds / ROUNDS, args.concurrency))
-                        )
+                        pids = [mock.pid] if name == "direct" else [p.pid for p in procs]
+                        calls = coordinator_calls(urls)
+                        cpu = sum(cpu_seconds(pid) for pid in pids)
+                        part = asyncio.run(load(target_urls, payload, headers, args.seconds / ROUNDS, args.concurrency))
+                        part["cpu_s"] = sum(cpu_seconds(pid) for pid in pids) - cpu
+                        part["coordinator_calls"] = coordinator_calls(urls) - calls
+                        runs[name].append(part)
             finally:
                 for proc in procs:
                     proc.terminate()
@@ -236,16 +251,25 @@ def main() -> None:
         f"\nTwo replicas x {args.workers} worker(s), PostgreSQL + Redis, "
         f"c={args.concurrency}, {args.seconds:g} s each\n"
     )
-    print("| system | req/s | ratio to direct | p50 ms | p99 ms | errors | answered | stored |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| system | req/s | ratio to direct | p50 ms | p99 ms | errors | answered | stored | CPU ms per request "
+        "| Redis calls for limits per request |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in ("direct", "unlimited", "limited"):
         r = results[name]
-        label = {"direct": "mock directly", "unlimited": "2 replicas", "limited": "2 replicas, limits in Redis"}[name]
+        label = {
+            "direct": "mock directly",
+            "unlimited": "2 replicas",
+            "limited": "2 replicas, limited project and key (Redis)",
+        }[name]
         stored_text = str(r.get("stored", "")) if name != "direct" else ""
         answered = str(r["requests"]) if name != "direct" else ""
+        calls = f"{r['coordinator_calls_per_request']:.4f}" if name == "limited" else ""
+        cpu = f"{r['cpu_ms_per_request']:.3f}" if name != "direct" else ""  # the replicas' CPU, not the mock's
         print(
             f"| {label} | {r['rps']:.0f} | {r['rps'] / base:.0%} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['errors']} | {answered} | {stored_text} |"
+            f"{r['errors']} | {answered} | {stored_text} | {cpu} | {calls} |"
         )
     for r in results.values():
         if isinstance(r, dict):

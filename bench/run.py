@@ -1,8 +1,15 @@
 """One-command benchmark: the same load against a mock upstream directly, through promptd (both faces) and
 through LiteLLM's proxy, all in one run so the ratios hold on a noisy machine.
 
-    .venv/bin/python bench/run.py [--quick] [--no-litellm] [--workers N] [--rate R]
+    .venv/bin/python bench/run.py [--quick] [--no-litellm] [--no-services] [--workers N] [--rate R]
     .venv/bin/python bench/run.py --soak 600
+
+The direct baseline and the byte relay ask the mock for what promptd asks it for: one unstreamed reply in the
+blocking scenarios, the stream in the streaming ones. Besides promptd on SQLite (both faces), the blocking
+scenarios measure promptd on PostgreSQL without limits, and on PostgreSQL + Redis with a key that has a rate
+limit and a daily budget set too high to refuse (BENCH_POSTGRES / BENCH_REDIS, default the local servers;
+--no-services leaves these rows out). At c=64 each system's own CPU time per request is measured from
+/proc/<pid>/stat (the process and its workers), the figure that shows a regression on a noisy machine.
 
 Scenarios (blocking mock: 20 ms to first token, 16 chunks at once, or one reply after 20 ms when asked unstreamed
 as promptd and LiteLLM ask for blocking answers; streaming mocks: 4 or 64 chunks 20 ms apart):
@@ -34,7 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +55,13 @@ LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4  # LiteLLM refuses to start w
 STALL_MS = 100  # a gap between two chunks longer than this is a stall
 DIRECT, DIFY, CHAT, PEER = "direct", "promptd (Dify face)", "promptd (chat face)", "LiteLLM proxy"
 RELAY = "byte relay (floor)"
-SYSTEMS = (DIRECT, RELAY, DIFY, CHAT, PEER)
+PG = "promptd, PostgreSQL (Dify face)"
+LIMITED = "promptd, PostgreSQL + Redis, limited key (Dify face)"
+SYSTEMS = (DIRECT, RELAY, DIFY, CHAT, PG, LIMITED, PEER)
+#: a key's limits checked on every request but set too high to refuse: a rate limit and a daily budget
+LIMITED_KEY = ["--rpm", "100000000", "--cost-per-day", "1000000"]
+POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -94,6 +108,17 @@ def rss_all(pid: int) -> dict[str, float]:
     return {"main": rss_mb(pid), **{f"worker-{i}": rss_mb(p) for i, p in enumerate(pids[1:], 1)}}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process and its descendants (its workers), from /proc/<pid>/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
@@ -110,9 +135,12 @@ def _content(line: bytes) -> bool:
 
 
 class Target:
-    def __init__(self, name: str, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, url: str, body: dict[str, Any], headers: dict[str, str], pid: int | None = None
+    ) -> None:
         self.name, self.url, self.body = name, url, json.dumps(body).encode()
         self.headers = {"Content-Type": "application/json", **headers}
+        self.pid = pid  # the serving process, whose CPU time is measured (None: not measured)
 
     async def one(self, session: aiohttp.ClientSession) -> float:
         start = time.perf_counter()
@@ -176,9 +204,12 @@ async def closed_loop(target: Target, concurrency: int, *, requests: int = 0, se
                 except Exception as exc:
                     errors.append(str(exc)[:200])
 
+        cpu = None if target.pid is None else cpu_seconds(target.pid)
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
+        if cpu is not None and target.pid is not None:
+            cpu = cpu_seconds(target.pid) - cpu
     return {
         "n": len(latencies),
         "errors": len(errors),
@@ -186,6 +217,7 @@ async def closed_loop(target: Target, concurrency: int, *, requests: int = 0, se
         "rps": len(latencies) / elapsed,
         "p50_ms": pct(latencies, 50) * 1000,
         "p99_ms": pct(latencies, 99) * 1000,
+        "cpu_ms_per_request": None if cpu is None or not latencies else cpu * 1000 / len(latencies),
     }
 
 
@@ -281,7 +313,15 @@ def serve_supports_workers() -> bool:
     return "--workers" in helped.stdout
 
 
-def start_promptd(mock_port: int, data: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, str, float]:
+def start_promptd(
+    mock_port: int,
+    data: Path,
+    workers: int = 1,
+    *,
+    env_extra: dict[str, str] | None = None,
+    key_args: Sequence[str] = (),
+) -> tuple[subprocess.Popen[bytes], int, str, float]:
+    data.mkdir(parents=True, exist_ok=True)
     catalog = data / "bench.yaml"
     catalog.write_text(
         "providers:\n"
@@ -291,10 +331,14 @@ def start_promptd(mock_port: int, data: Path, workers: int = 1) -> tuple[subproc
         "projects:\n"
         "  demo: {models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}]}\n"
     )
-    env = {**os.environ, "PROMPTD_CONFIG": str(catalog), "PROMPTD_DATA_DIR": str(data / "d")}
+    env = {**os.environ, "PROMPTD_CONFIG": str(catalog), "PROMPTD_DATA_DIR": str(data / "d"), **(env_extra or {})}
     promptd = [sys.executable, "-m", "promptd"]
     key = subprocess.run(
-        [*promptd, "keys", "create", "--project", "demo"], env=env, check=True, capture_output=True, text=True
+        [*promptd, "keys", "create", "--project", "demo", *key_args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     port = free_port()
     extra = ["--workers", str(workers)] if workers > 1 else []
@@ -386,36 +430,72 @@ def start_relay(mock_port: int, workers: int) -> tuple[subprocess.Popen[bytes], 
 
 
 def targets(
-    mock_port: int, port: int, key: str, peer_port: int | None, *, stream: bool, relay_port: int | None = None
+    mock_port: int,
+    port: int,
+    key: str,
+    peer_port: int | None,
+    *,
+    stream: bool,
+    relay_port: int | None = None,
+    pids: dict[str, int] | None = None,
+    more: dict[str, tuple[int, str]] | None = None,
 ) -> list[Target]:
+    """The systems measured, each asking for the same answer. The direct baseline and the relay ask the mock for
+    what promptd asks it for: a stream when the client streams, one reply when it waits for the whole answer
+    (promptd asks its upstream unstreamed then, docs/design.md). `more`: other promptd servers (name → port,
+    key), measured on the Dify face; `pids`: the serving process of each system, for its CPU time."""
+    pid = (pids or {}).get
     messages = [{"role": "user", "content": "hi"}]
     dify: dict[str, Any] = {"inputs": {"query": "hi"}, "user": "bench"}
     if stream:
         dify["response_mode"] = "streaming"
+    upstream = {"model": "bench", "messages": messages, "stream": stream}
+    auth = {"Authorization": f"Bearer {key}"}
     out = [
-        Target(DIRECT, f"http://127.0.0.1:{mock_port}/v1/chat/completions",
-               {"model": "bench", "messages": messages, "stream": True}, {}),
-        Target(DIFY, f"http://127.0.0.1:{port}/v1/completion-messages", dify, {"Authorization": f"Bearer {key}"}),
+        Target(DIRECT, f"http://127.0.0.1:{mock_port}/v1/chat/completions", upstream, {}),
+        Target(DIFY, f"http://127.0.0.1:{port}/v1/completion-messages", dify, auth, pid(DIFY)),
         Target(CHAT, f"http://127.0.0.1:{port}/api/v1/chat/completions",
-               {"model": "demo", "messages": messages, "stream": stream}, {"Authorization": f"Bearer {key}"}),
+               {"model": "demo", "messages": messages, "stream": stream}, auth, pid(CHAT)),
     ]  # fmt: skip
+    for name, (other_port, other_key) in (more or {}).items():
+        out.append(
+            Target(name, f"http://127.0.0.1:{other_port}/v1/completion-messages", dify,
+                   {"Authorization": f"Bearer {other_key}"}, pid(name))
+        )  # fmt: skip
     if relay_port is not None:
-        out.insert(1, Target(RELAY, f"http://127.0.0.1:{relay_port}/v1/chat/completions", json.loads(out[0].body), {}))
+        out.insert(1, Target(RELAY, f"http://127.0.0.1:{relay_port}/v1/chat/completions", upstream, {}, pid(RELAY)))
     if peer_port is not None:
         out.append(
             Target(PEER, f"http://127.0.0.1:{peer_port}/chat/completions",
                    {"model": "bench", "messages": messages, "stream": stream},
-                   {"Authorization": f"Bearer {LITELLM_KEY}"})
+                   {"Authorization": f"Bearer {LITELLM_KEY}"}, pid(PEER))
         )  # fmt: skip
     return out
 
 
-class Systems:
-    """The mock, promptd and (when wanted) LiteLLM, started for one mock shape and stopped afterwards."""
+async def database(server: str, name: str, create: bool) -> None:
+    """Create (or drop) a PostgreSQL database for one run."""
+    import asyncpg
 
-    def __init__(self, mock: tuple[float, float, int], workers: int, litellm: bool, out: dict[str, Any]) -> None:
-        self.mock_shape, self.workers, self.litellm, self.out = mock, workers, litellm, out
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+class Systems:
+    """The mock, the relay, promptd and (when wanted) LiteLLM, started for one mock shape and stopped afterwards;
+    with `services`, promptd on PostgreSQL and on PostgreSQL + Redis (a limited key) too."""
+
+    def __init__(
+        self, mock: tuple[float, float, int], workers: int, litellm: bool, out: dict[str, Any], services: bool = False
+    ) -> None:
+        self.mock_shape, self.workers, self.litellm, self.out, self.services = mock, workers, litellm, out, services
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pids: dict[str, int] = {}
+        self.more: dict[str, tuple[int, str]] = {}
+        self.database: str | None = None
 
     async def __aenter__(self) -> Systems:
         self.tmp = tempfile.TemporaryDirectory()
@@ -424,8 +504,23 @@ class Systems:
         self.procs.append(mock)
         relay, self.relay_port = start_relay(self.mock_port, self.workers)
         self.procs.append(relay)
+        self.pids[RELAY] = relay.pid
         self.promptd, self.port, self.key, self.startup = start_promptd(self.mock_port, data, self.workers)
         self.procs.append(self.promptd)
+        self.pids[DIFY] = self.pids[CHAT] = self.promptd.pid
+        if self.services:
+            self.database = "promptd_bench_" + uuid.uuid4().hex[:8]
+            await database(POSTGRES, self.database, True)
+            pg = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + "/" + self.database
+            plain = {"PROMPTD_DATABASE_URL": pg}
+            shared = {**plain, "PROMPTD_REDIS_URL": REDIS, "PROMPTD_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:"}
+            for name, folder, env, key_args in ((PG, "pg", plain, []), (LIMITED, "limited", shared, LIMITED_KEY)):
+                proc, port, key, _ = start_promptd(
+                    self.mock_port, data / folder, self.workers, env_extra=env, key_args=key_args
+                )
+                self.procs.append(proc)
+                self.pids[name] = proc.pid
+                self.more[name] = (port, key)
         self.peer_port: int | None = None
         if self.litellm:
             peer = start_litellm(self.mock_port, data, self.workers)
@@ -434,11 +529,21 @@ class Systems:
             else:
                 self.procs.append(peer[0])
                 self.peer_port = peer[1]
+                self.pids[PEER] = peer[0].pid
         await asyncio.sleep(1)
         return self
 
     def targets(self, *, stream: bool) -> list[Target]:
-        return targets(self.mock_port, self.port, self.key, self.peer_port, stream=stream, relay_port=self.relay_port)
+        return targets(
+            self.mock_port,
+            self.port,
+            self.key,
+            self.peer_port,
+            stream=stream,
+            relay_port=self.relay_port,
+            pids=self.pids,
+            more=self.more,
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
@@ -447,10 +552,12 @@ class Systems:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.database is not None:
+            await database(POSTGRES, self.database, False)
         self.tmp.cleanup()
 
 
-async def scenarios(quick: bool, litellm: bool, workers: int, rate: float) -> dict[str, Any]:
+async def scenarios(quick: bool, litellm: bool, workers: int, rate: float, services: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"c1": {}, "c64": {}, "c256": {}, "open": {}, "stream": {}, "promptd": {}, "failed": {}}
     n1, secs = (100, 3) if quick else (400, 8)
     failed: dict[str, str] = out["failed"]
@@ -468,7 +575,7 @@ async def scenarios(quick: bool, litellm: bool, workers: int, rate: float) -> di
         else:
             out[kind][t.name] = [result] if kind == "c1" else result
 
-    async with Systems((20, 0, 16), workers, litellm, out) as sys_:
+    async with Systems((20, 0, 16), workers, litellm, out, services) as sys_:
         out["promptd"].update(workers=workers, startup_s=sys_.startup, rss_idle_mb=rss_all(sys_.promptd.pid))
         ts = sys_.targets(stream=False)
         for t in ts + ts:  # interleaved twice, so drift hits every system alike
@@ -565,6 +672,10 @@ def summarize(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
                 row[f"rps_{level}"] = res[name]["rps"]
                 row[f"p99_ms_{level}"] = res[name]["p99_ms"]
                 row[f"rps_ratio_{level}"] = res[name]["rps"] / res[DIRECT]["rps"]
+                if RELAY in res:
+                    row[f"rps_of_floor_{level}"] = res[name]["rps"] / res[RELAY]["rps"]
+        if name in c64 and c64[name].get("cpu_ms_per_request") is not None:
+            row["cpu_ms_per_request_c64"] = c64[name]["cpu_ms_per_request"]
         if name in opn:
             row["open"] = opn[name]
         summary[name] = row
@@ -599,8 +710,9 @@ def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
     names = [n for n in SYSTEMS if n in summary and "c1_p50_ms" in summary[n]]
     lines = [
         "| system | c=1 p50 / p99 ms | added p50 / p99 ms | c=64 req/s (ratio) p99 ms | c=256 req/s (ratio) p99 ms "
-        f"| open loop {raw['open'].get(DIRECT, {}).get('rate', 0):.0f}/s: done/s p50 / p99 ms |",
-        "|---|---|---|---|---|---|",
+        f"| open loop {raw['open'].get(DIRECT, {}).get('rate', 0):.0f}/s: done/s p50 / p99 ms "
+        "| CPU ms per request, c=64 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         s = summary[name]
@@ -615,8 +727,10 @@ def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
         opened = f"{o['achieved_rps']:.0f}, {o['p50_ms']:.1f} / {o['p99_ms']:.1f}" if o else ""
         if o and o["errors"]:
             opened += f", {o['errors']} errors"
+        cpu = _f(s.get("cpu_ms_per_request_c64"), ".3f")
         lines.append(
-            f"| {name} | {s['c1_p50_ms']:.2f} / {s['c1_p99_ms']:.2f} | {added} | {cells[0]} | {cells[1]} | {opened} |"
+            f"| {name} | {s['c1_p50_ms']:.2f} / {s['c1_p99_ms']:.2f} | {added} | {cells[0]} | {cells[1]} | {opened} "
+            f"| {cpu} |"
         )
     lines += [
         "",
@@ -693,6 +807,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, shorter runs")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument(
+        "--no-services", action="store_true", help="skip the PostgreSQL and PostgreSQL + Redis (limited key) rows"
+    )
     parser.add_argument("--workers", type=int, default=1, help="promptd workers (and LiteLLM's), default 1")
     parser.add_argument("--rate", type=float, default=400, help="open-loop requests/s (default 400)")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="only the RSS soak, for this long (600)")
@@ -711,7 +828,7 @@ def main() -> None:
         )
         return
     version = None if args.no_litellm else install_litellm()
-    raw = asyncio.run(scenarios(args.quick, version is not None, args.workers, args.rate))
+    raw = asyncio.run(scenarios(args.quick, version is not None, args.workers, args.rate, not args.no_services))
     summary, text = summarize(raw)
     stem = RESULTS / time.strftime("%Y%m%d-%H%M%S")
     meta = {"cpus": os.cpu_count(), "litellm": version, "quick": args.quick, "argv": sys.argv[1:]}

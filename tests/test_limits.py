@@ -283,3 +283,113 @@ def test_new_key_limits_take_effect_without_a_restart(tmp_path: Path) -> None:
         assert complete(server, BODY).status_code == 200
         assert complete(server, BODY).status_code == 200
         assert_dify_error(complete(server, BODY), 429, "too_many_requests")
+
+
+def _hundred_at_once(one: RunningServer, two: RunningServer, key: str) -> list[httpx.Response]:
+    """100 concurrent requests, alternating between the two replicas."""
+
+    def send(i: int) -> httpx.Response:
+        return complete(one if i % 2 else two, {**BODY, "user": f"user-{i}"}, key)
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        return list(pool.map(send, range(100)))
+
+
+def test_a_keys_rpm_and_budget_hold_across_two_replicas_with_slices_larger_than_one_request(
+    tmp_path: Path, shared: tuple[str, str], pg_database: str
+) -> None:
+    """Limits large enough that the replicas lease slices of several requests (1/16 of the limit at most): the
+    limit still holds exactly, and a replica is refused early by at most the slices the other one holds."""
+    a, b = _two_replicas(budget_catalog(), tmp_path, pg_database, shared[1])
+    with a as one, b as two:
+        rpm_key = key_with(one, Limits(rpm=64))  # slices of up to 4 requests
+        answers = _hundred_at_once(one, two, rpm_key)
+        ok = sum(r.status_code == 200 for r in answers)
+        for r in answers:
+            if r.status_code != 200:
+                assert_dify_error(r, 429, "too_many_requests")
+        assert 64 - 2 * 4 <= ok <= 64
+        budget_key = key_with(one, Limits(cost_per_day=Decimal("1.50")))  # 50 requests; slices of up to 0.09
+        answers = _hundred_at_once(one, two, budget_key)
+        ok_answers = [r for r in answers if r.status_code == 200]
+        for r in answers:
+            if r.status_code != 200:
+                assert_dify_error(r, 429, "rate_limit_error")
+        spent = sum(Decimal(r.json()["metadata"]["usage"]["total_price"]) for r in ok_answers)
+        assert spent <= Decimal("1.50")
+        assert spent >= Decimal("1.50") - 2 * (Decimal("0.09") + Decimal("0.03"))  # unused slices left, per replica
+
+
+def _own_redis(port: int) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server (no persistence: a restart loses every counter, as a real crash might)."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed"
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+        assert time.monotonic() < deadline and proc.poll() is None, "the test's redis-server did not start"
+        time.sleep(0.05)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(30)
+
+
+def test_after_a_redis_restart_limits_work_again_and_budgets_are_seeded_from_the_store(tmp_path: Path) -> None:
+    port = free_port()
+    redis = _own_redis(port)
+    try:
+        with serve_app(budget_catalog(), tmp_path, redis_url=f"redis://127.0.0.1:{port}/0") as server:
+            budget = key_with(server, Limits(cost_per_day=Decimal("0.10")))  # 3 requests of 0.03
+            rpm = key_with(server, Limits(rpm=4))
+            for _ in range(3):
+                assert complete(server, BODY, budget).status_code == 200
+            assert_dify_error(complete(server, BODY, budget), 429, "rate_limit_error")
+            assert complete(server, BODY, rpm).status_code == 200
+            server.settle()  # the three answers are in the store's daily rollups
+            _stop(redis)
+            assert_dify_error(complete(server, BODY, rpm), 503, "service_unavailable")  # fails closed meanwhile
+            redis = _own_redis(port)  # empty: every counter is gone
+            # the budget is seeded again from the store: still spent
+            assert_dify_error(complete(server, BODY, budget), 429, "rate_limit_error")
+            # the minute counter starts again from zero (documented): served again, and limited again
+            statuses = [complete(server, BODY, rpm).status_code for _ in range(6)]
+            assert statuses == [200] * 4 + [429] * 2
+    finally:
+        _stop(redis)
+
+
+def _counted(redis_url: str, pattern: str) -> int:
+    """The sum of the Redis counters matching this pattern (every minute bucket of a counter, say)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sum(int(client.get(k) or 0) for k in client.scan_iter(match=pattern))
+    finally:
+        client.close()
+
+
+def test_a_replica_gives_its_slices_back_when_it_shuts_down(
+    tmp_path: Path, shared: tuple[str, str], pg_database: str
+) -> None:
+    """Slices held for a minute (limit_slice_idle=60) are given back at shutdown: Redis then counts exactly the
+    requests answered (in whichever minute buckets they fell)."""
+    prefix = f"promptd-test:{uuid.uuid4().hex}:"
+    options: dict[str, Any] = {"redis_url": shared[1], "redis_prefix": prefix, "limit_slice_idle": 60}
+    catalog = budget_catalog()
+    catalog["providers"]["fake"]["first_token_ms"] = 50
+    with serve_app(catalog, tmp_path, database_url=pg_database, **options) as server:
+        key = key_with(server, Limits(rpm=1600))  # slices of up to 100
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(lambda i: complete(server, BODY, key).status_code, range(60)))
+        assert statuses == [200] * 60
+        held = _counted(shared[1], prefix + "lim:key:*:requests:minute:*")
+        assert 60 <= held <= 60 + 100  # what was answered, and what is leased beyond it (a slice at most)
+    assert _counted(shared[1], prefix + "lim:key:*:requests:minute:*") == 60

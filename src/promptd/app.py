@@ -152,11 +152,17 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             coordinator=build_coordinator(settings.redis_url, prefix=settings.redis_prefix),
             spent=repo.spent,
             reserve_max_tokens=settings.reserve_max_tokens,
+            limit_slice_idle=settings.limit_slice_idle,
         )
         await engine.start_coordination()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
         metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
+        metrics.gauge(
+            "promptd_limit_coordinator_calls",
+            "Calls to the coordinator for limits since start (slices leased, flushes).",
+            lambda: engine.admission.leases.round_trips,
+        )
         svc = Services(
             settings=settings,
             catalog=catalog,

@@ -39,6 +39,7 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "promptd:"  # prefix of every Redis key and channel (several deployments on one Redis)
     reserve_max_tokens: int = 1024  # max_tokens reserved (and sent) when a token/cost limit applies and none is set
+    limit_slice_idle: float = 0.5  # seconds a process keeps an unused slice of a limit before giving it back
     retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
     retention_interval: float = 3600.0  # seconds between retention runs
     workers: int = 1  # worker processes serving this port (`serve --workers`)

@@ -34,6 +34,15 @@ def test_a_reservation_prices_prompt_and_max_tokens_at_the_models_price() -> Non
     assert reserve_pico(0, 30, Price(input="0", output="0.001", unit="1")) == to_pico(Decimal("0.03"))
 
 
+def test_a_reservation_in_integers_equals_the_decimal_one_and_rounds_up() -> None:
+    """Prices of 12 decimals or fewer are reserved in integer pico-units; finer ones in decimals: both exact."""
+    assert reserve_pico(7, 3, Price(input="0.15", output="0.60", unit="1M")) == 2_850_000
+    assert reserve_pico(7, 0, Price(input="0.0000001", output="0", unit="1M")) == 1  # 0.7 pico-units, rounded up
+    assert reserve_pico(3, 0, Price(input="0.0000000000001", output="0", unit="1")) == 1  # 0.3 pico-units
+    fine = Price(input="0.0000000000001", output="2.5", unit="1K")
+    assert reserve_pico(10, 4, fine) == to_pico(Decimal("10") * Decimal("0.0000000000001") + Decimal("0.01"))
+
+
 def test_calendar_windows_are_utc_days_months_and_minutes() -> None:
     now = dt.datetime(2026, 12, 31, 23, 59, 30, tzinfo=dt.UTC).timestamp()
     assert calendar_window("day", now) == ("2026-12-31", 30.0)

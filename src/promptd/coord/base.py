@@ -71,7 +71,10 @@ class Coordinator(Protocol):
         """Atomically: if every take fits under its limit, add every amount and return None; else add nothing."""
 
     async def add(self, items: Sequence[tuple[str, int, int]]) -> None:
-        """Add (key, delta, ttl) to counters, without a limit: settling a reservation to the real usage."""
+        """Add (key, delta, ttl) to counters that exist, without a limit: settling reservations to the real usage,
+        giving back unused slices. A counter that is gone (its window ended, or Redis restarted) stays gone:
+        a refund must not make it negative, and a budget's counter must be seeded from the store, not
+        recreated from a settlement."""
 
     async def seed(self, key: str, value: int, ttl: int) -> None:
         """Set a counter that does not exist yet (two replicas seeding at once: the first one wins)."""

@@ -55,7 +55,8 @@ class MemoryCoordinator:
     async def add(self, items: Sequence[tuple[str, int, int]]) -> None:
         now = self._clock()
         for key, delta, ttl in items:
-            self._add(key, delta, ttl, now)
+            if self._get(key, now) is not None:
+                self._add(key, delta, ttl, now)
 
     async def seed(self, key: str, value: int, ttl: int) -> None:
         now = self._clock()

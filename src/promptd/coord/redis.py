@@ -1,7 +1,8 @@
 """Counters and stop signals in Redis, shared by every worker and replica that uses the same Redis.
 
 A reservation is one Lua script (check every counter, then add to all or none), so concurrent requests on
-different replicas cannot both take the last of a budget. Stop signals go over a pub/sub channel; each replica
+different replicas cannot both take the last of a budget (admission reserves slices of counters this way,
+engine/leases.py, not each request). Stop signals go over a pub/sub channel; each replica
 stops the generation if it runs it. Keys are prefixed (settings.redis_prefix) so several deployments, or tests,
 can share one Redis.
 """
@@ -54,8 +55,10 @@ return {0, '0'}
 
 ADD = """
 for i = 1, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
-  redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[2 * i])
+  end
 end
 return 0
 """

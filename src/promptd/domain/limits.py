@@ -8,6 +8,7 @@ fit Redis integers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
@@ -115,8 +116,22 @@ def prompt_token_bound(texts: list[str], messages: int) -> int:
     return sum(len(t.encode("utf-8")) for t in texts) + 8 * messages + 8
 
 
+@functools.lru_cache(maxsize=256)
+def _pico_rates(input_price: str, output_price: str, tokens_per_unit: int) -> tuple[int, int] | None:
+    """A price's rates in pico-units per unit as integers, when they are whole (12 decimals or fewer)."""
+    rates = (Decimal(input_price) * PICO, Decimal(output_price) * PICO)
+    if any(r != r.to_integral_value() for r in rates):
+        return None
+    return int(rates[0]), int(rates[1])
+
+
 def reserve_pico(prompt_tokens: int, max_tokens: int, price: PriceShape) -> int:
-    """What a call may cost at most, in pico-units: prompt tokens and max_tokens at the model's price."""
+    """What a call may cost at most, in pico-units: prompt tokens and max_tokens at the model's price (exact:
+    in integers when the price has 12 decimals or fewer, else in 60-digit decimals; rounded up)."""
+    per = int(price.tokens_per_unit)
+    rates = _pico_rates(price.input, price.output, per)
+    if rates is not None:
+        return -(-(prompt_tokens * rates[0] + max_tokens * rates[1]) // per)
     with localcontext(prec=60):
         unit = Decimal(1) / price.tokens_per_unit
         cost = (prompt_tokens * Decimal(price.input) + max_tokens * Decimal(price.output)) * unit

@@ -2,10 +2,12 @@
 
 Each request draws on counters: requests and tokens per rolling minute (per key, per project, per end user)
 and cost per UTC day and month (per key, per project). Before the call it reserves its upper bound on every
-counter at once, through the coordinator (in this process, or Redis across replicas): prompt tokens bounded by
-the prompt's UTF-8 bytes, plus max_tokens, at the dearest price of the models it may fall back to. The
-reservation is all or nothing, so concurrent requests on any number of replicas cannot overshoot a limit
-together. When the call ends, `settle` replaces the reservation by the real tokens and cost.
+counter at once: prompt tokens bounded by the prompt's UTF-8 bytes, plus max_tokens, at the dearest price of
+the models it may fall back to. It reserves from the slices of each counter this process leases from the
+coordinator (in this process, or Redis across replicas; engine/leases.py), all or nothing; slices are counted
+in the coordinator before they are used, so concurrent requests on any number of replicas cannot overshoot a
+limit together. When the call ends, `settle` replaces the reservation by the real tokens and cost, in this
+process; what a process owes or gives back reaches the coordinator in one call every few milliseconds.
 
 When a token or cost limit applies and nothing sets max_tokens, the request is sent with `reserve_max_tokens`
 as its max_tokens, so that the reservation is a real bound. Budgets start from what the store's daily usage
@@ -14,7 +16,6 @@ rollups say was spent (a restart, or a Redis that lost its data, does not reset 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from decimal import Decimal
 from promptd.catalog.schema import Catalog, LimitsConfig
 from promptd.coord.base import Coordinator, Take
 from promptd.domain.limits import Limits, Window, calendar_window, prompt_token_bound, reserve_pico, to_pico
+from promptd.engine.leases import Leases
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable, PromptdError
 
@@ -47,6 +49,11 @@ class _Limit:
     what: str  # "requests" | "tokens" | "cost"
     window: Window
     limit: int
+
+    @property
+    def base(self) -> str:
+        """Its buckets' keys, but for the window's id."""
+        return f"lim:{self.scope}:{self.ident}:{self.what}:{self.window}:"
 
 
 @dataclass(slots=True)
@@ -121,19 +128,27 @@ class Admission:
         *,
         reserve_max_tokens: int = 1024,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
     ) -> None:
         self.catalog = catalog
         self.coordinator = coordinator
         self.spent = spent
         self.reserve_max_tokens = reserve_max_tokens
         self.clock = clock
-        self._settling: set[asyncio.Task[None]] = set()
+        self.leases = leases or Leases(coordinator)
+        # a request's counters and the current windows, computed once, not per request (admission is on every
+        # limited request's path: this keeps it to a few microseconds)
+        self._counters: dict[tuple[str, str | None, Limits, str | None], list[tuple[_Limit, str]]] = {}
+        self._windows: dict[str, tuple[str, float]] = {}  # "day" | "month" → (window id, when it ends)
         # the catalog's limits, read once: most requests have none and must pay nothing for the check
         self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
-        self._unlimited = {
+        self._per_user = {
             name
             for name, p in catalog.projects.items()
-            if self._project_limits[name].empty and p.limits.per_user.rpm is None and p.limits.per_user.tpm is None
+            if p.limits.per_user.rpm is not None or p.limits.per_user.tpm is not None
+        }
+        self._unlimited = {
+            name for name in catalog.projects if self._project_limits[name].empty and name not in self._per_user
         }
 
     async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
@@ -143,11 +158,13 @@ class Admission:
         if key_limits.empty and first.project in self._unlimited:
             return
         project = self.catalog.projects[first.project]
-        limits = _limits(
-            first.project, first.key_id, key_limits, self._project_limits[first.project], project.limits, first.user
-        )
-        if not limits:
+        user = first.user if first.project in self._per_user else None  # one cache entry per end user only if needed
+        counters = self._counters.get((first.project, first.key_id, key_limits, user))
+        if counters is None:
+            counters = self._counters_of(first.project, first.key_id, key_limits, user)
+        if not counters:
             return
+        limits = [lim for lim, _ in counters]
         wants_tokens = any(lim.what != "requests" for lim in limits)
         tokens: list[int] = []
         costs: list[int] = []
@@ -161,19 +178,32 @@ class Admission:
             models = (req.model, *self.catalog.models[req.model].fallbacks)
             costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
         now = self.clock()
-        takes: list[Take] = []
-        for lim in limits:
-            amount = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}[lim.what]
-            takes.append(self._take(lim, amount, now))
+        amounts = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}
+        draws: list[tuple[str, int]] = []
+        buckets: list[tuple[str, str, int]] = []
+        for lim, base in counters:
+            window_id, remaining = self._window(lim.window, now)
+            draws.append((base + window_id, amounts[lim.what]))
+            if lim.what != "requests":
+                ttl = MINUTE_TTL if lim.window == "minute" else int(remaining) + CALENDAR_MARGIN
+                buckets.append((base + window_id, lim.what, ttl))
+        if not self.leases.draw(draws):
+            takes = [self._take(lim, base, amounts[lim.what], now) for lim, base in counters]
+            await self._lease(limits, takes, now)
+        for i, req in enumerate(requests):
+            req.reservation = Reservation(tokens[i], costs[i], buckets)
+
+    async def _lease(self, limits: list[_Limit], takes: list[Take], now: float) -> None:
+        """Take from the slices held, leasing what they lack (seeding budgets from the store first), or raise."""
         try:
             for _ in range(3):
-                refusal = await self.coordinator.reserve(takes)
+                refusal = await self.leases.take(takes)
                 if refusal is None:
                     break
                 if not refusal.needs_seed:
                     raise self._refused(limits[refusal.index], takes[refusal.index], refusal.used, now)
                 lim = limits[refusal.index]
-                window_id, _ = calendar_window(lim.window, now)
+                window_id, _ = self._window(lim.window, now)
                 value = await self.spent(lim.scope, lim.ident, lim.window, window_id)
                 await self.coordinator.seed(takes[refusal.index].key, value, takes[refusal.index].ttl)
             else:  # pragma: no cover - a bucket that vanishes right after each seeding
@@ -185,13 +215,31 @@ class Admission:
             raise LimitsUnavailable(
                 "Rate limits and budgets apply to this request but cannot be checked right now; try again later."
             ) from exc
-        for i, req in enumerate(requests):
-            buckets = [(t.key, lim.what, t.ttl) for lim, t in zip(limits, takes, strict=True) if lim.what != "requests"]
-            req.reservation = Reservation(tokens[i], costs[i], buckets)
 
-    def _take(self, lim: _Limit, amount: int, now: float) -> Take:
-        window_id, remaining = calendar_window(lim.window, now)
-        base = f"lim:{lim.scope}:{lim.ident}:{lim.what}:{lim.window}:"
+    def _counters_of(
+        self, project: str, key_id: str | None, key_limits: Limits, user: str | None
+    ) -> list[tuple[_Limit, str]]:
+        if len(self._counters) >= 10_000:  # end users come and go: start again rather than grow
+            self._counters.clear()
+        limits = _limits(
+            project, key_id, key_limits, self._project_limits[project], self.catalog.projects[project].limits, user
+        )
+        counters = self._counters[(project, key_id, key_limits, user)] = [(lim, lim.base) for lim in limits]
+        return counters
+
+    def _window(self, window: Window, now: float) -> tuple[str, float]:
+        """calendar_window, with a day's and a month's id kept until the window ends."""
+        if window == "minute":  # calendar_window's arithmetic, without its datetime
+            minute = int(now // 60)
+            return str(minute), 60 - (now - minute * 60)
+        known = self._windows.get(window)
+        if known is None or now >= known[1]:
+            window_id, remaining = calendar_window(window, now)
+            known = self._windows[window] = (window_id, now + remaining)
+        return known[0], known[1] - now
+
+    def _take(self, lim: _Limit, base: str, amount: int, now: float) -> Take:
+        window_id, remaining = self._window(lim.window, now)
         if lim.window == "minute":
             return Take(
                 key=base + window_id,
@@ -204,7 +252,7 @@ class Admission:
         return Take(base + window_id, lim.limit, amount, int(remaining) + CALENDAR_MARGIN, seeded=True)
 
     def _refused(self, lim: _Limit, take: Take, used: float, now: float) -> LimitExceeded:
-        _, remaining = calendar_window(lim.window, now)
+        _, remaining = self._window(lim.window, now)
         who = _SCOPE_NAMES[lim.scope] + (f" {lim.ident!r}" if lim.scope == "project" else "")
         if lim.what == "cost":
             amount = format(Decimal(lim.limit) / 10**12, "f")
@@ -227,7 +275,7 @@ class Admission:
         )
 
     def settle(self, request: GenerationRequest, result: GenerationResult) -> None:
-        """Replace the request's reservation by what it really used (off the request path)."""
+        """Replace the request's reservation by what it really used (in this process: no I/O)."""
         held = request.reservation
         if held is None:
             return
@@ -236,12 +284,7 @@ class Admission:
         self._settle({"tokens": used["tokens"] - held.tokens, "cost": used["cost"] - held.cost}, held)
 
     def _settle(self, deltas: dict[str, int], held: Reservation) -> None:
-        items = [(key, deltas[what], ttl) for key, what, ttl in held.buckets if deltas[what]]
-        if not items:
-            return
-        task = asyncio.get_running_loop().create_task(self._add(items))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self.leases.settle([(key, deltas[what], ttl) for key, what, ttl in held.buckets if deltas[what]])
 
     def release(self, request: GenerationRequest) -> None:
         """Give a reservation back whole: the call never started."""
@@ -250,13 +293,6 @@ class Admission:
             request.reservation = None
             self._settle({"tokens": -held.tokens, "cost": -held.cost}, held)
 
-    async def _add(self, items: list[tuple[str, int, int]]) -> None:
-        try:
-            await self.coordinator.add(items)
-        except Exception:  # Redis gone: the reservation stays counted (never under-counts), and it is logged
-            log.error("could not settle a reservation (%s); it stays counted in full", items, exc_info=True)
-
     async def aclose(self) -> None:
-        """Wait for settlements still on their way (graceful shutdown)."""
-        while self._settling:
-            await asyncio.gather(*list(self._settling), return_exceptions=True)
+        """Give back what this process leased, after the settlements made so far (graceful shutdown)."""
+        await self.leases.aclose()

@@ -28,6 +28,7 @@ from promptd.engine.billing import bill_attempt, total
 from promptd.engine.call import ChatCall, EmbeddingCall, Origin, SpeechCall, TranscriptionCall
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
+from promptd.engine.leases import IDLE, Leases
 from promptd.engine.moderation import PRESET, Moderation, PresetAnswer, guard_input
 from promptd.engine.prompting import render
 from promptd.engine.request import GenerationRequest, GenerationResult
@@ -91,6 +92,7 @@ class Engine:
         coordinator: Coordinator | None = None,
         spent: SpentLookup = _nothing_spent,
         reserve_max_tokens: int = 1024,
+        limit_slice_idle: float = IDLE,
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics or Metrics()
@@ -100,7 +102,13 @@ class Engine:
         self.breakers = CircuitBreakers()
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
-        self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.admission = Admission(
+            catalog,
+            self.coordinator,
+            spent,
+            reserve_max_tokens=reserve_max_tokens,
+            leases=Leases(self.coordinator, idle=limit_slice_idle),
+        )
         self.moderation = Moderation(catalog, providers, self.metrics)
 
     async def start_coordination(self) -> None:

@@ -6,10 +6,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_UPLOAD_LIMITS_MB", "Settings"]
+__all__ = ["DEFAULT_UPLOAD_LIMITS_MB", "Settings", "normalise_database_url"]
 
 #: Dify's defaults (UPLOAD_*_FILE_SIZE_LIMIT), in MB, by kind of file
 DEFAULT_UPLOAD_LIMITS_MB: Mapping[str, float] = {"image": 10, "audio": 50, "video": 100, "document": 15}
+
+
+#: URL schemes that name PostgreSQL or SQLite without the async driver promptd uses, and what they mean
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def normalise_database_url(url: str) -> str:
+    """`postgres://…` and `postgresql://…` (as hosting services hand them out) mean PostgreSQL through asyncpg."""
+    scheme, sep, rest = url.partition("://")
+    return _ASYNC_DRIVERS.get(scheme, scheme) + sep + rest if sep else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +50,15 @@ class Settings:
     retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
     retention_interval: float = 3600.0  # seconds between retention runs
     workers: int = 1  # worker processes serving this port (`serve --workers`)
+    #: browser origins allowed to call every API (CORS); a project's catalog `cors_origins` add to these
+    cors_origins: tuple[str, ...] = ()
+    #: the catalog file the server was started with (reloads read it again); none: the built-in catalog
+    catalog_path: Path | None = None
 
     @property
     def db_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'promptd.db').resolve()}"
 
     def upload_limit_mb(self, kind: str) -> float:

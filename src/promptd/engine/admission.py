@@ -122,19 +122,23 @@ class Admission:
         reserve_max_tokens: int = 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.catalog = catalog
         self.coordinator = coordinator
         self.spent = spent
         self.reserve_max_tokens = reserve_max_tokens
         self.clock = clock
         self._settling: set[asyncio.Task[None]] = set()
-        # the catalog's limits, read once: most requests have none and must pay nothing for the check
-        self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
+        self.use_catalog(catalog)
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Take the catalog's limits, read once: most requests have none and must pay nothing for the check."""
+        project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
         self._unlimited = {
             name
             for name, p in catalog.projects.items()
-            if self._project_limits[name].empty and p.limits.per_user.rpm is None and p.limits.per_user.tpm is None
+            if project_limits[name].empty and p.limits.per_user.rpm is None and p.limits.per_user.tpm is None
         }
+        self._project_limits = project_limits
+        self.catalog = catalog
 
     async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
         """Reserve for one API call (its `requests`: the choices of one call count as one request), or raise

@@ -69,6 +69,12 @@ class Engine:
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
         self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.catalog_version = ""  # stored with each record (promptd/reload.py)
+
+    def use_catalog(self, catalog: Catalog, providers: Mapping[str, Provider], version: str) -> None:
+        """Serve with this catalog from now on (a reload: promptd/reload.py); generations in flight go on."""
+        self.catalog, self.providers, self.catalog_version = catalog, providers, version
+        self.admission.use_catalog(catalog)
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -173,6 +179,7 @@ class Engine:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
+        request.catalog_version = self.catalog_version
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
         return generation
@@ -247,6 +254,7 @@ class Engine:
                     "tags": req.tags,
                     "campaign": req.campaign,
                     "attempts": result.attempts,
+                    "catalog_version": req.catalog_version,
                 },
             )
         )

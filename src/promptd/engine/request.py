@@ -50,6 +50,7 @@ class GenerationRequest:
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
+    catalog_version: str = ""  # the catalog that served it (promptd/reload.py)
 
 
 @dataclass(slots=True)

@@ -106,3 +106,10 @@ def test_commands_say_which_data_dir_and_catalog_they_use(tmp_path: Path) -> Non
     assert "database SQLite in the data dir" in note and "catalog <built-in catalog>" in note
     listed = promptd(tmp_path, "keys", "list")
     assert f"data dir {(tmp_path / 'data').resolve()}," in listed.stderr and "(new" not in listed.stderr
+
+
+def test_a_cors_origin_with_a_path_is_one_line(tmp_path: Path) -> None:
+    result = promptd(
+        tmp_path, "serve", "--port", str(free_port()), PROMPTD_CORS_ORIGINS="https://ok.example,https://x/y"
+    )
+    one_line_failure(result, "CORS origins", "https://x/y")

@@ -119,7 +119,10 @@ async def _reload_logged(svc: Services) -> None:
     try:
         await reload_catalog(svc)
     except CatalogError as exc:
-        log.error("catalog reload refused; the current one (version %s) keeps serving: %s", svc.catalog_version, exc)
+        problems = "; ".join(f"{exc.source}: {p}" for p in exc.problems)  # one log line
+        log.error(
+            "catalog reload refused; the current one (version %s) keeps serving: %s", svc.catalog_version, problems
+        )
     except Exception:
         log.exception("catalog reload failed; the current catalog (version %s) keeps serving", svc.catalog_version)
 

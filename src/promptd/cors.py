@@ -25,7 +25,7 @@ __all__ = ["PROJECT_KEY", "Cors", "note_project", "valid_origin"]
 
 PROJECT_KEY = "promptd.project"  # the authenticated project, in the request's scope state
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-EXPOSE_HEADERS = "Server-Timing, Retry-After, X-Request-Id, X-Promptd-Catalog-Version"
+EXPOSE_HEADERS = "Server-Timing, Retry-After, X-Request-Id"
 MAX_AGE = "600"
 
 Refusal = Callable[[str, str], Response]  # (path, message) → a 403 in the shape of the API at that path

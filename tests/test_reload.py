@@ -265,3 +265,18 @@ def test_promptd_reload_refuses_a_bad_catalog_before_signalling(tmp_path: Path) 
     config.write_text(yaml.safe_dump(catalog_with("First:")))
     nobody = cli(env, "reload", "--data-dir", str(tmp_path / "data"), "--config", str(config))
     assert nobody.returncode == 2 and "no running promptd uses the data dir" in nobody.stderr
+
+
+def test_a_server_without_a_catalog_file_refuses_to_reload(tmp_path: Path) -> None:
+    with serve_app(catalog_with("First:"), tmp_path / "data") as server:
+
+        async def admin_key(repo: Repository) -> str:
+            key, _ = await repo.create_key(ADMIN_PROJECT, role="admin")
+            return key
+
+        admin = {"Authorization": f"Bearer {server.repo_call(admin_key)}"}
+        refused = httpx.post(server.url + "/admin/v1/reload", headers=admin)
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "nothing_to_reload" and "--config" in error["message"]
+        assert ask(server.url, server.key).json()["answer"] == "Echo: First: hi"

@@ -32,7 +32,7 @@ from uvicorn.supervisors import Multiprocess
 
 from promptd.catalog.load import load_catalog
 from promptd.catalog.schema import Catalog
-from promptd.errors import CatalogError
+from promptd.errors import CatalogError, ConflictError
 from promptd.providers.base import Provider, load_provider_class
 
 if TYPE_CHECKING:
@@ -92,8 +92,15 @@ class Reloaded:
 
 async def reload_catalog(svc: Services, environ: Mapping[str, str] | None = None) -> Reloaded:
     """Read and validate the catalog the server was started with, and serve it from now on. Raises CatalogError
-    (with every problem) when it is not valid; the current catalog then stays."""
+    (with every problem) when it is not valid, ConflictError when the server has no catalog file; the current
+    catalog then stays."""
     path = svc.settings.catalog_path
+    if path is None:
+        raise ConflictError(
+            "this server was started without --config (the built-in catalog, or a catalog given in code): "
+            "there is no file to read again; start it with --config FILE to reload",
+            code="nothing_to_reload",
+        )
     new = await asyncio.to_thread(load_catalog, path, os.environ if environ is None else environ)
     previous = svc.catalog_version
     version = catalog_version(new)
@@ -107,7 +114,7 @@ async def reload_catalog(svc: Services, environ: Mapping[str, str] | None = None
                 svc.background(start(), f"starting provider {name!r}")
     log.info(
         "catalog %s: version %s%s (%d projects)",
-        path or "<built-in catalog>",
+        path,
         version,
         f", was {previous}" if version != previous else ", unchanged",
         len(new.projects),
@@ -123,6 +130,8 @@ async def _reload_logged(svc: Services) -> None:
         log.error(
             "catalog reload refused; the current one (version %s) keeps serving: %s", svc.catalog_version, problems
         )
+    except ConflictError as exc:
+        log.error("catalog reload refused: %s", exc.message)
     except Exception:
         log.exception("catalog reload failed; the current catalog (version %s) keeps serving", svc.catalog_version)
 

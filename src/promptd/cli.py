@@ -348,10 +348,14 @@ def init(path: Path, force: bool) -> None:
 def check(config: Path | None, data_dir: Path) -> None:
     """Validate the catalog and report every problem with its key path."""
     catalog = read_catalog(config)
-    click.echo(
-        f"{config or '<built-in catalog>'}: OK ({len(catalog.providers)} providers, "
-        f"{len(catalog.models)} models, {len(catalog.projects)} projects)"
-    )
+    sizes = ((len(catalog.providers), "provider"), (len(catalog.models), "model"), (len(catalog.projects), "project"))
+    counts = ", ".join(counted(n, word) for n, word in sizes)
+    click.echo(f"{config or '<built-in catalog>'}: OK ({counts})")
+
+
+def counted(n: int, word: str) -> str:
+    """`1 provider`, `2 providers`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @main.command(name="migrate")

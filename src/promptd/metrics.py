@@ -85,6 +85,9 @@ class Metrics:
             "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
         )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
+        self.moderation = Counter(
+            "promptd_moderation_total", "Moderation checks by project, stage, type and outcome (passed/flagged/error)."
+        )
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def recorder_outcome(self, outcome: str, rows: int) -> None:
@@ -100,7 +103,7 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded, self.spilled, self.limited):  # fmt: skip
+                       self.attempts, self.recorded, self.spilled, self.limited, self.moderation):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

@@ -9,9 +9,9 @@ from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-from promptd.catalog.schema import CampaignConfig
 from promptd.domain.pricing import plain
 from promptd.domain.stats import percentile, summarize, summarize_bool, welch_p_value
+from promptd.domain.values import CampaignShape
 
 __all__ = ["ALPHA", "MIN_SAMPLES", "campaign_report"]
 
@@ -22,7 +22,7 @@ MIN_SAMPLES = 2  # metric values a model needs before it can lead
 def campaign_report(
     project: str,
     key: str,
-    campaign: CampaignConfig,
+    campaign: CampaignShape,
     *,
     campaign_id: str,
     higher_is_better: bool,

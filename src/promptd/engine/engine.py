@@ -14,30 +14,32 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelConfig, ProjectConfig
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
 from promptd.domain.campaigns import assign, campaign_uuid
-from promptd.domain.ids import end_user_id, new_uuid
+from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
 from promptd.engine.call import ChatCall, EmbeddingCall, Origin, SpeechCall, TranscriptionCall
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
+from promptd.engine.moderation import PRESET, Moderation, PresetAnswer, guard_input
 from promptd.engine.prompting import render
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound, PromptdError, ProviderBadRequest, ProviderError
 from promptd.metrics import Metrics
-from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider
+from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider, unsupported
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.types import Message, ProviderCall, Usage
+from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Run", "UnaryResult", "campaign_id"]
 
@@ -99,12 +101,14 @@ class Engine:
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
         self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.moderation = Moderation(catalog, providers, self.metrics)
         self.catalog_version = ""  # stored with each record (promptd/reload.py)
 
     def use_catalog(self, catalog: Catalog, providers: Mapping[str, Provider], version: str) -> None:
         """Serve with this catalog from now on (a reload: promptd/reload.py); generations in flight go on."""
         self.catalog, self.providers, self.catalog_version = catalog, providers, version
         self.admission.use_catalog(catalog)
+        self.moderation.use_catalog(catalog, providers)
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -186,6 +190,12 @@ class Engine:
             who=origin.sticky or origin.session_id or origin.user or new_uuid(),
         )
         prompt = render(self.catalog, origin.project, model, call)
+        asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
+        guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        if guard is not None and guard.overridden and call.form is not None:  # the moderation API rewrote them
+            query = guard.query if guard.query is not None else call.form.query
+            call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
+            prompt = render(self.catalog, origin.project, model, call)
         project = self.catalog.projects[origin.project]
         end_user = end_user_id(origin.project, origin.user) if origin.user is not None else None
         requests = [
@@ -204,11 +214,15 @@ class Engine:
             )
             for i in range(call.n)
         ]
+        if guard is not None:
+            for req in requests:
+                guard.attach(req)
         await self.admit(requests, origin.key_limits)
+        preset = guard.preset if guard is not None else None
         generations: list[Generation] = []
         try:
             for i, req in enumerate(requests):
-                generations.append(self._start(req, keepalive=keepalive if i == 0 else None))
+                generations.append(self._start(req, keepalive=keepalive if i == 0 else None, preset=preset))
         except BaseException:
             for req in requests[len(generations) :]:
                 self.admission.release(req)
@@ -265,10 +279,12 @@ class Engine:
         call = request.call
         healthy: list[Candidate] = []
         cooling: list[Candidate] = []
+        refused: dict[str, list[str]] = {}  # model → the parameters its deployments cannot honour
+        no_drops: tuple[str, ...] = ()
         now = time.monotonic()
-        extra = dict(call.params)
+        params = dict(call.params)
         if call.tool_choice is not None and request.tools:
-            extra["tool_choice"] = call.tool_choice
+            params["tool_choice"] = call.tool_choice
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
             ttft_ms = call.max_ttft_ms if call.max_ttft_ms is not None else model.max_ttft_ms
@@ -278,6 +294,15 @@ class Engine:
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
                     continue
+                extra, dropped = params, no_drops
+                missing = unsupported(provider, params)
+                if missing:
+                    droppable = {*model.drop_params, *self.catalog.providers[deployment.provider].drop_params}
+                    if not droppable.issuperset(missing):  # this deployment cannot honour the call
+                        refused.setdefault(key, [p for p in missing if p not in droppable])
+                        continue
+                    dropped = tuple(missing)  # the operator chose to drop them; each attempt says so
+                    extra = {k: v for k, v in params.items() if k not in dropped}
                 provider_call = ProviderCall(
                     model=deployment.model,
                     messages=request.messages,
@@ -287,16 +312,33 @@ class Engine:
                     stop=call.stop,
                     tools=request.tools,
                     extra=extra,
+                    token_param=call.token_param,
                     stream=stream,
                 )
-                candidate = Candidate(
-                    key, model, deployment, provider, provider_call, ttft_ms / 1000 if ttft_ms else None
-                )
+                ttft_s = ttft_ms / 1000 if ttft_ms else None
+                candidate = Candidate(key, model, deployment, provider, provider_call, ttft_s, dropped)
                 (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)
+        if not healthy and not cooling and refused:
+            names = sorted({p for missing in refused.values() for p in missing})
+            raise InputError(
+                f"{', '.join(names)}: not supported by model {model_key!r} (nor its fallbacks); "
+                "an operator may drop such parameters with drop_params in the catalog",
+                param=names[0],
+            )
         return healthy + cooling
 
-    def _start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
-        candidates = self.plan(request.model, request)
+    def _start(
+        self, request: GenerationRequest, *, keepalive: float | None = None, preset: str | None = None
+    ) -> Generation:
+        """Start a generation on the planned deployments, or (input moderation flagged the call) on the preset
+        answer, which no model is asked for and which costs nothing."""
+        if preset is not None:
+            request.output_check = None  # the operator's own words need no check
+        try:
+            candidates = self.plan(request.model, request) if preset is None else self._preset(request, preset)
+        except PromptdError:
+            self.admission.release(request)
+            raise
         if not candidates:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
@@ -305,6 +347,11 @@ class Engine:
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
         return generation
+
+    def _preset(self, request: GenerationRequest, text: str) -> list[Candidate]:
+        model = self.catalog.models[request.model]
+        call = ProviderCall(model=PRESET.model, messages=request.messages)
+        return [Candidate(request.model, model, PRESET, PresetAnswer(text), call)]
 
     def _project(self, name: str) -> ProjectConfig:
         project = self.catalog.projects.get(name)
@@ -497,6 +544,7 @@ class Engine:
             tags=origin.tags,
             campaign=req.campaign,
             attempts=result.attempts,
+            moderation=req.moderation,
             store=origin.store,
             catalog_version=req.catalog_version or self.catalog_version,
         )
@@ -510,3 +558,4 @@ class Engine:
         await asyncio.gather(*(g.join() for g in running), return_exceptions=True)
         await self.admission.aclose()
         await self.coordinator.aclose()
+        await self.moderation.aclose()

@@ -14,7 +14,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from promptd.types import ProviderCall, ProviderEvent
 
-__all__ = ["PROVIDER_KINDS", "EmbeddingProvider", "Provider", "SpeechProvider", "load_provider_class"]
+__all__ = [
+    "PROVIDER_KINDS",
+    "EmbeddingProvider",
+    "ModerationProvider",
+    "Provider",
+    "SpeechProvider",
+    "load_provider_class",
+]
 
 
 @runtime_checkable
@@ -42,6 +49,24 @@ class SpeechProvider(Protocol):
     async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
         """Return (audio bytes, MIME type)."""
         ...
+
+
+@runtime_checkable
+class ModerationProvider(Protocol):
+    async def moderate(self, *, model: str, text: str) -> tuple[bool, list[str]]:
+        """Whether `text` is flagged, and the categories that flagged it (OpenAI's `/moderations`)."""
+        ...
+
+
+def unsupported(provider: Any, params: Mapping[str, Any]) -> list[str]:
+    """The generation parameters (OpenAI names, beyond the core ones every provider takes: messages, max tokens,
+    temperature, top_p, stop, tools) that `provider` cannot honour. A provider that declares `accepts = None`
+    (an OpenAI-compatible server: the upstream judges what it is sent) takes them all; one that declares a set
+    takes those, sent on or translated to its own form."""
+    accepts: frozenset[str] | None = getattr(provider, "accepts", None)
+    if accepts is None:
+        return []
+    return sorted(name for name in params if name not in accepts)
 
 
 #: catalog `kind` → "module:Class". A new provider is one file plus one line here.

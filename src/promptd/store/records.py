@@ -68,6 +68,7 @@ class CallRecord:
     tags: list[str] | None = None
     campaign: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
     store: bool = True  # False: the metering is recorded, the content is not
     catalog_version: str | None = None  # the catalog that served it (promptd/reload.py)
 
@@ -110,6 +111,7 @@ class CallRecord:
             "tags": self.tags,
             "campaign": self.campaign,
             "attempts": self.attempts,
+            "moderation": self.moderation or None,
             "catalog_version": self.catalog_version,
         }
 

@@ -76,6 +76,19 @@ def test_the_admin_endpoint_reloads_and_refuses_a_bad_catalog(tmp_path: Path) ->
             record = httpx.get(f"{server.url}/admin/v1/messages/{message_id}", headers=admin).json()
             assert record["catalog_version"] == served_by
 
+        # what the engine holds apart from the catalog follows too: a project's moderation, added by a reload
+        moderated = catalog_with("Second:")
+        moderated["projects"]["demo"]["moderation"] = {
+            "type": "keywords",
+            "keywords": ["hi"],
+            "inputs": {"enabled": True, "preset_response": "Not here."},
+        }
+        path.write_text(yaml.safe_dump(moderated))
+        assert httpx.post(server.url + "/admin/v1/reload", headers=admin).json()["changed"] is True
+        assert ask(server.url, server.key).json()["answer"] == "Not here."
+        path.write_text(yaml.safe_dump(catalog_with("Second:")))
+        assert httpx.post(server.url + "/admin/v1/reload", headers=admin).json()["version"] == version
+
         path.write_text(BAD)
         refused = httpx.post(server.url + "/admin/v1/reload", headers=admin)
         assert refused.status_code == 422, refused.text

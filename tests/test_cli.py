@@ -23,7 +23,7 @@ def runner() -> CliRunner:
 def test_check_accepts_the_built_in_catalog(runner: CliRunner) -> None:
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0, result.output
-    assert "<built-in catalog>: OK (1 providers, 2 models, 1 projects)" in result.output
+    assert "<built-in catalog>: OK (1 provider, 2 models, 1 project)" in result.output
 
 
 def test_check_reports_every_problem_with_file_and_path(runner: CliRunner, tmp_path: Path) -> None:
@@ -57,9 +57,9 @@ def test_keys_create_prints_the_key_alone_and_list_and_revoke_manage_it(runner: 
     data = ["--data-dir", str(tmp_path / "data")]
     created = runner.invoke(main, ["keys", "create", "--project", "demo", *data])
     assert created.exit_code == 0, created.output
-    key = created.output.strip()
+    key = created.stdout.strip()
     assert KEY.match(key), created.output
-    assert created.output == key + "\n"
+    assert created.stdout == key + "\n"
 
     listed = runner.invoke(main, ["keys", "list", *data])
     assert key[:12] + "..." in listed.output and "active" in listed.output
@@ -95,7 +95,7 @@ def test_keys_create_takes_per_key_limits_and_list_shows_them(runner: CliRunner,
     created = runner.invoke(main, ["keys", "create", "--project", "demo", *limits, *data])
     assert created.exit_code == 0, created.output
     listed = runner.invoke(main, ["keys", "list", *data]).output
-    row = next(line for line in listed.splitlines() if created.output.strip()[:12] in line)
+    row = next(line for line in listed.splitlines() if created.stdout.strip()[:12] in line)
     assert "rpm=60,tpm=5000,cost_per_day=1.50,cost_per_month=20" in row and " app " in row
 
 
@@ -109,7 +109,7 @@ def test_an_admin_key_is_created_without_a_project(runner: CliRunner, tmp_path: 
     data = ["--data-dir", str(tmp_path / "data")]
     created = runner.invoke(main, ["keys", "create", "--admin", "--name", "ops", *data])
     assert created.exit_code == 0, created.output
-    key = created.output.strip()
+    key = created.stdout.strip()
     assert re.match(r"^adm-[A-Za-z0-9]{32}$", key)
     row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
     assert " admin " in row and " * " in row
@@ -124,12 +124,12 @@ def test_keys_create_needs_a_project_unless_admin(runner: CliRunner, tmp_path: P
 
 def test_keys_limit_replaces_a_keys_limits(runner: CliRunner, tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    key = runner.invoke(main, ["keys", "create", "--project", "demo", "--rpm", "5", *data]).output.strip()
+    key = runner.invoke(main, ["keys", "create", "--project", "demo", "--rpm", "5", *data]).stdout.strip()
     changed = runner.invoke(main, ["keys", "limit", key, "--cost-per-day", "2.5", *data])
     assert changed.exit_code == 0, changed.output
     assert "cost_per_day=2.5" in changed.output
     row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
     assert "cost_per_day=2.5" in row and "rpm=" not in row  # limits not given are removed
-    admin = runner.invoke(main, ["keys", "create", "--admin", *data]).output.strip()
+    admin = runner.invoke(main, ["keys", "create", "--admin", *data]).stdout.strip()
     refused = runner.invoke(main, ["keys", "limit", admin, "--rpm", "1", *data])
     assert refused.exit_code == 1 and "admin keys have no limits" in refused.output

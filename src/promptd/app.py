@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,20 +23,24 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from promptd import __version__
 from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
+from promptd.cors import Cors
 from promptd.engine.engine import Engine
+from promptd.faces.admin import errors as admin_errors
 from promptd.faces.admin.console import console_app
 from promptd.faces.admin.routes import mount as admin_mount
 from promptd.faces.chat.graphql import graphql_endpoint
 from promptd.faces.chat.routes import mount as chat_mount
 from promptd.faces.chat.routes import openai_mount
+from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.routes import mount as dify_mount
 from promptd.faces.mount import HotRoute
+from promptd.health import health, livez, readyz
 from promptd.keys import KeyCache
 from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
+from promptd.reload import catalog_version, install_sighup
 from promptd.services import Services, services
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
@@ -72,8 +75,15 @@ class PromptdApp(Starlette):
     def __init__(self, *, hot: Mapping[str, HotRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = dict(hot)
+        self.cors: Cors | None = None  # outermost: the hot routes skip the middleware stack (promptd/cors.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.cors is not None:
+            await self.cors(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             root = scope.get("root_path", "")
@@ -85,14 +95,6 @@ class PromptdApp(Starlette):
                 await route(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
-
-
-async def _warm(name: str, provider: Any) -> None:
-    """Load a provider's model in the background at start, so the first request does not wait for it."""
-    try:
-        await provider.start()
-    except Exception as exc:
-        log.warning("provider %r could not start yet (%s); requests to it will report the error", name, exc)
 
 
 async def _retention(repo: Repository, settings: Settings) -> None:
@@ -120,8 +122,13 @@ async def metrics_endpoint(request: Request) -> Response:
     return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
+def _cors_refusal(path: str, message: str) -> Response:
+    """A refused CORS preflight (403), in the shape of the API at `path`."""
+    if path.startswith("/admin/"):
+        return admin_errors.error_response(403, "forbidden", message)
+    if path.startswith("/api/") or path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models"):
+        return JSONResponse({"error": message}, status_code=403)
+    return dify_errors.error_response(403, "forbidden", message)
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> PromptdApp:
@@ -154,6 +161,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             reserve_max_tokens=settings.reserve_max_tokens,
             limit_slice_idle=settings.limit_slice_idle,
         )
+        version = catalog_version(catalog)
+        engine.catalog_version = version
         await engine.start_coordination()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
@@ -171,19 +180,23 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             recorder=recorder,
             keys=KeyCache(repo, ttl=settings.key_cache_ttl),
             providers=built,
+            catalog_version=version,
         )
-        warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
-        warmups.append(asyncio.create_task(_replay_dead_letters(db, settings), name="promptd-dead-letters"))
+        for name, p in built.items():  # load models now, so that the first request does not wait for them
+            if hasattr(p, "start"):
+                svc.background(p.start(), f"starting provider {name!r}")
+        svc.background(_replay_dead_letters(db, settings), "replaying dead letters")
         if settings.retention_days is not None:
-            warmups.append(asyncio.create_task(_retention(repo, settings), name="promptd-retention"))
+            svc.background(_retention(repo, settings), "retention")
         try:
-            yield {"services": svc}
+            with install_sighup(svc):
+                yield {"services": svc}
         finally:
-            for task in warmups:
+            for task in list(svc.tasks):
                 task.cancel()
             await engine.aclose()
             await recorder.close()
-            for provider in built.values():
+            for provider in {id(p): p for p in [*svc.providers.values(), *svc.retired]}.values():
                 try:
                     await provider.aclose()
                 except Exception:
@@ -194,10 +207,12 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
     hot: dict[str, HotRoute] = {}
     for face in (chat, admin, aliases, dify):
         hot.update(face.hot_routes())
-    return PromptdApp(
+    app = PromptdApp(
         hot=hot,
         routes=[
             Route("/health", health),
+            Route("/livez", livez),
+            Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             *chat.mount(),
             Route("/api/graphql", graphql_endpoint, methods=["POST"]),  # adaptive-sdk's runtime GraphQL calls
@@ -212,3 +227,5 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )
+    app.cors = Cors(app.dispatch, settings.cors_origins, _cors_refusal)
+    return app

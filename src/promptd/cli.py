@@ -1,7 +1,9 @@
-"""The `promptd` command: serve | init | check | keys create|list|revoke | migrate | replay.
+"""The `promptd` command: serve | init | check | keys create|list|revoke|limit | migrate | replay | reload.
 
 The CLI is the only place that reads the environment and files; it builds Settings and a Catalog and passes
-them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PROMPTD_DATA_DIR).
+them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PROMPTD_DATA_DIR), and says on
+stderr which data dir (database) and catalog it uses. A start-up mistake (promptd/preflight.py) is one line on
+stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import shlex
 import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -23,6 +26,7 @@ from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
 from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
+from promptd.preflight import StartupError, check_data_dir, check_redis, database_problem, shown_url
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import replay_dead_letters
@@ -94,6 +98,12 @@ ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def fail(message: str) -> NoReturn:
+    """A mistake the operator can fix: one line on stderr, exit code 2."""
+    click.echo(f"promptd: {message}", err=True)
+    sys.exit(2)
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
     if os.environ.get("PROMPTD_REDIS_PREFIX"):
@@ -112,22 +122,67 @@ def read_catalog(config: Path | None) -> Catalog:
     try:
         return load_catalog(config, os.environ)
     except CatalogError as exc:
-        click.echo(f"promptd: {exc.message}", err=True)
-        sys.exit(2)
+        fail(exc.message)
 
 
-async def _with_repo(settings: Settings, action: Callable[[Repository], Any]) -> Any:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def usage_note(settings: Settings, config: Path | None, *, catalog: bool = True) -> str:
+    """Which data dir, database and catalog (unless `catalog` is False: none used) a command uses, said on stderr
+    once they are open: a command run from another directory would otherwise quietly use, or create, another
+    database."""
+    where = settings.data_dir.resolve()
+    state = "" if settings.data_dir.is_dir() else " (new: it did not exist)"
+    database = shown_url(settings.database_url) if settings.database_url else "SQLite in the data dir"
+    used = f", catalog {config.resolve() if config else '<built-in catalog>'}" if catalog else ""
+    return f"promptd: data dir {where}{state}, database {database}{used}"
+
+
+async def _with_repo(settings: Settings, action: Callable[[Repository], Any], note: str) -> Any:
+    check_data_dir(settings.data_dir)
     db = create_engine(settings.db_url)
     try:
         await migrate(db)
+        click.echo(note, err=True)
         return await action(Repository(db))
     finally:
         await db.dispose()
 
 
-def run_repo(settings: Settings, action: Callable[[Repository], Any]) -> Any:
-    return asyncio.run(_with_repo(settings, action))
+def run_repo(
+    settings: Settings, action: Callable[[Repository], Any], config: Path | None = None, *, catalog: bool = False
+) -> Any:
+    """Run `action` on the data dir's database (brought up to date first), saying on stderr which one it is; a
+    database that cannot be reached or used ends the command with one line (promptd/preflight.py)."""
+    note = usage_note(settings, config, catalog=catalog)
+    try:
+        return asyncio.run(_with_repo(settings, action, note))
+    except StartupError as exc:
+        fail(exc.message)
+    except Exception as exc:
+        problem = database_problem(exc, settings.db_url)
+        if problem is None:
+            raise
+        fail(problem.message)
+
+
+def cors_origins(given: tuple[str, ...]) -> tuple[str, ...]:
+    """--cors-origin (repeatable), else PROMPTD_CORS_ORIGINS (comma-separated); each checked."""
+    from promptd.domain.origins import valid_origin
+
+    origins = given or tuple(o.strip() for o in os.environ.get("PROMPTD_CORS_ORIGINS", "").split(",") if o.strip())
+    bad = [o for o in origins if not valid_origin(o)]
+    if bad:
+        fail(f"CORS origins are * or http(s)://host[:port] with no path, not {', '.join(bad)} (--cors-origin)")
+    return origins
+
+
+def log_to_stderr(level: str) -> None:
+    """promptd's own log lines (model loads, reloads, retention, warnings) on stderr, as uvicorn's are."""
+    logger = logging.getLogger("promptd")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(level.upper())
 
 
 @click.group()
@@ -162,6 +217,13 @@ def main() -> None:
     help="Delete request records older than this; daily usage rollups stay [env PROMPTD_RETENTION_DAYS].",
 )
 @click.option(
+    "--cors-origin",
+    "cors_origin",
+    multiple=True,
+    help="A browser origin allowed to call every API (repeatable; * for any) [env PROMPTD_CORS_ORIGINS, "
+    "comma-separated].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -175,9 +237,12 @@ def serve(
     workers: int,
     redis_url: str | None,
     retention_days: float | None,
+    cors_origin: tuple[str, ...],
     log_level: str,
 ) -> None:
-    """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
+    """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it.
+    SIGHUP (or `promptd reload`) reloads the catalog."""
+    from promptd.reload import ForwardingSupervisor, written_pid
     from promptd.serving import run, serving_limits
 
     catalog = read_catalog(config)
@@ -187,8 +252,14 @@ def serve(
         "workers": workers,
         "redis_url": redis_url or None,
         "retention_days": retention_days,
+        "cors_origins": cors_origins(cors_origin),
     }
-    settings = make_settings(data_dir, **options)
+    settings = make_settings(data_dir, catalog_path=config, **options)
+    if settings.redis_url:
+        try:
+            check_redis(settings.redis_url)
+        except StartupError as exc:
+            fail(exc.message)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
@@ -198,7 +269,8 @@ def serve(
         admin, _ = await repo.create_key(ADMIN_PROJECT, name="first start", role="admin")
         return key, admin
 
-    keys = run_repo(settings, first_keys)  # also brings the schema up to date, once, before any worker starts
+    # also brings the schema up to date, once, before any worker starts
+    keys = run_repo(settings, first_keys, config, catalog=True)
     if keys is not None:
         app_key, admin_key = keys
         _print_welcome(app_key, admin_key, catalog, host, port)
@@ -219,18 +291,28 @@ def serve(
         "timeout_keep_alive": settings.keepalive_timeout,
     }
     limits = serving_limits(settings)
-    if workers == 1:
-        from promptd.app import create_app, freeze_heap
+    log_to_stderr(log_level)
+    with written_pid(settings.data_dir):
+        if workers == 1:
+            from promptd.app import create_app, freeze_heap
 
-        app = create_app(settings, catalog)
-        freeze_heap()
-        run(app, limits=limits, **server_options)
-        return
-    # several processes share the socket; each builds its app from the same arguments (worker_app below)
-    os.environ[WORKER_ARGS] = json.dumps(
-        {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
-    )
-    run("promptd.cli:worker_app", limits=limits, factory=True, workers=workers, **server_options)
+            app = create_app(settings, catalog)
+            freeze_heap()
+            run(app, limits=limits, **server_options)
+            return
+        # several processes share the socket; each builds its app from the same arguments (worker_app below);
+        # the supervisor passes SIGHUP on to every worker (a reload) instead of restarting them
+        os.environ[WORKER_ARGS] = json.dumps(
+            {"config": str(config) if config else None, "data_dir": str(data_dir), "log_level": log_level, **options}
+        )
+        run(
+            "promptd.cli:worker_app",
+            limits=limits,
+            factory=True,
+            workers=workers,
+            supervisor=ForwardingSupervisor,
+            **server_options,
+        )
 
 
 WORKER_ARGS = "PROMPTD_WORKER_ARGS"
@@ -242,7 +324,10 @@ def worker_app() -> Any:
 
     args = json.loads(os.environ[WORKER_ARGS])
     config, data_dir = args.pop("config"), Path(args.pop("data_dir"))
-    app = create_app(make_settings(data_dir, **args), read_catalog(Path(config) if config else None))
+    log_to_stderr(args.pop("log_level"))
+    path = Path(config) if config else None
+    args["cors_origins"] = tuple(args["cors_origins"])
+    app = create_app(make_settings(data_dir, catalog_path=path, **args), read_catalog(path))
     freeze_heap()
     return app
 
@@ -291,10 +376,14 @@ def init(path: Path, force: bool) -> None:
 def check(config: Path | None, data_dir: Path) -> None:
     """Validate the catalog and report every problem with its key path."""
     catalog = read_catalog(config)
-    click.echo(
-        f"{config or '<built-in catalog>'}: OK ({len(catalog.providers)} providers, "
-        f"{len(catalog.models)} models, {len(catalog.projects)} projects)"
-    )
+    sizes = ((len(catalog.providers), "provider"), (len(catalog.models), "model"), (len(catalog.projects), "project"))
+    counts = ", ".join(counted(n, word) for n, word in sizes)
+    click.echo(f"{config or '<built-in catalog>'}: OK ({counts})")
+
+
+def counted(n: int, word: str) -> str:
+    """`1 provider`, `2 providers`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @main.command(name="migrate")
@@ -306,7 +395,7 @@ def migrate_cmd(config: Path | None, data_dir: Path) -> None:
     async def nothing(repo: Repository) -> None:
         return None
 
-    run_repo(settings, nothing)
+    run_repo(settings, nothing, config, catalog=True)
     click.echo("database is up to date")
 
 
@@ -377,7 +466,7 @@ def keys_create(
         )
         return key
 
-    click.echo(run_repo(make_settings(data_dir), create))
+    click.echo(run_repo(make_settings(data_dir), create, config, catalog=not admin))
 
 
 @keys.command("list")
@@ -392,11 +481,12 @@ def keys_list(config: Path | None, data_dir: Path, project: str | None) -> None:
     import time
 
     now = time.time()
+    rows = run_repo(make_settings(data_dir), listing)
     click.echo(
         f"{'ID':36}  {'PROJECT':16}  {'KEY':15}  {'ROLE':5}  {'STATE':8}  {'CREATED':20}  {'EXPIRES':20}  "
         f"{'LIMITS':24}  NAME"
     )
-    for k in run_repo(make_settings(data_dir), listing):
+    for k in rows:
         click.echo(
             f"{k.id:36}  {k.project:16}  {k.prefix + '...':15}  {k.role:5}  {k.state(now):8}  "
             f"{_when(k.created_at):20}  {_when(k.expires_at):20}  {k.limits.describe():24}  {k.name}"
@@ -444,3 +534,52 @@ def keys_limit(
         click.echo(f"promptd: no app key has the id {key_id!r} (admin keys have no limits)", err=True)
         sys.exit(1)
     click.echo(f"limits of {info.id} ({info.prefix}..., project {info.project}): {limits.describe()}")
+
+
+@main.command(name="reload")
+@common
+@click.option("--url", default=None, help="Ask this server (http://host:port) instead of signalling a local one.")
+@click.option("--admin-key", envvar="PROMPTD_ADMIN_KEY", default=None, help="With --url [env PROMPTD_ADMIN_KEY].")
+def reload_cmd(config: Path | None, data_dir: Path, url: str | None, admin_key: str | None) -> None:
+    """Make the running server read its catalog again. Locally: the catalog is checked here first, then the
+    server using --data-dir (its pid is in promptd.pid) gets SIGHUP. With --url: POST /admin/v1/reload, which
+    answers with the new version or the checker's messages."""
+    if url is not None:
+        _reload_remote(url, admin_key)
+        return
+    import signal
+
+    from promptd.reload import pid_file, read_pid
+
+    settings = make_settings(data_dir)
+    catalog = read_catalog(config)  # refused here, with the checker's messages, before the server is bothered
+    pid = read_pid(settings.data_dir)
+    if pid is None:
+        fail(
+            f"no running promptd uses the data dir {settings.data_dir.resolve()} (no live pid in "
+            f"{pid_file(settings.data_dir)}); pass the server's --data-dir, or --url and --admin-key"
+        )
+    os.kill(pid, signal.SIGHUP)
+    click.echo(
+        f"asked promptd (pid {pid}) to reload its catalog ({len(catalog.projects)} projects here); "
+        "its log says which version it serves (or why it refused)"
+    )
+
+
+def _reload_remote(url: str, admin_key: str | None) -> None:
+    import httpx
+
+    if not admin_key:
+        fail("--url needs an admin key: --admin-key or PROMPTD_ADMIN_KEY")
+    try:
+        reply = httpx.post(
+            url.rstrip("/") + "/admin/v1/reload", headers={"Authorization": f"Bearer {admin_key}"}, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url} ({exc}); is the server running there?")
+    body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
+    if reply.status_code != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        fail(f"reload refused ({reply.status_code}): {error.get('message', reply.text)}")
+    change = f"was {body['previous']}" if body["changed"] else "unchanged"
+    click.echo(f"catalog version {body['version']} ({change}), reloaded in {body['reloaded']}")

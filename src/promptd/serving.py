@@ -68,14 +68,15 @@ class ServerConfig(uvicorn.Config):
         self.limits = limits
 
 
-def run(app: Any, *, limits: ServingLimits, **options: Any) -> None:
-    """uvicorn.run(app, **options), with the limits: one process, or `workers` processes on one socket."""
+def run(app: Any, *, limits: ServingLimits, supervisor: Any = None, **options: Any) -> None:
+    """uvicorn.run(app, **options), with the limits: one process, or `workers` processes on one socket (under
+    `supervisor`, uvicorn's Multiprocess by default)."""
     from uvicorn.supervisors import Multiprocess
 
     config = ServerConfig(app, limits=limits, **options)
     server = uvicorn.Server(config)
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        (supervisor or Multiprocess)(config, sockets=[config.bind_socket()]).run()
         return
     server.run()
     if not server.started:

@@ -7,10 +7,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_UPLOAD_LIMITS_MB", "Settings"]
+__all__ = ["DEFAULT_UPLOAD_LIMITS_MB", "Settings", "normalise_database_url"]
 
 #: Dify's defaults (UPLOAD_*_FILE_SIZE_LIMIT), in MB, by kind of file
 DEFAULT_UPLOAD_LIMITS_MB: Mapping[str, float] = {"image": 10, "audio": 50, "video": 100, "document": 15}
+
+
+#: URL schemes that name PostgreSQL or SQLite without the async driver promptd uses, and what they mean
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def normalise_database_url(url: str) -> str:
+    """`postgres://…` and `postgresql://…` (as hosting services hand them out) mean PostgreSQL through asyncpg."""
+    scheme, sep, rest = url.partition("://")
+    return _ASYNC_DRIVERS.get(scheme, scheme) + sep + rest if sep else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +66,15 @@ class Settings:
     max_header_kb: float = 32  # a request's head (request line and headers); larger: 431
     max_body_mb: float = 10  # a request's body (JSON and everything but multipart uploads); larger: 413
     max_upload_mb: float | None = None  # a multipart upload's body; none: the largest upload limit + 1 MB
+    #: browser origins allowed to call every API (CORS); a project's catalog `cors_origins` add to these
+    cors_origins: tuple[str, ...] = ()
+    #: the catalog file the server was started with (reloads read it again); none: the built-in catalog
+    catalog_path: Path | None = None
 
     @property
     def db_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'promptd.db').resolve()}"
 
     def upload_limit_mb(self, kind: str) -> float:

@@ -4,6 +4,7 @@ order, stop mid-stream and concurrency are checked; the wording of the answers i
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -130,3 +131,20 @@ def test_graceful_shutdown_records_every_answered_request(tmp_path: Path) -> Non
     for message_id in ids:
         row = server.repo_call(lambda repo, m=message_id: repo.get_message(m, "demo"))
         assert row is not None and row["status"] == "normal"
+
+
+def test_the_model_load_is_logged_with_its_duration_and_readyz_waits_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="promptd.local")
+    with serve_app(BUILTIN_CATALOG, tmp_path / "data") as server:
+        deadline = time.monotonic() + 120
+        while (ready := httpx.get(server.url + "/readyz", timeout=30)).status_code != 200:
+            assert ready.status_code == 503 and ready.json()["failed"] == ["model:local"], ready.text
+            assert ready.json()["checks"]["model:local"]["error"] == "loading"
+            assert time.monotonic() < deadline, "the embedded model did not load"
+            time.sleep(0.1)
+        assert ready.json()["checks"]["model:local"] == {"ok": True, "state": "loaded"}
+    messages = [r.getMessage() for r in caplog.records if r.name == "promptd.local"]
+    assert any("loading the model" in m and ".gguf" in m for m in messages), messages
+    assert any(re.search(r"SmolLM2.*\.gguf loaded in \d+\.\d\d s", m) for m in messages), messages

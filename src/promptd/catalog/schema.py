@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from promptd.domain.origins import valid_origin
 from promptd.domain.templates import VARIABLE_NAME
 
 __all__ = [
@@ -459,6 +460,15 @@ class ProjectConfig(Strict):
     site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call with its keys")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if not valid_origin(o)]
+        if bad:
+            raise ValueError(f"an origin is * or scheme://host[:port], with no path: {bad}")
+        return v
 
     @field_validator("tool_icons", mode="before")
     @classmethod

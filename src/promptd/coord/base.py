@@ -82,6 +82,9 @@ class Coordinator(Protocol):
     async def publish_stop(self, signal: StopSignal) -> None:
         """Send a stop signal to every replica."""
 
+    async def ping(self) -> None:
+        """Raise when the shared state cannot be reached (readiness: GET /readyz)."""
+
     async def aclose(self) -> None: ...
 
 

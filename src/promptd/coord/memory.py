@@ -66,5 +66,8 @@ class MemoryCoordinator:
     async def publish_stop(self, signal: StopSignal) -> None:
         self._on_stop(signal)
 
+    async def ping(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         self._counters.clear()

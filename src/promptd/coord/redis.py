@@ -137,6 +137,9 @@ class RedisCoordinator:
         body = {"task_id": signal.task_id, "project": signal.project, "end_user_id": signal.end_user_id}
         await self._redis.publish(self.channel, json.dumps(body))
 
+    async def ping(self) -> None:
+        await self._redis.ping()
+
     async def aclose(self) -> None:
         if self._listener is not None:
             self._listener.cancel()

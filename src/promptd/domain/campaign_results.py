@@ -1,5 +1,7 @@
 """A campaign's results: per model, requests, errors, metric mean with its 95 % interval, cost and latency, and
-whether the difference between the models is significant yet (Welch's test). Pure: callers pass the rows."""
+whether the difference between the models is significant yet (Welch's test). A leader is named once at least
+two models have MIN_SAMPLES metric values each: one value says nothing about a model. Pure: callers pass the
+rows."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from itertools import combinations
 from typing import Any
 
 from promptd.domain.pricing import plain
-from promptd.domain.stats import percentile, summarize, welch_p_value
+from promptd.domain.stats import percentile, summarize, summarize_bool, welch_p_value
 from promptd.domain.values import CampaignShape
 
-__all__ = ["ALPHA", "campaign_report"]
+__all__ = ["ALPHA", "MIN_SAMPLES", "campaign_report"]
 
 ALPHA = 0.05
+MIN_SAMPLES = 2  # metric values a model needs before it can lead
 
 
 def campaign_report(
@@ -23,11 +26,13 @@ def campaign_report(
     *,
     campaign_id: str,
     higher_is_better: bool,
+    kind: str = "scalar",
     requests: list[dict[str, Any]],
     values: list[tuple[str, float]],
 ) -> dict[str, Any]:
     """The results of one campaign from its requests (model, status, latency, ttft, price) and metric values."""
-    summaries = {m: summarize([v for model, v in values if model == m]) for m in campaign.models}
+    summary = summarize_bool if kind == "bool" else summarize
+    summaries = {m: summary([v for model, v in values if model == m]) for m in campaign.models}
     models: list[dict[str, Any]] = []
     for m in campaign.models:
         mine = [r for r in requests if r["model"] == m]
@@ -56,9 +61,9 @@ def campaign_report(
     for a, b in combinations(campaign.models, 2):
         p = welch_p_value(summaries[a], summaries[b])
         comparisons.append({"models": [a, b], "p_value": p, "significant": p is not None and p < ALPHA})
-    ranked = [m for m in models if m["metric_mean"] is not None]
+    ranked = [m for m in models if m["metric_mean"] is not None and m["feedback_count"] >= MIN_SAMPLES]
     sign = 1 if higher_is_better else -1
-    leader = max(ranked, key=lambda m: sign * m["metric_mean"])["model"] if ranked else None
+    leader = max(ranked, key=lambda m: sign * m["metric_mean"])["model"] if len(ranked) >= 2 else None
     return {
         "key": key,
         "id": campaign_id,

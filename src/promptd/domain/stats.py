@@ -1,4 +1,5 @@
-"""Small statistics for campaign results: mean with a 95 % interval, percentiles, Welch's t-test. Pure."""
+"""Small statistics for campaign results: mean with a 95 % interval (Student's t for a scalar metric, Wilson's
+score interval for a bool one: it stays within [0, 1]), percentiles, Welch's t-test. Pure."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Summary", "percentile", "summarize", "welch_p_value"]
+__all__ = ["Summary", "percentile", "summarize", "summarize_bool", "welch_p_value"]
+
+Z_975 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,19 @@ def summarize(values: Sequence[float]) -> Summary:
     var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     half = t_quantile_975(n - 1) * math.sqrt(var / n)
     return Summary(n, mean, mean - half, mean + half, var)
+
+
+def summarize_bool(values: Sequence[float]) -> Summary:
+    """A bool metric (values 0 and 1): its rate, with Wilson's score interval, which never leaves [0, 1] and is
+    meaningful at 0 %, 100 % and small samples, where the t interval of `summarize` is not."""
+    plain = summarize(values)
+    n = plain.n
+    if n == 0 or plain.mean is None:
+        return plain
+    p, z2 = plain.mean, Z_975 * Z_975
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z_975 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return Summary(n, p, max(0.0, center - half), min(1.0, center + half), plain.variance)
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:

@@ -130,7 +130,6 @@ class Admission:
         clock: Callable[[], float] = time.time,
         leases: Leases | None = None,
     ) -> None:
-        self.catalog = catalog
         self.coordinator = coordinator
         self.spent = spent
         self.reserve_max_tokens = reserve_max_tokens
@@ -140,16 +139,22 @@ class Admission:
         # limited request's path: this keeps it to a few microseconds)
         self._counters: dict[tuple[str, str | None, Limits, str | None], list[tuple[_Limit, str]]] = {}
         self._windows: dict[str, tuple[str, float]] = {}  # "day" | "month" → (window id, when it ends)
-        # the catalog's limits, read once: most requests have none and must pay nothing for the check
-        self._project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
-        self._per_user = {
+        self.use_catalog(catalog)
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Take the catalog's limits, read once: most requests have none and must pay nothing for the check (a
+        reload calls this again; the cached counters of the old catalog are dropped)."""
+        project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
+        per_user = {
             name
             for name, p in catalog.projects.items()
             if p.limits.per_user.rpm is not None or p.limits.per_user.tpm is not None
         }
-        self._unlimited = {
-            name for name in catalog.projects if self._project_limits[name].empty and name not in self._per_user
-        }
+        self._unlimited = {name for name in catalog.projects if project_limits[name].empty and name not in per_user}
+        self._per_user = per_user
+        self._project_limits = project_limits
+        self._counters = {}
+        self.catalog = catalog
 
     async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
         """Reserve for one API call (its `requests`: the choices of one call count as one request), or raise

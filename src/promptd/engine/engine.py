@@ -110,6 +110,13 @@ class Engine:
             leases=Leases(self.coordinator, idle=limit_slice_idle),
         )
         self.moderation = Moderation(catalog, providers, self.metrics)
+        self.catalog_version = ""  # stored with each record (promptd/reload.py)
+
+    def use_catalog(self, catalog: Catalog, providers: Mapping[str, Provider], version: str) -> None:
+        """Serve with this catalog from now on (a reload: promptd/reload.py); generations in flight go on."""
+        self.catalog, self.providers, self.catalog_version = catalog, providers, version
+        self.admission.use_catalog(catalog)
+        self.moderation.use_catalog(catalog, providers)
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -344,6 +351,7 @@ class Engine:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
+        request.catalog_version = self.catalog_version
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
         return generation
@@ -548,6 +556,7 @@ class Engine:
             attempts=result.attempts,
             moderation=req.moderation,
             store=origin.store,
+            catalog_version=req.catalog_version or self.catalog_version,
         )
         self.recorder.submit(*record.rows())
 

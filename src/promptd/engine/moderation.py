@@ -309,12 +309,16 @@ class Moderation:
     """Every project's moderator, and the HTTP client the API extensions are called with (one per app)."""
 
     def __init__(self, catalog: Catalog, providers: Mapping[str, Provider], metrics: Metrics) -> None:
-        self.providers = providers
         self.metrics = metrics
+        self._clients: dict[float, HTTPClient] = {}
+        self.use_catalog(catalog, providers)
+
+    def use_catalog(self, catalog: Catalog, providers: Mapping[str, Provider]) -> None:
+        """Every project's moderator from this catalog (a reload: promptd/reload.py); the clients stay."""
+        self.providers = providers
         self._moderators = {
             name: Moderator(name, p.moderation, self) for name, p in catalog.projects.items() if p.moderation
         }
-        self._clients: dict[float, HTTPClient] = {}
 
     def for_project(self, project: str) -> Moderator | None:
         return self._moderators.get(project)

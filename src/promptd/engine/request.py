@@ -42,6 +42,7 @@ class GenerationRequest:
     # returns the answer to keep (a replacement when it is flagged)
     moderation: dict[str, Any] | None = None
     output_check: Callable[[str], Awaitable[str]] | None = None
+    catalog_version: str = ""  # the catalog that served it (promptd/reload.py)
 
     @property
     def project(self) -> str:

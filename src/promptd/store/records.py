@@ -70,6 +70,7 @@ class CallRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
     store: bool = True  # False: the metering is recorded, the content is not
+    catalog_version: str | None = None  # the catalog that served it (promptd/reload.py)
 
     def values(self) -> dict[str, Any]:
         """The `messages` row."""
@@ -111,6 +112,7 @@ class CallRecord:
             "campaign": self.campaign,
             "attempts": self.attempts,
             "moderation": self.moderation or None,
+            "catalog_version": self.catalog_version,
         }
 
     def metering(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ async def _report(admin: Admin, project: str, key: str, campaign: CampaignConfig
         campaign,
         campaign_id=campaign_id(project, key, campaign),
         higher_is_better=metric.higher_is_better if metric is not None else True,
+        kind=metric.kind if metric is not None else "scalar",
         requests=await repo.campaign_requests(project, key),
         values=await repo.campaign_metric_values(project, key, campaign.metric),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.admin import campaigns, catalog, errors, keys, traffic, usage
+from promptd.faces.admin import campaigns, catalog, errors, keys, reload, traffic, usage
 from promptd.faces.mount import FaceMount
 
 __all__ = ["mount", "routes"]
@@ -13,6 +13,8 @@ __all__ = ["mount", "routes"]
 def routes() -> list[BaseRoute]:
     return [
         Route("/me", catalog.me, methods=["GET"]),
+        Route("/catalog", reload.catalog, methods=["GET"]),
+        Route("/reload", reload.reload, methods=["POST"]),
         Route("/projects", catalog.projects, methods=["GET"]),
         Route("/projects/{project}", catalog.project, methods=["GET"]),
         Route("/projects/{project}/campaigns/{key}", campaigns.campaign, methods=["GET"]),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from promptd.cors import note_project
 from promptd.errors import Forbidden, NotFound
 from promptd.services import Services, services
 from promptd.store.repository import KeyInfo
@@ -30,7 +31,9 @@ class Caller:
 
 async def authenticate(request: Request) -> Caller:
     svc = services(request)
-    return Caller(svc, await svc.keys.authenticate(request.headers.get("authorization")))
+    key = await svc.keys.authenticate(request.headers.get("authorization"))
+    note_project(request, key.project)
+    return Caller(svc, key)
 
 
 def split_model(model: str) -> tuple[str, str | None]:

@@ -18,12 +18,14 @@ async def campaign_results(request: Request) -> Response:
     project = caller.project(request.query_params.get("project"))
     key, campaign = caller.svc.engine.campaign(project, request.path_params["key"])
     await caller.svc.recorder.drain()
+    metric = caller.svc.catalog.projects[project].metrics[campaign.metric]
     report = campaign_report(
         project,
         key,
         campaign,
         campaign_id=campaign_id(project, key, campaign),
-        higher_is_better=caller.svc.catalog.projects[project].metrics[campaign.metric].higher_is_better,
+        higher_is_better=metric.higher_is_better,
+        kind=metric.kind,
         requests=await caller.svc.repo.campaign_requests(project, key),
         values=await caller.svc.repo.campaign_metric_values(project, key, campaign.metric),
     )

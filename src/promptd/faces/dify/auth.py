@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from promptd.catalog.schema import ProjectConfig
+from promptd.cors import note_project
 from promptd.domain.ids import end_user_id
 from promptd.errors import Forbidden
 from promptd.services import Services, services
@@ -32,4 +33,5 @@ async def authenticate(request: Request) -> App:
     project = svc.catalog.projects.get(key.project)
     if project is None:
         raise Forbidden("The app no longer exists.")
+    note_project(request, key.project)
     return App(svc, key, key.project, project)

@@ -18,13 +18,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
+from starlette.types import ExceptionHandler, Receive, Scope, Send
 
 from promptd import __version__
+from promptd.access import INFO_KEY, Observed, RequestInfo
 from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
@@ -47,7 +47,6 @@ from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder
 from promptd.store.repository import Repository
-from promptd.timing import ServerTiming, header_value
 
 __all__ = ["PromptdApp", "build_providers", "create_app", "freeze_heap"]
 
@@ -96,8 +95,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 class HotRoute:
     """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
-    the Server-Timing header, and every error answered by its face's handlers (an exception that is not
-    promptd's own is then raised on, as Starlette's ServerErrorMiddleware does, for the server's log)."""
+    every error answered by its face's handlers (an exception that is not promptd's own is then raised on,
+    as Starlette's ServerErrorMiddleware does, for the server's log). Server-Timing and X-Request-Id are
+    added by `Observed` (promptd/access.py), around every route."""
 
     __slots__ = ("endpoint", "errors", "http_errors")
 
@@ -107,26 +107,17 @@ class HotRoute:
         self.http_errors = http_errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        started = False
-
-        async def timed(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
-            await send(message)
-
-        request = Request(scope, receive, timed)
+        request = Request(scope, receive, send)
         try:
             response = await self.endpoint(request)
-            await response(scope, receive, timed)
+            await response(scope, receive, send)
         except Exception as exc:
-            if started:
+            info: RequestInfo | None = scope.get(INFO_KEY)
+            if info is None or info.status is not None:  # the response has started: nothing else can be sent
                 raise
             handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
             response = await handler(request, exc)
-            await response(scope, receive, timed)
+            await response(scope, receive, send)
             if not isinstance(exc, PromptdError | HTTPException):
                 raise
 
@@ -138,9 +129,16 @@ class PromptdApp(Starlette):
     def __init__(self, *, hot: Mapping[str, HotRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = dict(hot)
+        self.observed = Observed(self._dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
+            await self.observed(scope, receive, send)  # request id, Server-Timing, access line
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST":
             path: str = scope["path"]
             root = scope.get("root_path", "")
             if root and path.startswith(root + "/"):
@@ -266,6 +264,5 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         ],
         # errors of the routes above that are not in a mount: the OpenAI aliases
         exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
-        middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )

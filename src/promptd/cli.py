@@ -23,6 +23,7 @@ from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
 from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
+from promptd.logs import FORMATS, logging_config
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.repository import ADMIN_PROJECT, KeyInfo, Repository
@@ -145,6 +146,16 @@ def main() -> None:
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="The lowest level logged [env PROMPTD_LOG_LEVEL].",
+    envvar="PROMPTD_LOG_LEVEL",
+)
+@click.option(
+    "--log-format",
+    envvar="PROMPTD_LOG_FORMAT",
+    default="plain",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="Log lines as plain text or one JSON object per line [env PROMPTD_LOG_FORMAT].",
 )
 def serve(
     config: Path | None,
@@ -155,6 +166,7 @@ def serve(
     redis_url: str | None,
     retention_days: float | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it."""
     import uvicorn
@@ -191,6 +203,8 @@ def serve(
         "host": host,
         "port": port,
         "log_level": log_level,
+        "log_config": logging_config(log_level, log_format),  # applied in every worker (promptd/logs.py)
+        "access_log": False,  # promptd writes its own access line, with what it knows about the request
         "timeout_graceful_shutdown": 30,
         "proxy_headers": True,
         "server_header": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from promptd.access import note_key
 from promptd.domain.ids import hash_key
 from promptd.errors import AuthError
 from promptd.store.repository import KeyInfo, Repository
@@ -57,6 +58,7 @@ class KeyCache:
             self._cache[digest] = (now, info)
         if not info.usable(time.time()) or info.role != role:
             raise AuthError("Access token is invalid")
+        note_key(info.project, info.id)  # for the access line (promptd/access.py)
         return info
 
     def _lookup_done(self, digest: str, lookup: asyncio.Future[KeyInfo | None]) -> None:

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Mapping
 
+from promptd.access import note_generation
 from promptd.catalog.schema import CampaignConfig, Catalog, ModelConfig
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
@@ -82,7 +83,9 @@ class Engine:
         try:
             await self.admission.admit(requests, key_limits)
         except Exception as exc:
-            self.metrics.limited.inc(project=requests[0].project, code=getattr(exc, "code", "error"))
+            code = getattr(exc, "code", "error")
+            self.metrics.limited.inc(project=requests[0].project, code=code)
+            log.info("limit hit: project %s key %s: %s (%s)", requests[0].project, requests[0].key_id, code, exc)
             raise
 
     async def stop(self, task_id: str, *, project: str, end_user_id: str | None) -> None:
@@ -175,6 +178,7 @@ class Engine:
             raise ConflictError(f"provider {provider_name!r} is not available", code="provider_not_initialize")
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
+        note_generation(generation)  # the access line's model, tokens and cost (promptd/access.py)
         return generation
 
     def _observe(self, generation: Generation, result: GenerationResult) -> None:
@@ -247,6 +251,7 @@ class Engine:
                     "tags": req.tags,
                     "campaign": req.campaign,
                     "attempts": result.attempts,
+                    "request_id": req.request_id,
                 },
             )
         )

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promptd.access import current_request_id
 from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
 from promptd.errors import PromptdError
@@ -50,6 +51,7 @@ class GenerationRequest:
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
+    request_id: str | None = field(default_factory=current_request_id)  # the HTTP request's X-Request-Id
 
 
 @dataclass(slots=True)

@@ -102,12 +102,14 @@ messages = Table(
     Column("tags", JSON),
     Column("campaign", String(128)),  # the campaign key this request was exposed to
     Column("attempts", JSON),  # every model tried: [{model, provider, status, error, ttft}]
+    Column("request_id", String(128)),  # the HTTP request's X-Request-Id (migration 0005)
     Index("ix_messages_project_created", "project", "created_at"),
     Index("ix_messages_session", "session_id", "created_at"),
     Index("ix_messages_campaign", "project", "campaign"),
     Index("ix_messages_key_created", "key_id", "created_at"),
     Index("ix_messages_end_user", "end_user_id"),
-    Index("ix_messages_created", "created_at"),  # retention deletes by age across projects
+    Index("ix_messages_created", "created_at"),
+    Index("ix_messages_request_id", "request_id"),  # retention deletes by age across projects
 )
 
 feedbacks = Table(

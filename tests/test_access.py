@@ -8,13 +8,15 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from promptd.access import request_id_from
 from promptd.logs import JsonFormatter, PlainFormatter, RequestIdFilter
-from tests.serving import RunningServer
+from tests.conftest import FAKE_CATALOG
+from tests.serving import RunningServer, serve_app
 
 BODY = {"inputs": {"query": "hi"}, "user": "u"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -118,3 +120,47 @@ def test_one_access_line_per_request_with_what_the_engine_knew(
     assert "[line-1] POST /v1/completion-messages 200 project=demo" in plain and "model=echo" in plain
     as_json = json.loads(JsonFormatter().format(ok))
     assert as_json["request_id"] == "line-1" and as_json["status"] == 200 and as_json["logger"] == "promptd.access"
+
+
+@pytest.fixture
+def engine_lines() -> Iterator[list[logging.LogRecord]]:
+    """The records of the `promptd.engine` logger while the test runs."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("promptd.engine")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_upstream_failure_fallback_and_breaker_each_make_one_line_about_the_request(
+    tmp_path: Path, engine_lines: list[logging.LogRecord]
+) -> None:
+    # a fake provider configured to fail stands for an upstream that is down; `healthy` answers
+    catalog = json.loads(json.dumps(FAKE_CATALOG))
+    catalog["providers"]["down"] = {"kind": "fake", "fail": "unavailable"}
+    catalog["models"]["broken"] = {
+        "provider": "down",
+        "model": "x",
+        "fallbacks": ["echo"],
+        "retry": {"attempts": 0},
+        "circuit": {"failures": 1, "cooldown_s": 60},
+    }
+    catalog["projects"]["demo"]["models"] = ["broken", "echo"]
+    with serve_app(catalog, tmp_path / "data") as server:
+        r = httpx.post(
+            server.v1 + "/completion-messages", json=BODY, headers={**server.headers(), "X-Request-Id": "ev-1"}
+        )
+        assert r.status_code == 200 and r.json()["answer"] == "Echo: Answer briefly: hi"
+    about = [(rec.levelname, rec.getMessage()) for rec in engine_lines if rec.request_id == "ev-1"]  # type: ignore[attr-defined]
+    assert ("WARNING", "upstream failure: broken down/x: provider_unavailable") in about
+    assert ("WARNING", "breaker opened: down/x skipped for 60.0s") in about
+    assert ("WARNING", "fallback taken: broken -> echo") in about

@@ -163,6 +163,8 @@ class Generation:
         try:
             while queue:
                 candidate = queue.popleft()
+                if attempts and attempts[-1]["model"] != candidate.key:
+                    log.warning("fallback taken: %s -> %s", attempts[-1]["model"], candidate.key)
                 self.served = candidate
                 model_started.setdefault(candidate.key, time.perf_counter())
                 retries = candidate.model.retry
@@ -240,6 +242,8 @@ class Generation:
                             breakers.success(candidate.deployment)
                         break
                     outcome.update(status="error", error=error.message, error_code=error.code)
+                    log.warning("upstream failure: %s %s/%s: %s", outcome["model"], outcome["provider"],
+                                outcome["upstream_model"], error.code)  # fmt: skip
                     if deltas > got:  # the upstream produced (and billed) tokens the answer will not keep
                         _bill(outcome, Usage(0, deltas - got), candidate, estimated=True)
                     if isinstance(error, ProviderError) and error.code != "provider_bad_request":

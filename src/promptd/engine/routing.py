@@ -5,11 +5,14 @@ Pure where it can be: callers pass the random source and the clock.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptd.catalog.schema import CircuitPolicy, Deployment, RetryPolicy
+
+log = logging.getLogger("promptd.engine")
 
 __all__ = ["CircuitBreakers", "backoff_s", "weighted_order"]
 
@@ -52,5 +55,8 @@ class CircuitBreakers:
         state = self._states.setdefault((deployment.provider, deployment.model), _State())
         state.failures += 1
         if state.failures >= policy.failures:
+            if state.open_until <= now:
+                log.warning("breaker opened: %s/%s skipped for %ss", deployment.provider, deployment.model,
+                            policy.cooldown_s)  # fmt: skip
             state.open_until = now + policy.cooldown_s
             state.failures = policy.failures - 1  # after the cooldown, one more failure re-opens it

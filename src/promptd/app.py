@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import logging
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -180,8 +182,30 @@ async def _retention(repo: Repository, settings: Settings) -> None:
         await asyncio.sleep(settings.retention_interval)
 
 
+async def _publish_gauges(metrics: Metrics) -> None:
+    """Every second, this worker's gauges for whichever worker answers the next scrape (metrics.py)."""
+    while True:
+        metrics.publish_gauges()
+        await asyncio.sleep(1.0)
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def metrics_allowed(client_host: str | None, authorization: str | None, token: str | None) -> bool:
+    """/metrics names projects and models: loopback clients only, or anyone sending the configured token."""
+    if client_host is None or client_host in LOOPBACK or client_host.startswith("127."):
+        return True  # no client address: not a network peer (a Unix socket, an in-process client)
+    return token is not None and hmac.compare_digest(authorization or "", f"Bearer {token}")
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
+    svc = services(request)
+    host = request.client.host if request.client else None
+    if not metrics_allowed(host, request.headers.get("authorization"), svc.settings.metrics_token):
+        message = "/metrics answers loopback clients, or others with PROMPTD_METRICS_TOKEN as a Bearer token"
+        return JSONResponse({"error": {"code": "forbidden", "message": message}}, status_code=403)
+    return PlainTextResponse(svc.engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
 async def health(request: Request) -> Response:
@@ -195,7 +219,9 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         db = create_engine(settings.db_url)
         await migrate(db)
         built = dict(providers) if providers is not None else build_providers(catalog)
-        metrics = Metrics()
+        own_metrics_dir = settings.metrics_dir is None  # embedded (tests): a directory of this app's own
+        metrics_dir = settings.metrics_dir or settings.data_dir / "metrics" / f"app-{os.getpid()}-{id(app):x}"
+        metrics = Metrics(metrics_dir)
         recorder = Recorder(
             db,
             dead_letter=settings.data_dir / "dead-letter.jsonl",
@@ -230,6 +256,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             providers=built,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
+        warmups.append(asyncio.create_task(_publish_gauges(metrics), name="promptd-gauges"))
         if settings.retention_days is not None:
             warmups.append(asyncio.create_task(_retention(repo, settings), name="promptd-retention"))
         try:
@@ -245,6 +272,9 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
                 except Exception:
                     log.warning("closing a provider failed", exc_info=True)
             await db.dispose()
+            metrics.close()
+            if own_metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
     return PromptdApp(
         hot={

@@ -7,6 +7,7 @@ them down. Every command takes --config and --data-dir (or PROMPTD_CONFIG and PR
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -24,6 +25,7 @@ from promptd.catalog.schema import Catalog
 from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.logs import FORMATS, logging_config
+from promptd.metrics import start_directory
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.repository import ADMIN_PROJECT, KeyInfo, Repository
@@ -83,6 +85,8 @@ def common(fn: F) -> F:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
+    if os.environ.get("PROMPTD_METRICS_TOKEN"):
+        env["metrics_token"] = os.environ["PROMPTD_METRICS_TOKEN"]
     if os.environ.get("PROMPTD_REDIS_PREFIX"):
         env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
     return Settings(data_dir=data_dir, **{**env, **overrides})
@@ -180,6 +184,8 @@ def serve(
         "retention_days": retention_days,
     }
     settings = make_settings(data_dir, **options)
+    metrics_dir = start_directory(settings.data_dir)  # the workers' shared metrics, new at each start
+    settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
@@ -219,7 +225,12 @@ def serve(
         return
     # several processes share the socket; each builds its app from the same arguments (worker_app below)
     os.environ[WORKER_ARGS] = json.dumps(
-        {"config": str(config) if config else None, "data_dir": str(data_dir), **options}
+        {
+            "config": str(config) if config else None,
+            "data_dir": str(data_dir),
+            "metrics_dir": str(metrics_dir),
+            **options,
+        }
     )
     uvicorn.run("promptd.cli:worker_app", factory=True, workers=workers, **server_options)
 
@@ -233,6 +244,7 @@ def worker_app() -> Any:
 
     args = json.loads(os.environ[WORKER_ARGS])
     config, data_dir = args.pop("config"), Path(args.pop("data_dir"))
+    args["metrics_dir"] = Path(args["metrics_dir"])
     app = create_app(make_settings(data_dir, **args), read_catalog(Path(config) if config else None))
     freeze_heap()
     return app

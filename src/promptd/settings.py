@@ -34,6 +34,10 @@ class Settings:
     retention_days: float | None = None  # delete request records older than this (daily rollups stay); none: keep
     retention_interval: float = 3600.0  # seconds between retention runs
     workers: int = 1  # worker processes serving this port (`serve --workers`)
+    #: where the workers share their metrics (`serve` makes one per start); none: a directory for this app alone
+    metrics_dir: Path | None = None
+    #: /metrics answers loopback clients; with a token, also others that send it as `Authorization: Bearer`
+    metrics_token: str | None = None
 
     @property
     def db_url(self) -> str:

@@ -31,6 +31,7 @@ from promptd.timing import header_value
 
 if TYPE_CHECKING:
     from promptd.engine.generation import Generation
+    from promptd.tracing import Tracer
 
 __all__ = [
     "INFO_KEY",
@@ -142,10 +143,11 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 class Observed:
     """The outermost middleware: request id, Server-Timing and the access line (see the module)."""
 
-    __slots__ = ("app",)
+    __slots__ = ("app", "tracer")
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
         self.app = app
+        self.tracer = tracer  # traces (promptd/tracing.py): None when off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,6 +168,9 @@ class Observed:
             await send(message)
 
         token = _current.set(info)
+        tracer = self.tracer
+        if tracer is not None:
+            span, span_token = tracer.start_request(scope["method"], scope["path"], info.request_id)
         try:
             await self.app(scope, receive, sent)
         except BaseException:
@@ -175,6 +180,8 @@ class Observed:
         finally:
             if log.isEnabledFor(logging.INFO):
                 _log_access(info, scope)  # still in the request's context: the line carries its id
+            if tracer is not None:
+                tracer.end_request(span, span_token, info.status, info.project)
             _current.reset(token)
 
 

@@ -49,6 +49,7 @@ from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder
 from promptd.store.repository import Repository
+from promptd.tracing import Tracer
 
 __all__ = ["PromptdApp", "build_providers", "create_app", "freeze_heap"]
 
@@ -128,10 +129,10 @@ class PromptdApp(Starlette):
     """Starlette, but the hot endpoints (the two faces' completions) are dispatched by exact path first: the
     nested mounts, routers and middlewares cost a measurable share of a request (docs/benchmarks.md)."""
 
-    def __init__(self, *, hot: Mapping[str, HotRoute], **kwargs: Any) -> None:
+    def __init__(self, *, hot: Mapping[str, HotRoute], tracer: Tracer | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = dict(hot)
-        self.observed = Observed(self._dispatch)
+        self.observed = Observed(self._dispatch, tracer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -213,6 +214,12 @@ async def health(request: Request) -> Response:
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> PromptdApp:
+    tracer: Tracer | None = None
+    if settings.otlp_endpoint:
+        from promptd.tracing import build_tracer  # opentelemetry is imported only when traces are on
+
+        tracer = build_tracer(settings.otlp_endpoint, service_version=__version__)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +249,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             spent=repo.spent,
             reserve_max_tokens=settings.reserve_max_tokens,
         )
+        engine.tracer = tracer
         await engine.start_coordination()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
@@ -273,6 +281,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
                     log.warning("closing a provider failed", exc_info=True)
             await db.dispose()
             metrics.close()
+            if tracer is not None:
+                tracer.shutdown()  # the spans still buffered leave now
             if own_metrics_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -295,4 +305,5 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         # errors of the routes above that are not in a mount: the OpenAI aliases
         exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
         lifespan=lifespan,
+        tracer=tracer,
     )

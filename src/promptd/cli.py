@@ -85,6 +85,9 @@ def common(fn: F) -> F:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
+    otlp = os.environ.get("PROMPTD_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if otlp:
+        env["otlp_endpoint"] = otlp
     if os.environ.get("PROMPTD_METRICS_TOKEN"):
         env["metrics_token"] = os.environ["PROMPTD_METRICS_TOKEN"]
     if os.environ.get("PROMPTD_REDIS_PREFIX"):

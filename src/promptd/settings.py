@@ -38,6 +38,8 @@ class Settings:
     metrics_dir: Path | None = None
     #: /metrics answers loopback clients; with a token, also others that send it as `Authorization: Bearer`
     metrics_token: str | None = None
+    #: an OTLP/HTTP collector's base URL (traces to `<url>/v1/traces`); none: no traces, opentelemetry not loaded
+    otlp_endpoint: str | None = None
 
     @property
     def db_url(self) -> str:

@@ -26,6 +26,7 @@ from promptd.providers.base import Provider
 from promptd.store.recorder import Recorder, Row
 from promptd.store.repository import end_user_row
 from promptd.store.tables import messages
+from promptd.tracing import Tracer
 from promptd.types import ProviderCall
 
 __all__ = ["Engine", "campaign_id"]
@@ -70,6 +71,7 @@ class Engine:
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
         self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.tracer: Tracer | None = None  # spans of the upstream attempts (promptd/tracing.py), when configured
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -201,6 +203,8 @@ class Engine:
         self.tasks.remove(generation)
         self._observe(generation, result)
         req = generation.request
+        if self.tracer is not None:
+            self.tracer.attempts(req, result, self.catalog)
         self.admission.settle(req, result)
         if not req.store:
             return

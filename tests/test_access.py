@@ -162,5 +162,5 @@ def test_upstream_failure_fallback_and_breaker_each_make_one_line_about_the_requ
         assert r.status_code == 200 and r.json()["answer"] == "Echo: Answer briefly: hi"
     about = [(rec.levelname, rec.getMessage()) for rec in engine_lines if rec.request_id == "ev-1"]  # type: ignore[attr-defined]
     assert ("WARNING", "upstream failure: broken down/x: provider_unavailable") in about
-    assert ("WARNING", "breaker opened: down/x skipped for 60.0s") in about
+    assert ("WARNING", "circuit opened for down/x") in about
     assert ("WARNING", "fallback taken: broken -> echo") in about

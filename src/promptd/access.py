@@ -23,19 +23,38 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptd.timing import header_value
 
 if TYPE_CHECKING:
-    from promptd.engine.generation import Generation
+    from promptd.engine.request import GenerationRequest, GenerationResult
     from promptd.tracing import Tracer
+
+
+class Call(Protocol):
+    """A model call the request made: a running generation, or a one-shot call's finished result."""
+
+    @property
+    def request(self) -> GenerationRequest: ...
+
+    @property
+    def result(self) -> GenerationResult | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    request: GenerationRequest
+    result: GenerationResult
+
 
 __all__ = [
     "INFO_KEY",
     "MAX_REQUEST_ID",
+    "Call",
+    "Finished",
     "Observed",
     "RequestInfo",
     "current_request",
@@ -61,7 +80,7 @@ class RequestInfo:
     status: int | None = None  # set when the response starts
     project: str | None = None
     key_id: str | None = None
-    generations: list[Generation] = field(default_factory=list)
+    generations: list[Call] = field(default_factory=list)
 
     def fields(self, method: str, path: str) -> dict[str, Any]:
         """The access line's fields (JSON keys; the plain format prints them as key=value)."""
@@ -120,8 +139,9 @@ def note_key(project: str, key_id: str) -> None:
         info.project, info.key_id = project, key_id
 
 
-def note_generation(generation: Generation) -> None:
-    """The request started this generation: its model, tokens and cost go in the access line."""
+def note_generation(generation: Call) -> None:
+    """The request started this generation (or made this one-shot call, `Finished`): its model, tokens and
+    cost go in the access line."""
     info = _current.get()
     if info is not None:
         info.generations.append(generation)

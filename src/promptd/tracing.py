@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from promptd.catalog.schema import Catalog
     from promptd.engine.request import GenerationRequest, GenerationResult
 
-__all__ = ["GEN_AI_SYSTEMS", "Tracer", "build_tracer", "traces_url"]
+__all__ = ["GEN_AI_SYSTEMS", "OPERATIONS", "Tracer", "build_tracer", "traces_url"]
 
 #: a provider kind's `gen_ai.system` (an OpenAI-compatible upstream speaks OpenAI's API)
 GEN_AI_SYSTEMS: Mapping[str, str] = {"openai": "openai", "anthropic": "anthropic", "local": "llama_cpp"}
+#: a call's kind → `gen_ai.operation.name` (speech and transcription have no well-known name: kept as they are)
+OPERATIONS: Mapping[str, str] = {"chat": "chat", "embedding": "embeddings"}
 
 
 def traces_url(endpoint: str) -> str:
@@ -84,7 +86,7 @@ class Tracer:
         upstream = attempt["upstream_model"]
         start = wall0 + int(attempt.get("started", 0.0) * 1e9)
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": OPERATIONS.get(request.kind, request.kind),
             "gen_ai.system": GEN_AI_SYSTEMS.get(kind, kind),
             "gen_ai.provider.name": GEN_AI_SYSTEMS.get(kind, kind),
             "gen_ai.request.model": upstream,
@@ -95,8 +97,8 @@ class Tracer:
         }
         for name, value in (
             ("gen_ai.request.max_tokens", request.max_tokens),
-            ("gen_ai.request.temperature", request.temperature),
-            ("gen_ai.request.top_p", request.top_p),
+            ("gen_ai.request.temperature", request.call.temperature),
+            ("gen_ai.request.top_p", request.call.top_p),
             ("promptd.request_id", request.request_id),
             ("promptd.hedge", attempt.get("hedge")),
             ("promptd.ttft_s", attempt.get("ttft")),
@@ -116,7 +118,10 @@ class Tracer:
         else:
             attributes["error.type"] = attempt.get("error_code") or "error"
         span = self._tracer.start_span(
-            f"chat {upstream}", kind=self._trace.SpanKind.CLIENT, attributes=attributes, start_time=start
+            f"{attributes['gen_ai.operation.name']} {upstream}",
+            kind=self._trace.SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=start,
         )
         if failed:
             span.set_status(self._trace.StatusCode.ERROR, attempt.get("error"))

@@ -58,6 +58,12 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 problems.append(f"{at}.models[{i}]: {m!r} is a {catalog.models[m].type} model, not a chat model")
         if project.default_model is not None and project.default_model not in project.models:
             problems.append(f"{at}.default_model: {project.default_model!r} is not in this project's models")
+        embedding = project.embedding_model
+        if embedding is not None and embedding not in bad_models:
+            if embedding not in project.models:
+                problems.append(f"{at}.embedding_model: {embedding!r} is not in this project's models")
+            elif embedding in catalog.models and catalog.models[embedding].type != "embedding":
+                problems.append(f"{at}.embedding_model: {embedding!r} is a {catalog.models[embedding].type} model")
         variables = {f.variable for f in project.inputs}
         # the Dify face fills {{query}} of the prompt from the request's top-level `query`; the system prompt
         # is rendered from the inputs alone

@@ -365,6 +365,7 @@ class ProjectConfig(Strict):
     author: str = "promptd"
     models: list[str] = Field(min_length=1)
     default_model: str | None = None
+    embedding_model: str | None = Field(None, description="the model `/embeddings` uses when a call names none")
     prompt: str | None = Field(None, description="completion apps: {{variable}} is replaced by that input")
     system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
     tools: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ToolConfig] = Field(default_factory=dict)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptd.access import current_request_id
 from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
+from promptd.engine.call import ChatCall, Origin
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
 
@@ -18,40 +18,55 @@ if TYPE_CHECKING:
 __all__ = ["Done", "EngineEvent", "GenerationRequest", "GenerationResult", "KeepAlive"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class GenerationRequest:
-    project: str
-    model: str  # a catalog model key, already checked to be attached to the project
-    messages: list[Message]
-    face: str  # "dify" | "chat": which API face received it
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    # who asked, and what to store alongside the answer
-    user: str | None = None
-    end_user_id: str | None = None
-    key_id: str | None = None
-    inputs: dict[str, Any] | None = None
-    query: str | None = None
-    files: list[dict[str, Any]] | None = None
-    store: bool = True
-    streaming: bool = False  # the client sees tokens as they come: the first one commits the answer
-    # the chat API
-    session_id: str | None = None
-    labels: dict[str, str] | None = None
-    tags: list[str] | None = None
-    campaign: str | None = None
-    choice_index: int = 0
-    max_ttft_ms: int | None = None
+    """One generation the engine runs (one choice of a call): the call and its origin as the face gave them,
+    and what the engine resolved for it (the model, the rendered prompt, its ids and its reservation)."""
+
+    call: ChatCall
+    origin: Origin
+    model: str  # the catalog model key routed to (attached to the project)
+    messages: list[Message]  # the rendered prompt sent upstream
+    kind: str = "chat"  # chat | embedding | speech | transcription
     tools: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # passed through to the provider (e.g. tool_choice)
+    max_tokens: int | None = None  # the client's, else the project's or model's default (admission may set it)
+    campaign: str | None = None  # the A/B campaign key this request was exposed to
+    query: str | None = None  # what the user asked, for the record and its search
+    inputs: dict[str, Any] | None = None  # a form's validated inputs
+    end_user_id: str | None = None
+    choice_index: int = 0
     message_id: str = field(default_factory=new_uuid)
     task_id: str = field(default_factory=new_uuid)
-    created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
-    started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
     request_id: str | None = field(default_factory=current_request_id)  # the HTTP request's X-Request-Id
+
+    @property
+    def project(self) -> str:
+        return self.origin.project
+
+    @property
+    def face(self) -> str:
+        return self.origin.face
+
+    @property
+    def key_id(self) -> str | None:
+        return self.origin.key_id
+
+    @property
+    def user(self) -> str | None:
+        return self.origin.user
+
+    @property
+    def created_at(self) -> float:
+        return self.origin.created_at
+
+    @property
+    def started(self) -> float:
+        return self.origin.started
+
+    @property
+    def streaming(self) -> bool:
+        return self.call.stream
 
 
 @dataclass(slots=True)

@@ -69,6 +69,7 @@ messages = Table(
     Column("id", String(36), primary_key=True),
     Column("project", String(128), nullable=False),
     Column("face", String(16), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="chat"),  # chat | embedding | speech | … (0004)
     Column("task_id", String(36)),
     Column("end_user_id", String(36)),
     Column("user", String(255)),

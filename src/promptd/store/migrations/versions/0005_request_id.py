@@ -1,7 +1,7 @@
 """Request ids: each record keeps the X-Request-Id of the HTTP request that produced it (searchable).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"  # asked for as "0003"; main's 0004 (call kind) landed first: chained after it
 branch_labels = None
 depends_on = None
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from promptd.metrics import Counter, Histogram, Metrics
+from promptd.metrics import Counter, Histogram, Metrics, start_directory
 from tests.conftest import FAKE_CATALOG
 from tests.serving import RunningServer, serve_app
 from tests.test_replicas import complete, make_key, serve, slow_catalog
@@ -139,3 +142,13 @@ def test_metrics_answer_loopback_clients_or_the_token(tmp_path: Path) -> None:
         assert r.status_code == 200 and "# TYPE promptd_running_generations gauge" in r.text
     with serve_app(FAKE_CATALOG, tmp_path / "data2") as server:  # no token: loopback only
         assert httpx.get(server.url + "/metrics", headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 403
+
+
+def test_a_start_removes_the_metrics_of_gone_processes_only(tmp_path: Path) -> None:
+    root = tmp_path / "metrics"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = root / f"1700000000-{gone.stdout.strip()}", root / f"1700000001-{os.getpid()}"
+    for d in (dead, alive, root / "junk"):
+        d.mkdir(parents=True)
+    new = start_directory(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == sorted([alive.name, new.name])

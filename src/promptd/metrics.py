@@ -198,14 +198,27 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def start_directory(data_dir: Path) -> Path:
-    """A new directory for this start's metrics under `data_dir/metrics`, the earlier starts' removed."""
+    """A new directory for this start's metrics under `data_dir/metrics`; those of earlier starts whose
+    process has gone are removed (another `serve` on the same data dir keeps its own)."""
     import shutil
 
     root = data_dir / "metrics"
     if root.is_dir():
         for old in root.iterdir():
-            shutil.rmtree(old, ignore_errors=True)
+            started, _, pid = old.name.rpartition("-")
+            if not (started.isdigit() and pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(old, ignore_errors=True)
     directory = root / f"{int(time.time())}-{os.getpid()}"
     directory.mkdir(parents=True)
     return directory

@@ -15,32 +15,26 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ExceptionHandler, Receive, Scope, Send
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from promptd import __version__
-from promptd.access import INFO_KEY, Observed, RequestInfo
+from promptd.access import Observed
 from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
-from promptd.errors import PromptdError
-from promptd.faces.admin import errors as admin_errors
 from promptd.faces.admin.console import console_app
-from promptd.faces.admin.routes import routes as admin_routes
-from promptd.faces.chat import errors as chat_errors
-from promptd.faces.chat.completions import chat_completions
-from promptd.faces.chat.routes import openai_routes
-from promptd.faces.chat.routes import routes as chat_routes
-from promptd.faces.dify import errors as dify_errors
-from promptd.faces.dify.completion import completion_messages
-from promptd.faces.dify.routes import routes as dify_routes
+from promptd.faces.admin.routes import mount as admin_mount
+from promptd.faces.chat.routes import mount as chat_mount
+from promptd.faces.chat.routes import openai_mount
+from promptd.faces.dify.routes import mount as dify_mount
+from promptd.faces.mount import HotRoute
 from promptd.keys import KeyCache
 from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
@@ -71,60 +65,6 @@ def build_providers(catalog: Catalog) -> dict[str, Provider]:
     return {name: load_provider_class(cfg.kind)(name, cfg) for name, cfg in catalog.providers.items()}
 
 
-async def _dify_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    message = {404: "The requested URL was not found on the server."}.get(exc.status_code, str(exc.detail))
-    response = dify_errors.error_response(exc.status_code, code, message)
-    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
-    return response
-
-
-async def _chat_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-
-async def _default_http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own answer to an HTTPException, for routes outside a face's mount."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in {204, 304}:
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class HotRoute:
-    """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
-    every error answered by its face's handlers (an exception that is not promptd's own is then raised on,
-    as Starlette's ServerErrorMiddleware does, for the server's log). Server-Timing and X-Request-Id are
-    added by `Observed` (promptd/access.py), around every route."""
-
-    __slots__ = ("endpoint", "errors", "http_errors")
-
-    def __init__(self, endpoint: Endpoint, errors: ExceptionHandler, http_errors: ExceptionHandler) -> None:
-        self.endpoint = endpoint
-        self.errors = errors
-        self.http_errors = http_errors
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, send)
-        try:
-            response = await self.endpoint(request)
-            await response(scope, receive, send)
-        except Exception as exc:
-            info: RequestInfo | None = scope.get(INFO_KEY)
-            if info is None or info.status is not None:  # the response has started: nothing else can be sent
-                raise
-            handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
-            response = await handler(request, exc)
-            await response(scope, receive, send)
-            if not isinstance(exc, PromptdError | HTTPException):
-                raise
-
-
 class PromptdApp(Starlette):
     """Starlette, but the hot endpoints (the two faces' completions) are dispatched by exact path first: the
     nested mounts, routers and middlewares cost a measurable share of a request (docs/benchmarks.md)."""
@@ -152,14 +92,6 @@ class PromptdApp(Starlette):
                 await route(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
-
-
-def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: ExceptionHandler) -> Starlette:
-    """A face's routes, whose every error leaves in that face's own shape."""
-    return Starlette(
-        routes=routes,
-        exception_handlers={PromptdError: errors, HTTPException: http_errors, Exception: errors},
-    )
 
 
 async def _warm(name: str, provider: Any) -> None:
@@ -286,24 +218,24 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             if own_metrics_dir:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
 
+    chat, admin, aliases, dify = chat_mount(), admin_mount(), openai_mount(), dify_mount()
+    hot: dict[str, HotRoute] = {}
+    for face in (chat, admin, aliases, dify):
+        hot.update(face.hot_routes())
     return PromptdApp(
-        hot={
-            "/v1/completion-messages": HotRoute(completion_messages, dify_errors.handle_exception, _dify_http_error),
-            "/api/v1/chat/completions": HotRoute(chat_completions, chat_errors.adaptive_error, _chat_http_error),
-            "/v1/chat/completions": HotRoute(chat_completions, chat_errors.openai_error, _default_http_error),
-        },
+        hot=hot,
         routes=[
             Route("/health", health),
             Route("/metrics", metrics_endpoint),
-            Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
+            *chat.mount(),
             # the management API and the console it serves (docs/management-api.md, docs/console.md)
-            Mount("/admin/v1", app=_face_app(admin_routes(), admin_errors.admin_error, admin_errors.admin_http_error)),
+            *admin.mount(),
             Mount("/console", app=console_app(), name="console"),
-            *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
-            Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
+            *aliases.mount(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
+            *dify.mount(),
         ],
-        # errors of the routes above that are not in a mount: the OpenAI aliases
-        exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
+        # errors of the routes outside a mount (the OpenAI aliases) leave in OpenAI's shape
+        exception_handlers=aliases.handlers,
         lifespan=lifespan,
         tracer=tracer,
     )

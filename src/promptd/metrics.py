@@ -131,6 +131,9 @@ class Metrics:
             "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
         )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
+        self.moderation = Counter(
+            "promptd_moderation_total", "Moderation checks by project, stage, type and outcome (passed/flagged/error)."
+        )
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self.directory = directory
         self._files: list[MmapedDict] = []
@@ -150,7 +153,7 @@ class Metrics:
 
     def _metrics(self) -> tuple[Counter | Histogram, ...]:
         return (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                self.attempts, self.recorded, self.spilled, self.limited)  # fmt: skip
+                self.attempts, self.recorded, self.spilled, self.limited, self.moderation)  # fmt: skip
 
     def recorder_outcome(self, outcome: str, rows: int) -> None:
         """The recorder's report: rows written or dead-lettered, or spilled to disk (replayed later)."""

@@ -83,6 +83,13 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 problems.append(f"{at}.audio.{key}: no model named {ref!r}")
             elif speech.type != want:
                 problems.append(f"{at}.audio.{key}: {ref!r} is a {speech.type} model, not {want}")
+        mod = project.moderation
+        if mod is not None and mod.provider is not None:
+            provider = catalog.providers.get(mod.provider)
+            if provider is None and mod.provider not in bad_providers:
+                problems.append(f"{at}.moderation.provider: no provider named {mod.provider!r}")
+            elif provider is not None and provider.kind != "openai":
+                problems.append(f"{at}.moderation.provider: {mod.provider!r} is a {provider.kind} provider, not openai")
         ids: set[str] = set()
         for key, campaign in project.campaigns.items():
             for i, m in enumerate(campaign.models):

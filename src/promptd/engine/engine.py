@@ -14,7 +14,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from promptd.access import Finished, note_generation
@@ -22,13 +22,14 @@ from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelCon
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
 from promptd.domain.campaigns import assign, campaign_uuid
-from promptd.domain.ids import end_user_id, new_uuid
+from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
 from promptd.engine.call import ChatCall, EmbeddingCall, Origin, SpeechCall, TranscriptionCall
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
+from promptd.engine.moderation import PRESET, Moderation, PresetAnswer, guard_input
 from promptd.engine.prompting import render
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import after_failure, weighted_order
@@ -40,6 +41,7 @@ from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
 from promptd.types import Message, ProviderCall, Usage
+from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Run", "UnaryResult", "campaign_id"]
 
@@ -102,6 +104,7 @@ class Engine:
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
         self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
         self.tracer: Tracer | None = None  # spans of the upstream attempts (promptd/tracing.py), when configured
+        self.moderation = Moderation(catalog, providers, self.metrics)
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -185,6 +188,12 @@ class Engine:
             who=origin.sticky or origin.session_id or origin.user or new_uuid(),
         )
         prompt = render(self.catalog, origin.project, model, call)
+        asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
+        guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        if guard is not None and guard.overridden and call.form is not None:  # the moderation API rewrote them
+            query = guard.query if guard.query is not None else call.form.query
+            call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
+            prompt = render(self.catalog, origin.project, model, call)
         project = self.catalog.projects[origin.project]
         end_user = end_user_id(origin.project, origin.user) if origin.user is not None else None
         requests = [
@@ -203,11 +212,15 @@ class Engine:
             )
             for i in range(call.n)
         ]
+        if guard is not None:
+            for req in requests:
+                guard.attach(req)
         await self.admit(requests, origin.key_limits)
+        preset = guard.preset if guard is not None else None
         generations: list[Generation] = []
         try:
             for i, req in enumerate(requests):
-                generations.append(self._start(req, keepalive=keepalive if i == 0 else None))
+                generations.append(self._start(req, keepalive=keepalive if i == 0 else None, preset=preset))
         except BaseException:
             for req in requests[len(generations) :]:
                 self.admission.release(req)
@@ -294,8 +307,14 @@ class Engine:
                 (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)
         return healthy + cooling
 
-    def _start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
-        candidates = self.plan(request.model, request)
+    def _start(
+        self, request: GenerationRequest, *, keepalive: float | None = None, preset: str | None = None
+    ) -> Generation:
+        """Start a generation on the planned deployments, or (input moderation flagged the call) on the preset
+        answer, which no model is asked for and which costs nothing."""
+        if preset is not None:
+            request.output_check = None  # the operator's own words need no check
+        candidates = self.plan(request.model, request) if preset is None else self._preset(request, preset)
         if not candidates:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
@@ -304,6 +323,11 @@ class Engine:
         self.tasks.add(generation)
         note_generation(generation)  # the access line's model, tokens and cost (promptd/access.py)
         return generation
+
+    def _preset(self, request: GenerationRequest, text: str) -> list[Candidate]:
+        model = self.catalog.models[request.model]
+        call = ProviderCall(model=PRESET.model, messages=request.messages)
+        return [Candidate(request.model, model, PRESET, PresetAnswer(text), call)]
 
     def _project(self, name: str) -> ProjectConfig:
         project = self.catalog.projects.get(name)
@@ -499,6 +523,7 @@ class Engine:
             tags=origin.tags,
             campaign=req.campaign,
             attempts=result.attempts,
+            moderation=req.moderation,
             store=origin.store,
             request_id=req.request_id,
         )
@@ -512,3 +537,4 @@ class Engine:
         await asyncio.gather(*(g.join() for g in running), return_exceptions=True)
         await self.admission.aclose()
         await self.coordinator.aclose()
+        await self.moderation.aclose()

@@ -233,8 +233,16 @@ class Generation:
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
         usage, cost = await self._bill(spent)
         finish = answer.finish
+        text, replaced = "".join(answer.parts), False
+        if self.request.output_check is not None and status == "normal":  # moderation: the answer kept
+            try:
+                kept = await self.request.output_check(text)
+                text, replaced = kept, kept != text
+            except PromptdError as exc:
+                status, error = "error", exc
         result = GenerationResult(
-            answer="".join(answer.parts),
+            answer=text,
+            replaced=replaced,
             usage=usage,
             cost=cost,
             status=status,

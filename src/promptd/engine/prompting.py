@@ -67,8 +67,12 @@ def _form(project: ProjectConfig, model: ModelConfig, form: FormInput) -> tuple[
         text = f"{text}\n\n{form.query}" if text else form.query
     content: str | list[ContentPart] = text
     if form.attachments:
-        if not model.vision:
+        kinds = {part.get("type") for part in form.attachments}
+        if "image_url" in kinds and not model.vision:
             raise InputError("The model of this app does not accept images (it is not vision-capable).", param="files")
+        if "video_url" in kinds and not model.video:
+            msg = "The model of this app does not accept video (a model declared `video: true` would)."
+            raise InputError(msg, param="files")
         content = [{"type": "text", "text": text}, *form.attachments]
     messages = []
     if project.system_prompt:

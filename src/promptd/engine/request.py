@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptd.access import current_request_id
-from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
 from promptd.engine.call import ChatCall, Origin
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
+from promptd.uuids import new_uuid
 
 if TYPE_CHECKING:
     from promptd.engine.admission import Reservation
@@ -38,6 +39,10 @@ class GenerationRequest:
     message_id: str = field(default_factory=new_uuid)
     task_id: str = field(default_factory=new_uuid)
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
+    # moderation (engine/moderation.py): the record's `moderation` column, and the check of a whole answer that
+    # returns the answer to keep (a replacement when it is flagged)
+    moderation: dict[str, Any] | None = None
+    output_check: Callable[[str], Awaitable[str]] | None = None
     request_id: str | None = field(default_factory=current_request_id)  # the HTTP request's X-Request-Id
 
     @property
@@ -83,6 +88,7 @@ class GenerationResult:
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
     attempts: list[dict[str, Any]] = field(default_factory=list)
     upstream_s: float = 0.0  # time spent waiting on upstreams (the rest of `latency` is promptd's own)
+    replaced: bool = False  # output moderation replaced the answer (a stream already showed the original)
 
 
 @dataclass(slots=True)

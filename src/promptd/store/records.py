@@ -68,6 +68,7 @@ class CallRecord:
     tags: list[str] | None = None
     campaign: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
     store: bool = True  # False: the metering is recorded, the content is not
     request_id: str | None = None  # the HTTP request's X-Request-Id (promptd/access.py)
 
@@ -111,6 +112,7 @@ class CallRecord:
             "campaign": self.campaign,
             "attempts": self.attempts,
             "request_id": self.request_id,
+            "moderation": self.moderation or None,
         }
 
     def metering(self) -> dict[str, Any]:

@@ -104,6 +104,7 @@ messages = Table(
     Column("campaign", String(128)),  # the campaign key this request was exposed to
     Column("attempts", JSON),  # every model tried: [{model, provider, status, error, ttft}]
     Column("request_id", String(128)),  # the HTTP request's X-Request-Id (migration 0005)
+    Column("moderation", JSON),  # {input?, output?: {type, flagged, action?, categories?}} (migration 0005)
     Index("ix_messages_project_created", "project", "created_at"),
     Index("ix_messages_session", "session_id", "created_at"),
     Index("ix_messages_campaign", "project", "campaign"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,16 +10,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
 from promptd.engine.call import ChatCall, FormInput, Origin
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError, InputError, ProviderError
+from promptd.faces.dify.attachments import file_parts
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, usage_metadata
 from promptd.faces.dify.wire import (
     CompletionBody,
-    FileRef,
     StopBody,
     convert_body,
     decode_body,
@@ -30,45 +27,12 @@ from promptd.faces.dify.wire import (
 )
 from promptd.faces.streaming import EventStream
 from promptd.timing import UPSTREAM_KEY
-from promptd.types import ContentPart, TextDelta
+from promptd.types import TextDelta
+from promptd.uuids import new_uuid
 
 __all__ = ["completion_messages", "stop_completion"]
 
 log = logging.getLogger("promptd.dify")
-
-
-async def _image_parts(app: App, files: list[FileRef], end_user: str) -> list[ContentPart]:
-    """Resolve `files` to image content parts the model can read, with Dify-style errors for each misuse."""
-    config = app.project.file_upload.image
-    if not config.enabled:
-        raise InputError("File upload is not enabled for this app.", param="files")
-    if len(files) > config.number_limits:
-        raise InputError(f"Number of image files exceeds the maximum limit of {config.number_limits}.", param="files")
-    parts: list[ContentPart] = []
-    for i, f in enumerate(files):
-        if f.type != "image":
-            raise InputError(f"files[{i}]: only image files are accepted by this app, not {f.type}", param="files")
-        if f.transfer_method not in config.transfer_methods:
-            raise InputError(f"files[{i}]: transfer method {f.transfer_method} is not allowed", param="files")
-        if f.transfer_method == "remote_url":
-            if not f.url or not f.url.startswith(("http://", "https://")):
-                raise InputError(f"files[{i}]: url must be an http(s) URL for remote_url", param="files")
-            url = f.url
-        else:
-            if not f.upload_file_id:
-                raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")
-            row = await app.svc.repo.get_file(f.upload_file_id, app.name)
-            if row is None or row["created_by"] != end_user:
-                raise InputError("Invalid upload file", param="files")
-            if row["kind"] != "image":
-                raise InputError(f"files[{i}]: the uploaded file is not an image", param="files")
-            try:
-                data = await asyncio.to_thread((app.svc.settings.files_dir / row["storage_key"]).read_bytes)
-            except OSError:
-                raise InputError("Invalid upload file", param="files") from None  # its bytes are gone
-            url = f"data:{row['mime_type']};base64,{base64.b64encode(data).decode()}"
-        parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.detail}})
-    return parts
 
 
 def _require_completion_app(app: App) -> None:
@@ -92,7 +56,7 @@ async def completion_messages(request: Request) -> Response:
         else None
     )  # fmt: skip
     try:
-        attachments = await _image_parts(app, body.files, app.end_user(user)) if body.files else []
+        attachments = await file_parts(app, body.files, user) if body.files else []
         form = FormInput(inputs=body.inputs, query=body.query, attachments=attachments, files=files)
         run = await app.svc.engine.generate(
             ChatCall(form=form, stream=streaming),
@@ -171,6 +135,10 @@ async def _stream(generation: Any) -> AsyncIterator[bytes]:
                 if result.error is not None:
                     yield _error_event(req.message_id, head["created_at"], result.error)
                 else:
+                    if result.replaced:  # output moderation flagged the answer the client has seen
+                        yield event(
+                            {"event": "message_replace", **head, "answer": result.answer, "reason": "output_moderation"}
+                        )
                     yield event(
                         {"event": "message_end", **head, "metadata": {"usage": usage_metadata(result)}, "files": None}
                     )

@@ -12,14 +12,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
 from promptd.engine.call import Origin, SpeechCall, TranscriptionCall
 from promptd.errors import InputError, NotFound
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
+from promptd.uuids import new_uuid
 
-__all__ = ["audio_to_text", "file_kind", "preview_file", "text_to_audio", "upload_file"]
+__all__ = ["audio_to_text", "dify_origin", "file_kind", "preview_file", "text_to_audio", "upload_file"]
 
 MB = 1024 * 1024
 UPLOAD_KINDS = ("image", "audio", "video", "document")
@@ -192,7 +192,8 @@ async def preview_file(request: Request) -> Response:
     )
 
 
-def _origin(app: App, user: str | None) -> Origin:
+def dify_origin(app: App, user: str | None) -> Origin:
+    """Who calls through the Dify face: the app's key, and the end user."""
     return Origin(face="dify", project=app.name, key_id=app.key.id, key_limits=app.key.limits, user=user)
 
 
@@ -218,7 +219,7 @@ async def audio_to_text(request: Request) -> Response:
     if len(data) > limit:
         raise too_large
     call = TranscriptionCall(filename=upload.filename or "audio", data=data, mime_type=mime)
-    answer = await app.svc.engine.transcribe(call, _origin(app, upload.user), model_key)
+    answer = await app.svc.engine.transcribe(call, dify_origin(app, upload.user), model_key)
     return JSONResponse({"text": answer.value})
 
 
@@ -240,7 +241,7 @@ async def text_to_audio(request: Request) -> Response:
         raise InputError("text or message_id is required", param="text")
     call = SpeechCall(text=text, voice=body.voice or app.project.audio.voice)
     answer = await app.svc.engine.speak(
-        call, _origin(app, body.user if isinstance(body.user, str) else None), model_key
+        call, dify_origin(app, body.user if isinstance(body.user, str) else None), model_key
     )
     audio, mime = answer.value
     return Response(audio, media_type=mime or mimetypes.types_map.get(".mp3", "audio/mpeg"))

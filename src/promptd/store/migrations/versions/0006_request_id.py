@@ -1,7 +1,7 @@
 """Request ids: each record keeps the X-Request-Id of the HTTP request that produced it (searchable).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"  # asked for as "0003"; main's 0004 (call kind) landed first: chained after it
+revision = "0006"
+down_revision = "0005"  # asked for as 0005 after 0003; main's 0004 and 0005 (moderation) landed first
 branch_labels = None
 depends_on = None
 

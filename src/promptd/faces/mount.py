@@ -1,0 +1,94 @@
+"""How a face is served: its routes under its prefix, its hot endpoints, and its error handlers. Each face exports
+one `FaceMount` (faces/*/routes.py); app.py only composes them. Every error of a face's routes leaves in that
+face's own shape, hot endpoints included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ExceptionHandler, Receive, Scope, Send
+
+from promptd.access import INFO_KEY, RequestInfo
+from promptd.errors import PromptdError
+
+__all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def default_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answer to an HTTPException, for routes outside a face's mount."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+class HotRoute:
+    """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
+    every error answered by its face's handlers (an exception that is not promptd's own is then raised on,
+    as Starlette's ServerErrorMiddleware does, for the server's log). Server-Timing and X-Request-Id are
+    added by `Observed` (promptd/access.py), around every route."""
+
+    __slots__ = ("endpoint", "errors", "http_errors")
+
+    def __init__(self, endpoint: Endpoint, errors: ExceptionHandler, http_errors: ExceptionHandler) -> None:
+        self.endpoint = endpoint
+        self.errors = errors
+        self.http_errors = http_errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await self.endpoint(request)
+            await response(scope, receive, send)
+        except Exception as exc:
+            info: RequestInfo | None = scope.get(INFO_KEY)
+            if info is None or info.status is not None:  # the response has started: nothing else can be sent
+                raise
+            handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
+            response = await handler(request, exc)
+            await response(scope, receive, send)
+            if not isinstance(exc, PromptdError | HTTPException):
+                raise
+
+
+@dataclass(frozen=True, slots=True)
+class FaceMount:
+    """One face: `routes` under `prefix` (mounted as one sub-application, or, `loose`, placed at the top level:
+    the OpenAI aliases share /v1 with the Dify face), `hot` endpoints (path under the prefix → endpoint,
+    dispatched by exact path before any routing), and the handlers that give its errors its own shape."""
+
+    prefix: str
+    routes: list[BaseRoute]
+    errors: ExceptionHandler
+    http_errors: ExceptionHandler
+    hot: Mapping[str, Endpoint] = field(default_factory=dict)
+    loose: bool = False
+
+    def hot_routes(self) -> dict[str, HotRoute]:
+        return {
+            self.prefix + path: HotRoute(endpoint, self.errors, self.http_errors) for path, endpoint in self.hot.items()
+        }
+
+    def mount(self) -> list[BaseRoute]:
+        """What the app's router gets: the face's sub-application, or (loose) its routes as they are."""
+        if self.loose:
+            return list(self.routes)
+        app = Starlette(
+            routes=self.routes,
+            exception_handlers={PromptdError: self.errors, HTTPException: self.http_errors, Exception: self.errors},
+        )
+        return [Mount(self.prefix, app=app)]
+
+    @property
+    def handlers(self) -> dict[Any, ExceptionHandler]:
+        return {PromptdError: self.errors, Exception: self.errors}

@@ -8,6 +8,7 @@ from typing import Any, Literal
 __all__ = [
     "ContentPart",
     "Finish",
+    "Malformed",
     "Message",
     "ProviderCall",
     "ProviderEvent",
@@ -62,6 +63,8 @@ class ProviderCall:
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the name the client gave the token limit (OpenAI's reasoning models take only `max_completion_tokens`)
+    token_param: str = "max_tokens"
     #: False when nothing needs the answer before it is whole (a blocking answer, no first-token deadline, no
     #: hedge): a provider may then ask its upstream for one reply instead of a stream of chunks
     stream: bool = True
@@ -70,6 +73,8 @@ class ProviderCall:
 @dataclass(slots=True)
 class TextDelta:
     text: str
+    #: OpenAI's `logprobs.content` entries for this text, when the call asked for them and the upstream gave them
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -90,7 +95,15 @@ class Finish:
     usage: Usage | None = None
 
 
-ProviderEvent = TextDelta | ToolCallDelta | Finish
+@dataclass(slots=True)
+class Malformed:
+    """A chunk the upstream sent that could not be read, skipped: counted (metric and record), not fatal. A
+    provider raises instead once several come in a row."""
+
+    data: str
+
+
+ProviderEvent = TextDelta | ToolCallDelta | Finish | Malformed
 
 
 def last_user_text(messages: list[Message]) -> str | None:

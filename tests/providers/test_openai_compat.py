@@ -13,7 +13,8 @@ from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimite
 from promptd.providers.base import Provider, SpeechProvider
 from promptd.providers.http import parse_retry_after
 from promptd.providers.openai_compat import OpenAICompatProvider
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.providers.openai_wire import ChunkReader
+from promptd.types import Finish, Malformed, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from tests.serving import free_port
 from tests.upstream import FakeUpstream, fake_upstream
 
@@ -115,6 +116,24 @@ async def test_every_parameter_extra_fields_and_configured_headers_are_sent(upst
     assert body["messages"] == [m.to_openai() for m in messages]
 
 
+async def test_the_token_limit_goes_out_under_the_name_the_client_used(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    await collect(
+        provider, ProviderCall("ok", [Message("user", "hi")], max_tokens=50, token_param="max_completion_tokens")
+    )
+    body = upstream.requests[-1]["body"]
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+
+
+def test_logprobs_ride_on_the_text_they_belong_to() -> None:
+    entries = [{"token": "Hi", "logprob": -0.1, "top_logprobs": []}]
+    reader = ChunkReader()
+    chunk = {"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": entries}}]}
+    assert reader.events(chunk) == [TextDelta("Hi", entries)]
+    assert reader.events({"choices": [{"delta": {"content": "!"}, "logprobs": None}]}) == [TextDelta("!")]
+
+
 async def test_tool_calls_stream_as_fragments(provider: OpenAICompatProvider) -> None:
     assert await collect(provider, call("tools")) == [
         ToolCallDelta(0, "call_1", "get_weather", ""),
@@ -203,9 +222,21 @@ async def test_a_stream_cut_before_the_end_is_a_failure_not_a_success(provider: 
     assert seen == [TextDelta("Hello"), TextDelta(" from")]
 
 
-@pytest.mark.parametrize("model", ["malformed", "odd"])
-async def test_a_malformed_chunk_is_a_provider_error(provider: OpenAICompatProvider, model: str) -> None:
-    with pytest.raises(ProviderError, match="malformed"):
+async def test_a_malformed_chunk_in_a_healthy_stream_is_skipped_and_counted(provider: OpenAICompatProvider) -> None:
+    events = await collect(provider, call("garbled"))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hello"), TextDelta(" again")]
+    assert [e for e in events if isinstance(e, Malformed)] == [Malformed("{not json")]
+    assert isinstance(events[-1], Finish)
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [("garbage", "malformed chunks in a row"), ("malformed", "ended before"), ("odd", "ended before")],
+)
+async def test_a_run_of_malformed_chunks_or_a_stream_left_unfinished_is_a_provider_error(
+    provider: OpenAICompatProvider, model: str, why: str
+) -> None:
+    with pytest.raises(ProviderError, match=why):
         await collect(provider, call(model))
 
 

@@ -17,8 +17,18 @@ import msgspec
 
 from promptd.catalog.schema import AnthropicProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderUnavailable
-from promptd.providers.http import HTTPProvider, http_error, sse_data, translate_errors
-from promptd.types import ContentPart, Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.providers.http import MALFORMED_RUN, HTTPProvider, http_error, sse_data, translate_errors
+from promptd.types import (
+    ContentPart,
+    Finish,
+    Malformed,
+    Message,
+    ProviderCall,
+    ProviderEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)  # fmt: skip
 
 __all__ = ["AnthropicProvider", "to_anthropic"]
 
@@ -72,6 +82,10 @@ def to_anthropic(call: ProviderCall, default_max_tokens: int) -> dict[str, Any]:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+    last = turns[-1] if turns else None
+    if last is not None and last["role"] == "assistant" and last["content"] and last["content"][-1].get("text"):
+        # a prefill (a rescue continuing a partial answer) may not end with whitespace, Anthropic says
+        last["content"][-1]["text"] = last["content"][-1]["text"].rstrip()
     body: dict[str, Any] = {"model": call.model, "messages": turns, "stream": True,
                             "max_tokens": call.max_tokens or default_max_tokens}  # fmt: skip
     if system:
@@ -93,10 +107,39 @@ def to_anthropic(call: ProviderCall, default_max_tokens: int) -> dict[str, Any]:
             body["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
         elif choice in ("auto", "none"):
             body["tool_choice"] = {"type": choice}
+        if call.extra.get("parallel_tool_calls") is False:
+            body.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+    if "top_k" in call.extra:
+        body["top_k"] = call.extra["top_k"]
+    schema = structured_output(call.extra.get("response_format"))
+    if schema is not None:  # forced use of one tool whose input is the answer (read back as text: `stream`)
+        body["tools"] = [*body.get("tools", []), {"name": OUTPUT_TOOL, "description": "Reply with this JSON.",
+                                                  "input_schema": schema}]  # fmt: skip
+        body["tool_choice"] = {"type": "tool", "name": OUTPUT_TOOL}
     return body
 
 
+OUTPUT_TOOL = "structured_output"
+
+
+def structured_output(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema an OpenAI `response_format` asks the answer to follow (`json_object`: any object), or None
+    for plain text."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    return {"type": "object"}
+
+
 class AnthropicProvider(HTTPProvider):
+    #: OpenAI parameters it translates: tool_choice, parallel_tool_calls (disable_parallel_tool_use), top_k, and
+    #: response_format (structured output through one forced tool whose input is the answer)
+    accepts = frozenset({"tool_choice", "parallel_tool_calls", "top_k", "response_format"})
+    continues = True  # a final assistant turn is a prefill Anthropic continues
+
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
         headers = {"anthropic-version": config.version, **config.headers}
         if config.api_key:
@@ -114,12 +157,22 @@ class AnthropicProvider(HTTPProvider):
                 prompt = completion = 0
                 reason: str | None = None
                 tool_index: dict[int, int] = {}  # Anthropic content block index → OpenAI tool call index
+                structured = structured_output(call.extra.get("response_format")) is not None
+                malformed = 0
+                answer_block: int | None = None
                 stopped = False
                 async for data in sse_data(resp, self.who):
                     try:
                         event = _decode(data)
-                    except msgspec.DecodeError as exc:
-                        raise ProviderUnavailable(f"{self.who}: malformed event from upstream: {data[:200]!r}") from exc
+                        malformed = 0
+                    except msgspec.DecodeError as exc:  # skipped and counted; a run of them is fatal
+                        malformed += 1
+                        if malformed >= MALFORMED_RUN:
+                            raise ProviderUnavailable(
+                                f"{self.who}: {malformed} malformed events in a row from upstream: {data[:200]!r}"
+                            ) from exc
+                        yield Malformed(data[:200].decode("utf-8", "replace"))
+                        continue
                     kind = event.get("type")
                     if kind == "message_start":
                         usage = event.get("message", {}).get("usage", {})
@@ -127,7 +180,9 @@ class AnthropicProvider(HTTPProvider):
                         completion = int(usage.get("output_tokens") or 0)
                     elif kind == "content_block_start":
                         block = event.get("content_block", {})
-                        if block.get("type") == "tool_use":
+                        if block.get("type") == "tool_use" and structured and block.get("name") == OUTPUT_TOOL:
+                            answer_block = event["index"]  # its input, as it streams, is the answer's text
+                        elif block.get("type") == "tool_use":
                             index = tool_index.setdefault(event["index"], len(tool_index))
                             yield ToolCallDelta(index, block.get("id"), block.get("name"), "")
                         elif block.get("text"):
@@ -136,11 +191,16 @@ class AnthropicProvider(HTTPProvider):
                         delta = event.get("delta", {})
                         if delta.get("type") == "text_delta" and delta.get("text"):
                             yield TextDelta(delta["text"])
+                        elif delta.get("type") == "input_json_delta" and event["index"] == answer_block:
+                            if delta.get("partial_json"):
+                                yield TextDelta(delta["partial_json"])
                         elif delta.get("type") == "input_json_delta" and event["index"] in tool_index:
                             yield ToolCallDelta(tool_index[event["index"]], None, None, delta.get("partial_json", ""))
                     elif kind == "message_delta":
                         stop = event.get("delta", {}).get("stop_reason")
                         reason = STOP_REASONS.get(stop, stop) if stop else reason
+                        if structured and reason == "tool_calls":
+                            reason = "stop"  # the forced output tool answered: a plain answer to the client
                         completion = int(event.get("usage", {}).get("output_tokens") or completion)
                     elif kind == "message_stop":
                         stopped = True

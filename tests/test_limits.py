@@ -69,7 +69,7 @@ def test_a_keys_rate_limit_answers_each_faces_own_429_with_retry_after(tmp_path:
         assert "retry-after" in openai.headers
         assert complete(server, BODY).status_code == 200  # another key of the project is not limited
         metrics = httpx.get(server.url + "/metrics").text
-        assert 'promptd_limited_total{code="rate_limit_exceeded",project="demo"} 3' in metrics
+        assert 'promptd_limited_total{code="rate_limit_exceeded",project="demo"} 3.0' in metrics
 
 
 def test_a_streaming_request_over_a_limit_gets_a_json_429_not_a_stream(tmp_path: Path) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from promptd.metrics import Counter, Histogram, Metrics
+from promptd.metrics import Counter, Histogram, Metrics, start_directory
 from tests.conftest import FAKE_CATALOG
 from tests.serving import RunningServer, serve_app
+from tests.test_replicas import complete, make_key, serve, slow_catalog
 
 TIMING = re.compile(r"^gateway;dur=(\d+\.\d\d), upstream;dur=(\d+\.\d\d)$")
 
@@ -48,14 +52,14 @@ def test_metrics_count_requests_tokens_cost_and_recorder_rows(fake_server: Runni
         if 'promptd_recorder_rows_total{outcome="written"}' in text or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert 'promptd_requests_total{face="dify",model="echo",project="demo",status="normal"} 3' in text
+    assert 'promptd_requests_total{face="dify",model="echo",project="demo",status="normal"} 3.0' in text
     # "Echo: Answer briefly: hi" is 4 words, answered 3 times
-    assert 'promptd_tokens_total{kind="completion",model="echo",project="demo"} 12' in text
-    assert 'promptd_overhead_seconds_count{face="dify"} 3' in text
-    assert 'promptd_latency_seconds_bucket{model="echo",project="demo",le="+Inf"} 3' in text
+    assert 'promptd_tokens_total{kind="completion",model="echo",project="demo"} 12.0' in text
+    assert 'promptd_overhead_seconds_count{face="dify"} 3.0' in text
+    assert 'promptd_latency_seconds_bucket{le="+Inf",model="echo",project="demo"} 3.0' in text
     assert re.search(r'promptd_recorder_rows_total\{outcome="written"\} \d+', text)
     assert "promptd_recorder_queue_rows " in text and "# TYPE promptd_ttft_seconds histogram" in text
-    assert "promptd_recorder_spill_rows 0" in text  # nothing waits on disk
+    assert "promptd_recorder_spill_rows 0.0" in text  # nothing waits on disk
 
 
 def test_with_no_room_in_the_queue_every_record_goes_through_the_disk_and_is_counted(tmp_path: Path) -> None:
@@ -69,9 +73,9 @@ def test_with_no_room_in_the_queue_every_record_goes_through_the_disk_and_is_cou
             ids.append(r.json()["message_id"])
         server.settle()
         text = httpx.get(server.url + "/metrics").text
-        assert "promptd_recorder_spilled_rows_total 6" in text  # 3 messages and their end-user rows
-        assert "promptd_recorder_spill_rows 0" in text  # all replayed
-        assert 'promptd_recorder_rows_total{outcome="written"} 6' in text
+        assert "promptd_recorder_spilled_rows_total 6.0" in text  # 3 messages and their end-user rows
+        assert "promptd_recorder_spill_rows 0.0" in text  # all replayed
+        assert 'promptd_recorder_rows_total{outcome="written"} 6.0' in text
 
         async def answers(repo: object) -> list[str]:
             return [(await repo.get_message(i, "demo"))["answer"] for i in ids]  # type: ignore[attr-defined]
@@ -96,3 +100,66 @@ def test_exposition_format() -> None:
     m = Metrics()
     m.gauge("g", "a gauge", lambda: 7)
     assert m.exposition().endswith("# TYPE g gauge\ng 7\n")
+
+
+def _requests_total(text: str) -> float:
+    """The sum of promptd_requests_total over its label sets, in one scrape."""
+    return sum(float(m) for m in re.findall(r"^promptd_requests_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def test_two_workers_answer_one_view_of_the_metrics(tmp_path: Path) -> None:
+    env = {"PROMPTD_DATA_DIR": str(tmp_path / "data")}
+    key = make_key(env)
+    with serve(tmp_path, slow_catalog(0), env, "--workers", "2") as server:
+        sent = 0
+        seen: list[float] = []  # every scrape's total, in order
+        pids: set[int] = set()
+        for _ in range(8):
+            for _ in range(3):  # new connections: both workers take some
+                assert complete(server.url, key).status_code == 200
+                sent += 1
+            pids.add(httpx.get(server.url + "/health").json()["pid"])
+            # a request is counted just after its answer leaves: a scrape may come a moment before that
+            deadline = time.monotonic() + 10
+            while True:
+                scrape = httpx.get(server.url + "/metrics")
+                assert scrape.status_code == 200 and "# TYPE promptd_running_generations gauge" in scrape.text
+                seen.append(_requests_total(scrape.text))
+                if seen[-1] >= sent or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            assert seen[-1] == sent  # every request sent, whichever worker served it or answers the scrape
+        assert seen == sorted(seen)  # never backwards
+        # both workers served: a worker's own counts could not have added up to every request sent
+        for _ in range(200):
+            if len(pids) == 2:
+                break
+            pids.add(httpx.get(server.url + "/health").json()["pid"])
+        assert len(pids) == 2
+        text = httpx.get(server.url + "/metrics").text
+        assert f'promptd_latency_seconds_count{{model="echo",project="demo"}} {float(sent)}' in text
+        assert 'promptd_latency_seconds_bucket{le="+Inf",model="echo",project="demo"}' in text
+
+
+def test_metrics_answer_loopback_clients_or_the_token(tmp_path: Path) -> None:
+    with serve_app(FAKE_CATALOG, tmp_path / "data", metrics_token="s3cret") as server:
+        assert httpx.get(server.url + "/metrics").status_code == 200
+        remote = {"X-Forwarded-For": "203.0.113.7"}  # uvicorn trusts its loopback proxy: the client is remote
+        r = httpx.get(server.url + "/metrics", headers=remote)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        r = httpx.get(server.url + "/metrics", headers={**remote, "Authorization": "Bearer wrong"})
+        assert r.status_code == 403
+        r = httpx.get(server.url + "/metrics", headers={**remote, "Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and "# TYPE promptd_running_generations gauge" in r.text
+    with serve_app(FAKE_CATALOG, tmp_path / "data2") as server:  # no token: loopback only
+        assert httpx.get(server.url + "/metrics", headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 403
+
+
+def test_a_start_removes_the_metrics_of_gone_processes_only(tmp_path: Path) -> None:
+    root = tmp_path / "metrics"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = root / f"1700000000-{gone.stdout.strip()}", root / f"1700000001-{os.getpid()}"
+    for d in (dead, alive, root / "junk"):
+        d.mkdir(parents=True)
+    new = start_directory(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == sorted([alive.name, new.name])

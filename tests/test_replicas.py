@@ -47,6 +47,7 @@ class Server:
     def __init__(self, proc: subprocess.Popen[str], port: int, output: str) -> None:
         self.proc, self.port, self.output = proc, port, output
         self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []  # the server's log after start-up, as it is read
 
 
 @contextmanager
@@ -71,8 +72,8 @@ def serve(tmp_path: Path, catalog: dict[str, Any], env: dict[str, str], *args: s
 
     def drain() -> None:  # keep reading the server's log, so that a full pipe never blocks it
         assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
+        for line in proc.stdout:
+            server.lines.append(line)
         proc.stdout.close()
 
     reader = threading.Thread(target=drain, daemon=True)

@@ -101,6 +101,7 @@ export interface LogRow {
   total_tokens: number;
   total_price: string;
   currency: string;
+  request_id: string | null;
 }
 
 export interface Attempt {

@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from promptd import __version__
+from promptd.access import Observed
 from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.cors import Cors
@@ -46,7 +50,7 @@ from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder, replay_dead_letters
 from promptd.store.repository import Repository
-from promptd.timing import ServerTiming
+from promptd.tracing import Tracer
 
 __all__ = ["PromptdApp", "build_providers", "create_app", "freeze_heap"]
 
@@ -72,9 +76,10 @@ class PromptdApp(Starlette):
     """Starlette, but the hot endpoints (the two faces' completions) are dispatched by exact path first: the
     nested mounts, routers and middlewares cost a measurable share of a request (docs/benchmarks.md)."""
 
-    def __init__(self, *, hot: Mapping[str, HotRoute], **kwargs: Any) -> None:
+    def __init__(self, *, hot: Mapping[str, HotRoute], tracer: Tracer | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = dict(hot)
+        self.observed = Observed(self._dispatch, tracer)
         self.cors: Cors | None = None  # outermost: the hot routes skip the middleware stack (promptd/cors.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,7 +89,13 @@ class PromptdApp(Starlette):
             await self.dispatch(scope, receive, send)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
+            await self.observed(scope, receive, send)  # request id, Server-Timing, access line
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST":
             path: str = scope["path"]
             root = scope.get("root_path", "")
             if root and path.startswith(root + "/"):
@@ -118,8 +129,30 @@ async def _replay_dead_letters(db: AsyncEngine, settings: Settings) -> None:
         log.warning("dead letters not replayed at start (%s: %s)", type(exc).__name__, exc)
 
 
+async def _publish_gauges(metrics: Metrics) -> None:
+    """Every second, this worker's gauges for whichever worker answers the next scrape (metrics.py)."""
+    while True:
+        metrics.publish_gauges()
+        await asyncio.sleep(1.0)
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def metrics_allowed(client_host: str | None, authorization: str | None, token: str | None) -> bool:
+    """/metrics names projects and models: loopback clients only, or anyone sending the configured token."""
+    if client_host is None or client_host in LOOPBACK or client_host.startswith("127."):
+        return True  # no client address: not a network peer (a Unix socket, an in-process client)
+    return token is not None and hmac.compare_digest(authorization or "", f"Bearer {token}")
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    return PlainTextResponse(services(request).engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
+    svc = services(request)
+    host = request.client.host if request.client else None
+    if not metrics_allowed(host, request.headers.get("authorization"), svc.settings.metrics_token):
+        message = "/metrics answers loopback clients, or others with PROMPTD_METRICS_TOKEN as a Bearer token"
+        return JSONResponse({"error": {"code": "forbidden", "message": message}}, status_code=403)
+    return PlainTextResponse(svc.engine.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
 def _cors_refusal(path: str, message: str) -> Response:
@@ -132,13 +165,21 @@ def _cors_refusal(path: str, message: str) -> Response:
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> PromptdApp:
+    tracer: Tracer | None = None
+    if settings.otlp_endpoint:
+        from promptd.tracing import build_tracer  # opentelemetry is imported only when traces are on
+
+        tracer = build_tracer(settings.otlp_endpoint, service_version=__version__)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = create_engine(settings.db_url)
         await migrate(db)
         built = dict(providers) if providers is not None else build_providers(catalog)
-        metrics = Metrics()
+        own_metrics_dir = settings.metrics_dir is None  # embedded (tests): a directory of this app's own
+        metrics_dir = settings.metrics_dir or settings.data_dir / "metrics" / f"app-{os.getpid()}-{id(app):x}"
+        metrics = Metrics(metrics_dir)
         recorder = Recorder(
             db,
             dead_letter=settings.data_dir / "dead-letter.jsonl",
@@ -163,6 +204,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         )
         version = catalog_version(catalog)
         engine.catalog_version = version
+        engine.tracer = tracer
         await engine.start_coordination()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
@@ -186,6 +228,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             if hasattr(p, "start"):
                 svc.background(p.start(), f"starting provider {name!r}")
         svc.background(_replay_dead_letters(db, settings), "replaying dead letters")
+        svc.background(_publish_gauges(metrics), "publishing gauges")
         if settings.retention_days is not None:
             svc.background(_retention(repo, settings), "retention")
         try:
@@ -202,6 +245,11 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
                 except Exception:
                     log.warning("closing a provider failed", exc_info=True)
             await db.dispose()
+            metrics.close()
+            if tracer is not None:
+                tracer.shutdown()  # the spans still buffered leave now
+            if own_metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
     chat, admin, aliases, dify = chat_mount(), admin_mount(), openai_mount(), dify_mount()
     hot: dict[str, HotRoute] = {}
@@ -224,8 +272,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         ],
         # errors of the routes outside a mount (the OpenAI aliases) leave in OpenAI's shape
         exception_handlers=aliases.handlers,
-        middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
+        tracer=tracer,
     )
     app.cors = Cors(app.dispatch, settings.cors_origins, _cors_refusal)
     return app

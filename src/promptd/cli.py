@@ -9,6 +9,7 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -26,6 +27,8 @@ from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
 from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
+from promptd.logs import FORMATS, logging_config
+from promptd.metrics import start_directory
 from promptd.preflight import StartupError, check_data_dir, check_redis, database_problem, shown_url
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
@@ -106,6 +109,11 @@ def fail(message: str) -> NoReturn:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     env: dict[str, Any] = {"database_url": os.environ.get("PROMPTD_DATABASE_URL") or None}
+    otlp = os.environ.get("PROMPTD_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if otlp:
+        env["otlp_endpoint"] = otlp
+    if os.environ.get("PROMPTD_METRICS_TOKEN"):
+        env["metrics_token"] = os.environ["PROMPTD_METRICS_TOKEN"]
     if os.environ.get("PROMPTD_REDIS_PREFIX"):
         env["redis_prefix"] = os.environ["PROMPTD_REDIS_PREFIX"]
     for name, kind in ENV_SETTINGS.items():
@@ -228,6 +236,16 @@ def main() -> None:
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="The lowest level logged [env PROMPTD_LOG_LEVEL].",
+    envvar="PROMPTD_LOG_LEVEL",
+)
+@click.option(
+    "--log-format",
+    envvar="PROMPTD_LOG_FORMAT",
+    default="plain",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="Log lines as plain text or one JSON object per line [env PROMPTD_LOG_FORMAT].",
 )
 def serve(
     config: Path | None,
@@ -239,6 +257,7 @@ def serve(
     retention_days: float | None,
     cors_origin: tuple[str, ...],
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the server. On first start (no keys yet) it creates a key for the demo project and prints it.
     SIGHUP (or `promptd reload`) reloads the catalog."""
@@ -260,6 +279,8 @@ def serve(
             check_redis(settings.redis_url)
         except StartupError as exc:
             fail(exc.message)
+    metrics_dir = start_directory(settings.data_dir)  # the workers' shared metrics, new at each start
+    settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
@@ -284,6 +305,8 @@ def serve(
         "host": host,
         "port": port,
         "log_level": log_level,
+        "log_config": logging_config(log_level, log_format),  # applied in every worker (promptd/logs.py)
+        "access_log": False,  # promptd writes its own access line, with what it knows about the request
         "timeout_graceful_shutdown": 30,
         "proxy_headers": True,
         "server_header": False,
@@ -303,7 +326,13 @@ def serve(
         # several processes share the socket; each builds its app from the same arguments (worker_app below);
         # the supervisor passes SIGHUP on to every worker (a reload) instead of restarting them
         os.environ[WORKER_ARGS] = json.dumps(
-            {"config": str(config) if config else None, "data_dir": str(data_dir), "log_level": log_level, **options}
+            {
+                "config": str(config) if config else None,
+                "data_dir": str(data_dir),
+                "log_level": log_level,
+                "metrics_dir": str(metrics_dir),
+                **options,
+            }
         )
         run(
             "promptd.cli:worker_app",
@@ -327,6 +356,7 @@ def worker_app() -> Any:
     log_to_stderr(args.pop("log_level"))
     path = Path(config) if config else None
     args["cors_origins"] = tuple(args["cors_origins"])
+    args["metrics_dir"] = Path(args["metrics_dir"])
     app = create_app(make_settings(data_dir, catalog_path=path, **args), read_catalog(path))
     freeze_heap()
     return app

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from promptd.access import note_key
 from promptd.domain.ids import hash_key
 from promptd.errors import AuthError, StoreUnavailable
 from promptd.store.db import unreachable
@@ -61,6 +62,7 @@ class KeyCache:
             info = await self._lookup(token, digest, hit[1] if hit is not None else None, now)
         if not info.usable(time.time()) or info.role != role:
             raise AuthError("Access token is invalid")
+        note_key(info.project, info.id)  # for the access line (promptd/access.py)
         return info
 
     async def _lookup(self, token: str, digest: str, cached: KeyInfo | None, now: float) -> KeyInfo:

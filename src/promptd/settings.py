@@ -70,6 +70,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     #: the catalog file the server was started with (reloads read it again); none: the built-in catalog
     catalog_path: Path | None = None
+    #: where the workers share their metrics (`serve` makes one per start); none: a directory for this app alone
+    metrics_dir: Path | None = None
+    #: /metrics answers loopback clients; with a token, also others that send it as `Authorization: Bearer`
+    metrics_token: str | None = None
+    #: an OTLP/HTTP collector's base URL (traces to `<url>/v1/traces`); none: no traces, opentelemetry not loaded
+    otlp_endpoint: str | None = None
 
     @property
     def db_url(self) -> str:

@@ -2,16 +2,16 @@
 
 Handlers that called an upstream put the seconds spent there in `scope["promptd.upstream_s"]`; the header is
 then `gateway;dur=…, upstream;dur=…`. Streams send their headers before the upstream has finished, so they
-report `gateway;dur=…` up to the first byte.
+report `gateway;dur=…` up to the first byte. The header is added by `Observed` (promptd/access.py).
 """
 
 from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-__all__ = ["UPSTREAM_KEY", "ServerTiming", "header_value"]
+__all__ = ["UPSTREAM_KEY", "header_value"]
 
 UPSTREAM_KEY = "promptd.upstream_s"
 
@@ -24,21 +24,3 @@ def header_value(scope: Scope, start: float) -> bytes:
         return b"gateway;dur=%.2f" % total
     up = upstream * 1000
     return b"gateway;dur=%.2f, upstream;dur=%.2f" % (max(0.0, total - up), up)
-
-
-class ServerTiming:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-
-        async def timed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
-            await send(message)
-
-        await self.app(scope, receive, timed)

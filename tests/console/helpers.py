@@ -105,7 +105,8 @@ def make_traffic(server: RunningServer, *, campaign_requests: int = 16) -> Traff
     with httpx.Client(base_url=server.url, timeout=60) as c:
         for i, query in enumerate(["What is the capital of France?", "Name a prime number", "Say hello"]):
             body = {"inputs": {"query": query}, "user": f"dify-user-{i % 2}", "response_mode": "blocking"}
-            r = c.post("/v1/completion-messages", json=body, headers=server.headers())
+            headers = {**server.headers(), "X-Request-Id": f"console-req-{i}"}
+            r = c.post("/v1/completion-messages", json=body, headers=headers)
             assert r.status_code == 200, r.text
             t.dify_ids.append(r.json()["message_id"])
         with c.stream(

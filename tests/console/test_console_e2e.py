@@ -139,7 +139,15 @@ def test_logs_search_filters_and_show_one_request_in_full(page: Page, site: Site
     expect(detail.get_by_test_id("message-attempts").locator("tbody tr")).to_have_count(1)
     expect(detail.get_by_test_id("message-attempts")).to_contain_text("echo")
     expect(detail.get_by_test_id("message-feedback")).to_contain_text("like: spot on")
+    expect(detail.get_by_test_id("request-id")).to_have_text("console-req-0")  # the client's X-Request-Id
     shot(page, "04-log-detail")
+    page.goto(f"{site.server.url}/console/#/logs")
+    logs = page.get_by_test_id("page-logs")
+    logs.get_by_label("request id").fill("console-req-1")
+    logs.get_by_role("button", name="Search").click()
+    logs = page.get_by_test_id("page-logs")
+    expect(logs.get_by_test_id("log-row")).to_have_count(1)
+    expect(logs.get_by_test_id("log-row")).to_contain_text("Name a prime number")
 
 
 def test_session_shows_its_turns_in_order(page: Page, site: Site) -> None:

@@ -12,6 +12,7 @@ const FILTERS: [string, string][] = [
   ["label", "label name:value"],
   ["tag", "tag"],
   ["campaign", "campaign"],
+  ["request_id", "request id"],
 ];
 
 function localInput(seconds: string | null): string {
@@ -65,7 +66,7 @@ export async function logsPage(root: HTMLElement, route: Route): Promise<void> {
   if (route.parts[1]) return detail(root, route.parts[1]);
   const p = route.params;
   const params: Record<string, string | string[]> = {};
-  for (const name of ["q", "project", "model", "user", "session", "status", "face", "campaign", "start", "end"]) {
+  for (const name of ["q", "project", "model", "user", "session", "status", "face", "campaign", "request_id", "start", "end"]) {
     const v = p.get(name);
     if (v) params[name] = v;
   }
@@ -101,6 +102,7 @@ async function detail(root: HTMLElement, id: string): Promise<void> {
   const m = await api<Message>(`/messages/${encodeURIComponent(id)}`);
   const facts: [string, Node | string][] = [
     ["id", m.id],
+    ["request id", m.request_id ? h("code", { "data-testid": "request-id" }, m.request_id) : "–"],
     ["time", time(m.created_at)],
     ["project", m.project],
     ["face", m.face],

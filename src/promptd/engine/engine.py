@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
+from promptd.access import Finished, note_generation
 from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelConfig, ProjectConfig
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
@@ -39,6 +40,7 @@ from promptd.metrics import Metrics
 from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider, unsupported
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
+from promptd.tracing import Tracer
 from promptd.types import Message, ProviderCall, Usage
 from promptd.uuids import new_uuid
 
@@ -109,6 +111,7 @@ class Engine:
             reserve_max_tokens=reserve_max_tokens,
             leases=Leases(self.coordinator, idle=limit_slice_idle),
         )
+        self.tracer: Tracer | None = None  # spans of the upstream attempts (promptd/tracing.py), when configured
         self.moderation = Moderation(catalog, providers, self.metrics)
         self.catalog_version = ""  # stored with each record (promptd/reload.py)
 
@@ -130,7 +133,9 @@ class Engine:
         try:
             await self.admission.admit(requests, key_limits)
         except Exception as exc:
-            self.metrics.limited.inc(project=requests[0].project, code=getattr(exc, "code", "error"))
+            code = getattr(exc, "code", "error")
+            self.metrics.limited.inc(project=requests[0].project, code=code)
+            log.info("limit hit: project %s key %s: %s (%s)", requests[0].project, requests[0].key_id, code, exc)
             raise
 
     async def stop(self, task_id: str, *, project: str, end_user_id: str | None) -> None:
@@ -354,6 +359,7 @@ class Engine:
         request.catalog_version = self.catalog_version
         generation = Generation(request, candidates, planner=self, on_done=self._done, keepalive=keepalive)
         self.tasks.add(generation)
+        note_generation(generation)  # the access line's model, tokens and cost (promptd/access.py)
         return generation
 
     def _preset(self, request: GenerationRequest, text: str) -> list[Candidate]:
@@ -479,6 +485,7 @@ class Engine:
             upstream_s=sum(a["duration"] for a in attempts),
         )
         self._finish(request, result, served[1])
+        note_generation(Finished(request, result))  # for the access line (promptd/access.py)
         if error is not None:
             raise error
         assert value is not None
@@ -516,6 +523,8 @@ class Engine:
     ) -> None:
         """Meter, settle and record one finished call, whatever `store` says (it only keeps content out)."""
         self._observe(req, result)
+        if self.tracer is not None:
+            self.tracer.attempts(req, result, self.catalog)
         self.admission.settle(req, result)
         origin, error = req.origin, result.error
         record = CallRecord(
@@ -557,6 +566,7 @@ class Engine:
             moderation=req.moderation,
             store=origin.store,
             catalog_version=req.catalog_version or self.catalog_version,
+            request_id=req.request_id,
         )
         self.recorder.submit(*record.rows())
 

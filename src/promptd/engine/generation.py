@@ -164,6 +164,8 @@ class Generation:
         try:
             while queue:
                 candidate = queue.popleft()
+                if attempts and attempts[-1]["model"] != candidate.key:
+                    log.warning("fallback taken: %s -> %s", attempts[-1]["model"], candidate.key)
                 self.served = candidate
                 if candidate.continues_after:  # a rescue: its first-token clock starts now
                     model_started[candidate.key] = time.perf_counter()
@@ -213,6 +215,8 @@ class Generation:
                             relay.flush()  # a whole answer: whatever was held back is the client's now
                         break
                     entry.update(status="error", error=error.message, error_code=error.code)
+                    log.warning("upstream failure: %s %s/%s: %s", entry["model"], entry["provider"],
+                                entry["upstream_model"], error.code)  # fmt: skip
                     if relay is not None and relay.committed:  # the client has content: continue it, or fail
                         if rescues < MAX_RESCUES:
                             rescue = _continuation(candidate, retry, queue, answer)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promptd.access import current_request_id
 from promptd.domain.pricing import Cost
 from promptd.engine.call import ChatCall, Origin
 from promptd.errors import PromptdError
@@ -43,6 +44,7 @@ class GenerationRequest:
     moderation: dict[str, Any] | None = None
     output_check: Callable[[str], Awaitable[str]] | None = None
     catalog_version: str = ""  # the catalog that served it (promptd/reload.py)
+    request_id: str | None = field(default_factory=current_request_id)  # the HTTP request's X-Request-Id
 
     @property
     def project(self) -> str:

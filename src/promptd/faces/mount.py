@@ -5,7 +5,6 @@ face's own shape, hot endpoints included.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +15,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
-from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
+from starlette.types import ExceptionHandler, Receive, Scope, Send
 
+from promptd.access import INFO_KEY, RequestInfo
 from promptd.errors import PromptdError
 from promptd.store.db import store_error
-from promptd.timing import header_value
 
 __all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error"]
 
@@ -37,8 +36,9 @@ async def default_http_error(request: Request, exc: Exception) -> Response:
 
 class HotRoute:
     """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
-    the Server-Timing header, and every error answered by its face's handlers (an exception that is not
-    promptd's own is then raised on, as Starlette's ServerErrorMiddleware does, for the server's log)."""
+    every error answered by its face's handlers (an exception that is not promptd's own is then raised on,
+    as Starlette's ServerErrorMiddleware does, for the server's log). Server-Timing and X-Request-Id are
+    added by `Observed` (promptd/access.py), around every route."""
 
     __slots__ = ("endpoint", "errors", "http_errors")
 
@@ -48,28 +48,19 @@ class HotRoute:
         self.http_errors = http_errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        started = False
-
-        async def timed(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
-            await send(message)
-
-        request = Request(scope, receive, timed)
+        request = Request(scope, receive, send)
         try:
             response = await self.endpoint(request)
-            await response(scope, receive, timed)
+            await response(scope, receive, send)
         except Exception as exc:
-            if started:
+            info: RequestInfo | None = scope.get(INFO_KEY)
+            if info is None or info.status is not None:  # the response has started: nothing else can be sent
                 raise
             if isinstance(exc, ClientDisconnect):
                 return  # gone before its request was read (or refused by the server's limits): no one to answer
             handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
             response = await handler(request, exc)
-            await response(scope, receive, timed)
+            await response(scope, receive, send)
             if not isinstance(store_error(exc), PromptdError | HTTPException):
                 raise
 

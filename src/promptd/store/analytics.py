@@ -48,6 +48,7 @@ LIST_COLUMNS = (
     messages.c.total_tokens,
     messages.c.total_price,
     messages.c.currency,
+    messages.c.request_id,
 )
 
 
@@ -67,6 +68,7 @@ class LogFilter:
     labels: tuple[tuple[str, str], ...] = ()  # every (name, value) must match
     tags: tuple[str, ...] = ()  # every tag must be present
     text: str | None = None  # a substring of the query or the answer (case-insensitive)
+    request_id: str | None = None  # the X-Request-Id of the HTTP request that produced it
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ def _conditions(f: LogFilter, dialect: str) -> list[ColumnElement[bool]]:
         (c.status, f.status),
         (c.face, f.face),
         (c.campaign, f.campaign),
+        (c.request_id, f.request_id),
     ):
         if value is not None:
             out.append(col == value)

@@ -71,6 +71,7 @@ class CallRecord:
     moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
     store: bool = True  # False: the metering is recorded, the content is not
     catalog_version: str | None = None  # the catalog that served it (promptd/reload.py)
+    request_id: str | None = None  # the HTTP request's X-Request-Id (promptd/access.py)
 
     def values(self) -> dict[str, Any]:
         """The `messages` row."""
@@ -111,6 +112,7 @@ class CallRecord:
             "tags": self.tags,
             "campaign": self.campaign,
             "attempts": self.attempts,
+            "request_id": self.request_id,
             "moderation": self.moderation or None,
             "catalog_version": self.catalog_version,
         }

@@ -103,6 +103,7 @@ messages = Table(
     Column("tags", JSON),
     Column("campaign", String(128)),  # the campaign key this request was exposed to
     Column("attempts", JSON),  # every model tried: [{model, provider, status, error, ttft}]
+    Column("request_id", String(128)),  # the HTTP request's X-Request-Id (migration 0005)
     Column("moderation", JSON),  # {input?, output?: {type, flagged, action?, categories?}} (migration 0005)
     Column("catalog_version", String(16)),  # the catalog that served it (promptd/reload.py, migration 0006)
     Index("ix_messages_project_created", "project", "created_at"),
@@ -110,7 +111,8 @@ messages = Table(
     Index("ix_messages_campaign", "project", "campaign"),
     Index("ix_messages_key_created", "key_id", "created_at"),
     Index("ix_messages_end_user", "end_user_id"),
-    Index("ix_messages_created", "created_at"),  # retention deletes by age across projects
+    Index("ix_messages_created", "created_at"),
+    Index("ix_messages_request_id", "request_id"),  # retention deletes by age across projects
 )
 
 feedbacks = Table(

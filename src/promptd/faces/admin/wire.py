@@ -141,6 +141,7 @@ def log_filter(params: QueryParams) -> LogFilter:
         labels=_pairs(params, "label"),
         tags=tuple(t for t in params.getlist("tag") if t),
         text=params.get("q") or None,
+        request_id=params.get("request_id") or None,
     )
 
 

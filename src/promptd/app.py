@@ -40,6 +40,7 @@ from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.completion import completion_messages
 from promptd.faces.dify.routes import routes as dify_routes
 from promptd.keys import KeyCache
+from promptd.knowledge.service import Knowledge
 from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
 from promptd.services import Services, services
@@ -219,6 +220,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             reserve_max_tokens=settings.reserve_max_tokens,
         )
         await engine.start_coordination()
+        knowledge = Knowledge(db, engine, catalog, settings.data_dir / "knowledge")
+        await knowledge.start()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
         metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
@@ -230,6 +233,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             recorder=recorder,
             keys=KeyCache(repo, ttl=settings.key_cache_ttl),
             providers=built,
+            knowledge=knowledge,
         )
         warmups = [asyncio.create_task(_warm(name, p)) for name, p in built.items() if hasattr(p, "start")]
         if settings.retention_days is not None:
@@ -239,6 +243,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         finally:
             for task in warmups:
                 task.cancel()
+            await knowledge.aclose()
             await engine.aclose()
             await recorder.close()
             for provider in built.values():

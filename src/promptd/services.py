@@ -10,6 +10,7 @@ from starlette.requests import Request
 from promptd.catalog.schema import Catalog
 from promptd.engine.engine import Engine
 from promptd.keys import KeyCache
+from promptd.knowledge.service import Knowledge
 from promptd.providers.base import Provider
 from promptd.settings import Settings
 from promptd.store.recorder import Recorder
@@ -27,6 +28,7 @@ class Services:
     recorder: Recorder
     keys: KeyCache
     providers: dict[str, Provider]
+    knowledge: Knowledge
 
 
 def services(request: Request) -> Services:

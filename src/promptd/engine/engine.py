@@ -247,6 +247,7 @@ class Engine:
                     "tags": req.tags,
                     "campaign": req.campaign,
                     "attempts": result.attempts,
+                    "retriever_resources": req.retriever_resources,
                 },
             )
         )

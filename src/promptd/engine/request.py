@@ -34,6 +34,7 @@ class GenerationRequest:
     inputs: dict[str, Any] | None = None
     query: str | None = None
     files: list[dict[str, Any]] | None = None
+    retriever_resources: list[dict[str, Any]] | None = None  # knowledge segments given to the prompt
     store: bool = True
     streaming: bool = False  # the client sees tokens as they come: the first one commits the answer
     # the chat API

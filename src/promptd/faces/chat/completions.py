@@ -22,6 +22,7 @@ from promptd.faces.chat.auth import Caller, authenticate, split_model
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
 from promptd.faces.streaming import EventStream
+from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import Message, TextDelta, ToolCallDelta, last_user_text
 
@@ -111,6 +112,7 @@ async def chat_completions(request: Request) -> Response:
     system = _system_prompt(caller, project, model, body.system_prompt_args)
     if system is not None:
         messages = [system, *messages]
+    messages, cited = await for_chat(caller.svc, project, messages)  # knowledge the project attaches, if any
     tools = enabled_tools(caller, project, body)
     extra = {"tool_choice": body.tool_choice} if body.tool_choice is not None and tools else {}
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
@@ -141,6 +143,7 @@ async def chat_completions(request: Request) -> Response:
             extra=extra,
             created_at=created,
             streaming=bool(body.stream),
+            retriever_resources=cited or None,
         )
         for i in range(n)
     ]

@@ -28,6 +28,7 @@ from promptd.faces.dify.wire import (
     require_user,
 )
 from promptd.faces.streaming import EventStream
+from promptd.knowledge.prompt import KnowledgeContext, for_prompt, with_context
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta
 
@@ -36,11 +37,11 @@ __all__ = ["completion_messages", "stop_completion"]
 log = logging.getLogger("promptd.dify")
 
 
-def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
+def _prompt(app: App, body: CompletionBody, context: KnowledgeContext) -> tuple[dict[str, Any], str]:
     """Validate inputs against the form and render the prompt. The legacy top-level `query` fills a `query`
-    variable the request left empty, or else is appended to the prompt."""
+    variable the request left empty, or else is appended to the prompt. Retrieved knowledge fills `{{context}}`."""
     project = app.project
-    template = project.prompt or ""
+    template = with_context(project.prompt or "", context)
     raw = dict(body.inputs)
     form_vars = {f.variable for f in project.inputs}
     if body.query and "query" in form_vars and not raw.get("query"):
@@ -49,6 +50,7 @@ def _prompt(app: App, body: CompletionBody) -> tuple[dict[str, Any], str]:
     values = dict(inputs)
     if "query" not in form_vars:
         values["query"] = body.query
+    values["context"] = context.text
     text = render_prompt(template, values)
     if body.query and "query" not in form_vars and "query" not in template_variables(template):
         text = f"{text}\n\n{body.query}" if text else body.query
@@ -107,8 +109,9 @@ async def completion_messages(request: Request) -> Response:
     end_user = app.end_user(user)
     streaming = body.response_mode == "streaming"
     model_key, model = app.svc.engine.model(app.name, None)
+    context = await for_prompt(app.svc, app.name, body.inputs, body.query)
     try:
-        inputs, text = _prompt(app, body)
+        inputs, text = _prompt(app, body, context)
         content: str | list[ContentPart] = text
         if body.files:
             images = await _image_parts(app, body.files, end_user, model.vision)
@@ -138,12 +141,13 @@ async def completion_messages(request: Request) -> Response:
         ]
         if body.files
         else None,
+        retriever_resources=context.resources or None,
     )
     await app.svc.engine.admit([req], app.key.limits)  # over a limit: a 429 with Retry-After, stream or not
     if streaming:
         req.streaming = True
         generation = app.svc.engine.start(req, keepalive=app.svc.settings.ping_interval)
-        return EventStream(_stream(generation))
+        return EventStream(_stream(generation, context))
     result = await app.svc.engine.start(req).wait()
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
@@ -157,7 +161,7 @@ async def completion_messages(request: Request) -> Response:
                 "message_id": req.message_id,
                 "mode": "completion",
                 "answer": result.answer,
-                "metadata": {"usage": usage_metadata(result)},
+                "metadata": {"usage": usage_metadata(result), **context.metadata},
                 "created_at": int(req.created_at),
             }
         ),
@@ -190,7 +194,7 @@ async def _single_error(exc: InputError) -> AsyncIterator[bytes]:
     yield _error_event(req.message_id, int(req.created_at), exc)
 
 
-async def _stream(generation: Any) -> AsyncIterator[bytes]:
+async def _stream(generation: Any, context: KnowledgeContext) -> AsyncIterator[bytes]:
     req: GenerationRequest = generation.request
     head = header(req)
     before, after = message_frame(head)
@@ -208,9 +212,8 @@ async def _stream(generation: Any) -> AsyncIterator[bytes]:
                 if result.error is not None:
                     yield _error_event(req.message_id, head["created_at"], result.error)
                 else:
-                    yield event(
-                        {"event": "message_end", **head, "metadata": {"usage": usage_metadata(result)}, "files": None}
-                    )
+                    metadata = {"usage": usage_metadata(result), **context.metadata}
+                    yield event({"event": "message_end", **head, "metadata": metadata, "files": None})
     finally:
         if not finished:  # the client went away: stop the upstream call, the record says so
             generation.stop("client disconnected")

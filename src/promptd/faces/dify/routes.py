@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from promptd.errors import ConflictError
-from promptd.faces.dify import app_info, completion, files
+from promptd.faces.dify import app_info, completion, datasets, files
 from promptd.faces.dify.auth import authenticate
 
 __all__ = ["CHAT_ONLY", "WORKFLOW_ONLY", "routes"]
@@ -69,6 +69,7 @@ def routes() -> list[BaseRoute]:
         Route("/meta", app_info.meta, methods=["GET"]),
         Route("/site", app_info.site, methods=["GET"]),
     ]
+    out += datasets.routes()  # the Knowledge (dataset) API, with dataset keys
     out += [Route(path, not_chat_app, methods=methods) for path, methods in CHAT_ONLY]
     out += [Route(path, not_workflow_app, methods=methods) for path, methods in WORKFLOW_ONLY]
     return out

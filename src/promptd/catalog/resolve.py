@@ -62,9 +62,9 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                     f"{at}.knowledge[{i}]: no knowledge base named {kb!r} (known: {known}; or a dataset id)"
                 )
         query_var = project.knowledge_query
-        if project.knowledge and query_var != "query" and query_var not in {f.variable for f in project.inputs}:
-            if project.mode == "completion":
-                problems.append(f"{at}.knowledge_query: no input declares variable {project.knowledge_query!r}")
+        declared = {f.variable for f in project.inputs}
+        if project.knowledge and project.mode == "completion" and query_var not in declared | {"query"}:
+            problems.append(f"{at}.knowledge_query: no input declares variable {query_var!r}")
         for i, m in enumerate(project.models):
             if m in bad_models:
                 continue

@@ -19,11 +19,12 @@ from promptd.store.tables import knowledge_segments as segments
 __all__ = ["DuplicateName", "KnowledgeStore", "query_terms"]
 
 #: words too common to say anything about a segment (the full-text query ORs the others)
-STOPWORDS = frozenset(  # noqa: SIM905
+_STOPWORDS = (
     "a an and are as at be by can did do does for from had has have how i if in into is it its me my no not of on "
     "or our so than that the their them then there these they this to was we were what when where which who whom "
-    "why will with you your".split()
+    "why will with you your"
 )
+STOPWORDS = frozenset(_STOPWORDS.split())
 _WORD = re.compile(r"\w+", re.UNICODE)
 IN_PROGRESS = ("parsing", "splitting", "indexing")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["FACTS", "write_docx", "write_documents", "write_pdf"]
+__all__ = ["FACTS", "write_documents", "write_docx", "write_pdf"]
 
 FACTS = {
     "seine.txt": "The Seine is the river that flows through Paris before it reaches the English Channel at Le Havre.",
-    "everest.md": "# Mountains\n\nMount Everest, on the border of Nepal and China, is the highest mountain above sea level.",
+    "everest.md": (
+        "# Mountains\n\nMount Everest, on the border of Nepal and China, is the highest mountain above sea level."
+    ),
     "jupiter.html": (
         "<html><head><style>p {color: red}</style><script>var hidden = 1;</script></head><body>"
         "<h1>Planets</h1><p>Jupiter is the largest planet of the Solar System, a gas giant with a Great Red Spot.</p>"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from promptd.knowledge.chunking import clean_text, split_text
 
 
@@ -12,7 +14,7 @@ def test_segments_respect_size_and_overlap() -> None:
     chunks = split_text(text, size=200, overlap=40)
     assert len(chunks) > 10
     assert all(len(c) <= 200 for c in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         first_word = after.split()[0]
         # the next segment starts with words from the end of the previous one (the overlap)
         assert first_word in before.split()[-8:]

@@ -16,7 +16,7 @@ import pytest
 
 from promptd.knowledge.service import catalog_dataset_id
 from tests.faces.dify.helpers import assert_dify_error, complete, stored_message, stream
-from tests.knowledge.documents import FACTS, write_docx, write_documents
+from tests.knowledge.documents import FACTS, write_documents, write_docx
 from tests.serving import RunningServer, serve_app
 
 RESOURCE_FIELDS = {
@@ -37,6 +37,7 @@ def _catalog(docs: Path) -> dict[str, Any]:
         "models": {
             "echo": {"provider": "fake", "model": "echo"},
             "emb": {"provider": "fake", "model": "emb", "type": "embedding"},
+            "rr": {"provider": "fake", "model": "rr", "type": "rerank"},
         },
         "knowledge": {
             "facts": {
@@ -98,7 +99,7 @@ def test_catalog_knowledge_fills_the_prompt_and_is_cited(server: RunningServer) 
     assert r.status_code == 200, r.text
     body = r.json()
     cited = body["metadata"]["retriever_resources"]
-    assert cited and RESOURCE_FIELDS <= set(cited[0])
+    assert cited and set(cited[0]) >= RESOURCE_FIELDS
     assert cited[0]["document_name"] == "seine.txt" and cited[0]["dataset_name"] == "facts"
     assert cited[0]["dataset_id"] == facts and cited[0]["position"] == 1 and 0 < cited[0]["score"] < 1
     assert FACTS["seine.txt"] in body["answer"]  # the echoed prompt carries the segment in place of {{#context#}}
@@ -235,6 +236,10 @@ def test_dataset_api(server: RunningServer) -> None:
     assert search("fleming penicillin")[0]["segment"]["document"]["id"] == file_doc["id"]
     assert len(search("tea", top_k=1, search_method="keyword_search")) == 1
     assert search("tea", score_threshold_enabled=True, score_threshold=0.99) == []
+    # a rerank model reorders the candidates; its scores (the fake's: share of query words present) are kept
+    reranked = search("Boston Tea Party", reranking_enable=True, reranking_model={"reranking_model_name": "rr"})
+    assert "Boston Tea Party" in reranked[0]["segment"]["content"] and reranked[0]["score"] == 1.0
+    assert all(r["score"] < 1.0 for r in reranked[1:])
     assert_dify_error(
         httpx.post(
             f"{base}/retrieve",

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from promptd.knowledge.service import catalog_dataset_id
+from tests.console.helpers import admin_key, get
 from tests.faces.dify.helpers import assert_dify_error, complete, stored_message, stream
 from tests.knowledge.documents import FACTS, write_documents, write_docx
 from tests.serving import RunningServer, serve_app
@@ -106,6 +107,9 @@ def test_catalog_knowledge_fills_the_prompt_and_is_cited(server: RunningServer) 
     assert "{{" not in body["answer"]
     row = stored_message(server, body["message_id"])
     assert row["retriever_resources"] == cited
+    # the console's request detail reads them from the management API
+    detail = get(server, admin_key(server), f"/messages/{body['message_id']}")
+    assert detail.status_code == 200 and detail.json()["retriever_resources"] == cited
 
     events = stream(server, {"inputs": {"query": "Who discovered penicillin?"}, "user": "u1"})
     end = [e for e in events if isinstance(e, dict) and e.get("event") == "message_end"]

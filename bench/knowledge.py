@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import tempfile
 import time
 import uuid
@@ -21,8 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-
 from bench.knowledge_set import PARAGRAPHS, QUESTIONS
+
 from promptd.catalog.schema import Catalog
 from promptd.knowledge.indexer import Indexer
 from promptd.knowledge.search import Retrieval, Retriever
@@ -96,8 +95,8 @@ async def scale(url: str, segments: int, queries: int) -> None:
             await indexer.index(doc_id)
         took = time.perf_counter() - start
     count, _ = await store.dataset_counts(dataset)
-    rows, total = await store.list_segments(docs[0], page=1, limit=1)
-    stored = sum([(await store.list_segments(d, page=1, limit=1))[1] for d in docs[:5]]) / 5 * len(docs)
+    indexed, _ = await store.list_documents(dataset, page=1, limit=len(docs))
+    stored = sum(d["total_segments"] for d in indexed)
     print(
         f"ingest  {_db(url):10} docs={count} segments~{stored:.0f} {size / 1e6:.1f} MB "
         f"in {took:.1f} s: {stored / took:,.0f} segments/s, {size / 1e6 / took:.2f} MB/s"
@@ -112,9 +111,7 @@ async def scale(url: str, segments: int, queries: int) -> None:
         t = time.perf_counter()
         await retriever.search(ds, q, settings)
         lat.append(time.perf_counter() - t)
-    print(
-        f"fulltext {_db(url):10} {stored:.0f} segments: p50 {_pct(lat, 50):.2f} ms  p99 {_pct(lat, 99):.2f} ms"
-    )
+    print(f"fulltext {_db(url):10} {stored:.0f} segments: p50 {_pct(lat, 50):.2f} ms  p99 {_pct(lat, 99):.2f} ms")
 
     # vectors: DIMS-dimensional unit vectors on a second dataset, searched in process
     vdataset = str(uuid.uuid4())
@@ -166,7 +163,8 @@ async def scale(url: str, segments: int, queries: int) -> None:
         vlat.append(time.perf_counter() - t)
     print(
         f"vector   {_db(url):10} {segments} x {DIMS}d: stored {segments / vtook:,.0f} segments/s; "
-        f"first search (loads the matrix) {load * 1000:.0f} ms; p50 {_pct(vlat, 50):.2f} ms  p99 {_pct(vlat, 99):.2f} ms"
+        f"first search (loads the matrix) {load * 1000:.0f} ms; "
+        f"p50 {_pct(vlat, 50):.2f} ms  p99 {_pct(vlat, 99):.2f} ms"
     )
     await db.dispose()
 

@@ -292,3 +292,13 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412500.0) == 0.0  # a past date: now
+
+
+async def test_rerank_scores_come_back_in_document_order(
+    upstream: FakeUpstream, provider: OpenAICompatProvider
+) -> None:
+    docs = ["the blue sky", "blue whales sing", "red sky at night"]
+    assert await provider.rerank(model="rr", query="blue sky", documents=docs) == [1.0, 0.5, 0.5]
+    assert upstream.requests[-1]["body"] == {"model": "rr", "query": "blue sky", "documents": docs, "top_n": 3}
+    with pytest.raises(ProviderError, match="unexpected rerank reply"):
+        await provider.rerank(model="broken", query="x", documents=["y"])

@@ -37,8 +37,16 @@ def _files(entry: Path) -> list[tuple[str, Path]]:
     """(document name, path) of a catalog entry: the file itself, or a folder's readable files, sorted."""
     if entry.is_file():
         return [(entry.name, entry)]
-    found = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
-    return [(str(p.relative_to(entry)), p) for p in found]
+    files = sorted(p for p in entry.rglob("*") if p.is_file() and not p.name.startswith("."))
+    skipped = [str(p.relative_to(entry)) for p in files if p.suffix.lower() not in EXTENSIONS]
+    if skipped:
+        log.warning(
+            "knowledge: %s: %d file(s) of a type promptd does not read are left out: %s",
+            entry,
+            len(skipped),
+            ", ".join(skipped[:20]) + (" …" if len(skipped) > 20 else ""),
+        )
+    return [(str(p.relative_to(entry)), p) for p in files if p.suffix.lower() in EXTENSIONS]
 
 
 def _digest(path: Path) -> str:

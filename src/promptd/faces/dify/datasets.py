@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -503,7 +504,7 @@ async def delete_document(request: Request) -> Response:
     if doc["indexing_status"] in IN_PROGRESS:
         raise DifyHTTPError(400, "document_indexing", "Cannot delete document during indexing.")
     await svc.knowledge.store.delete_document(doc["id"])
-    await asyncio.to_thread(lambda: __import__("pathlib").Path(doc["path"]).unlink(missing_ok=True))
+    await asyncio.to_thread(Path(doc["path"]).unlink, missing_ok=True)
     return Response(status_code=204)
 
 

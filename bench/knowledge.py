@@ -2,9 +2,9 @@
 the labelled set in bench/knowledge_set.py; on SQLite and PostgreSQL. In-process (no HTTP): the figures are the
 knowledge subsystem's own. Results: docs/benchmarks.md.
 
-    python bench/knowledge.py --db sqlite --segments 10000
-    python bench/knowledge.py --db postgresql+asyncpg://postgres@127.0.0.1:5432/bench --segments 100000
-    python bench/knowledge.py --db sqlite --recall [--embed-local]
+    python -m bench.knowledge --db sqlite --segments 10000
+    python -m bench.knowledge --db postgresql+asyncpg://postgres@127.0.0.1:5432/bench --segments 100000
+    python -m bench.knowledge --db sqlite --recall [--embed-local]
 """
 
 from __future__ import annotations

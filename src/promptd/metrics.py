@@ -84,6 +84,9 @@ class Metrics:
         self.spilled = Counter(
             "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
         )
+        self.retrieval = Histogram(
+            "promptd_knowledge_retrieval_seconds", "Knowledge searched for one prompt, by project.", LATENCY_BUCKETS
+        )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
@@ -100,7 +103,7 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded, self.spilled, self.limited):  # fmt: skip
+                       self.attempts, self.recorded, self.spilled, self.limited, self.retrieval):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

@@ -107,6 +107,8 @@ def test_catalog_knowledge_fills_the_prompt_and_is_cited(server: RunningServer) 
     assert "{{" not in body["answer"]
     row = stored_message(server, body["message_id"])
     assert row["retriever_resources"] == cited
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'promptd_knowledge_retrieval_seconds_count{project="demo"} 1' in metrics
     # the console's request detail reads them from the management API
     detail = get(server, admin_key(server), f"/messages/{body['message_id']}")
     assert detail.status_code == 200 and detail.json()["retriever_resources"] == cited

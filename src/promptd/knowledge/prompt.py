@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ async def _retrieve(svc: Services, project: str, query: str) -> KnowledgeContext
         )
     if not query.strip():
         return KnowledgeContext(attached=True)
+    started = time.perf_counter()
     hits: list[Hit] = []
     top_k = 0
     for dataset in found:
@@ -90,6 +92,7 @@ async def _retrieve(svc: Services, project: str, query: str) -> KnowledgeContext
         top_k = max(top_k, settings.top_k)
         hits += await svc.knowledge.retriever.search(dataset, query, settings)
     hits = sorted(hits, key=lambda h: -h.score)[:top_k]
+    svc.engine.metrics.retrieval.observe(time.perf_counter() - started, project=project)
     text = "\n\n".join(h.segment["content"] for h in hits)
     return KnowledgeContext(text, resources(hits), attached=True)
 

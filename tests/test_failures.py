@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -206,8 +207,11 @@ def test_a_stream_that_breaks_mid_answer_is_never_a_success(server: RunningServe
     # blocking: nothing reached the client yet, so another deployment can still answer
     _, record = served_ok(server, project)
     assert attempts(record)[-1] == ("ok", "ok") and record["attempts"][0]["usage"]["estimated"] is True
-    assert record["attempts"][0]["cost"] == "0.0000020"  # the 2 tokens the broken attempt was billed, at 1/1M
+    # the broken attempt is billed the 2 tokens that came and its prompt as estimated (1), at 1/1M; the call
+    # costs both attempts (engine/billing.py)
+    assert record["attempts"][0]["cost"] == "0.0000030"
     assert record["attempts"][-1]["cost"] == "0.0000070"  # 4 prompt + 3 completion tokens
+    assert Decimal(record["total_price"]) == sum(Decimal(a.get("cost", "0")) for a in record["attempts"])
 
 
 def test_a_context_length_error_goes_to_the_larger_model(server: RunningServer) -> None:

@@ -21,6 +21,9 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     error-chunk a 200 stream whose one chunk is an error object with code 400 (as vLLM sends them)
     whole       ignores stream=true: one application/json chat.completion with a tool call
 
+It also answers `/v1/embeddings` (a 4-dimensional vector per input, a token per word), `/v1/audio/speech` and
+`/v1/audio/transcriptions`.
+
 Every request is kept in `requests` (headers, JSON body and, for chat, the client's port) for assertions.
 """
 
@@ -114,6 +117,7 @@ class FakeUpstream:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self.transcribe, methods=["POST"]),
                 Route("/v1/audio/speech", self.speech, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/rerank", self.rerank, methods=["POST"]),
             ]
         )
@@ -226,6 +230,17 @@ class FakeUpstream:
                 }
             )
         return JSONResponse({"text": f"transcribed {len(data)} bytes of {upload.filename}"})
+
+    async def embeddings(self, request: Request) -> Response:
+        """One 4-dimensional vector per input, and usage: a token per word."""
+        body = await request.json()
+        self.requests.append({"headers": dict(request.headers), "body": body})
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [len(t), 1.0, 0.0, -1.0]} for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return JSONResponse(
+            {"object": "list", "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        )
 
     async def speech(self, request: Request) -> Response:
         body = await request.json()

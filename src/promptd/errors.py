@@ -10,6 +10,7 @@
     ├── LimitExceeded           a rate limit of the key, project or end user is reached (429, Retry-After)
     │   └── BudgetExceeded          a cost budget (per day or month) of the key or project is spent
     ├── LimitsUnavailable       limits apply but cannot be checked (Redis unreachable): refused, 503
+    ├── ModerationUnavailable   the app's moderation service failed: the answer is withheld, 503
     └── ProviderError           the model provider failed
         ├── ProviderUnavailable     cannot connect, or 5xx
         ├── ProviderRateLimited     429 upstream
@@ -32,6 +33,7 @@ __all__ = [
     "InputError",
     "LimitExceeded",
     "LimitsUnavailable",
+    "ModerationUnavailable",
     "NotFound",
     "PromptdError",
     "ProviderBadRequest",
@@ -107,6 +109,12 @@ class LimitsUnavailable(PromptdError):
     """Budgets fail closed: a request whose limits cannot be checked is refused, not let through unchecked."""
 
     code = "service_unavailable"
+
+
+class ModerationUnavailable(PromptdError):
+    """Moderation fails closed: when the app's moderation service cannot answer, neither does the app."""
+
+    code = "moderation_unavailable"
 
 
 class ProviderError(PromptdError):

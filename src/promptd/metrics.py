@@ -88,6 +88,9 @@ class Metrics:
             "promptd_knowledge_retrieval_seconds", "Knowledge searched for one prompt, by project.", LATENCY_BUCKETS
         )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
+        self.moderation = Counter(
+            "promptd_moderation_total", "Moderation checks by project, stage, type and outcome (passed/flagged/error)."
+        )
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def recorder_outcome(self, outcome: str, rows: int) -> None:
@@ -103,7 +106,8 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded, self.spilled, self.limited, self.retrieval):  # fmt: skip
+                       self.attempts, self.recorded, self.spilled, self.limited, self.moderation,
+                       self.retrieval):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

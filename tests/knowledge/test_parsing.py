@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from promptd.knowledge.parsing import UnreadableDocument, extract_text
+from promptd.documents import UnreadableDocument, UnsupportedDocument
+from promptd.knowledge.parsing import extract_text
 from tests.knowledge.documents import FACTS, write_documents
 
 
@@ -21,11 +22,11 @@ def test_every_type_is_read(tmp_path: Path) -> None:
 
 def test_unreadable_documents_say_why(tmp_path: Path) -> None:
     (tmp_path / "a.exe").write_bytes(b"MZ")
-    with pytest.raises(UnreadableDocument, match="not a document type"):
+    with pytest.raises(UnsupportedDocument, match="documents may be"):
         extract_text(tmp_path / "a.exe")
     (tmp_path / "broken.pdf").write_bytes(b"not a pdf at all")
     with pytest.raises(UnreadableDocument, match="PDF"):
         extract_text(tmp_path / "broken.pdf")
     (tmp_path / "broken.docx").write_bytes(b"not a zip")
-    with pytest.raises(UnreadableDocument, match="DOCX"):
+    with pytest.raises(UnreadableDocument, match="Word document"):
         extract_text(tmp_path / "broken.docx")

@@ -74,6 +74,12 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 problems.append(f"{at}.models[{i}]: {m!r} is a {catalog.models[m].type} model, not a chat model")
         if project.default_model is not None and project.default_model not in project.models:
             problems.append(f"{at}.default_model: {project.default_model!r} is not in this project's models")
+        embedding = project.embedding_model
+        if embedding is not None and embedding not in bad_models:
+            if embedding not in project.models:
+                problems.append(f"{at}.embedding_model: {embedding!r} is not in this project's models")
+            elif embedding in catalog.models and catalog.models[embedding].type != "embedding":
+                problems.append(f"{at}.embedding_model: {embedding!r} is a {catalog.models[embedding].type} model")
         variables = {f.variable for f in project.inputs}
         # the Dify face fills {{query}} of the prompt from the request's top-level `query`; the system prompt
         # is rendered from the inputs alone
@@ -94,6 +100,13 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 problems.append(f"{at}.audio.{key}: no model named {ref!r}")
             elif speech.type != want:
                 problems.append(f"{at}.audio.{key}: {ref!r} is a {speech.type} model, not {want}")
+        mod = project.moderation
+        if mod is not None and mod.provider is not None:
+            provider = catalog.providers.get(mod.provider)
+            if provider is None and mod.provider not in bad_providers:
+                problems.append(f"{at}.moderation.provider: no provider named {mod.provider!r}")
+            elif provider is not None and provider.kind != "openai":
+                problems.append(f"{at}.moderation.provider: {mod.provider!r} is a {provider.kind} provider, not openai")
         ids: set[str] = set()
         for key, campaign in project.campaigns.items():
             for i, m in enumerate(campaign.models):

@@ -34,6 +34,9 @@ __all__ = [
     "LocalProviderConfig",
     "MetricConfig",
     "ModelConfig",
+    "ModerationAPI",
+    "ModerationConfig",
+    "ModerationStage",
     "OpenAIProviderConfig",
     "Price",
     "ProjectConfig",
@@ -180,6 +183,7 @@ class ModelConfig(Strict):
     type: Literal["chat", "embedding", "rerank", "speech_to_text", "text_to_speech"] = "chat"
     price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
+    video: bool = Field(False, description="accepts video_url content parts (Dify `files` of type video)")
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
     max_ttft_ms: int | None = Field(None, ge=1, description="deadline for the first token, queueing included")
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one fails")
@@ -279,8 +283,66 @@ class ImageUpload(Strict):
     transfer_methods: list[Literal["remote_url", "local_file"]] = ["remote_url", "local_file"]
 
 
+FILE_TYPES = ("image", "document", "audio", "video", "custom")
+
+
 class FileUploadConfig(Strict):
+    """Dify's upload settings: `image` (the older shape, still reported) and the newer keys for every file type."""
+
     image: ImageUpload = Field(default_factory=ImageUpload)
+    enabled: bool = Field(False, description="files of `allowed_file_types` may be sent with a request")
+    allowed_file_types: list[Literal["image", "document", "audio", "video", "custom"]] = Field(
+        ["image"], description="what `files` may hold"
+    )
+    allowed_file_extensions: list[str] = Field(
+        default_factory=list, description='for type "custom": the extensions accepted, e.g. [".log"]'
+    )
+    allowed_file_upload_methods: list[Literal["remote_url", "local_file"]] = ["remote_url", "local_file"]
+    number_limits: int = Field(3, ge=1, le=10, description="most files in one request")
+
+
+class ModerationStage(Strict):
+    """Moderation of one side (the request's inputs and query, or the answer)."""
+
+    enabled: bool = False
+    preset_response: str = Field("", max_length=100, description="the answer given instead (Dify: at most 100)")
+
+
+class ModerationAPI(Strict):
+    """Dify's moderation API extension: an endpoint that answers `app.moderation.input`/`output` points."""
+
+    url: str
+    api_key: str | None = Field(None, description="sent as `Authorization: Bearer …`")
+    timeout_s: float = Field(10.0, gt=0)
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class ModerationConfig(Strict):
+    """Dify's `sensitive_word_avoidance`: keywords, an OpenAI-compatible moderation endpoint, or an API extension."""
+
+    type: Literal["keywords", "openai_moderation", "api"]
+    keywords: list[str] = Field(default_factory=list, max_length=100, description="matched case-insensitively")
+    provider: str | None = Field(None, description="openai_moderation: an `openai` provider of the catalog")
+    model: str = Field("omni-moderation-latest", description="openai_moderation: the moderation model")
+    api: ModerationAPI | None = None
+    inputs: ModerationStage = Field(default_factory=ModerationStage)
+    outputs: ModerationStage = Field(default_factory=ModerationStage)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ModerationConfig:
+        if not (self.inputs.enabled or self.outputs.enabled):
+            raise ValueError("enable `inputs` or `outputs` (or leave `moderation` out)")
+        for side, stage in (("inputs", self.inputs), ("outputs", self.outputs)):
+            if stage.enabled and not stage.preset_response and self.type != "api":
+                raise ValueError(f"`{side}.preset_response` is required when `{side}` is enabled")
+        if self.type == "keywords" and not [k for k in self.keywords if k]:
+            raise ValueError("a keywords moderation needs a non-empty `keywords` list")
+        if self.type == "openai_moderation" and not self.provider:
+            raise ValueError("an openai_moderation needs `provider` (an openai provider of the catalog)")
+        if self.type == "api" and self.api is None:
+            raise ValueError("an api moderation needs `api: {url, api_key}`")
+        return self
 
 
 class AudioConfig(Strict):
@@ -368,6 +430,7 @@ class ProjectConfig(Strict):
     author: str = "promptd"
     models: list[str] = Field(min_length=1)
     default_model: str | None = None
+    embedding_model: str | None = Field(None, description="the model `/embeddings` uses when a call names none")
     prompt: str | None = Field(None, description="completion apps: {{variable}} is replaced by that input")
     system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
     tools: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ToolConfig] = Field(default_factory=dict)
@@ -380,6 +443,8 @@ class ProjectConfig(Strict):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     file_upload: FileUploadConfig = Field(default_factory=FileUploadConfig)
+    moderation: ModerationConfig | None = Field(None, description="Dify's sensitive_word_avoidance")
+    more_like_this: bool = Field(False, description="reported in /parameters (Dify's web app offers it)")
     audio: AudioConfig = Field(default_factory=AudioConfig)
     site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)

@@ -1,4 +1,10 @@
-"""The engine: resolve a request to a model and provider, start the generation, record the outcome."""
+"""The engine: the one way into a model. Every kind of call (chat and completion, embeddings, speech,
+transcription) enters through an entry point here, which resolves the project and model (A/B included), renders
+the prompt, admits the call against every limit and budget, routes it (retries, fallbacks, deadlines, hedging,
+circuit breakers), bills it (engine/billing.py), meters it (metrics, usage rollups, settled budgets) and records
+it (store/records.py), whatever face it came from and whatever `store` says. Faces parse, authenticate, call an
+entry point and encode what comes back; they never reach a provider.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,59 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
-from promptd.catalog.schema import CampaignConfig, Catalog, ModelConfig
+from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelConfig, ProjectConfig
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
 from promptd.domain.campaigns import assign, campaign_uuid
+from promptd.domain.ids import end_user_id, new_uuid
 from promptd.domain.limits import Limits
-from promptd.domain.pricing import plain
 from promptd.engine.admission import Admission, SpentLookup
+from promptd.engine.billing import bill_attempt, total
+from promptd.engine.call import ChatCall, EmbeddingCall, Origin, SpeechCall, TranscriptionCall
 from promptd.engine.generation import Candidate, Generation
+from promptd.engine.health import CircuitBreakers
+from promptd.engine.moderation import PRESET, Moderation, PresetAnswer, guard_input
+from promptd.engine.prompting import render
 from promptd.engine.request import GenerationRequest, GenerationResult
-from promptd.engine.routing import CircuitBreakers, weighted_order
+from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
-from promptd.errors import ConflictError, InputError, NotFound
+from promptd.errors import ConflictError, InputError, NotFound, PromptdError, ProviderBadRequest, ProviderError
 from promptd.metrics import Metrics
-from promptd.providers.base import Provider
-from promptd.store.recorder import Recorder, Row
-from promptd.store.repository import end_user_row
-from promptd.store.tables import messages
-from promptd.types import ProviderCall
+from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider
+from promptd.store.recorder import Recorder
+from promptd.store.records import CallRecord
+from promptd.types import Message, ProviderCall, Usage
 
-__all__ = ["Engine", "campaign_id"]
+__all__ = ["Engine", "Run", "UnaryResult", "campaign_id"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Run:
+    """A started chat or completion call: its generations (one per choice), on `model`."""
+
+    model: str  # the catalog model routed to (a fallback may answer: each result says which)
+    campaign: str | None
+    generations: list[Generation]
+
+    async def results(self) -> list[GenerationResult]:
+        """Wait for every choice (blocking mode)."""
+        return list(await asyncio.gather(*(g.wait() for g in self.generations)))
+
+
+@dataclass(slots=True)
+class UnaryResult(Generic[T]):
+    """A one-shot call's answer (vectors, audio, text) with its metered result."""
+
+    value: T
+    result: GenerationResult
+    request: GenerationRequest
 
 
 def campaign_id(project: str, key: str, campaign: CampaignConfig) -> str:
@@ -36,12 +73,6 @@ def campaign_id(project: str, key: str, campaign: CampaignConfig) -> str:
 
 
 log = logging.getLogger("promptd.engine")
-
-
-def _text(value: str | None) -> str | None:
-    """A text column's value without NUL characters, which PostgreSQL text cannot hold (the record would be
-    refused whole). JSON columns keep them, escaped."""
-    return value.replace("\x00", "") if value and "\x00" in value else value
 
 
 async def _nothing_spent(scope: str, ident: str, window: str, window_id: str) -> int:
@@ -69,6 +100,7 @@ class Engine:
         self.rng = random.Random()
         self.coordinator: Coordinator = coordinator or MemoryCoordinator()
         self.admission = Admission(catalog, self.coordinator, spent, reserve_max_tokens=reserve_max_tokens)
+        self.moderation = Moderation(catalog, providers, self.metrics)
 
     async def start_coordination(self) -> None:
         """Connect the coordinator and take stop signals from every replica (the lifespan calls this)."""
@@ -135,40 +167,148 @@ class Engine:
                     return chosen, key
         return proj.default, None
 
+    # --- the entry points ------------------------------------------------------------------------------------------
+
+    async def generate(self, call: ChatCall, origin: Origin, *, keepalive: float | None = None) -> Run:
+        """Run a chat or completion call: resolve the project and model (A/B included), render the prompt, admit
+        it against every limit, and start its `n` generations on the planned deployments (retries, fallbacks,
+        deadlines, hedging). Each generation is metered, settled and recorded when it ends (`_done`). Raises
+        before anything starts: an unknown project or model, a bad input or template, a limit reached."""
+        self._project(origin.project)
+        model, campaign = self.route(
+            origin.project,
+            origin.model,
+            ab_campaign=origin.ab_campaign,
+            who=origin.sticky or origin.session_id or origin.user or new_uuid(),
+        )
+        prompt = render(self.catalog, origin.project, model, call)
+        asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
+        guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        if guard is not None and guard.overridden and call.form is not None:  # the moderation API rewrote them
+            query = guard.query if guard.query is not None else call.form.query
+            call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
+            prompt = render(self.catalog, origin.project, model, call)
+        project = self.catalog.projects[origin.project]
+        end_user = end_user_id(origin.project, origin.user) if origin.user is not None else None
+        requests = [
+            GenerationRequest(
+                call=call,
+                origin=origin,
+                model=model,
+                messages=prompt.messages,
+                tools=prompt.tools,
+                max_tokens=call.max_tokens or project.max_tokens or self.catalog.models[model].max_tokens,
+                campaign=campaign,
+                query=prompt.query,
+                inputs=prompt.inputs,
+                end_user_id=end_user,
+                choice_index=i,
+            )
+            for i in range(call.n)
+        ]
+        if guard is not None:
+            for req in requests:
+                guard.attach(req)
+        await self.admit(requests, origin.key_limits)
+        preset = guard.preset if guard is not None else None
+        generations: list[Generation] = []
+        try:
+            for i, req in enumerate(requests):
+                generations.append(self._start(req, keepalive=keepalive if i == 0 else None, preset=preset))
+        except BaseException:
+            for req in requests[len(generations) :]:
+                self.admission.release(req)
+            for started in generations:
+                started.stop("another choice could not start")
+            raise
+        return Run(model, campaign, generations)
+
+    async def embed(self, call: EmbeddingCall, origin: Origin) -> UnaryResult[list[list[float]]]:
+        """Embeddings of `call.texts` on the project's embedding model (or the one named), governed like a chat."""
+        model = self._unary_model(origin, "embedding", lambda p: p.embedding_model)
+        messages = [Message("user", t) for t in call.texts]
+
+        async def attempt(provider: Any, upstream: str) -> tuple[list[list[float]], Usage | None]:
+            if not isinstance(provider, EmbeddingProvider):
+                raise ProviderBadRequest(f"provider of model {model!r} cannot make embeddings")
+            vectors, tokens = await provider.embed(model=upstream, texts=call.texts)
+            if call.dimensions:
+                vectors = [v[: call.dimensions] for v in vectors]
+            return vectors, Usage(prompt_tokens=int(tokens))
+
+        return await self._unary("embedding", origin, model, messages, attempt, query=call.texts[0])
+
+    async def speak(self, call: SpeechCall, origin: Origin, model: str) -> UnaryResult[tuple[bytes, str]]:
+        """Text to speech on `model` (the project's text-to-speech model), governed like a chat."""
+        voice = call.voice or ""
+
+        async def attempt(provider: Any, upstream: str) -> tuple[tuple[bytes, str], Usage | None]:
+            if not isinstance(provider, SpeechProvider):
+                raise ProviderBadRequest(f"provider of model {model!r} cannot do speech")
+            return await provider.speak(model=upstream, text=call.text, voice=voice), None
+
+        return await self._unary("speech", origin, model, [Message("user", call.text)], attempt, query=call.text)
+
+    async def transcribe(self, call: TranscriptionCall, origin: Origin, model: str) -> UnaryResult[str]:
+        """Speech to text on `model` (the project's speech-to-text model), governed like a chat."""
+
+        async def attempt(provider: Any, upstream: str) -> tuple[str, Usage | None]:
+            if not isinstance(provider, SpeechProvider):
+                raise ProviderBadRequest(f"provider of model {model!r} cannot do speech")
+            text = await provider.transcribe(
+                model=upstream, filename=call.filename, data=call.data, mime_type=call.mime_type
+            )
+            return text, None
+
+        return await self._unary("transcription", origin, model, [Message("user", "")], attempt, answer=str)
+
+    # --- planning and running ----------------------------------------------------------------------------------
+
     def plan(self, model_key: str, request: GenerationRequest) -> list[Candidate]:
         """Every deployment to try, in order: the model's by weight, then each fallback's. Deployments whose
         circuit is open go last (tried only when everything else failed)."""
         project = self.catalog.projects[request.project]
+        call = request.call
         healthy: list[Candidate] = []
         cooling: list[Candidate] = []
         now = time.monotonic()
+        extra = dict(call.params)
+        if call.tool_choice is not None and request.tools:
+            extra["tool_choice"] = call.tool_choice
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
-            ttft_ms = request.max_ttft_ms if request.max_ttft_ms is not None else model.max_ttft_ms
+            ttft_ms = call.max_ttft_ms if call.max_ttft_ms is not None else model.max_ttft_ms
             # a blocking answer with no first-token deadline and no hedge needs no chunks: one reply is cheaper
-            stream = request.streaming or bool(ttft_ms) or bool(model.hedge_ms)
+            stream = call.stream or bool(ttft_ms) or bool(model.hedge_ms)
             for deployment in weighted_order(model.all_deployments, self.rng):
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
                     continue
-                call = ProviderCall(
+                provider_call = ProviderCall(
                     model=deployment.model,
                     messages=request.messages,
                     max_tokens=request.max_tokens or project.max_tokens or model.max_tokens,
-                    temperature=request.temperature if request.temperature is not None else project.temperature,
-                    top_p=request.top_p,
-                    stop=request.stop,
+                    temperature=call.temperature if call.temperature is not None else project.temperature,
+                    top_p=call.top_p,
+                    stop=call.stop,
                     tools=request.tools,
-                    extra=request.extra,
+                    extra=extra,
                     stream=stream,
                 )
-                candidate = Candidate(key, model, deployment, provider, call, ttft_ms / 1000 if ttft_ms else None)
+                candidate = Candidate(
+                    key, model, deployment, provider, provider_call, ttft_ms / 1000 if ttft_ms else None
+                )
                 (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)
         return healthy + cooling
 
-    def start(self, request: GenerationRequest, *, keepalive: float | None = None) -> Generation:
-        """Start generating on the planned deployments (retries, fallbacks and deadlines: engine/generation.py)."""
-        candidates = self.plan(request.model, request)
+    def _start(
+        self, request: GenerationRequest, *, keepalive: float | None = None, preset: str | None = None
+    ) -> Generation:
+        """Start a generation on the planned deployments, or (input moderation flagged the call) on the preset
+        answer, which no model is asked for and which costs nothing."""
+        if preset is not None:
+            request.output_check = None  # the operator's own words need no check
+        candidates = self.plan(request.model, request) if preset is None else self._preset(request, preset)
         if not candidates:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider
@@ -177,8 +317,138 @@ class Engine:
         self.tasks.add(generation)
         return generation
 
-    def _observe(self, generation: Generation, result: GenerationResult) -> None:
-        m, req = self.metrics, generation.request
+    def _preset(self, request: GenerationRequest, text: str) -> list[Candidate]:
+        model = self.catalog.models[request.model]
+        call = ProviderCall(model=PRESET.model, messages=request.messages)
+        return [Candidate(request.model, model, PRESET, PresetAnswer(text), call)]
+
+    def _project(self, name: str) -> ProjectConfig:
+        project = self.catalog.projects.get(name)
+        if project is None:
+            raise NotFound(f"project {name!r} does not exist")
+        return project
+
+    def _unary_model(self, origin: Origin, kind: str, default: Callable[[ProjectConfig], str | None]) -> str:
+        """The catalog model a one-shot call of `kind` runs on: the one named (attached to the project, of that
+        type, or a chat model a client names for embeddings, as OpenAI-compatible servers embed with those too),
+        else the project's own for that kind; a clear 400 when there is none."""
+        project = self._project(origin.project)
+        if origin.model is not None:
+            key, model = self.model(origin.project, origin.model)
+            if model.type != kind and not (kind == "embedding" and model.type == "chat"):
+                raise InputError(f"model {key!r} is a {model.type} model, not an {kind} model", param="model")
+            return key
+        declared = default(project)
+        if declared is None:
+            raise InputError(
+                f"project {origin.project!r} declares no {kind} model (`{kind}_model` in the catalog); "
+                f"name one as {origin.project}/<model>",
+                param="model",
+            )
+        return declared
+
+    async def _unary(
+        self,
+        kind: str,
+        origin: Origin,
+        model_key: str,
+        messages: list[Message],
+        attempt: Callable[[Any, str], Awaitable[tuple[T, Usage | None]]],
+        *,
+        query: str | None = None,
+        answer: Callable[[T], str] | None = None,
+    ) -> UnaryResult[T]:
+        """One call that answers whole (embeddings, speech, transcription): admitted, tried on the model's
+        deployments and fallbacks with the same retry and health policies as a chat, billed, metered and
+        recorded like one."""
+        request = GenerationRequest(
+            call=ChatCall(messages=messages),
+            origin=origin,
+            model=model_key,
+            messages=messages,
+            kind=kind,
+            max_tokens=0,
+            query=query,
+            end_user_id=end_user_id(origin.project, origin.user) if origin.user is not None else None,
+        )
+        await self.admit([request], origin.key_limits)
+        order = [
+            (key, deployment)
+            for key in (model_key, *self.catalog.models[model_key].fallbacks)
+            for deployment in weighted_order(self.catalog.models[key].all_deployments, self.rng)
+            if deployment.provider in self.providers
+        ]
+        now = time.monotonic()
+        order.sort(key=lambda kd: self.breakers.is_open(kd[1], now))  # open circuits last (a stable sort)
+        attempts: list[dict[str, Any]] = []
+        error: PromptdError | None = ConflictError(
+            f"provider {self.catalog.models[model_key].provider!r} is not available", code="provider_not_initialize"
+        )
+        value: T | None = None
+        usage: Usage | None = None
+        served = (model_key, self.catalog.models[model_key].all_deployments[0])
+        queue = deque(order)
+        while queue:
+            key, deployment = queue.popleft()
+            model = self.catalog.models[key]
+            served = (key, deployment)
+            for retry in range(model.retry.attempts + 1):
+                began = time.perf_counter()
+                entry: dict[str, Any] = {
+                    "model": key,
+                    "provider": deployment.provider,
+                    "upstream_model": deployment.model,
+                    "status": "ok",
+                    "started": round(began - origin.started, 4),
+                }
+                attempts.append(entry)
+                try:
+                    value, usage = await attempt(self.providers[deployment.provider], deployment.model)
+                    error = None
+                except PromptdError as exc:
+                    error = exc
+                except Exception as exc:  # a provider bug: a provider failure, the server stays up
+                    log.exception("provider %r raised an unexpected error", deployment.provider)
+                    error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
+                entry["duration"] = time.perf_counter() - began
+                self.breakers.observe(deployment, model.circuit, error, time.monotonic())
+                if error is None:
+                    break
+                entry.update(status="error", error=error.message, error_code=error.code)
+                step, delay = after_failure(error, model, retry, self.rng)
+                if step == "retry":
+                    await asyncio.sleep(delay)
+                    continue
+                if step in ("final", "context"):
+                    queue.clear()
+                break
+            if error is None:
+                break
+        bill = bill_attempt(usage, 0, None, self.catalog.models[served[0]].price) if error is None else None
+        spent, cost = total([bill] if bill is not None else [], self.catalog.models[served[0]].price)
+        result = GenerationResult(
+            answer=answer(value) if answer is not None and value is not None else "",
+            usage=spent,
+            cost=cost,
+            status="error" if error is not None else "normal",
+            finish_reason=None if error is not None else "stop",
+            latency=time.perf_counter() - origin.started,
+            ttft=None,
+            error=error,
+            model=served[0],
+            attempts=attempts,
+            upstream_s=sum(a["duration"] for a in attempts),
+        )
+        self._finish(request, result, served[1])
+        if error is not None:
+            raise error
+        assert value is not None
+        return UnaryResult(value, result, request)
+
+    # --- after a call ---------------------------------------------------------------------------------------------
+
+    def _observe(self, req: GenerationRequest, result: GenerationResult) -> None:
+        m = self.metrics
         labels: dict[str, str] = {"project": req.project, "model": result.model}
         m.requests.inc(face=req.face, status=result.status, **labels)
         if result.error is not None:
@@ -195,63 +465,59 @@ class Engine:
 
     def _done(self, generation: Generation, result: GenerationResult) -> None:
         self.tasks.remove(generation)
-        self._observe(generation, result)
-        req = generation.request
+        error_text = None
+        if result.error is None and generation.stopped_by and generation.stopped_by != "stopped by request":
+            error_text = generation.stopped_by
+        self._finish(generation.request, result, generation.served.deployment, error_text)
+
+    def _finish(
+        self, req: GenerationRequest, result: GenerationResult, served: Deployment, stop_reason: str | None = None
+    ) -> None:
+        """Meter, settle and record one finished call, whatever `store` says (it only keeps content out)."""
+        self._observe(req, result)
         self.admission.settle(req, result)
-        if not req.store:
-            return
-        rows: list[Row] = []
-        if req.end_user_id is not None and req.user is not None:
-            rows.append(end_user_row(req.end_user_id, req.project, req.user, req.created_at))
-        error = result.error
-        if error is None and generation.stopped_by and generation.stopped_by != "stopped by request":
-            error_text: str | None = generation.stopped_by
-        else:
-            error_text = error.message if error is not None else None
-        rows.append(
-            Row(
-                messages,
-                {
-                    "id": req.message_id,
-                    "project": req.project,
-                    "face": req.face,
-                    "task_id": req.task_id,
-                    "end_user_id": req.end_user_id,
-                    "user": req.user,
-                    "key_id": req.key_id,
-                    "model": result.model,
-                    "provider": generation.served.deployment.provider,
-                    "upstream_model": generation.served.deployment.model,
-                    "inputs": req.inputs,
-                    "query": _text(req.query),
-                    "prompt": [m.to_openai() for m in req.messages],
-                    "files": req.files,
-                    "answer": _text(result.answer),
-                    "status": result.status,
-                    "error": _text(error_text),
-                    "error_code": error.code if error is not None else None,
-                    "finish_reason": result.finish_reason,
-                    "prompt_tokens": result.usage.prompt_tokens,
-                    "completion_tokens": result.usage.completion_tokens,
-                    "total_tokens": result.usage.total_tokens,
-                    "prompt_price": plain(result.cost.prompt_price),
-                    "completion_price": plain(result.cost.completion_price),
-                    "total_price": plain(result.cost.total_price),
-                    "currency": result.cost.currency,
-                    "latency": result.latency,
-                    "ttft": result.ttft,
-                    "created_at": req.created_at,
-                    "session_id": req.session_id,
-                    "choice_index": req.choice_index,
-                    "labels": req.labels,
-                    "tags": req.tags,
-                    "campaign": req.campaign,
-                    "attempts": result.attempts,
-                    "retriever_resources": req.retriever_resources,
-                },
-            )
+        origin, error = req.origin, result.error
+        record = CallRecord(
+            id=req.message_id,
+            project=req.project,
+            face=origin.face,
+            kind=req.kind,
+            model=result.model,
+            provider=served.provider,
+            upstream_model=served.model,
+            status=result.status,
+            created_at=origin.created_at,
+            task_id=req.task_id,
+            end_user_id=req.end_user_id,
+            user=origin.user,
+            key_id=origin.key_id,
+            inputs=req.inputs,
+            query=req.query,
+            prompt=[m.to_openai() for m in req.messages] if req.kind == "chat" else None,
+            files=req.call.form.files if req.call.form is not None else None,
+            answer=result.answer,
+            error=stop_reason if error is None else error.message,
+            error_code=error.code if error is not None else None,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            prompt_price=result.cost.prompt_price,
+            completion_price=result.cost.completion_price,
+            total_price=result.cost.total_price,
+            currency=result.cost.currency,
+            latency=result.latency,
+            ttft=result.ttft,
+            session_id=origin.session_id,
+            choice_index=req.choice_index,
+            labels=origin.labels,
+            tags=origin.tags,
+            campaign=req.campaign,
+            attempts=result.attempts,
+            moderation=req.moderation,
+            retriever_resources=req.call.retriever_resources,
+            store=origin.store,
         )
-        self.recorder.submit(*rows)
+        self.recorder.submit(*record.rows())
 
     async def aclose(self) -> None:
         """Stop what still runs (in-flight streams had their grace period) and wait for their records."""
@@ -261,3 +527,4 @@ class Engine:
         await asyncio.gather(*(g.join() for g in running), return_exceptions=True)
         await self.admission.aclose()
         await self.coordinator.aclose()
+        await self.moderation.aclose()

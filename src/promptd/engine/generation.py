@@ -21,16 +21,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from promptd.catalog.schema import Deployment, ModelConfig, Price
-from promptd.domain.pricing import Cost, plain, price_usage
+from promptd.catalog.schema import Deployment, ModelConfig
+from promptd.domain.pricing import Cost, plain
+from promptd.engine.billing import bill_attempt, total
+from promptd.engine.health import CircuitBreakers
 from promptd.engine.hedging import Hedge
 from promptd.engine.request import Done, EngineEvent, GenerationRequest, GenerationResult, KeepAlive
-from promptd.engine.routing import CircuitBreakers, backoff_s
-from promptd.errors import PromptdError, ProviderError, ProviderRateLimited, ProviderTimeout
+from promptd.engine.routing import after_failure
+from promptd.errors import PromptdError, ProviderError, ProviderTimeout
 from promptd.providers.base import Provider
 from promptd.types import Finish, ProviderCall, TextDelta, ToolCallDelta, Usage
 
-__all__ = ["Candidate", "FirstTokenTimeout", "Generation", "Planner"]
+__all__ = ["STOPPED", "Answer", "Candidate", "FirstTokenTimeout", "Generation", "Planner", "run_attempt"]
 
 log = logging.getLogger("promptd.engine")
 
@@ -143,19 +145,15 @@ class Generation:
             self._timer = asyncio.get_running_loop().call_later(self._keepalive - idle, self._tick)
 
     async def _run(self) -> None:
-        parts: list[str] = []
-        tool_calls: dict[int, dict[str, Any]] = {}
+        answer = Answer()
         attempts: list[dict[str, Any]] = []
-        deltas = 0
-        ttft: float | None = None
-        finish: Finish | None = None
-        billed: tuple[Usage, Price, Cost] | None = None  # the last bill: (usage, price, cost)
+        spent: list[_Spent] = []  # per attempt that ran: who, what it reported, what came
         error: PromptdError | None = None
         status = "normal"
         queue = deque(self.candidates)
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
-        relay = self.request.streaming
+        relay = self._emit if self.request.streaming else None  # blocking clients only wait for the result
         self._phase = "running"
         if self._stopped_by is not None:  # stopped before it started: no provider is asked anything
             queue.clear()
@@ -165,16 +163,12 @@ class Generation:
                 candidate = queue.popleft()
                 self.served = candidate
                 model_started.setdefault(candidate.key, time.perf_counter())
-                retries = candidate.model.retry
-                for retry in range(retries.attempts + 1):
+                for retry in range(candidate.model.retry.attempts + 1):
                     began = time.perf_counter()
-                    attempt: dict[str, Any] = {"model": candidate.key, "provider": candidate.deployment.provider,
-                                               "upstream_model": candidate.deployment.model, "status": "ok",
-                                               "started": round(began - self.request.started, 4)}  # fmt: skip
+                    attempt = _attempt_entry(candidate, began - self.request.started)
                     attempts.append(attempt)
                     hedge: Hedge | None = None
-                    hedged: dict[str, Any] = {}  # the backup's attempt, when a hedge started one
-                    if candidate.model.hedge_ms and queue and retry == 0 and ttft is None:
+                    if candidate.model.hedge_ms and queue and retry == 0 and answer.ttft is None:
                         backup = queue[0]
                         model_started.setdefault(backup.key, began)
                         hedge = Hedge(
@@ -182,86 +176,49 @@ class Generation:
                             _guarded(backup, model_started[backup.key], began),
                             candidate.model.hedge_ms / 1000,
                         )
-                        stream = hedge.events()
+                        stream: AsyncIterator[Any] = hedge.events()
                     else:
                         stream = _guarded(candidate, model_started[candidate.key], began)
-                    error, got = None, deltas
-                    try:
-                        async for event in stream:
-                            if isinstance(event, TextDelta | ToolCallDelta):
-                                if ttft is None:
-                                    ttft = time.perf_counter() - self.request.started
-                                    attempt["ttft"] = round(ttft, 4)
-                                if isinstance(event, TextDelta):
-                                    parts.append(event.text)
-                                    deltas += 1
-                                else:
-                                    _merge_tool_call(tool_calls, event)
-                                if relay:  # blocking clients only wait for the result
-                                    self._emit(event)
-                            elif isinstance(event, Finish):
-                                finish = event
-                    except asyncio.CancelledError:
-                        status, attempt["status"] = "stopped", "stopped"
-                        task = asyncio.current_task()
-                        if task is not None:
-                            task.uncancel()  # the stop is handled: finish normally from here
-                    except PromptdError as exc:
-                        error = exc
-                    except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
-                        log.exception("provider %r raised an unexpected error", candidate.deployment.provider)
-                        error = ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
-                    finally:
-                        await stream.aclose()  # type: ignore[attr-defined]
+                    got, waiting, answer.finish = answer.deltas, answer.ttft is None, None
+                    outcome = await run_attempt(stream, answer, relay, self.request.started)
                     attempt["duration"] = time.perf_counter() - began
+                    if waiting and answer.ttft is not None:
+                        attempt["ttft"] = round(answer.ttft, 4)
+                    entry = attempt
                     if hedge is not None and hedge.started_backup:
-                        backup = queue.popleft()  # it ran: it is not tried again
-                        hedged = {"model": backup.key, "provider": backup.deployment.provider,
-                                  "upstream_model": backup.deployment.model, "hedge": True,
-                                  "started": round(began + hedge.delay - self.request.started, 4)}  # fmt: skip
-                        attempts.append(hedged)
-                        if hedge.winner == 1:  # the backup answered: the outcome is its, the primary lost
-                            hedged.update(status=attempt["status"], ttft=attempt.pop("ttft", None))
-                            attempt["status"] = "hedged-out"
-                            candidate = self.served = backup
-                        elif hedge.winner == 0:
-                            hedged["status"] = "hedged-out"
-                        else:
-                            hedged["status"] = "error"
-                    outcome = hedged if hedge is not None and hedge.winner == 1 else attempt
-                    if finish is not None and finish.usage is not None:
-                        billed = (
-                            finish.usage,
-                            candidate.model.price,
-                            _bill(outcome, finish.usage, candidate, estimated=False),
+                        candidate, entry = self._settle_hedge(hedge, queue, attempts, attempt, candidate, began)
+                    reported = answer.finish.usage if answer.finish is not None else None
+                    spent.append(_Spent(candidate, reported, answer.deltas - got, entry))
+                    if outcome is STOPPED:
+                        status = entry["status"] = "stopped"
+                        error = None
+                        break
+                    assert not isinstance(outcome, _Stopped)
+                    error = outcome
+                    opened = breakers.observe(candidate.deployment, candidate.model.circuit, error, time.monotonic())
+                    if opened:
+                        log.warning(
+                            "circuit opened for %s/%s", candidate.deployment.provider, candidate.deployment.model
                         )
                     if error is None:
-                        if status == "normal":
-                            breakers.success(candidate.deployment)
                         break
-                    outcome.update(status="error", error=error.message, error_code=error.code)
-                    if deltas > got:  # the upstream produced (and billed) tokens the answer will not keep
-                        _bill(outcome, Usage(0, deltas - got), candidate, estimated=True)
-                    if isinstance(error, ProviderError) and error.code != "provider_bad_request":
-                        breakers.failure(candidate.deployment, candidate.model.circuit, time.monotonic())
-                    if ttft is not None and self.request.streaming:
+                    entry.update(status="error", error=error.message, error_code=error.code)
+                    if answer.ttft is not None and self.request.streaming:
                         break  # committed: the client has content, a failure now is final
-                    if ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
-                        parts.clear()
-                        tool_calls.clear()
-                        deltas, ttft, finish = 0, None, None
+                    if answer.ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
+                        answer.reset()
                         model_started[candidate.key] = time.perf_counter()
-                    next_step = self._after_failure(error, candidate, retry, rng)
-                    if next_step == "retry":
+                    step, self._delay = after_failure(error, candidate.model, retry, rng)
+                    if step == "retry":
                         await asyncio.sleep(self._delay)
                         continue
-                    if next_step == "context":
+                    if step == "context":
                         assert candidate.model.context_fallback is not None
                         queue = deque(self.planner.plan(candidate.model.context_fallback, self.request))
-                    elif next_step == "final":
+                    elif step == "final":
                         queue.clear()
                     break
-                if error is None or (ttft is not None and self.request.streaming) or status == "stopped":
+                if error is None or (answer.ttft is not None and self.request.streaming) or status == "stopped":
                     break  # answered, committed, or stopped: no other candidate
         except asyncio.CancelledError:  # stopped between provider streams (a retry's backoff, a stream closing)
             status, error = "stopped", None
@@ -270,24 +227,27 @@ class Generation:
                 task.uncancel()
         self._phase = "finishing"  # from here on stop() has nothing to cancel
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
-        usage = finish.usage if finish is not None else None
-        if usage is None:
-            usage = await self._estimate_usage(deltas)
-        price = self.served.model.price
+        usage, cost = await self._bill(spent)
+        finish = answer.finish
+        text, replaced = "".join(answer.parts), False
+        if self.request.output_check is not None and status == "normal":  # moderation: the answer kept
+            try:
+                kept = await self.request.output_check(text)
+                text, replaced = kept, kept != text
+            except PromptdError as exc:
+                status, error = "error", exc
         result = GenerationResult(
-            answer="".join(parts),
+            answer=text,
+            replaced=replaced,
             usage=usage,
-            # the answer's cost is the last attempt's bill when that priced the same usage (the usual case)
-            cost=billed[2]
-            if billed is not None and billed[0] is usage and billed[1] is price
-            else price_usage(usage, price),
+            cost=cost,
             status=status,
             finish_reason=finish.reason if finish is not None else ("stop" if status == "stopped" else None),
             latency=time.perf_counter() - self.request.started,
-            ttft=ttft,
+            ttft=answer.ttft,
             error=error,
             model=self.served.key,
-            tool_calls=[tool_calls[i] for i in sorted(tool_calls)] or None,
+            tool_calls=answer.calls(),
             attempts=attempts,
             upstream_s=sum(a.get("duration", 0.0) for a in attempts if not a.get("hedge")),
         )
@@ -300,37 +260,150 @@ class Generation:
         finally:
             self._on_done(self, result)  # cancelled or not, the answer is recorded
 
-    def _after_failure(self, error: PromptdError, candidate: Candidate, retry: int, rng: random.Random) -> str:
-        """What to do after a failure before the first token: "retry" (after self._delay), "next" candidate,
-        "context" (the model's larger-context fallback) or "final"."""
-        policy = candidate.model.retry
-        if error.code == "context_length_exceeded":
-            return "context" if candidate.model.context_fallback else "final"
-        if not isinstance(error, ProviderError) or not error.retryable:
-            return "final"  # bad requests and content filters are not retried
-        if error.code == "first_token_timeout":
-            return "next"  # this model's deadline has passed: only another model can help
-        if retry >= policy.attempts:
-            return "next"
-        wait = error.retry_after if isinstance(error, ProviderRateLimited) else None
-        if wait is not None and wait > policy.max_retry_after_s:
-            return "next"  # waiting that long is worse than another deployment or model
-        self._delay = wait if wait is not None else backoff_s(retry, policy, rng)
-        return "retry"
+    def _settle_hedge(
+        self,
+        hedge: Hedge,
+        queue: deque[Candidate],
+        attempts: list[dict[str, Any]],
+        attempt: dict[str, Any],
+        candidate: Candidate,
+        began: float,
+    ) -> tuple[Candidate, dict[str, Any]]:
+        """The backup a hedge started is an attempt of its own: listed, and taken off the queue (it ran). Returns
+        the candidate whose outcome this was, and its attempt entry."""
+        backup = queue.popleft()
+        hedged = _attempt_entry(backup, began + hedge.delay - self.request.started)
+        hedged["hedge"] = True
+        attempts.append(hedged)
+        if hedge.winner == 1:  # the backup answered: the outcome is its, the primary lost
+            hedged.update(status=attempt["status"], duration=attempt["duration"])
+            if "ttft" in attempt:
+                hedged["ttft"] = attempt.pop("ttft")
+            attempt["status"] = "hedged-out"
+            self.served = backup
+            return backup, hedged
+        hedged["status"] = "hedged-out" if hedge.winner == 0 else "error"
+        return candidate, attempt
 
-    async def _estimate_usage(self, deltas: int) -> Usage:
-        """Usage when the provider could not report it (stopped early): deltas, and the provider's prompt count."""
-        counter = getattr(self.served.provider, "count_prompt_tokens", None)
-        prompt = 0
+    async def _bill(self, spent: list[_Spent]) -> tuple[Usage, Cost]:
+        """The call's usage and cost under engine/billing.py's rule, each attempt's bill noted in its entry."""
+        bills = []
+        for s in spent:
+            prompt = await self._count_prompt(s.candidate) if s.reported is None and s.deltas > 0 else None
+            bill = bill_attempt(s.reported, s.deltas, prompt, s.candidate.model.price)
+            if bill is None:
+                continue
+            entry = s.entry
+            entry["usage"] = {
+                "prompt_tokens": bill.usage.prompt_tokens,
+                "completion_tokens": bill.usage.completion_tokens,
+            }
+            if bill.estimated:
+                entry["usage"]["estimated"] = True
+            entry["cost"] = plain(bill.cost.total_price)
+            bills.append(bill)
+        return total(bills, self.served.model.price)
+
+    async def _count_prompt(self, candidate: Candidate) -> int:
+        """The prompt's tokens as the provider counts them (for a bill it did not report), else estimated."""
+        counter = getattr(candidate.provider, "count_prompt_tokens", None)
         if counter is not None:
             try:
-                prompt = int(await counter(self.served.call.messages))
+                counted = int(await counter(candidate.call.messages))
+                if counted:
+                    return counted
             except Exception:
-                log.warning("could not count prompt tokens for a stopped generation", exc_info=True)
-        if not prompt:
-            chars = sum(len(m.content) if isinstance(m.content, str) else 0 for m in self.served.call.messages)
-            prompt = max(1, chars // 4)
-        return Usage(prompt_tokens=prompt, completion_tokens=deltas)
+                log.warning("could not count prompt tokens for an unreported bill", exc_info=True)
+        chars = sum(len(m.content) if isinstance(m.content, str) else 0 for m in candidate.call.messages)
+        return max(1, chars // 4)
+
+
+@dataclass(slots=True)
+class _Spent:
+    candidate: Candidate
+    reported: Usage | None
+    deltas: int
+    entry: dict[str, Any]
+
+
+class Answer:
+    """The answer as it accumulates over an attempt (or over several, for a blocking client that was never
+    shown a token)."""
+
+    __slots__ = ("deltas", "finish", "parts", "tool_calls", "ttft")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.deltas = 0
+        self.ttft: float | None = None
+        self.finish: Finish | None = None
+
+    def reset(self) -> None:
+        self.parts.clear()
+        self.tool_calls.clear()
+        self.ttft, self.finish = None, None
+
+    def calls(self) -> list[dict[str, Any]] | None:
+        return [self.tool_calls[i] for i in sorted(self.tool_calls)] or None
+
+
+class _Stopped:
+    """The attempt was stopped (cancelled): by the client, a disconnect, a shutdown."""
+
+
+STOPPED = _Stopped()
+
+
+async def run_attempt(
+    stream: AsyncIterator[Any],
+    answer: Answer,
+    relay: Callable[[EngineEvent], None] | None,
+    started: float,
+) -> PromptdError | _Stopped | None:
+    """Run one attempt's event stream into `answer`, relaying deltas as they come. Returns None when it
+    finished, STOPPED when it was cancelled, or the error that ended it; the stream is closed either way."""
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                if answer.ttft is None:
+                    answer.ttft = time.perf_counter() - started
+                answer.parts.append(event.text)
+                answer.deltas += 1
+                if relay is not None:
+                    relay(event)
+            elif isinstance(event, ToolCallDelta):
+                if answer.ttft is None:
+                    answer.ttft = time.perf_counter() - started
+                _merge_tool_call(answer.tool_calls, event)
+                if relay is not None:
+                    relay(event)
+            elif isinstance(event, Finish):
+                answer.finish = event
+        return None
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # the stop is handled: finish normally from here
+        return STOPPED
+    except PromptdError as exc:
+        return exc
+    except Exception as exc:  # a provider bug: report it as a provider failure, keep the server up
+        log.exception("a provider raised an unexpected error")
+        return ProviderError(f"provider failed: {type(exc).__name__}: {exc}")
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _attempt_entry(candidate: Candidate, started: float) -> dict[str, Any]:
+    """An attempt as the record lists it (status, ttft, duration, usage and cost are added as it goes)."""
+    return {
+        "model": candidate.key,
+        "provider": candidate.deployment.provider,
+        "upstream_model": candidate.deployment.model,
+        "status": "ok",
+        "started": round(started, 4),
+    }
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
@@ -340,16 +413,6 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
     if delta.name:
         call["function"]["name"] += delta.name
     call["function"]["arguments"] += delta.arguments
-
-
-def _bill(attempt: dict[str, Any], usage: Usage, candidate: Candidate, *, estimated: bool) -> Cost:
-    """Note an attempt's tokens and their cost (estimated: counted from the deltas, the upstream never said)."""
-    attempt["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-    if estimated:
-        attempt["usage"]["estimated"] = True
-    cost = price_usage(usage, candidate.model.price)
-    attempt["cost"] = plain(cost.total_price)
-    return cost
 
 
 def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIterator[Any]:

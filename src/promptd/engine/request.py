@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
+from promptd.engine.call import ChatCall, Origin
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
 
@@ -17,40 +18,58 @@ if TYPE_CHECKING:
 __all__ = ["Done", "EngineEvent", "GenerationRequest", "GenerationResult", "KeepAlive"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class GenerationRequest:
-    project: str
-    model: str  # a catalog model key, already checked to be attached to the project
-    messages: list[Message]
-    face: str  # "dify" | "chat": which API face received it
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    # who asked, and what to store alongside the answer
-    user: str | None = None
-    end_user_id: str | None = None
-    key_id: str | None = None
-    inputs: dict[str, Any] | None = None
-    query: str | None = None
-    files: list[dict[str, Any]] | None = None
-    retriever_resources: list[dict[str, Any]] | None = None  # knowledge segments given to the prompt
-    store: bool = True
-    streaming: bool = False  # the client sees tokens as they come: the first one commits the answer
-    # the chat API
-    session_id: str | None = None
-    labels: dict[str, str] | None = None
-    tags: list[str] | None = None
-    campaign: str | None = None
-    choice_index: int = 0
-    max_ttft_ms: int | None = None
+    """One generation the engine runs (one choice of a call): the call and its origin as the face gave them,
+    and what the engine resolved for it (the model, the rendered prompt, its ids and its reservation)."""
+
+    call: ChatCall
+    origin: Origin
+    model: str  # the catalog model key routed to (attached to the project)
+    messages: list[Message]  # the rendered prompt sent upstream
+    kind: str = "chat"  # chat | embedding | speech | transcription
     tools: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # passed through to the provider (e.g. tool_choice)
+    max_tokens: int | None = None  # the client's, else the project's or model's default (admission may set it)
+    campaign: str | None = None  # the A/B campaign key this request was exposed to
+    query: str | None = None  # what the user asked, for the record and its search
+    inputs: dict[str, Any] | None = None  # a form's validated inputs
+    end_user_id: str | None = None
+    choice_index: int = 0
     message_id: str = field(default_factory=new_uuid)
     task_id: str = field(default_factory=new_uuid)
-    created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
-    started: float = field(default_factory=time.perf_counter)  # for latencies
     reservation: Reservation | None = None  # what this generation holds against limits (engine/admission.py)
+    # moderation (engine/moderation.py): the record's `moderation` column, and the check of a whole answer that
+    # returns the answer to keep (a replacement when it is flagged)
+    moderation: dict[str, Any] | None = None
+    output_check: Callable[[str], Awaitable[str]] | None = None
+
+    @property
+    def project(self) -> str:
+        return self.origin.project
+
+    @property
+    def face(self) -> str:
+        return self.origin.face
+
+    @property
+    def key_id(self) -> str | None:
+        return self.origin.key_id
+
+    @property
+    def user(self) -> str | None:
+        return self.origin.user
+
+    @property
+    def created_at(self) -> float:
+        return self.origin.created_at
+
+    @property
+    def started(self) -> float:
+        return self.origin.started
+
+    @property
+    def streaming(self) -> bool:
+        return self.call.stream
 
 
 @dataclass(slots=True)
@@ -67,6 +86,7 @@ class GenerationResult:
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
     attempts: list[dict[str, Any]] = field(default_factory=list)
     upstream_s: float = 0.0  # time spent waiting on upstreams (the rest of `latency` is promptd's own)
+    replaced: bool = False  # output moderation replaced the answer (a stream already showed the original)
 
 
 @dataclass(slots=True)

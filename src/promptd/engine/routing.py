@@ -1,17 +1,21 @@
-"""Routing policy: which deployments to try in which order, how long to back off, which are cooled down.
+"""Routing policy: which deployments to try in which order, what to do after a failure, how long to back off.
+Provider health (the circuit breakers) is engine/health.py.
 
-Pure where it can be: callers pass the random source and the clock.
+Pure: callers pass the random source.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal
 
-from promptd.catalog.schema import CircuitPolicy, Deployment, RetryPolicy
+from promptd.catalog.schema import Deployment, ModelConfig, RetryPolicy
+from promptd.errors import PromptdError, ProviderError, ProviderRateLimited
 
-__all__ = ["CircuitBreakers", "backoff_s", "weighted_order"]
+__all__ = ["Step", "after_failure", "backoff_s", "weighted_order"]
+
+Step = Literal["retry", "next", "context", "final"]
 
 
 def weighted_order(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
@@ -23,34 +27,27 @@ def weighted_order(deployments: Sequence[Deployment], rng: random.Random) -> lis
 
 
 def backoff_s(retry: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**retry)] milliseconds."""
+    """Exponential backoff with "equal" jitter: uniform in [c/2, c] milliseconds, c = min(max, base * 2**retry).
+    Jittered, so clients that failed together do not come back together; never below half the ceiling, so the
+    default policy (100 ms) never puts three attempts inside 100 ms (the first two waits add up to >= 150 ms)."""
     ceiling = min(policy.max_backoff_ms, policy.backoff_ms * 2**retry)
-    return rng.uniform(0, ceiling) / 1000
+    return rng.uniform(ceiling / 2, ceiling) / 1000
 
 
-@dataclass(slots=True)
-class _State:
-    failures: int = 0
-    open_until: float = 0.0
-
-
-class CircuitBreakers:
-    """Per deployment (provider, upstream model): after `failures` consecutive failures it is skipped for
-    `cooldown_s`; the first call after that is a trial, and one success closes it again."""
-
-    def __init__(self) -> None:
-        self._states: dict[tuple[str, str], _State] = {}
-
-    def is_open(self, deployment: Deployment, now: float) -> bool:
-        state = self._states.get((deployment.provider, deployment.model))
-        return state is not None and state.open_until > now
-
-    def success(self, deployment: Deployment) -> None:
-        self._states.pop((deployment.provider, deployment.model), None)
-
-    def failure(self, deployment: Deployment, policy: CircuitPolicy, now: float) -> None:
-        state = self._states.setdefault((deployment.provider, deployment.model), _State())
-        state.failures += 1
-        if state.failures >= policy.failures:
-            state.open_until = now + policy.cooldown_s
-            state.failures = policy.failures - 1  # after the cooldown, one more failure re-opens it
+def after_failure(error: PromptdError, model: ModelConfig, retry: int, rng: random.Random) -> tuple[Step, float]:
+    """What to do after an attempt failed before the answer was committed, and how long to wait first:
+    "retry" the same deployment, try the "next" candidate, the model's larger-"context" fallback, or "final"
+    (the client's fault, or nothing else can help)."""
+    policy = model.retry
+    if error.code == "context_length_exceeded":
+        return ("context" if model.context_fallback else "final"), 0.0
+    if not isinstance(error, ProviderError) or not error.retryable:
+        return "final", 0.0  # bad requests and content filters are not retried
+    if error.code == "first_token_timeout":
+        return "next", 0.0  # this model's deadline has passed: only another model can help
+    if retry >= policy.attempts:
+        return "next", 0.0
+    wait = error.retry_after if isinstance(error, ProviderRateLimited) else None
+    if wait is not None and wait > policy.max_retry_after_s:
+        return "next", 0.0  # waiting that long is worse than another deployment or model
+    return "retry", (wait if wait is not None else backoff_s(retry, policy, rng))

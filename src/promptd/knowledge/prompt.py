@@ -10,46 +10,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promptd.domain.templates import CONTEXT_BLOCK
 from promptd.knowledge.search import Hit, Retrieval
 from promptd.types import Message, last_user_text
 
 if TYPE_CHECKING:
     from promptd.services import Services
 
-__all__ = ["CONTEXT_BLOCK", "KnowledgeContext", "for_chat", "for_prompt", "resources", "with_context"]
+__all__ = ["KnowledgeContext", "for_chat", "for_prompt", "resources"]
 
 log = logging.getLogger("promptd.knowledge")
-
-#: what a prompt that attaches knowledge but places no {{#context#}} / {{context}} gets before it (as Dify does)
-CONTEXT_BLOCK = (
-    "Use the following context, between <context></context> tags, as what you know.\n\n"
-    "<context>\n{{context}}\n</context>\n\n"
-    "When you answer:\n"
-    "- If the context does not say, say that you do not know.\n"
-    "- Do not mention that the information came from a context.\n"
-    "- Answer in the language of the question.\n\n"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeContext:
-    text: str = ""  # the retrieved segments, for {{#context#}} / {{context}}
+    text: str = ""  # the retrieved segments, for {{#context#}} / {{context}} (domain/templates.py)
     resources: list[dict[str, Any]] = field(default_factory=list)  # Dify's retriever_resources
     attached: bool = False  # the project attaches knowledge (its answers carry retriever_resources)
+
+    @property
+    def form_context(self) -> str | None:
+        """The form's `context`: the text, or None when the project attaches no knowledge."""
+        return self.text if self.attached else None
 
     @property
     def metadata(self) -> dict[str, Any]:
         """What the answer's `metadata` gets besides usage."""
         return {"retriever_resources": self.resources} if self.attached else {}
-
-
-def with_context(template: str, context: KnowledgeContext) -> str:
-    """A completion prompt template whose context placeholder is `{{context}}`: Dify's `{{#context#}}` becomes
-    it, and a template with neither gets CONTEXT_BLOCK first."""
-    if not context.attached:
-        return template
-    template = template.replace("{{#context#}}", "{{context}}")
-    return template if "{{context}}" in template else CONTEXT_BLOCK + template
 
 
 def resources(hits: list[Hit]) -> list[dict[str, Any]]:

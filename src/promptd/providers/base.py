@@ -14,7 +14,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from promptd.types import ProviderCall, ProviderEvent
 
-__all__ = ["PROVIDER_KINDS", "EmbeddingProvider", "Provider", "SpeechProvider", "load_provider_class"]
+__all__ = [
+    "PROVIDER_KINDS",
+    "EmbeddingProvider",
+    "ModerationProvider",
+    "Provider",
+    "SpeechProvider",
+    "load_provider_class",
+]
 
 
 @runtime_checkable
@@ -41,6 +48,13 @@ class SpeechProvider(Protocol):
 
     async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
         """Return (audio bytes, MIME type)."""
+        ...
+
+
+@runtime_checkable
+class ModerationProvider(Protocol):
+    async def moderate(self, *, model: str, text: str) -> tuple[bool, list[str]]:
+        """Whether `text` is flagged, and the categories that flagged it (OpenAI's `/moderations`)."""
         ...
 
 

@@ -1,5 +1,5 @@
 """Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp's server, Ollama, LiteLLM, …): streamed
-`/chat/completions`, `/embeddings`, `/audio/transcriptions` and `/audio/speech`.
+`/chat/completions`, `/embeddings`, `/audio/transcriptions`, `/audio/speech` and `/moderations`.
 
 The pooled session and the translation of HTTP and network failures come from providers/http.py, the chunk
 format from providers/openai_wire.py. The SSE body is read here, on the gateway's hot path:
@@ -150,6 +150,20 @@ class OpenAICompatProvider(HTTPProvider):
             return str(_decode(body)["text"])
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected transcription reply") from exc
+
+    async def moderate(self, *, model: str, text: str) -> tuple[bool, list[str]]:
+        body, _ = await self._request(
+            "POST",
+            f"{self.config.base_url}/moderations",
+            data=_encode({"model": model, "input": text}),
+            headers=_JSON_HEADERS,
+        )
+        try:
+            result = _decode(body)["results"][0]
+            categories = result.get("categories") or {}
+            return bool(result["flagged"]), sorted(k for k, v in categories.items() if v is True)
+        except _SHAPE_ERRORS as exc:
+            raise ProviderError(f"{self.who}: unexpected moderations reply") from exc
 
     async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
         body, media_type = await self._request(

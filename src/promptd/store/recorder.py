@@ -71,6 +71,8 @@ class Row:
     table: Table
     values: Mapping[str, Any]
     upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
+    #: a message's metering alone (a `store: false` call): it reaches the usage rollups, and no table
+    meter_only: bool = False
 
 
 def _permanent(exc: Exception) -> bool:
@@ -160,8 +162,12 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     with other keys would lose its values silently."""
     groups: dict[tuple[str, bool, frozenset[str]], list[Row]] = {}
     for r in rows:
-        groups.setdefault((r.table.name, r.upsert_ignore, frozenset(r.values)), []).append(r)
+        groups.setdefault((r.table.name if not r.meter_only else "", r.upsert_ignore, frozenset(r.values)), []).append(
+            r
+        )
     for (_, ignore, _), group in groups.items():
+        if group[0].meter_only:
+            continue
         table = group[0].table
         key = [c.name for c in table.primary_key]
         if ignore and key and all(k in group[0].values for k in key):
@@ -257,7 +263,11 @@ class Recorder:
         """Append rows to the spill file; False (the caller keeps them in memory) if that cannot be done."""
         try:
             data = b"".join(
-                _encode({"table": str(r.table.name), "values": r.values, "upsert_ignore": r.upsert_ignore}) + b"\n"
+                _encode(
+                    {"table": str(r.table.name), "values": r.values, "upsert_ignore": r.upsert_ignore}
+                    | ({"meter_only": True} if r.meter_only else {})
+                )
+                + b"\n"
                 for r in rows
             )
             if self._spill_file is None:
@@ -367,7 +377,12 @@ class Recorder:
     def _parse(self, line: bytes) -> Row | None:
         try:
             entry = _decode(line)
-            return Row(self._tables[entry["table"]], entry["values"], bool(entry.get("upsert_ignore")))
+            return Row(
+                self._tables[entry["table"]],
+                entry["values"],
+                bool(entry.get("upsert_ignore")),
+                meter_only=bool(entry.get("meter_only")),
+            )
         except Exception as exc:  # a torn line (the disk filled up mid-write): kept, with the reason
             why = f"unreadable spilled row: {type(exc).__name__}: {exc}"
             log.error("recorder: %s", why)

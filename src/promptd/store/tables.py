@@ -74,6 +74,7 @@ messages = Table(
     Column("id", String(36), primary_key=True),
     Column("project", String(128), nullable=False),
     Column("face", String(16), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="chat"),  # chat | embedding | speech | … (0004)
     Column("task_id", String(36)),
     Column("end_user_id", String(36)),
     Column("user", String(255)),
@@ -107,6 +108,7 @@ messages = Table(
     Column("tags", JSON),
     Column("campaign", String(128)),  # the campaign key this request was exposed to
     Column("attempts", JSON),  # every model tried: [{model, provider, status, error, ttft}]
+    Column("moderation", JSON),  # {input?, output?: {type, flagged, action?, categories?}} (migration 0005)
     Column("retriever_resources", JSON),  # the knowledge segments the prompt was given (migration 0007)
     Index("ix_messages_project_created", "project", "created_at"),
     Index("ix_messages_session", "session_id", "created_at"),

@@ -19,8 +19,10 @@ CHAT_CATALOG["models"]["alt"] = {
     "model": "alt",
     "price": {"input": "1", "output": "2", "unit": "1M"},
 }
+CHAT_CATALOG["models"]["vectors"] = {"provider": "fake", "model": "vectors", "type": "embedding"}
 CHAT_CATALOG["projects"]["demo"].update(
-    models=["echo", "alt"],
+    models=["echo", "alt", "vectors"],
+    embedding_model="vectors",
     system_prompt_template="You help {{ name }}.",
     tools={
         "get_weather": {"description": "Weather for a city", "parameters": {"type": "object", "properties": {}}},

@@ -235,7 +235,7 @@ def test_max_ttft_ms_cuts_over_to_a_declared_fallback(tmp_path: Path) -> None:
 def test_openai_aliases_use_openais_error_shape(chat: tuple[RunningServer, RecordingProvider]) -> None:
     server, _ = chat
     client = OpenAI(base_url=server.url + "/v1", api_key=server.key)
-    assert [m.id for m in client.models.list()] == ["demo", "demo/echo", "demo/alt"]
+    assert [m.id for m in client.models.list()] == ["demo", "demo/echo", "demo/alt", "demo/vectors"]
     r = client.chat.completions.create(model="demo/alt", messages=USER, extra_body=ARGS)  # type: ignore[arg-type]
     assert r.choices[0].message.content == "Echo: hello there"
     with pytest.raises(openai.NotFoundError) as info:

@@ -84,7 +84,12 @@ def test_parameters_give_the_form_in_difys_shape(rich: RunningServer) -> None:
     ]
     assert p["opening_statement"] == "Hello!" and p["suggested_questions"] == ["What can you do?"]
     assert p["file_upload"] == {
-        "image": {"enabled": True, "number_limits": 2, "detail": "low", "transfer_methods": ["local_file"]}
+        "enabled": False,  # Dify's newer keys, at their defaults: only the older `image` block is set
+        "allowed_file_types": ["image"],
+        "allowed_file_extensions": [],
+        "allowed_file_upload_methods": ["remote_url", "local_file"],
+        "number_limits": 3,
+        "image": {"enabled": True, "number_limits": 2, "detail": "low", "transfer_methods": ["local_file"]},
     }
     assert p["system_parameters"] == {
         "file_size_limit": 15,
@@ -118,12 +123,17 @@ def test_parameters_need_no_user_and_report_the_servers_upload_limits(tmp_path: 
     }
     # the defaults when the catalog sets nothing: uploads off, no opening statement, the default voice
     assert p["file_upload"] == {
+        "enabled": False,
+        "allowed_file_types": ["image"],
+        "allowed_file_extensions": [],
+        "allowed_file_upload_methods": ["remote_url", "local_file"],
+        "number_limits": 3,
         "image": {
             "enabled": False,
             "number_limits": 3,
             "detail": "high",
             "transfer_methods": ["remote_url", "local_file"],
-        }
+        },
     }
     assert p["opening_statement"] is None and p["suggested_questions"] == []
     assert p["text_to_speech"] == {"enabled": False, "voice": "alloy", "language": "en-US", "autoPlay": "disabled"}

@@ -453,7 +453,8 @@ def test_nul_characters_never_reach_the_store(fake_server: RunningServer) -> Non
     r = post(fake_server, {"inputs": {"query": "What\x00 is up"}, "query": "le\x00gacy", "user": "alice"})
     assert r.json()["answer"] == ANSWER
     row = stored_message(fake_server, r.json()["message_id"])
-    assert row["inputs"] == {"query": "What is up"} and row["query"] == "legacy"
+    # the record's question is the form's `query` input (the legacy top-level one only fills an empty input)
+    assert row["inputs"] == {"query": "What is up"} and row["query"] == "What is up"
     refused = post(fake_server, {**ASK, "user": "al\x00ice"})
     assert_dify_error(refused, 400, "invalid_param", "Arg user must not contain NUL characters.")
     assert message_count(fake_server) == 1
@@ -738,8 +739,9 @@ def test_every_answer_is_recorded_once_with_what_was_asked_and_answered(fake_ser
     streamed = data_events(stream(fake_server, {"inputs": {"query": "What is up"}, "query": "legacy", "user": "bob"}))
     assert message_count(fake_server) == 2
     for message_id, task_id, user, query in [
-        (blocking["message_id"], blocking["task_id"], "alice", None),
-        (streamed[0]["message_id"], streamed[0]["task_id"], "bob", "legacy"),
+        # the question asked, for the console's search: the form's `query` input
+        (blocking["message_id"], blocking["task_id"], "alice", "What is up"),
+        (streamed[0]["message_id"], streamed[0]["task_id"], "bob", "What is up"),
     ]:
         row = stored_message(fake_server, message_id)
         assert row["project"] == "demo" and row["face"] == "dify" and row["task_id"] == task_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -12,64 +11,39 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.domain.ids import end_user_id, new_uuid
+from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import plain
-from promptd.domain.prompts import render_system_prompt
+from promptd.engine.call import ChatCall, Origin, ToolSwitches
 from promptd.engine.generation import Generation
-from promptd.engine.request import Done, GenerationRequest, GenerationResult, KeepAlive
+from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
-from promptd.faces.chat.auth import Caller, authenticate, split_model
+from promptd.faces.chat.auth import authenticate, split_model
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, optional_uuid, to_messages
 from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
-from promptd.types import Message, TextDelta, ToolCallDelta, last_user_text
+from promptd.types import TextDelta, ToolCallDelta
 
-__all__ = ["chat_completions", "enabled_tools", "usage_body"]
+__all__ = ["chat_completions", "tool_switches", "usage_body"]
 
 _encode = msgspec.json.Encoder().encode
 MAX_N = 16
 
 
-def enabled_tools(caller: Caller, project: str, body: ChatBody) -> list[dict[str, Any]] | None:
-    """The OpenAI `tools` list sent upstream: the project's tools switched by `use_tools` and per-id overrides,
-    plus any OpenAI function definitions the client sent itself."""
-    declared = caller.svc.catalog.projects[project].tools
-    on = {name for name, tool in declared.items() if (tool.enabled if body.use_tools is None else body.use_tools)}
-    client_defined: list[dict[str, Any]] = []
+def tool_switches(body: ChatBody) -> ToolSwitches:
+    """The wire's `use_tools` and `tools` as switches: `{id, enabled}` items override the project's tools, OpenAI
+    function definitions are the client's own."""
+    switches = ToolSwitches(use_tools=body.use_tools)
     for i, item in enumerate(body.tools or []):
         if item.get("type") == "function" and isinstance(item.get("function"), dict):
-            client_defined.append(item)
+            switches.client_tools.append(item)
             continue
         tool_id, enabled = item.get("id"), item.get("enabled")
         if not isinstance(tool_id, str) or not isinstance(enabled, bool):
             raise InputError(f"tools[{i}] must be {{id, enabled}} or an OpenAI function tool", param="tools")
-        if tool_id not in declared:
-            known = ", ".join(sorted(declared)) or "none"
-            raise InputError(f"tools[{i}]: unknown tool id {tool_id!r} (project tools: {known})", param="tools")
-        (on.add if enabled else on.discard)(tool_id)
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": name,
-                "description": declared[name].description,
-                "parameters": declared[name].parameters,
-            },
-        }
-        for name in declared
-        if name in on
-    ]
-    return (tools + client_defined) or None
-
-
-def _system_prompt(caller: Caller, project: str, model: str, args: dict[str, Any] | None) -> Message | None:
-    template = caller.svc.catalog.models[model].system_prompt_template
-    template = template or caller.svc.catalog.projects[project].system_prompt_template
-    if template is None:
-        return None
-    return Message("system", render_system_prompt(template, args or {}))
+        switches.overrides[tool_id] = enabled
+    return switches
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
@@ -105,64 +79,49 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
-    messages = to_messages(body.messages)
-    model, campaign = caller.svc.engine.route(
-        project, model_name, ab_campaign=body.ab_campaign, who=given_session or user or session_id
+    messages, cited = await for_chat(caller.svc, project, to_messages(body.messages))  # its knowledge, if any
+    call = ChatCall(
+        messages=messages,
+        retriever_resources=cited or None,
+        system_prompt_args=body.system_prompt_args,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        tools=tool_switches(body),
+        tool_choice=body.tool_choice,
+        n=n,
+        stream=bool(body.stream),
+        max_ttft_ms=body.max_ttft_ms,
     )
-    system = _system_prompt(caller, project, model, body.system_prompt_args)
-    if system is not None:
-        messages = [system, *messages]
-    messages, cited = await for_chat(caller.svc, project, messages)  # knowledge the project attaches, if any
-    tools = enabled_tools(caller, project, body)
-    extra = {"tool_choice": body.tool_choice} if body.tool_choice is not None and tools else {}
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    labels = {**(body.metadata or {}), **(body.labels or {})} or None
-    created = time.time()
-    requests = [
-        GenerationRequest(
-            project=project,
-            model=model,
-            messages=messages,
-            face="chat",
-            max_tokens=max_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            stop=stop,
-            user=user,
-            end_user_id=end_user_id(project, user) if user else None,
-            key_id=caller.key.id,
-            query=last_user_text(messages),  # what the user asked, for searching records
-            store=body.store is not False,
-            session_id=session_id,
-            labels=labels,
-            tags=body.tags,
-            campaign=campaign,
-            choice_index=i,
-            max_ttft_ms=body.max_ttft_ms,
-            tools=tools,
-            extra=extra,
-            created_at=created,
-            streaming=bool(body.stream),
-            retriever_resources=cited or None,
-        )
-        for i in range(n)
-    ]
+    origin = Origin(
+        face="chat",
+        project=project,
+        model=model_name,
+        ab_campaign=body.ab_campaign,
+        key_id=caller.key.id,
+        key_limits=caller.key.limits,
+        user=user,
+        store=body.store is not False,
+        session_id=session_id,
+        sticky=given_session or user or session_id,
+        labels={**(body.metadata or {}), **(body.labels or {})} or None,
+        tags=body.tags,
+    )
+    run = await caller.svc.engine.generate(
+        call, origin, keepalive=caller.svc.settings.ping_interval if body.stream else None
+    )
+    generations = run.generations
     head = {
-        "id": "chatcmpl-" + requests[0].message_id.replace("-", ""),
-        "created": int(created),
-        "model": f"{project}/{model}",
+        "id": "chatcmpl-" + generations[0].request.message_id.replace("-", ""),
+        "created": int(origin.created_at),
+        "model": f"{project}/{run.model}",
         "session_id": session_id,
     }
-    await caller.svc.engine.admit(requests, caller.key.limits)
     if body.stream:
-        keepalive = caller.svc.settings.ping_interval
-        generations = [
-            caller.svc.engine.start(r, keepalive=keepalive if i == 0 else None) for i, r in enumerate(requests)
-        ]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventStream(_stream(generations, head, include_usage))
-    generations = [caller.svc.engine.start(r) for r in requests]
-    results = await asyncio.gather(*(g.wait() for g in generations))
+    results = await run.results()
     request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
     for result in results:
         if result.error is not None:

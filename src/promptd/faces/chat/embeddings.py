@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from promptd.engine.call import EmbeddingCall, Origin
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate, split_model
 from promptd.faces.chat.wire import EmbeddingsBody, decode, optional_uuid
-from promptd.providers.base import EmbeddingProvider
+from promptd.timing import UPSTREAM_KEY
 
 __all__ = ["embeddings"]
 
@@ -22,21 +22,26 @@ async def embeddings(request: Request) -> Response:
     body = decode(await request.body(), EmbeddingsBody)
     project_name, model_name = split_model(body.model)
     project = caller.project(project_name)
-    optional_uuid(body.user, "user")
-    optional_uuid(body.session_id, "session_id")
-    model_key, model = caller.svc.engine.model(project, model_name)
-    provider: Any = caller.svc.providers.get(model.provider)
-    if not isinstance(provider, EmbeddingProvider):
-        raise InputError(f"model {model_key!r} cannot make embeddings", param="model")
+    user = optional_uuid(body.user, "user")
+    session_id = optional_uuid(body.session_id, "session_id")
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or any(not t for t in texts):
         raise InputError("input must be a non-empty string or list of non-empty strings", param="input")
     fmt = (body.encoding_format or "float").lower()
     if fmt not in ("float", "base64"):
         raise InputError("encoding_format must be Float or Base64", param="encoding_format")
-    vectors, tokens = await provider.embed(model=model.model, texts=texts)
-    if body.dimensions:
-        vectors = [v[: body.dimensions] for v in vectors]
+    origin = Origin(
+        face="chat",
+        project=project,
+        model=model_name,
+        key_id=caller.key.id,
+        key_limits=caller.key.limits,
+        user=user,
+        session_id=session_id,
+    )
+    answer = await caller.svc.engine.embed(EmbeddingCall(texts=texts, dimensions=body.dimensions or None), origin)
+    vectors, tokens = answer.value, answer.result.usage.prompt_tokens
+    request.scope[UPSTREAM_KEY] = answer.result.upstream_s
     data = [
         {
             "object": "embedding",
@@ -49,7 +54,7 @@ async def embeddings(request: Request) -> Response:
         {
             "object": "list",
             "data": data,
-            "model": f"{project}/{model_key}",
+            "model": f"{project}/{answer.result.model}",
             "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
         }
     )

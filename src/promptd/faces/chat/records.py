@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +13,7 @@ from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
 from promptd.faces.chat.wire import InteractionBody, decode, optional_uuid, to_messages
+from promptd.store.records import CallRecord
 
 __all__ = ["import_interaction", "session"]
 
@@ -47,24 +47,24 @@ async def import_interaction(request: Request) -> Response:
     ]
     config = caller.svc.catalog.models[model]
     completion_id = new_uuid()
-    message: dict[str, Any] = {
-        "id": completion_id,
-        "project": project,
-        "face": "import",
-        "model": model,
-        "provider": config.provider,
-        "upstream_model": config.model,
-        "prompt": [m.to_openai() for m in to_messages(body.messages)],
-        "answer": body.completion,
-        "status": "normal",
-        "user": user,
-        "key_id": caller.key.id,
-        "session_id": session_id,
-        "labels": body.labels,
-        "campaign": campaign,
-        "created_at": _timestamp(body.created_at),
-    }
-    feedback_ids = await caller.svc.repo.import_interaction(message, values)
+    record = CallRecord(
+        id=completion_id,
+        project=project,
+        face="import",
+        model=model,
+        provider=config.provider,
+        upstream_model=config.model,
+        prompt=[m.to_openai() for m in to_messages(body.messages)],
+        answer=body.completion,
+        status="normal",
+        user=user,
+        key_id=caller.key.id,
+        session_id=session_id,
+        labels=body.labels,
+        campaign=campaign,
+        created_at=_timestamp(body.created_at),
+    )
+    feedback_ids = await caller.svc.repo.import_interaction(record.values(), values)
     return JSONResponse(
         {"completion_id": completion_id, "session_id": session_id, "feedback_ids": feedback_ids}, status_code=201
     )

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from promptd.domain.forms import form_to_dify
+from promptd.engine.moderation import dify_config
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.auth import authenticate
 from promptd.faces.dify.wire import FeedbackBody, decode_body, require_user
@@ -59,16 +60,21 @@ async def parameters(request: Request) -> Response:
             },
             "retriever_resource": {"enabled": False},
             "annotation_reply": {"enabled": False},
-            "more_like_this": {"enabled": False},
-            "sensitive_word_avoidance": {"enabled": False, "type": "", "configs": []},
+            "more_like_this": {"enabled": p.more_like_this},
+            "sensitive_word_avoidance": dify_config(p.moderation),
             "user_input_form": form_to_dify(p.inputs),
             "file_upload": {
+                "enabled": p.file_upload.enabled,
+                "allowed_file_types": list(p.file_upload.allowed_file_types),
+                "allowed_file_extensions": list(p.file_upload.allowed_file_extensions),
+                "allowed_file_upload_methods": list(p.file_upload.allowed_file_upload_methods),
+                "number_limits": p.file_upload.number_limits,
                 "image": {
                     "enabled": image.enabled,
                     "number_limits": image.number_limits,
                     "detail": image.detail,
                     "transfer_methods": list(image.transfer_methods),
-                }
+                },
             },
             "system_parameters": {
                 "file_size_limit": _whole(settings.upload_limit_mb("document")),

@@ -17,6 +17,7 @@ from promptd.errors import (
     InputError,
     LimitExceeded,
     LimitsUnavailable,
+    ModerationUnavailable,
     NotFound,
     PromptdError,
     ProviderError,
@@ -60,7 +61,7 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return 429, "rate_limit_error", exc.message  # Dify's code for a used-up quota
     if isinstance(exc, LimitExceeded):
         return 429, "too_many_requests", exc.message
-    if isinstance(exc, LimitsUnavailable):
+    if isinstance(exc, LimitsUnavailable | ModerationUnavailable):
         return 503, exc.code, exc.message
     if isinstance(exc, ProviderRateLimited):
         return 429, "rate_limit_error", exc.message

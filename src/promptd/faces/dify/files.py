@@ -6,7 +6,6 @@ import asyncio
 import mimetypes
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -14,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from promptd.domain.ids import new_uuid
+from promptd.engine.call import Origin, SpeechCall, TranscriptionCall
 from promptd.errors import InputError, NotFound
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
-from promptd.providers.base import SpeechProvider
 
-__all__ = ["audio_to_text", "file_kind", "preview_file", "text_to_audio", "upload_file"]
+__all__ = ["audio_to_text", "dify_origin", "file_kind", "preview_file", "text_to_audio", "upload_file"]
 
 MB = 1024 * 1024
 UPLOAD_KINDS = ("image", "audio", "video", "document")
@@ -193,12 +192,9 @@ async def preview_file(request: Request) -> Response:
     )
 
 
-def _speech(app: App, model_key: str) -> tuple[SpeechProvider, str]:
-    model = app.svc.catalog.models[model_key]
-    provider: Any = app.svc.providers.get(model.provider)
-    if not isinstance(provider, SpeechProvider):
-        raise DifyHTTPError(400, "provider_not_initialize", f"provider {model.provider!r} cannot do speech")
-    return provider, model.model
+def dify_origin(app: App, user: str | None) -> Origin:
+    """Who calls through the Dify face: the app's key, and the end user."""
+    return Origin(face="dify", project=app.name, key_id=app.key.id, key_limits=app.key.limits, user=user)
 
 
 async def audio_to_text(request: Request) -> Response:
@@ -222,9 +218,9 @@ async def audio_to_text(request: Request) -> Response:
     data = upload.data
     if len(data) > limit:
         raise too_large
-    provider, model = _speech(app, model_key)
-    text = await provider.transcribe(model=model, filename=upload.filename or "audio", data=data, mime_type=mime)
-    return JSONResponse({"text": text})
+    call = TranscriptionCall(filename=upload.filename or "audio", data=data, mime_type=mime)
+    answer = await app.svc.engine.transcribe(call, dify_origin(app, upload.user), model_key)
+    return JSONResponse({"text": answer.value})
 
 
 async def text_to_audio(request: Request) -> Response:
@@ -243,6 +239,9 @@ async def text_to_audio(request: Request) -> Response:
         text = message["answer"]
     if not text:
         raise InputError("text or message_id is required", param="text")
-    provider, model = _speech(app, model_key)
-    audio, mime = await provider.speak(model=model, text=text, voice=body.voice or app.project.audio.voice)
+    call = SpeechCall(text=text, voice=body.voice or app.project.audio.voice)
+    answer = await app.svc.engine.speak(
+        call, dify_origin(app, body.user if isinstance(body.user, str) else None), model_key
+    )
+    audio, mime = answer.value
     return Response(audio, media_type=mime or mimetypes.types_map.get(".mp3", "audio/mpeg"))

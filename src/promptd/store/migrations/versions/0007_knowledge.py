@@ -4,7 +4,7 @@ SQLite gets an FTS5 table kept in step by triggers; PostgreSQL a generated tsvec
 (no extension needed). Design: docs/knowledge.md.
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,111 @@
+"""What a face hands the engine: the call (what the client asked of the model) and its origin (who asked, and
+what to record with the answer). Both are typed values a face builds from its wire format; the engine turns
+them into model calls under every rule of the house (engine/engine.py).
+
+A call never carries a whitelist of forwarded fields: `params` holds every other generation parameter the
+client sent, by its OpenAI name, and the provider decides what it can honour.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptd.domain.limits import Limits
+from promptd.types import ContentPart, Message
+
+__all__ = [
+    "ChatCall",
+    "EmbeddingCall",
+    "FormInput",
+    "Origin",
+    "SpeechCall",
+    "ToolSwitches",
+    "TranscriptionCall",
+]
+
+
+@dataclass(slots=True, kw_only=True)
+class FormInput:
+    """A Dify-style call: the project's input form filled in, rendered by the engine into the prompt."""
+
+    inputs: dict[str, Any]
+    query: str = ""  # the legacy top-level `query`
+    attachments: list[ContentPart] = field(default_factory=list)  # image parts the model must be able to read
+    files: list[dict[str, Any]] | None = None  # what the client sent, for the record
+    context: str | None = None  # retrieved knowledge for {{#context#}} / {{context}}; None: none attached
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolSwitches:
+    """Which of the project's declared tools to send (`use_tools`, then per-id overrides), plus the client's own
+    OpenAI function tools."""
+
+    use_tools: bool | None = None
+    overrides: dict[str, bool] = field(default_factory=dict)
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class ChatCall:
+    """One chat or completion call: `messages` (or a filled-in `form`), sampling and output parameters."""
+
+    messages: list[Message] = field(default_factory=list)
+    form: FormInput | None = None
+    system_prompt_args: dict[str, Any] | None = None  # for the model's or project's system-prompt template
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: ToolSwitches | None = None
+    tool_choice: Any = None
+    #: every other generation parameter (seed, response_format, logprobs, presence_penalty, …) by OpenAI name
+    params: dict[str, Any] = field(default_factory=dict)
+    n: int = 1
+    stream: bool = False  # the client sees tokens as they come: the first one commits the answer
+    max_ttft_ms: int | None = None
+    retriever_resources: list[dict[str, Any]] | None = None  # knowledge segments in the prompt (for the record)
+
+
+@dataclass(slots=True, kw_only=True)
+class EmbeddingCall:
+    texts: list[str]
+    dimensions: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SpeechCall:
+    """Text to speech."""
+
+    text: str
+    voice: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TranscriptionCall:
+    """Speech to text."""
+
+    filename: str
+    data: bytes
+    mime_type: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Origin:
+    """Who asked, through which face, and what to keep with the answer."""
+
+    face: str  # "dify" | "chat" | "openai": the API face that received the call
+    project: str
+    model: str | None = None  # a catalog model the client named (None: the project's default, or a campaign's)
+    ab_campaign: str | None = None  # a campaign the client forced (its key or id)
+    key_id: str | None = None
+    key_limits: Limits = field(default_factory=Limits)
+    user: str | None = None  # the client's end-user string, as sent
+    store: bool = True  # False: meter and account, but keep the content out of the store
+    session_id: str | None = None
+    sticky: str | None = None  # who A/B assignment sticks to (a session, an end user); else the session
+    labels: dict[str, str] | None = None
+    tags: list[str] | None = None
+    created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
+    started: float = field(default_factory=time.perf_counter)  # for latencies

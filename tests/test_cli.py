@@ -23,7 +23,7 @@ def runner() -> CliRunner:
 def test_check_accepts_the_built_in_catalog(runner: CliRunner) -> None:
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0, result.output
-    assert "<built-in catalog>: OK (1 providers, 1 models, 1 projects)" in result.output
+    assert "<built-in catalog>: OK (1 providers, 2 models, 1 projects)" in result.output
 
 
 def test_check_reports_every_problem_with_file_and_path(runner: CliRunner, tmp_path: Path) -> None:

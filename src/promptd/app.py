@@ -13,32 +13,26 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ExceptionHandler, Message, Receive, Scope, Send
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from promptd import __version__
 from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.engine.engine import Engine
-from promptd.errors import PromptdError
-from promptd.faces.admin import errors as admin_errors
 from promptd.faces.admin.console import console_app
-from promptd.faces.admin.routes import routes as admin_routes
-from promptd.faces.chat import errors as chat_errors
-from promptd.faces.chat.completions import chat_completions
-from promptd.faces.chat.routes import openai_routes
-from promptd.faces.chat.routes import routes as chat_routes
-from promptd.faces.dify import errors as dify_errors
-from promptd.faces.dify.completion import completion_messages
-from promptd.faces.dify.routes import routes as dify_routes
+from promptd.faces.admin.routes import mount as admin_mount
+from promptd.faces.chat.routes import mount as chat_mount
+from promptd.faces.chat.routes import openai_mount
+from promptd.faces.dify.routes import mount as dify_mount
+from promptd.faces.mount import HotRoute
 from promptd.keys import KeyCache
 from promptd.knowledge.service import Knowledge
 from promptd.metrics import Metrics
@@ -48,7 +42,7 @@ from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import Recorder
 from promptd.store.repository import Repository
-from promptd.timing import ServerTiming, header_value
+from promptd.timing import ServerTiming
 
 __all__ = ["PromptdApp", "build_providers", "create_app", "freeze_heap"]
 
@@ -68,68 +62,6 @@ def freeze_heap() -> None:
 def build_providers(catalog: Catalog) -> dict[str, Provider]:
     """One provider instance per catalog provider, chosen by `kind` from the table in providers/base.py."""
     return {name: load_provider_class(cfg.kind)(name, cfg) for name, cfg in catalog.providers.items()}
-
-
-async def _dify_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    message = {404: "The requested URL was not found on the server."}.get(exc.status_code, str(exc.detail))
-    response = dify_errors.error_response(exc.status_code, code, message)
-    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
-    return response
-
-
-async def _chat_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-
-async def _default_http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own answer to an HTTPException, for routes outside a face's mount."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in {204, 304}:
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class HotRoute:
-    """One POST endpoint served without Starlette's routing and middleware layers, with the same outcome:
-    the Server-Timing header, and every error answered by its face's handlers (an exception that is not
-    promptd's own is then raised on, as Starlette's ServerErrorMiddleware does, for the server's log)."""
-
-    __slots__ = ("endpoint", "errors", "http_errors")
-
-    def __init__(self, endpoint: Endpoint, errors: ExceptionHandler, http_errors: ExceptionHandler) -> None:
-        self.endpoint = endpoint
-        self.errors = errors
-        self.http_errors = http_errors
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        started = False
-
-        async def timed(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", []), (b"server-timing", header_value(scope, start))]
-            await send(message)
-
-        request = Request(scope, receive, timed)
-        try:
-            response = await self.endpoint(request)
-            await response(scope, receive, timed)
-        except Exception as exc:
-            if started:
-                raise
-            handler: Any = self.http_errors if isinstance(exc, HTTPException) else self.errors
-            response = await handler(request, exc)
-            await response(scope, receive, timed)
-            if not isinstance(exc, PromptdError | HTTPException):
-                raise
 
 
 class PromptdApp(Starlette):
@@ -152,14 +84,6 @@ class PromptdApp(Starlette):
                 await route(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
-
-
-def _face_app(routes: list[BaseRoute], errors: ExceptionHandler, http_errors: ExceptionHandler) -> Starlette:
-    """A face's routes, whose every error leaves in that face's own shape."""
-    return Starlette(
-        routes=routes,
-        exception_handlers={PromptdError: errors, HTTPException: http_errors, Exception: errors},
-    )
 
 
 async def _warm(name: str, provider: Any) -> None:
@@ -253,24 +177,24 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
                     log.warning("closing a provider failed", exc_info=True)
             await db.dispose()
 
+    chat, admin, aliases, dify = chat_mount(), admin_mount(), openai_mount(), dify_mount()
+    hot: dict[str, HotRoute] = {}
+    for face in (chat, admin, aliases, dify):
+        hot.update(face.hot_routes())
     return PromptdApp(
-        hot={
-            "/v1/completion-messages": HotRoute(completion_messages, dify_errors.handle_exception, _dify_http_error),
-            "/api/v1/chat/completions": HotRoute(chat_completions, chat_errors.adaptive_error, _chat_http_error),
-            "/v1/chat/completions": HotRoute(chat_completions, chat_errors.openai_error, _default_http_error),
-        },
+        hot=hot,
         routes=[
             Route("/health", health),
             Route("/metrics", metrics_endpoint),
-            Mount("/api/v1", app=_face_app(chat_routes(), chat_errors.adaptive_error, _chat_http_error)),
+            *chat.mount(),
             # the management API and the console it serves (docs/management-api.md, docs/console.md)
-            Mount("/admin/v1", app=_face_app(admin_routes(), admin_errors.admin_error, admin_errors.admin_http_error)),
+            *admin.mount(),
             Mount("/console", app=console_app(), name="console"),
-            *openai_routes(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
-            Mount("/v1", app=_face_app(dify_routes(), dify_errors.handle_exception, _dify_http_error)),
+            *aliases.mount(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
+            *dify.mount(),
         ],
-        # errors of the routes above that are not in a mount: the OpenAI aliases
-        exception_handlers={PromptdError: chat_errors.openai_error, Exception: chat_errors.openai_error},
+        # errors of the routes outside a mount (the OpenAI aliases) leave in OpenAI's shape
+        exception_handlers=aliases.handlers,
         middleware=[Middleware(ServerTiming)],
         lifespan=lifespan,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from promptd.domain.ids import end_user_id, hash_key, keys_equal, looks_like_key, new_key, new_uuid
+from promptd.domain.ids import end_user_id, hash_key, keys_equal, looks_like_key, new_key
+from promptd.uuids import new_uuid
 
 
 def test_keys_are_app_dash_and_at_least_24_alphanumerics() -> None:

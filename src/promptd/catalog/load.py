@@ -32,15 +32,22 @@ BUILTIN_CATALOG: dict[str, Any] = {
             "provider": "local",
             "model": "smollm2-135m-instruct",
             "price": {"input": "0", "output": "0", "unit": "1M", "currency": "USD"},
-        }
+        },
+        "smol-embed": {  # the same model making embeddings
+            "provider": "local",
+            "model": "smollm2-135m-instruct",
+            "type": "embedding",
+            "price": {"input": "0", "output": "0", "unit": "1M", "currency": "USD"},
+        },
     },
     "projects": {
         "demo": {
             "mode": "completion",
             "name": "Demo",
             "description": "Answers briefly, on the embedded SmolLM2 model.",
-            "models": ["smol"],
+            "models": ["smol", "smol-embed"],
             "default_model": "smol",
+            "embedding_model": "smol-embed",
             "prompt": "Answer briefly: {{query}}",
             "max_tokens": 128,
             "inputs": [{"type": "paragraph", "variable": "query", "label": "Query", "required": True}],

@@ -7,9 +7,9 @@ from decimal import Decimal
 from itertools import combinations
 from typing import Any
 
-from promptd.catalog.schema import CampaignConfig
 from promptd.domain.pricing import plain
 from promptd.domain.stats import percentile, summarize, welch_p_value
+from promptd.domain.values import CampaignShape
 
 __all__ = ["ALPHA", "campaign_report"]
 
@@ -19,7 +19,7 @@ ALPHA = 0.05
 def campaign_report(
     project: str,
     key: str,
-    campaign: CampaignConfig,
+    campaign: CampaignShape,
     *,
     campaign_id: str,
     higher_is_better: bool,

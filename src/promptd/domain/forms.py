@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptd.catalog.schema import FormField
+from promptd.domain.values import FormFieldShape
 from promptd.errors import InputError
 
 __all__ = ["form_to_dify", "validate_inputs"]
@@ -20,7 +20,7 @@ __all__ = ["form_to_dify", "validate_inputs"]
 TEXT_TYPES = ("text-input", "paragraph", "select")
 
 
-def _empty(field: FormField, value: Any) -> bool:
+def _empty(field: FormFieldShape, value: Any) -> bool:
     if value is None or value == "":
         return True
     # Dify treats a blank number ("  ") as no value
@@ -42,7 +42,7 @@ def _number(var: str, value: Any) -> int | float:
     return value
 
 
-def _check(field: FormField, value: Any) -> Any:
+def _check(field: FormFieldShape, value: Any) -> Any:
     var = field.variable
     if _empty(field, value):
         if field.required:
@@ -65,12 +65,12 @@ def _check(field: FormField, value: Any) -> Any:
     return value
 
 
-def validate_inputs(form: Sequence[FormField], inputs: Mapping[str, Any]) -> dict[str, Any]:
+def validate_inputs(form: Sequence[FormFieldShape], inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Return the cleaned inputs (declared variables only) or raise InputError for the first bad one."""
     return {f.variable: _check(f, inputs.get(f.variable)) for f in form}
 
 
-def form_to_dify(form: Sequence[FormField]) -> list[dict[str, Any]]:
+def form_to_dify(form: Sequence[FormFieldShape]) -> list[dict[str, Any]]:
     """The `user_input_form` of Dify's /parameters: a list of single-key objects {type: {...}}."""
     out: list[dict[str, Any]] = []
     for f in form:

@@ -1,18 +1,18 @@
-"""Identifier formats: API keys (Dify's `app-` + random), their at-rest hash, stable end-user ids. Pure."""
+"""Identifier formats: API keys (Dify's `app-` + random), their at-rest hash, stable end-user ids. Pure: fresh
+random UUIDs, which need state (a buffer of OS randomness), are `promptd.uuids.new_uuid`."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import hmac
-import os
 import secrets
 import string
 import uuid
 
 __all__ = [
     "ADMIN_KEY_PREFIX", "DATASET_KEY_PREFIX", "KEY_PREFIX", "end_user_id", "hash_key", "keys_equal", "looks_like_key",
-    "new_key", "new_uuid",
+    "new_key",
 ]  # fmt: skip
 
 KEY_PREFIX = "app-"
@@ -46,35 +46,3 @@ def looks_like_key(token: str) -> bool:
 def end_user_id(project: str, external_user_id: str) -> str:
     """The id of the end user `external_user_id` of `project`: stable, so no lookup is needed to know it."""
     return str(uuid.uuid5(END_USER_NAMESPACE, f"{project}\x00{external_user_id}"))
-
-
-class _Randomness:
-    """OS randomness read 256 UUIDs' worth at a time (one `os.urandom` call per UUID cost 3 % of a request)."""
-
-    SIZE = 16 * 256
-
-    def __init__(self) -> None:
-        self.block = b""
-        self.at = self.SIZE
-
-    def take16(self) -> bytes:
-        if self.at >= self.SIZE:
-            self.block, self.at = os.urandom(self.SIZE), 0
-        self.at += 16
-        return self.block[self.at - 16 : self.at]
-
-    def forget(self) -> None:
-        self.at = self.SIZE
-
-
-_randomness = _Randomness()
-os.register_at_fork(after_in_child=_randomness.forget)  # a child never reuses what its parent read
-
-
-def new_uuid() -> str:
-    """A random (version 4) UUID as text, like `str(uuid.uuid4())` and from the same OS randomness."""
-    b = bytearray(_randomness.take16())
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from typing import Any, Literal
 
-from promptd.catalog.schema import Price
+from promptd.domain.values import PriceShape
 
 __all__ = [
     "PICO",
@@ -115,7 +115,7 @@ def prompt_token_bound(texts: list[str], messages: int) -> int:
     return sum(len(t.encode("utf-8")) for t in texts) + 8 * messages + 8
 
 
-def reserve_pico(prompt_tokens: int, max_tokens: int, price: Price) -> int:
+def reserve_pico(prompt_tokens: int, max_tokens: int, price: PriceShape) -> int:
     """What a call may cost at most, in pico-units: prompt tokens and max_tokens at the model's price."""
     with localcontext(prec=60):
         unit = Decimal(1) / price.tokens_per_unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from promptd.catalog.schema import Price
+from promptd.domain.values import PriceShape
 from promptd.types import Usage
 
 __all__ = ["Cost", "plain", "price_usage"]
@@ -44,7 +44,7 @@ class Cost:
         }
 
 
-def price_usage(usage: Usage, price: Price) -> Cost:
+def price_usage(usage: Usage, price: PriceShape) -> Cost:
     """Cost of `usage` at `price`: tokens x unit price x (1 / tokens per unit), to 7 decimals, half up."""
     prompt_unit, completion_unit, unit = price.rates
     with localcontext(prec=PRECISION):

@@ -21,7 +21,7 @@ from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelCon
 from promptd.coord.base import Coordinator, StopSignal
 from promptd.coord.memory import MemoryCoordinator
 from promptd.domain.campaigns import assign, campaign_uuid
-from promptd.domain.ids import end_user_id, new_uuid
+from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
@@ -39,6 +39,7 @@ from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.types import Message, ProviderCall, Usage
+from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Run", "UnaryResult", "campaign_id"]
 

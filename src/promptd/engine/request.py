@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import Cost
 from promptd.engine.call import ChatCall, Origin
 from promptd.errors import PromptdError
 from promptd.types import Message, TextDelta, ToolCallDelta, Usage
+from promptd.uuids import new_uuid
 
 if TYPE_CHECKING:
     from promptd.engine.admission import Reservation

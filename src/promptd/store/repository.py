@@ -12,15 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import (
-    ADMIN_KEY_PREFIX,
-    DATASET_KEY_PREFIX,
-    hash_key,
-    keys_equal,
-    looks_like_key,
-    new_key,
-    new_uuid,
-)
+from promptd.domain.ids import ADMIN_KEY_PREFIX, DATASET_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
 from promptd.domain.limits import Limits
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
@@ -34,6 +26,7 @@ from promptd.store.tables import (
     outcomes,
     usage_daily,
 )
+from promptd.uuids import new_uuid
 
 __all__ = ["ADMIN_PROJECT", "KEY_SHOWN", "KeyInfo", "Repository"]
 

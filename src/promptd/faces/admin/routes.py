@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.admin import campaigns, catalog, keys, traffic, usage
+from promptd.faces.admin import campaigns, catalog, errors, keys, traffic, usage
+from promptd.faces.mount import FaceMount
 
-__all__ = ["routes"]
+__all__ = ["mount", "routes"]
 
 
 def routes() -> list[BaseRoute]:
@@ -26,3 +27,8 @@ def routes() -> list[BaseRoute]:
         Route("/keys", keys.create_key, methods=["POST"]),
         Route("/keys/{key_id}", keys.revoke_key, methods=["DELETE"]),
     ]
+
+
+def mount() -> FaceMount:
+    """The management API under /admin/v1, in its own error shape."""
+    return FaceMount("/admin/v1", routes(), errors.admin_error, errors.admin_http_error)

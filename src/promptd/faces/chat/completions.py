@@ -11,7 +11,6 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.domain.ids import new_uuid
 from promptd.domain.pricing import plain
 from promptd.engine.call import ChatCall, Origin, ToolSwitches
 from promptd.engine.generation import Generation
@@ -24,6 +23,7 @@ from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
+from promptd.uuids import new_uuid
 
 __all__ = ["chat_completions", "tool_switches", "usage_body"]
 

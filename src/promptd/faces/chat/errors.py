@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from promptd.errors import (
     AuthError,
@@ -24,7 +25,7 @@ from promptd.errors import (
     retry_after_header,
 )
 
-__all__ = ["adaptive_error", "chat_status", "openai_error"]
+__all__ = ["adaptive_error", "chat_status", "http_error", "openai_error"]
 
 log = logging.getLogger("promptd.chat")
 
@@ -84,3 +85,9 @@ async def openai_error(request: Request, exc: Exception) -> Response:
     param = exc.param if isinstance(exc, InputError) else None
     body = {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
     return Response(msgspec.json.encode(body), status, media_type="application/json", headers=_headers(exc))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed) in Adaptive's shape."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)

@@ -8,12 +8,12 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
 from promptd.errors import InputError
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.feedback import metric_value
 from promptd.faces.chat.wire import InteractionBody, decode, optional_uuid, to_messages
 from promptd.store.records import CallRecord
+from promptd.uuids import new_uuid
 
 __all__ = ["import_interaction", "session"]
 

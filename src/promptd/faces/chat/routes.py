@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.chat import campaigns, completions, embeddings, feedback, records
+from promptd.faces.chat import campaigns, completions, embeddings, errors, feedback, records
 from promptd.faces.chat.auth import authenticate
+from promptd.faces.mount import FaceMount, default_http_error
 
-__all__ = ["openai_routes", "routes"]
+__all__ = ["mount", "openai_mount", "openai_routes", "routes"]
 
 
 async def list_models(request: Request) -> Response:
@@ -45,3 +46,27 @@ def openai_routes() -> list[BaseRoute]:
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
     ]
+
+
+def mount() -> FaceMount:
+    """The Adaptive chat API under /api/v1; chat completions are a hot endpoint."""
+    return FaceMount(
+        "/api/v1",
+        routes(),
+        errors.adaptive_error,
+        errors.http_error,
+        hot={"/chat/completions": completions.chat_completions},
+    )
+
+
+def openai_mount() -> FaceMount:
+    """The plain OpenAI aliases: /v1/chat/completions, /v1/embeddings, /v1/models, in OpenAI's error shape. They
+    share /v1 with the Dify face, so they are routes of their own placed before its mount."""
+    return FaceMount(
+        "/v1",
+        openai_routes(),
+        errors.openai_error,
+        default_http_error,
+        hot={"/chat/completions": completions.chat_completions},
+        loose=True,
+    )

@@ -10,7 +10,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
 from promptd.engine.call import ChatCall, FormInput, Origin
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError, InputError, ProviderError
@@ -30,6 +29,7 @@ from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import KnowledgeContext, for_prompt
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta
+from promptd.uuids import new_uuid
 
 __all__ = ["completion_messages", "stop_completion"]
 

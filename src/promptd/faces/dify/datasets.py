@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from promptd.catalog.schema import KnowledgeChunking
-from promptd.domain.ids import new_uuid
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import decode_object
@@ -28,6 +27,7 @@ from promptd.knowledge.search import Retrieval, to_blob
 from promptd.knowledge.service import Knowledge
 from promptd.knowledge.store import IN_PROGRESS, DuplicateName
 from promptd.services import Services, services
+from promptd.uuids import new_uuid
 
 __all__ = ["routes"]
 

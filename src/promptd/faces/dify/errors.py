@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,7 +26,7 @@ from promptd.errors import (
     retry_after_header,
 )
 
-__all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception"]
+__all__ = ["DifyHTTPError", "dify_error", "error_body", "error_response", "handle_exception", "http_error"]
 
 log = logging.getLogger("promptd.dify")
 
@@ -93,4 +94,14 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
     extra = {"params": exc.param} if isinstance(exc, InputError) and exc.param else {}
     response = error_response(status, code, message, **extra)
     response.headers.update(retry_after_header(exc))
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed) in Dify's shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    message = {404: "The requested URL was not found on the server."}.get(exc.status_code, str(exc.detail))
+    response = error_response(exc.status_code, code, message)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
     return response

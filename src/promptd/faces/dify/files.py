@@ -12,12 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from promptd.domain.ids import new_uuid
 from promptd.engine.call import Origin, SpeechCall, TranscriptionCall
 from promptd.errors import InputError, NotFound
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
+from promptd.uuids import new_uuid
 
 __all__ = ["audio_to_text", "dify_origin", "file_kind", "preview_file", "text_to_audio", "upload_file"]
 

@@ -7,8 +7,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from promptd.errors import ConflictError
-from promptd.faces.dify import app_info, completion, datasets, files
+from promptd.faces.dify import app_info, completion, datasets, errors, files
 from promptd.faces.dify.auth import authenticate
+from promptd.faces.mount import FaceMount
 
 __all__ = ["CHAT_ONLY", "WORKFLOW_ONLY", "routes"]
 
@@ -73,3 +74,14 @@ def routes() -> list[BaseRoute]:
     out += [Route(path, not_chat_app, methods=methods) for path, methods in CHAT_ONLY]
     out += [Route(path, not_workflow_app, methods=methods) for path, methods in WORKFLOW_ONLY]
     return out
+
+
+def mount() -> FaceMount:
+    """The Dify service API under /v1; completions are a hot endpoint."""
+    return FaceMount(
+        "/v1",
+        routes(),
+        errors.handle_exception,
+        errors.http_error,
+        hot={"/completion-messages": completion.completion_messages},
+    )

@@ -1,0 +1,239 @@
+"""The engine driven directly, with no HTTP: one entry point, the attempt runner and its policies together.
+
+`Scripted` below stands for an upstream model: each call it receives plays the next script (events to stream,
+an error to raise, or a pause before the first token), so retries, fallbacks, hedges, stops and bills can be
+checked exactly. The recorder is a list that keeps what the engine submits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from promptd.catalog.load import parse_catalog
+from promptd.domain.limits import Limits
+from promptd.engine.call import ChatCall, EmbeddingCall, FormInput, Origin
+from promptd.engine.engine import Engine
+from promptd.errors import BudgetExceeded, InputError, LimitExceeded, ProviderBadRequest, ProviderUnavailable
+from promptd.store.recorder import Row
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, Usage
+
+Script = list[Any]  # events, an exception to raise at that point, or a float: seconds to wait
+
+
+class Scripted:
+    """An upstream that plays one script per call, in order (the last one repeats)."""
+
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = list(scripts)
+        self.calls: list[ProviderCall] = []
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
+        script = self.scripts[min(len(self.calls), len(self.scripts) - 1)]
+        self.calls.append(call)
+        for step in script:
+            if isinstance(step, BaseException):
+                raise step
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                continue
+            yield step
+
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        self.calls.append(ProviderCall(model=model, messages=[Message("user", t) for t in texts]))
+        return [[1.0, 0.0] for _ in texts], 3
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Rows:
+    """The recorder: keeps what is submitted."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def submit(self, *rows: Row) -> None:
+        self.rows.extend(rows)
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [dict(r.values) for r in self.rows if r.table.name == "messages"]
+
+
+def answer(text: str, prompt: int = 4) -> Script:
+    """The text a word per delta, then its usage (a token per word)."""
+    words = text.split(" ")
+    return [TextDelta(w if i == 0 else " " + w) for i, w in enumerate(words)] + [
+        Finish("stop", Usage(prompt, len(words)))
+    ]
+
+
+PRICE = {"input": "1", "output": "1", "unit": "1M"}
+FAST = {"attempts": 1, "backoff_ms": 1, "max_backoff_ms": 2}
+
+
+def engine(primary: Scripted, backup: Scripted | None = None, **model: Any) -> tuple[Engine, Rows]:
+    raw: dict[str, Any] = {
+        "providers": {"a": {"kind": "fake"}, "b": {"kind": "fake"}},
+        "models": {
+            "main": {"provider": "a", "model": "m", "price": PRICE, "retry": FAST, **model},
+            "spare": {"provider": "b", "model": "s", "price": {"input": "10", "output": "10", "unit": "1M"}},
+            "vec": {"provider": "a", "model": "v", "type": "embedding", "price": PRICE},
+        },
+        "projects": {
+            "demo": {
+                "mode": "completion",
+                "models": ["main", "spare", "vec"],
+                "embedding_model": "vec",
+                "prompt": "Q: {{query}}",
+                "inputs": [{"type": "paragraph", "variable": "query", "label": "Query", "required": True}],
+            }
+        },
+    }
+    if backup is not None:
+        raw["models"]["main"]["fallbacks"] = ["spare"]
+    providers: dict[str, Any] = {"a": primary, "b": backup or Scripted(answer("unused"))}
+    rows = Rows()
+    return Engine(parse_catalog(raw, {}), providers, rows), rows  # type: ignore[arg-type]
+
+
+def origin(face: str = "chat", **kw: Any) -> Origin:
+    return Origin(face=face, project="demo", key_id="k1", user="alice", **kw)
+
+
+def chat(text: str = "hi", **kw: Any) -> ChatCall:
+    return ChatCall(messages=[Message("user", text)], **kw)
+
+
+async def run(e: Engine, call: ChatCall, who: Origin | None = None) -> Any:
+    started = await e.generate(call, who or origin())
+    (result,) = await started.results()
+    await asyncio.sleep(0.01)  # the record is submitted just after the answer
+    return result
+
+
+async def test_one_call_is_answered_billed_metered_and_recorded() -> None:
+    upstream = Scripted(answer("Paris is the capital"))
+    e, rows = engine(upstream)
+    result = await run(e, chat("capital?"))
+    assert result.answer == "Paris is the capital" and result.status == "normal"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (4, 4)
+    assert result.cost.total_price == Decimal("0.000008")
+    (record,) = rows.messages()
+    assert record["query"] == "capital?" and record["answer"] == "Paris is the capital" and record["kind"] == "chat"
+    assert 'promptd_requests_total{face="chat",model="main",project="demo",status="normal"} 1' in e.metrics.exposition()
+
+
+async def test_a_form_is_rendered_and_its_question_recorded() -> None:
+    upstream = Scripted(answer("Fine"))
+    e, rows = engine(upstream)
+    await run(e, ChatCall(form=FormInput(inputs={"query": "How are you?"})), origin(face="dify"))
+    assert upstream.calls[0].messages[-1].content == "Q: How are you?"
+    assert rows.messages()[0]["query"] == "How are you?"
+    with pytest.raises(InputError):
+        await e.generate(ChatCall(form=FormInput(inputs={})), origin(face="dify"))  # a required input is missing
+
+
+async def test_a_failure_before_the_first_token_is_retried_then_falls_back() -> None:
+    primary = Scripted([ProviderUnavailable("503")])
+    backup = Scripted(answer("from the spare"))
+    e, _ = engine(primary, backup)
+    result = await run(e, chat())
+    assert result.answer == "from the spare" and result.model == "spare"
+    assert [(a["model"], a["status"]) for a in result.attempts] == [
+        ("main", "error"),
+        ("main", "error"),
+        ("spare", "ok"),
+    ]
+    assert result.cost.total_price == Decimal("0.00007")  # only the spare's answer: the refusals were free
+
+
+async def test_a_blocking_answer_cut_mid_way_is_answered_again_and_both_attempts_billed() -> None:
+    primary = Scripted([TextDelta("Half"), TextDelta("an"), ProviderUnavailable("reset")], answer("Whole answer"))
+    e, _ = engine(primary)
+    result = await run(e, chat("x" * 40))  # a 40-character prompt: estimated at 10 tokens
+    assert result.answer == "Whole answer"
+    cut, _ = result.attempts
+    assert cut["usage"] == {"prompt_tokens": 10, "completion_tokens": 2, "estimated": True}
+    assert result.usage.prompt_tokens == 14 and result.usage.completion_tokens == 4
+
+
+async def test_a_streamed_answer_that_breaks_after_its_first_token_is_final() -> None:
+    primary = Scripted([TextDelta("Half"), ProviderUnavailable("reset")])
+    e, _ = engine(primary, Scripted(answer("spare")))
+    result = await run(e, chat(stream=True))
+    assert result.status == "error" and result.answer == "Half" and len(result.attempts) == 1
+
+
+async def test_caller_faults_are_final_free_and_leave_the_circuit_closed() -> None:
+    primary = Scripted([ProviderBadRequest("too long", code="context_length_exceeded")])
+    e, rows = engine(primary, Scripted(answer("spare")))
+    for _ in range(10):
+        result = await run(e, chat())
+        assert result.status == "error" and result.error.code == "context_length_exceeded"
+        assert result.cost.total_price == 0 and [a["model"] for a in result.attempts] == ["main"]
+    assert all(Decimal(r["total_price"]) == 0 for r in rows.messages())
+
+
+async def test_a_hedge_takes_the_backup_when_the_primary_is_slow() -> None:
+    primary = Scripted([5.0, *answer("late")])
+    backup = Scripted(answer("quick"))
+    e, _ = engine(primary, backup, hedge_ms=20)
+    result = await run(e, chat())
+    assert result.answer == "quick" and result.model == "spare"
+    statuses = [(a["model"], a["status"], bool(a.get("hedge"))) for a in result.attempts]
+    assert statuses == [("main", "hedged-out", False), ("spare", "ok", True)]
+
+
+async def test_a_stop_ends_the_answer_with_what_came_billed() -> None:
+    primary = Scripted([TextDelta("one"), TextDelta("two"), 5.0, *answer("never")])
+    e, rows = engine(primary)
+    started = await e.generate(chat(stream=True), origin())
+    (generation,) = started.generations
+    assert isinstance(await generation.next_event(), TextDelta)
+    await asyncio.sleep(0.01)
+    generation.stop()
+    result = await generation.wait()
+    await asyncio.sleep(0.01)
+    assert result.status == "stopped" and result.answer == "onetwo" and result.usage.completion_tokens == 2
+    assert rows.messages()[0]["status"] == "stopped"
+
+
+async def test_store_false_meters_without_content() -> None:
+    e, rows = engine(Scripted(answer("secret answer")))
+    await run(e, chat("secret question"), origin(store=False))
+    (row,) = rows.rows
+    assert row.meter_only and Decimal(row.values["total_price"]) == Decimal("0.000006")
+    assert "answer" not in row.values and "prompt" not in row.values and "query" not in row.values
+
+
+async def test_n_choices_are_admitted_as_one_request() -> None:
+    e, _ = engine(Scripted(answer("a b")))
+    call_origin = origin(key_limits=Limits(rpm=1))
+    started = await e.generate(chat(n=3), call_origin)
+    assert len(await started.results()) == 3
+    with pytest.raises(LimitExceeded):
+        await e.generate(chat(), origin(key_limits=Limits(rpm=1)))
+
+
+async def test_a_spent_budget_refuses_every_kind() -> None:
+    e, _ = engine(Scripted(answer("a")))
+    limits = Limits(cost_per_day=Decimal("0.0000001"))
+    with pytest.raises(BudgetExceeded):
+        await e.generate(chat(max_tokens=100), origin(key_limits=limits))
+    with pytest.raises(BudgetExceeded):
+        await e.embed(EmbeddingCall(texts=["x" * 4000]), origin(key_limits=limits))
+
+
+async def test_embeddings_go_through_the_same_pipeline() -> None:
+    upstream = Scripted()
+    e, rows = engine(upstream)
+    answered = await e.embed(EmbeddingCall(texts=["one", "two"]), origin())
+    assert answered.value == [[1.0, 0.0], [1.0, 0.0]] and answered.result.usage.prompt_tokens == 3
+    (record,) = rows.messages()
+    assert record["kind"] == "embedding" and record["model"] == "vec"
+    assert Decimal(record["total_price"]) == Decimal("0.000003")

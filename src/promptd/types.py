@@ -62,6 +62,8 @@ class ProviderCall:
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the name the client gave the token limit (OpenAI's reasoning models take only `max_completion_tokens`)
+    token_param: str = "max_tokens"
     #: False when nothing needs the answer before it is whole (a blocking answer, no first-token deadline, no
     #: hedge): a provider may then ask its upstream for one reply instead of a stream of chunks
     stream: bool = True
@@ -70,6 +72,8 @@ class ProviderCall:
 @dataclass(slots=True)
 class TextDelta:
     text: str
+    #: OpenAI's `logprobs.content` entries for this text, when the call asked for them and the upstream gave them
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -237,3 +237,41 @@ async def test_embeddings_go_through_the_same_pipeline() -> None:
     (record,) = rows.messages()
     assert record["kind"] == "embedding" and record["model"] == "vec"
     assert Decimal(record["total_price"]) == Decimal("0.000003")
+
+
+class Strict(Scripted):
+    """An upstream that honours only some parameters (as llama.cpp or Anthropic do)."""
+
+    accepts = frozenset({"seed", "response_format"})
+
+
+async def test_every_parameter_reaches_a_provider_that_takes_it() -> None:
+    upstream = Scripted(answer("ok"))
+    e, _ = engine(upstream)
+    params = {"seed": 7, "response_format": {"type": "json_object"}, "logprobs": True, "service_tier": "flex"}
+    await run(e, chat(params=params, token_param="max_completion_tokens", max_tokens=9))
+    (sent,) = upstream.calls
+    assert sent.extra == params and sent.token_param == "max_completion_tokens" and sent.max_tokens == 9
+
+
+async def test_a_parameter_no_deployment_can_honour_is_a_400_naming_it() -> None:
+    e, rows = engine(Strict(answer("ok")))
+    with pytest.raises(InputError) as refused:
+        await e.generate(chat(params={"seed": 1, "service_tier": "flex"}), origin())
+    assert "service_tier" in refused.value.message and refused.value.param == "service_tier"
+    assert rows.rows == []  # refused before anything ran
+
+
+async def test_a_deployment_that_cannot_honour_a_parameter_is_passed_over_for_one_that_can() -> None:
+    primary, backup = Strict(answer("strict")), Scripted(answer("spare takes it"))
+    e, _ = engine(primary, backup)
+    result = await run(e, chat(params={"logprobs": True}))
+    assert result.answer == "spare takes it" and primary.calls == []
+
+
+async def test_drop_params_drops_what_the_operator_listed_and_the_record_says_so() -> None:
+    upstream = Strict(answer("ok"))
+    e, _ = engine(upstream, drop_params=["service_tier"])
+    result = await run(e, chat(params={"seed": 1, "service_tier": "flex"}))
+    assert upstream.calls[0].extra == {"seed": 1}
+    assert result.attempts[0]["dropped_params"] == ["service_tier"]

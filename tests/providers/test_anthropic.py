@@ -47,6 +47,18 @@ TOOL = sse(
     {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
     {"type": "message_stop"},
 )
+STRUCTURED = sse(  # Anthropic answering through the forced output tool
+    {"type": "message_start", "message": {"usage": {"input_tokens": 30, "output_tokens": 1}}},
+    {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "tool_use", "id": "toolu_9", "name": "structured_output", "input": {}},
+    },
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"city":'}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ' "Paris"}'}},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}},
+    {"type": "message_stop"},
+)
 OVERLOADED = TEXT[:3] + sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
 
 
@@ -74,7 +86,9 @@ class FakeAnthropic:
                 },
                 400,
             )
-        events = {"tool": TOOL, "overloaded-mid": OVERLOADED, "cut": TEXT[:4]}.get(model, TEXT)
+        events = {"tool": TOOL, "structured": STRUCTURED, "overloaded-mid": OVERLOADED, "cut": TEXT[:4]}.get(
+            model, TEXT
+        )
 
         async def gen() -> AsyncIterator[bytes]:
             for e in events:
@@ -126,6 +140,32 @@ async def test_tool_use_comes_back_as_openai_tool_call_deltas(provider: Anthropi
         ToolCallDelta(0, None, None, ' "Paris"}'),
         Finish("tool_calls", Usage(20, 9)),
     ]
+
+
+async def test_structured_output_is_a_forced_tool_whose_input_is_the_answer(
+    provider: AnthropicProvider, upstream: tuple[FakeAnthropic, str]
+) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
+    events = await collect(provider, call("structured", extra={"response_format": response_format}))
+    assert events == [TextDelta('{"city":'), TextDelta(' "Paris"}'), Finish("stop", Usage(30, 7))]
+    body = upstream[0].requests[-1]["body"]
+    assert body["tools"] == [
+        {"name": "structured_output", "description": "Reply with this JSON.", "input_schema": schema}
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "structured_output"}
+
+
+def test_openai_parameters_are_translated_to_anthropics_forms() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    extra = {"top_k": 5, "parallel_tool_calls": False, "tool_choice": "required"}
+    body = to_anthropic(call("m", tools=tools, stop=["###"], extra=extra), 1024)
+    assert body["top_k"] == 5 and body["stop_sequences"] == ["###"]
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    json_object = to_anthropic(call("m", extra={"response_format": {"type": "json_object"}}), 1024)
+    assert json_object["tools"][0]["input_schema"] == {"type": "object"}
+    assert "tools" not in to_anthropic(call("m", extra={"response_format": {"type": "text"}}), 1024)
+    assert AnthropicProvider.accepts == {"tool_choice", "parallel_tool_calls", "top_k", "response_format"}
 
 
 def test_tools_and_tool_results_go_out_in_anthropics_shape() -> None:

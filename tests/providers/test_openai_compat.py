@@ -13,6 +13,7 @@ from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimite
 from promptd.providers.base import Provider, SpeechProvider
 from promptd.providers.http import parse_retry_after
 from promptd.providers.openai_compat import OpenAICompatProvider
+from promptd.providers.openai_wire import ChunkReader
 from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from tests.serving import free_port
 from tests.upstream import FakeUpstream, fake_upstream
@@ -113,6 +114,24 @@ async def test_every_parameter_extra_fields_and_configured_headers_are_sent(upst
     assert body["top_p"] == 0.5 and body["stop"] == ["\n"] and body["tools"] == tools
     assert body["seed"] == 7 and body["user"] == "u-1"
     assert body["messages"] == [m.to_openai() for m in messages]
+
+
+async def test_the_token_limit_goes_out_under_the_name_the_client_used(
+    provider: OpenAICompatProvider, upstream: FakeUpstream
+) -> None:
+    await collect(
+        provider, ProviderCall("ok", [Message("user", "hi")], max_tokens=50, token_param="max_completion_tokens")
+    )
+    body = upstream.requests[-1]["body"]
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+
+
+def test_logprobs_ride_on_the_text_they_belong_to() -> None:
+    entries = [{"token": "Hi", "logprob": -0.1, "top_logprobs": []}]
+    reader = ChunkReader()
+    chunk = {"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": entries}}]}
+    assert reader.events(chunk) == [TextDelta("Hi", entries)]
+    assert reader.events({"choices": [{"delta": {"content": "!"}, "logprobs": None}]}) == [TextDelta("!")]
 
 
 async def test_tool_calls_stream_as_fragments(provider: OpenAICompatProvider) -> None:

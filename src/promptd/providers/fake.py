@@ -45,6 +45,8 @@ def count_words(messages: list[Message]) -> int:
 
 
 class FakeProvider:
+    accepts = None  # it stands for an OpenAI-compatible model in tests: every parameter is taken (and ignored)
+
     def __init__(self, name: str, config: FakeProviderConfig) -> None:
         self.name = name
         self.config = config

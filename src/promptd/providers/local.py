@@ -61,7 +61,20 @@ def translate_error(error: Any) -> ProviderError:
     return ProviderError(message)
 
 
+#: what llama.cpp's server honours of OpenAI's parameters (and its own extras): response_format (json_object and
+#: json_schema are enforced by a grammar), seed, logprobs and top_logprobs, penalties, logit_bias, top_k, min_p
+LLAMA_PARAMS = frozenset(
+    {
+        "response_format", "seed", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "logit_bias",
+        "tool_choice", "parallel_tool_calls", "top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
+        "grammar", "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "n_probs", "dry_multiplier",
+    }
+)  # fmt: skip
+
+
 class LocalProvider:
+    accepts = LLAMA_PARAMS
+
     def __init__(self, name: str, config: LocalProviderConfig) -> None:
         self.name = name
         self.config = config

@@ -42,6 +42,7 @@ DRAIN_S = 0.25
 
 
 class OpenAICompatProvider(HTTPProvider):
+    accepts = None  # every parameter goes upstream, which judges it (as OpenAI, vLLM or Ollama would)
     """`Provider`, `EmbeddingProvider` and `SpeechProvider` for one OpenAI-compatible base URL."""
 
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
@@ -99,7 +100,8 @@ class OpenAICompatProvider(HTTPProvider):
                 delta = dict(choice.get("message") or {})
                 delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(delta.get("tool_calls") or [])]
                 reader = ChunkReader()
-                chunk = {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
+                finish = choice.get("finish_reason")
+                chunk = {"choices": [{"delta": delta, "finish_reason": finish, "logprobs": choice.get("logprobs")}]}
                 events = reader.events({**chunk, "usage": reply.get("usage")})
                 return [*events, Finish(reader.reason or "stop", reader.usage)]
         except _SHAPE_ERRORS as exc:

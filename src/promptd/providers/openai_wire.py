@@ -18,7 +18,9 @@ def request_body(call: ProviderCall, *, model: str | None = None, stream: bool =
         body["stream_options"] = {"include_usage": True}
     if model is not None:
         body["model"] = model
-    for key in ("max_tokens", "temperature", "top_p", "stop", "tools"):
+    if call.max_tokens is not None:
+        body[call.token_param] = call.max_tokens
+    for key in ("temperature", "top_p", "stop", "tools"):
         value = getattr(call, key)
         if value is not None:
             body[key] = value
@@ -41,7 +43,8 @@ class ChunkReader:
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                out.append(TextDelta(delta["content"]))
+                logprobs = choice.get("logprobs")
+                out.append(TextDelta(delta["content"], logprobs.get("content") if logprobs else None))
             for tc in delta.get("tool_calls") or []:
                 fn = tc.get("function") or {}
                 out.append(ToolCallDelta(int(tc.get("index") or 0), tc.get("id"), fn.get("name"),

@@ -9,7 +9,9 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     error-500   500                            context          400 context_length_exceeded
     filter      400 content_filter             bad              400 invalid_request_error
     cut         two chunks, then the stream ends without finish_reason or [DONE]
-    malformed   one chunk, then a line that is not JSON
+    malformed   one chunk, then a line that is not JSON, then the end (no finish_reason, no [DONE])
+    garbled     the answer with one line that is not JSON in its middle
+    garbage     one chunk, then three lines that are not JSON in a row
     stall       waits `stall_s` (default 5) before answering
     slow        a chunk every 0.2 s for 2 s; `outcomes` records whether it "completed" or was "aborted"
     no-usage    "Hello", finish_reason, [DONE]: no usage chunk
@@ -172,6 +174,19 @@ class FakeUpstream:
         if model == "malformed":
             yield _chunk("Hello")
             yield b"data: {not json\n\n"
+            return
+        if model == "garbled":  # one unreadable chunk in an otherwise healthy stream
+            yield _chunk("Hello")
+            yield b"data: {not json\n\n"
+            yield _chunk(" again", finish="stop")
+            yield USAGE
+            yield DONE
+            return
+        if model == "garbage":  # unreadable chunks in a row
+            yield _chunk("Hello")
+            for _ in range(3):
+                yield b"data: {not json\n\n"
+            yield DONE
             return
         if model == "slow":
             outcome = "aborted"

@@ -80,6 +80,7 @@ class Metrics:
         self.tokens = Counter("promptd_tokens_total", "Tokens by project, model and kind (prompt, completion).")
         self.cost = Counter("promptd_cost_total", "Cost by project, model and currency.")
         self.attempts = Counter("promptd_upstream_attempts_total", "Upstream attempts by provider and status.")
+        self.malformed = Counter("promptd_malformed_chunks_total", "Unreadable upstream chunks skipped, by provider.")
         self.recorded = Counter("promptd_recorder_rows_total", "Rows written by the recorder, by outcome.")
         self.spilled = Counter(
             "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
@@ -106,8 +107,8 @@ class Metrics:
     def exposition(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                       self.attempts, self.recorded, self.spilled, self.limited, self.moderation,
-                       self.retrieval):  # fmt: skip
+                       self.attempts, self.malformed, self.recorded, self.spilled, self.limited,
+                       self.moderation, self.retrieval):  # fmt: skip
             lines.extend(metric.lines())
         for name, (help, read) in self.gauges.items():
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {read():g}"]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 __all__ = [
     "ContentPart",
     "Finish",
+    "Malformed",
     "Message",
     "ProviderCall",
     "ProviderEvent",
@@ -94,7 +95,15 @@ class Finish:
     usage: Usage | None = None
 
 
-ProviderEvent = TextDelta | ToolCallDelta | Finish
+@dataclass(slots=True)
+class Malformed:
+    """A chunk the upstream sent that could not be read, skipped: counted (metric and record), not fatal. A
+    provider raises instead once several come in a row."""
+
+    data: str
+
+
+ProviderEvent = TextDelta | ToolCallDelta | Finish | Malformed
 
 
 def last_user_text(messages: list[Message]) -> str | None:

@@ -20,7 +20,7 @@ from promptd.engine.call import ChatCall, EmbeddingCall, FormInput, Origin
 from promptd.engine.engine import Engine
 from promptd.errors import BudgetExceeded, InputError, LimitExceeded, ProviderBadRequest, ProviderUnavailable
 from promptd.store.recorder import Row
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, Usage
+from promptd.types import Finish, Malformed, Message, ProviderCall, ProviderEvent, TextDelta, Usage
 
 Script = list[Any]  # events, an exception to raise at that point, or a float: seconds to wait
 
@@ -275,3 +275,74 @@ async def test_drop_params_drops_what_the_operator_listed_and_the_record_says_so
     result = await run(e, chat(params={"seed": 1, "service_tier": "flex"}))
     assert upstream.calls[0].extra == {"seed": 1}
     assert result.attempts[0]["dropped_params"] == ["service_tier"]
+
+
+class Continuing(Scripted):
+    """An upstream that can continue a partial answer sent as an assistant prefill (llama.cpp, Anthropic)."""
+
+    continues = True
+
+
+async def streamed(e: Engine, call: ChatCall) -> tuple[list[str], Any]:
+    """What a streaming client receives (its text deltas), and the result."""
+    started = await e.generate(call, origin())
+    (generation,) = started.generations
+    texts = []
+    async for event in generation.events():
+        if isinstance(event, TextDelta):
+            texts.append(event.text)
+    return texts, generation.result
+
+
+async def test_a_stream_that_breaks_mid_answer_is_continued_by_the_fallback() -> None:
+    primary = Scripted([TextDelta("Half"), TextDelta(" an"), ProviderUnavailable("reset")])
+    backup = Continuing([TextDelta(" answer."), Finish("stop", Usage(9, 1))])
+    e, _ = engine(primary, backup)
+    texts, result = await streamed(e, chat(stream=True))
+    assert texts == ["Half", " an", " answer."] and result.answer == "Half an answer."  # one whole answer
+    assert result.status == "normal" and result.model == "spare"
+    prefill = backup.calls[0].messages[-1]
+    assert prefill.role == "assistant" and prefill.content == "Half an"
+    assert [(a["model"], a["status"], a.get("continued_after")) for a in result.attempts] == [
+        ("main", "error", None),
+        ("spare", "ok", 2),
+    ]
+
+
+async def test_a_stream_is_continued_on_a_retry_of_its_own_deployment_when_it_can() -> None:
+    upstream = Continuing([TextDelta("One"), ProviderUnavailable("reset")], answer(" two"))
+    e, _ = engine(upstream)
+    texts, result = await streamed(e, chat(stream=True))
+    assert "".join(texts) == "One two" and result.status == "normal" and len(upstream.calls) == 2
+
+
+async def test_a_stall_after_the_first_token_is_cut_by_the_idle_timeout_and_rescued() -> None:
+    primary = Scripted([TextDelta("Still"), 5.0, *answer("never")])
+    backup = Continuing(answer(" here"))
+    e, _ = engine(primary, backup, idle_timeout_ms=50)
+    texts, result = await streamed(e, chat(stream=True))
+    assert "".join(texts) == "Still here" and result.attempts[0]["error_code"] == "provider_timeout"
+
+
+async def test_without_a_deployment_that_continues_the_stream_ends_with_a_clean_error() -> None:
+    primary = Scripted([TextDelta("Half"), ProviderUnavailable("reset")])
+    e, _ = engine(primary, Scripted(answer("whole")))
+    texts, result = await streamed(e, chat(stream=True))
+    assert texts == ["Half"] and result.status == "error" and len(result.attempts) == 1
+
+
+async def test_tokens_held_before_commit_let_a_short_answer_be_rescued_whole() -> None:
+    primary = Scripted([TextDelta("Hal"), TextDelta("f"), ProviderUnavailable("reset")])
+    backup = Scripted(answer("A whole answer"))  # cannot continue: it answers from the start
+    e, _ = engine(primary, backup, commit_after_tokens=5)
+    texts, result = await streamed(e, chat(stream=True))
+    assert "".join(texts) == "A whole answer" and result.answer == "A whole answer" and result.status == "normal"
+
+
+async def test_a_malformed_chunk_is_skipped_and_counted_in_the_record_and_metrics() -> None:
+    upstream = Scripted([TextDelta("Fine"), Malformed("{oops"), TextDelta(" still"), Finish("stop", Usage(2, 2))])
+    e, _ = engine(upstream)
+    result = await run(e, chat())
+    assert result.answer == "Fine still" and result.status == "normal"
+    assert result.attempts[0]["malformed_chunks"] == 1
+    assert 'promptd_malformed_chunks_total{provider="a"} 1' in e.metrics.exposition()

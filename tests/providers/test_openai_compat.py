@@ -14,7 +14,7 @@ from promptd.providers.base import Provider, SpeechProvider
 from promptd.providers.http import parse_retry_after
 from promptd.providers.openai_compat import OpenAICompatProvider
 from promptd.providers.openai_wire import ChunkReader
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.types import Finish, Malformed, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from tests.serving import free_port
 from tests.upstream import FakeUpstream, fake_upstream
 
@@ -222,9 +222,21 @@ async def test_a_stream_cut_before_the_end_is_a_failure_not_a_success(provider: 
     assert seen == [TextDelta("Hello"), TextDelta(" from")]
 
 
-@pytest.mark.parametrize("model", ["malformed", "odd"])
-async def test_a_malformed_chunk_is_a_provider_error(provider: OpenAICompatProvider, model: str) -> None:
-    with pytest.raises(ProviderError, match="malformed"):
+async def test_a_malformed_chunk_in_a_healthy_stream_is_skipped_and_counted(provider: OpenAICompatProvider) -> None:
+    events = await collect(provider, call("garbled"))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Hello"), TextDelta(" again")]
+    assert [e for e in events if isinstance(e, Malformed)] == [Malformed("{not json")]
+    assert isinstance(events[-1], Finish)
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [("garbage", "malformed chunks in a row"), ("malformed", "ended before"), ("odd", "ended before")],
+)
+async def test_a_run_of_malformed_chunks_or_a_stream_left_unfinished_is_a_provider_error(
+    provider: OpenAICompatProvider, model: str, why: str
+) -> None:
+    with pytest.raises(ProviderError, match=why):
         await collect(provider, call(model))
 
 

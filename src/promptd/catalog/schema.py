@@ -80,6 +80,9 @@ class LocalProviderConfig(Strict):
 
 class OpenAIProviderConfig(Strict):
     kind: Literal["openai"]
+    continuation: Literal["none", "continue_final_message"] = Field(
+        "none", description="how the server continues a partial answer (vLLM: continue_final_message)"
+    )
     drop_params: list[str] = Field(default_factory=list, description="generation parameters dropped, not refused")
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = None
@@ -202,6 +205,8 @@ class ModelConfig(Strict):
     idle_timeout_ms: int | None = Field(None, ge=1, description="longest gap between chunks once streaming")
     total_timeout_ms: int | None = Field(None, ge=1, description="longest a whole answer may take")
     hedge_ms: int | None = Field(None, ge=1, description="start the next candidate after this long without a token")
+    commit_after_tokens: int | None = Field(None, ge=1, description="streams: hold this many tokens before sending")
+    commit_after_ms: float | None = Field(None, gt=0, description="streams: hold tokens this long before sending")
 
     @model_validator(mode="before")
     @classmethod

@@ -485,6 +485,8 @@ class Engine:
         m.cost.inc(float(result.cost.total_price), currency=result.cost.currency, **labels)
         for attempt in result.attempts:
             m.attempts.inc(provider=attempt["provider"], status=attempt.get("status", "ok"))
+            if "malformed_chunks" in attempt:
+                m.malformed.inc(attempt["malformed_chunks"], provider=attempt["provider"])
 
     def _done(self, generation: Generation, result: GenerationResult) -> None:
         self.tasks.remove(generation)

@@ -18,7 +18,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from promptd.catalog.schema import Deployment, ModelConfig
@@ -30,7 +30,7 @@ from promptd.engine.request import Done, EngineEvent, GenerationRequest, Generat
 from promptd.engine.routing import after_failure
 from promptd.errors import PromptdError, ProviderError, ProviderTimeout
 from promptd.providers.base import Provider
-from promptd.types import Finish, ProviderCall, TextDelta, ToolCallDelta, Usage
+from promptd.types import Finish, Malformed, Message, ProviderCall, TextDelta, ToolCallDelta, Usage
 
 __all__ = ["STOPPED", "Answer", "Candidate", "FirstTokenTimeout", "Generation", "Planner", "run_attempt"]
 
@@ -48,6 +48,7 @@ class Candidate:
     call: ProviderCall
     ttft_s: float | None = None  # first-token deadline for this model
     dropped: tuple[str, ...] = ()  # parameters the operator chose to drop for this deployment (drop_params)
+    continues_after: int = 0  # a rescue: the answer so far (this many deltas) is its prefill, to be continued
 
 
 class Planner(Protocol):
@@ -154,7 +155,8 @@ class Generation:
         queue = deque(self.candidates)
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
-        relay = self._emit if self.request.streaming else None  # blocking clients only wait for the result
+        relay = _Relay(self._emit, self.candidates[0].model) if self.request.streaming else None  # blocking: the result
+        rescues = 0
         self._phase = "running"
         if self._stopped_by is not None:  # stopped before it started: no provider is asked anything
             queue.clear()
@@ -163,7 +165,10 @@ class Generation:
             while queue:
                 candidate = queue.popleft()
                 self.served = candidate
+                if candidate.continues_after:  # a rescue: its first-token clock starts now
+                    model_started[candidate.key] = time.perf_counter()
                 model_started.setdefault(candidate.key, time.perf_counter())
+                rescue: Candidate | None = None
                 for retry in range(candidate.model.retry.attempts + 1):
                     began = time.perf_counter()
                     attempt = _attempt_entry(candidate, began - self.request.started)
@@ -180,9 +185,11 @@ class Generation:
                         stream: AsyncIterator[Any] = hedge.events()
                     else:
                         stream = _guarded(candidate, model_started[candidate.key], began)
-                    got, waiting, answer.finish = answer.deltas, answer.ttft is None, None
+                    got, waiting, answer.finish, skipped = answer.deltas, answer.ttft is None, None, answer.malformed
                     outcome = await run_attempt(stream, answer, relay, self.request.started)
                     attempt["duration"] = time.perf_counter() - began
+                    if answer.malformed > skipped:
+                        attempt["malformed_chunks"] = answer.malformed - skipped
                     if waiting and answer.ttft is not None:
                         attempt["ttft"] = round(answer.ttft, 4)
                     entry = attempt
@@ -202,12 +209,21 @@ class Generation:
                             "circuit opened for %s/%s", candidate.deployment.provider, candidate.deployment.model
                         )
                     if error is None:
+                        if relay is not None:
+                            relay.flush()  # a whole answer: whatever was held back is the client's now
                         break
                     entry.update(status="error", error=error.message, error_code=error.code)
-                    if answer.ttft is not None and self.request.streaming:
-                        break  # committed: the client has content, a failure now is final
-                    if answer.ttft is not None:  # a blocking client saw nothing yet: start over elsewhere
+                    if relay is not None and relay.committed:  # the client has content: continue it, or fail
+                        if rescues < MAX_RESCUES:
+                            rescue = _continuation(candidate, retry, queue, answer)
+                        if rescue is not None:
+                            rescues += 1
+                            queue.appendleft(rescue)
+                        break
+                    if answer.ttft is not None:  # the client saw nothing yet: start over elsewhere
                         answer.reset()
+                        if relay is not None:
+                            relay.discard()
                         model_started[candidate.key] = time.perf_counter()
                     step, self._delay = after_failure(error, candidate.model, retry, rng)
                     if step == "retry":
@@ -219,14 +235,16 @@ class Generation:
                     elif step == "final":
                         queue.clear()
                     break
-                if error is None or (answer.ttft is not None and self.request.streaming) or status == "stopped":
-                    break  # answered, committed, or stopped: no other candidate
+                if error is None or status == "stopped" or (relay is not None and relay.committed and rescue is None):
+                    break  # answered, stopped, or committed with nothing that can continue it
         except asyncio.CancelledError:  # stopped between provider streams (a retry's backoff, a stream closing)
             status, error = "stopped", None
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
         self._phase = "finishing"  # from here on stop() has nothing to cancel
+        if relay is not None and status == "stopped":
+            relay.flush()  # what came before the stop is the client's
         status = "stopped" if status == "stopped" else ("error" if error is not None else "normal")
         usage, cost = await self._bill(spent)
         finish = answer.finish
@@ -331,7 +349,7 @@ class Answer:
     """The answer as it accumulates over an attempt (or over several, for a blocking client that was never
     shown a token)."""
 
-    __slots__ = ("deltas", "finish", "parts", "tool_calls", "ttft")
+    __slots__ = ("deltas", "finish", "malformed", "parts", "tool_calls", "ttft")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -339,6 +357,7 @@ class Answer:
         self.deltas = 0
         self.ttft: float | None = None
         self.finish: Finish | None = None
+        self.malformed = 0  # chunks the upstream sent that could not be read, skipped
 
     def reset(self) -> None:
         self.parts.clear()
@@ -381,6 +400,8 @@ async def run_attempt(
                     relay(event)
             elif isinstance(event, Finish):
                 answer.finish = event
+            elif isinstance(event, Malformed):
+                answer.malformed += 1
         return None
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -407,7 +428,76 @@ def _attempt_entry(candidate: Candidate, started: float) -> dict[str, Any]:
     }
     if candidate.dropped:
         entry["dropped_params"] = list(candidate.dropped)
+    if candidate.continues_after:
+        entry["continued_after"] = candidate.continues_after
     return entry
+
+
+#: how many times one answer may be continued elsewhere after its stream broke
+MAX_RESCUES = 3
+
+
+def _continuation(failed: Candidate, retry: int, queue: deque[Candidate], answer: Answer) -> Candidate | None:
+    """A rescue for a stream that broke after the client had content: the same deployment (while it has
+    retries left) or the next candidate, whichever first can continue an answer (its provider `continues`),
+    asked to continue the partial answer sent as an assistant prefill. None when nothing can (or the answer
+    holds a tool call, which has no prefill)."""
+    if answer.tool_calls or not answer.parts:
+        return None
+    options = ([failed] if retry < failed.model.retry.attempts else []) + list(queue)
+    for option in options:
+        if not getattr(option.provider, "continues", False):
+            continue
+        if option is not failed:
+            queue.remove(option)
+        so_far = "".join(answer.parts)
+        call = option.call
+        extra = {**call.extra, **getattr(option.provider, "continue_params", {})}
+        left = None if call.max_tokens is None else max(1, call.max_tokens - answer.deltas)
+        continued = replace(
+            call, messages=[*call.messages, Message("assistant", so_far)], extra=extra, max_tokens=left, stream=True
+        )
+        idle = option.model.idle_timeout_ms
+        ttft_s = option.ttft_s or (idle / 1000 if idle else None)  # a silent rescue is bounded too
+        return replace(option, call=continued, ttft_s=ttft_s, continues_after=answer.deltas)
+    return None
+
+
+class _Relay:
+    """What a streaming client is sent: each delta as it comes, or, when the model sets `commit_after_tokens`
+    or `commit_after_ms`, nothing until that many tokens or milliseconds have come (or the answer is whole).
+    Until then the answer is not committed: if it fails, it is answered again elsewhere, whole."""
+
+    __slots__ = ("committed", "emit", "first", "held", "ms", "tokens")
+
+    def __init__(self, emit: Callable[[EngineEvent], None], model: ModelConfig) -> None:
+        self.emit = emit
+        self.tokens = model.commit_after_tokens
+        self.ms = model.commit_after_ms
+        self.committed = not (self.tokens or self.ms)
+        self.held: list[EngineEvent] = []
+        self.first: float | None = None
+
+    def __call__(self, event: EngineEvent) -> None:
+        if self.committed:
+            self.emit(event)
+            return
+        self.held.append(event)
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        if (self.tokens and len(self.held) >= self.tokens) or (self.ms and (now - self.first) * 1000 >= self.ms):
+            self.flush()
+
+    def flush(self) -> None:
+        for event in self.held:
+            self.emit(event)
+        self.held.clear()
+        self.committed = True
+
+    def discard(self) -> None:
+        self.held.clear()
+        self.first = None
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:

@@ -17,8 +17,18 @@ import msgspec
 
 from promptd.catalog.schema import AnthropicProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderUnavailable
-from promptd.providers.http import HTTPProvider, http_error, sse_data, translate_errors
-from promptd.types import ContentPart, Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from promptd.providers.http import MALFORMED_RUN, HTTPProvider, http_error, sse_data, translate_errors
+from promptd.types import (
+    ContentPart,
+    Finish,
+    Malformed,
+    Message,
+    ProviderCall,
+    ProviderEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)  # fmt: skip
 
 __all__ = ["AnthropicProvider", "to_anthropic"]
 
@@ -72,6 +82,10 @@ def to_anthropic(call: ProviderCall, default_max_tokens: int) -> dict[str, Any]:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+    last = turns[-1] if turns else None
+    if last is not None and last["role"] == "assistant" and last["content"] and last["content"][-1].get("text"):
+        # a prefill (a rescue continuing a partial answer) may not end with whitespace, Anthropic says
+        last["content"][-1]["text"] = last["content"][-1]["text"].rstrip()
     body: dict[str, Any] = {"model": call.model, "messages": turns, "stream": True,
                             "max_tokens": call.max_tokens or default_max_tokens}  # fmt: skip
     if system:
@@ -124,6 +138,7 @@ class AnthropicProvider(HTTPProvider):
     #: OpenAI parameters it translates: tool_choice, parallel_tool_calls (disable_parallel_tool_use), top_k, and
     #: response_format (structured output through one forced tool whose input is the answer)
     accepts = frozenset({"tool_choice", "parallel_tool_calls", "top_k", "response_format"})
+    continues = True  # a final assistant turn is a prefill Anthropic continues
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
         headers = {"anthropic-version": config.version, **config.headers}
@@ -143,13 +158,21 @@ class AnthropicProvider(HTTPProvider):
                 reason: str | None = None
                 tool_index: dict[int, int] = {}  # Anthropic content block index → OpenAI tool call index
                 structured = structured_output(call.extra.get("response_format")) is not None
+                malformed = 0
                 answer_block: int | None = None
                 stopped = False
                 async for data in sse_data(resp, self.who):
                     try:
                         event = _decode(data)
-                    except msgspec.DecodeError as exc:
-                        raise ProviderUnavailable(f"{self.who}: malformed event from upstream: {data[:200]!r}") from exc
+                        malformed = 0
+                    except msgspec.DecodeError as exc:  # skipped and counted; a run of them is fatal
+                        malformed += 1
+                        if malformed >= MALFORMED_RUN:
+                            raise ProviderUnavailable(
+                                f"{self.who}: {malformed} malformed events in a row from upstream: {data[:200]!r}"
+                            ) from exc
+                        yield Malformed(data[:200].decode("utf-8", "replace"))
+                        continue
                     kind = event.get("type")
                     if kind == "message_start":
                         usage = event.get("message", {}).get("usage", {})

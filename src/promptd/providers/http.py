@@ -17,9 +17,12 @@ from promptd.errors import ProviderBadRequest, ProviderError, ProviderRateLimite
 from promptd.providers.client import HTTPClient, ProtocolError, Response
 
 __all__ = [
+    "MALFORMED_RUN",
     "MAX_LINE", "HTTPProvider", "Lines", "http_error", "multipart", "parse_retry_after", "sse_data", "translate_errors",
 ]  # fmt: skip
 
+#: malformed chunks (or events) in a row that end a stream; one, or a few apart, are skipped and counted
+MALFORMED_RUN = 3
 MAX_LINE = 16 * 1024 * 1024  # one tool-call chunk can be long (aiohttp's readline gave up at 512 KiB)
 
 _decode = msgspec.json.Decoder().decode

@@ -74,6 +74,7 @@ LLAMA_PARAMS = frozenset(
 
 class LocalProvider:
     accepts = LLAMA_PARAMS
+    continues = True  # llama.cpp continues a final assistant message (a rescue's prefill)
 
     def __init__(self, name: str, config: LocalProviderConfig) -> None:
         self.name = name

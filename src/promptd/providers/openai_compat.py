@@ -26,9 +26,17 @@ import msgspec
 
 from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.errors import ProviderError, ProviderUnavailable
-from promptd.providers.http import MAX_LINE, HTTPProvider, Lines, http_error, multipart, translate_errors
+from promptd.providers.http import (
+    MALFORMED_RUN,
+    MAX_LINE,
+    HTTPProvider,
+    Lines,
+    http_error,
+    multipart,
+    translate_errors,
+)  # fmt: skip
 from promptd.providers.openai_wire import ChunkReader, request_body
-from promptd.types import Finish, ProviderCall, ProviderEvent
+from promptd.types import Finish, Malformed, ProviderCall, ProviderEvent
 
 __all__ = ["DRAIN_S", "MAX_LINE", "OpenAICompatProvider"]
 
@@ -42,8 +50,11 @@ DRAIN_S = 0.25
 
 
 class OpenAICompatProvider(HTTPProvider):
-    accepts = None  # every parameter goes upstream, which judges it (as OpenAI, vLLM or Ollama would)
     """`Provider`, `EmbeddingProvider` and `SpeechProvider` for one OpenAI-compatible base URL."""
+
+    accepts = None  # every parameter goes upstream, which judges it (as OpenAI, vLLM or Ollama would)
+    #: vLLM's way to continue a final assistant message instead of answering after it
+    CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
         headers = dict(config.headers)
@@ -52,6 +63,9 @@ class OpenAICompatProvider(HTTPProvider):
         super().__init__(name, headers=headers, timeout=config.timeout, max_connections=config.max_connections)
         self.config = config
         self._chat_url = f"{config.base_url}/chat/completions"
+        # whether (and how) this server continues a partial answer: a rescue's prefill (engine/generation.py)
+        self.continues = config.continuation == "continue_final_message"
+        self.continue_params = self.CONTINUE if self.continues else {}
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[ProviderEvent]:
         body = _encode(request_body(call, model=call.model, stream=call.stream))
@@ -64,7 +78,7 @@ class OpenAICompatProvider(HTTPProvider):
                     for event in self._whole(await resp.read()):
                         yield event
                     return
-                reader, lines, done = ChunkReader(), Lines(self.who), False
+                reader, lines, done, malformed = ChunkReader(), Lines(self.who), False, 0
                 while not done:
                     block = await resp.readany()
                     for line in lines.feed(block):
@@ -75,6 +89,15 @@ class OpenAICompatProvider(HTTPProvider):
                                 resp.drain_later(DRAIN_S)  # the answer is complete: nobody waits for the rest
                                 break
                             for event in self._events(reader, data):
+                                if isinstance(event, Malformed):
+                                    malformed += 1
+                                    if malformed >= MALFORMED_RUN:
+                                        raise ProviderUnavailable(
+                                            f"{self.who}: {malformed} malformed chunks in a row from upstream, "
+                                            f"the last: {event.data!r}"
+                                        )
+                                else:
+                                    malformed = 0
                                 yield event
                     if not block:
                         break
@@ -87,8 +110,8 @@ class OpenAICompatProvider(HTTPProvider):
             chunk = _decode(data)
             if not chunk.get("error"):
                 return reader.events(chunk)
-        except _SHAPE_ERRORS as exc:
-            raise ProviderUnavailable(f"{self.who}: malformed chunk from upstream: {data[:200]!r}") from exc
+        except _SHAPE_ERRORS:
+            return [Malformed(data[:200].decode("utf-8", "replace"))]  # skipped and counted; a run of them is fatal
         raise self._body_error(chunk["error"], data)
 
     def _whole(self, raw: bytes) -> list[ProviderEvent]:

@@ -117,6 +117,18 @@ def test_an_admin_key_is_created_without_a_project(runner: CliRunner, tmp_path: 
     assert both.exit_code == 2 and "no project" in both.output
 
 
+def test_a_dataset_key_is_created_without_a_project(runner: CliRunner, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    created = runner.invoke(main, ["keys", "create", "--dataset", *data])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip()
+    assert re.match(r"^dataset-[A-Za-z0-9]{32}$", key)
+    row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
+    assert " dataset " in row and " * " in row
+    both = runner.invoke(main, ["keys", "create", "--dataset", "--admin", *data])
+    assert both.exit_code == 2 and "one or the other" in both.output
+
+
 def test_keys_create_needs_a_project_unless_admin(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["keys", "create", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--project is required" in result.output

@@ -122,6 +122,7 @@ class FakeUpstream:
                 Route("/v1/audio/transcriptions", self.transcribe, methods=["POST"]),
                 Route("/v1/audio/speech", self.speech, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/rerank", self.rerank, methods=["POST"]),
             ]
         )
 
@@ -269,6 +270,20 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append({"headers": dict(request.headers), "body": body})
         return Response(b"ID3fake-mp3:" + body["input"].encode(), media_type="audio/mpeg")
+
+    async def rerank(self, request: Request) -> Response:
+        """A reranker in the Jina/Cohere shape: results best first, each with the document's index; the score
+        is the share of the query's words in the document. The model `broken` answers a malformed reply."""
+        body = await request.json()
+        self.requests.append({"headers": dict(request.headers), "body": body})
+        if body["model"] == "broken":
+            return JSONResponse({"data": []})
+        words = set(body["query"].lower().split())
+        scored = [
+            {"index": i, "relevance_score": len(words & set(d.lower().split())) / len(words)}
+            for i, d in enumerate(body["documents"])
+        ]
+        return JSONResponse({"results": sorted(scored, key=lambda r: -r["relevance_score"])[: body["top_n"]]})
 
 
 @contextmanager

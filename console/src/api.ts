@@ -118,6 +118,16 @@ export interface Attempt {
   [k: string]: unknown;
 }
 
+/** A knowledge segment given to the prompt (Dify's retriever_resources). */
+export interface RetrieverResource {
+  position: number;
+  dataset_name: string;
+  document_name: string;
+  segment_id: string;
+  score: number;
+  content: string;
+}
+
 export interface Message extends LogRow {
   inputs: Record<string, unknown> | null;
   prompt: { role: string; content: unknown }[] | null;
@@ -130,6 +140,7 @@ export interface Message extends LogRow {
   completion_price: string;
   upstream_model: string;
   attempts: Attempt[] | null;
+  retriever_resources: RetrieverResource[] | null;
   feedbacks: { rating: string; content: string | null; created_at: number }[];
   metric_feedback: { metric: string; value: number; reason: string | null; details: string | null; created_at: number }[];
 }

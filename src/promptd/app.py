@@ -42,6 +42,7 @@ from promptd.faces.dify.routes import mount as dify_mount
 from promptd.faces.mount import HotRoute
 from promptd.health import health, livez, readyz
 from promptd.keys import KeyCache
+from promptd.knowledge.service import Knowledge
 from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
 from promptd.reload import catalog_version, install_sighup
@@ -206,6 +207,8 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         engine.catalog_version = version
         engine.tracer = tracer
         await engine.start_coordination()
+        knowledge = Knowledge(db, engine, catalog, settings.data_dir / "knowledge")
+        await knowledge.start()
         metrics.gauge("promptd_recorder_queue_rows", "Rows waiting to be written.", lambda: recorder.pending)
         metrics.gauge("promptd_recorder_spill_rows", "Rows waiting on disk.", lambda: recorder.spilled_pending)
         metrics.gauge("promptd_running_generations", "Generations in flight.", lambda: len(engine.tasks.all()))
@@ -223,6 +226,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             keys=KeyCache(repo, ttl=settings.key_cache_ttl),
             providers=built,
             catalog_version=version,
+            knowledge=knowledge,
         )
         for name, p in built.items():  # load models now, so that the first request does not wait for them
             if hasattr(p, "start"):
@@ -237,6 +241,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
         finally:
             for task in list(svc.tasks):
                 task.cancel()
+            await knowledge.aclose()
             await engine.aclose()
             await recorder.close()
             for provider in {id(p): p for p in [*svc.providers.values(), *svc.retired]}.values():

@@ -458,6 +458,7 @@ def _when(ts: float | None) -> str:
 @common
 @click.option("--project", default=None, help="The project the key is scoped to (not with --admin).")
 @click.option("--admin", is_flag=True, help="An admin key: the management API and the console, every project.")
+@click.option("--dataset", is_flag=True, help="A dataset key (`dataset-…`): the Knowledge API, every knowledge base.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), default=None)
 @limit_options
@@ -466,6 +467,7 @@ def keys_create(
     data_dir: Path,
     project: str | None,
     admin: bool,
+    dataset: bool,
     name: str,
     expires_in_days: float | None,
     rpm: int | None,
@@ -475,9 +477,11 @@ def keys_create(
 ) -> None:
     """Create a key and print it (alone, on stdout). It is stored hashed: copy it now."""
     limits = Limits(rpm=rpm, tpm=tpm, cost_per_day=cost_per_day, cost_per_month=cost_per_month)
-    if admin:
-        if project is not None or not limits.empty:
-            click.echo("promptd: an admin key has no project and no limits", err=True)
+    if admin or dataset:
+        if project is not None or not limits.empty or (admin and dataset):
+            click.echo(
+                "promptd: an admin or dataset key has no project and no limits (and is one or the other)", err=True
+            )
             sys.exit(2)
     else:
         catalog = read_catalog(config)
@@ -492,7 +496,11 @@ def keys_create(
 
     async def create(repo: Repository) -> str:
         key, _ = await repo.create_key(
-            project or ADMIN_PROJECT, name=name, expires_at=expires, role="admin" if admin else "app", limits=limits
+            project or ADMIN_PROJECT,
+            name=name,
+            expires_at=expires,
+            role="admin" if admin else "dataset" if dataset else "app",
+            limits=limits,
         )
         return key
 

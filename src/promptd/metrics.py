@@ -131,6 +131,9 @@ class Metrics:
         self.spilled = Counter(
             "promptd_recorder_spilled_rows_total", "Rows put on disk because the recorder's queue was full."
         )
+        self.retrieval = Histogram(
+            "promptd_knowledge_retrieval_seconds", "Knowledge searched for one prompt, by project.", LATENCY_BUCKETS
+        )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
         self.moderation = Counter(
             "promptd_moderation_total", "Moderation checks by project, stage, type and outcome (passed/flagged/error)."
@@ -155,7 +158,7 @@ class Metrics:
     def _metrics(self) -> tuple[Counter | Histogram, ...]:
         return (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
                 self.attempts, self.malformed, self.recorded, self.spilled, self.limited,
-                self.moderation)  # fmt: skip
+                self.moderation, self.retrieval)  # fmt: skip
 
     def recorder_outcome(self, outcome: str, rows: int) -> None:
         """The recorder's report: rows written or dead-lettered, or spilled to disk (replayed later)."""

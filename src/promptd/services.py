@@ -14,6 +14,7 @@ from starlette.requests import Request
 from promptd.catalog.schema import Catalog
 from promptd.engine.engine import Engine
 from promptd.keys import KeyCache
+from promptd.knowledge.service import Knowledge
 from promptd.providers.base import Provider
 from promptd.settings import Settings
 from promptd.store.recorder import Recorder
@@ -33,6 +34,7 @@ class Services:
     recorder: Recorder
     keys: KeyCache
     providers: dict[str, Provider]
+    knowledge: Knowledge
     catalog_version: str = ""
     started_at: float = field(default_factory=time.time)  # when this app loaded its catalog (Unix seconds)
     #: providers a reload replaced: a stream in flight may still use one, so they are closed at shutdown

@@ -332,3 +332,13 @@ async def test_system_fingerprint_is_passed_up(provider: OpenAICompatProvider, s
     assert isinstance(finish, Finish) and finish.system_fingerprint == "fp_test"
     plain = (await collect(provider, call("ok", stream=stream)))[-1]
     assert isinstance(plain, Finish) and plain.system_fingerprint is None
+
+
+async def test_rerank_scores_come_back_in_document_order(
+    upstream: FakeUpstream, provider: OpenAICompatProvider
+) -> None:
+    docs = ["the blue sky", "blue whales sing", "red sky at night"]
+    assert await provider.rerank(model="rr", query="blue sky", documents=docs) == [1.0, 0.5, 0.5]
+    assert upstream.requests[-1]["body"] == {"model": "rr", "query": "blue sky", "documents": docs, "top_n": 3}
+    with pytest.raises(ProviderError, match="unexpected rerank reply"):
+        await provider.rerank(model="broken", query="x", documents=["y"])

@@ -84,14 +84,37 @@ def recorder_for(db: AsyncEngine, tmp_path: Path, **options: Any) -> Recorder:
 # --- migrations ----------------------------------------------------------------------------------------------
 
 
+#: the knowledge full-text index, made by migration 0007 for one dialect and not mirrored in tables.py: SQLite's
+#: FTS5 table (and its shadow tables), PostgreSQL's generated tsvector column and its GIN index
+FULL_TEXT_TABLE = "knowledge_segments_fts"
+FULL_TEXT_COLUMN = ("knowledge_segments", "tsv")
+FULL_TEXT_INDEX = "ix_knowledge_segments_tsv"
+
+
 def _columns(sync_conn: Connection) -> dict[str, set[str]]:
     insp = inspect(sync_conn)
-    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
+    return {
+        t: {c["name"] for c in insp.get_columns(t) if (t, c["name"]) != FULL_TEXT_COLUMN}
+        for t in insp.get_table_names()
+        if t != "alembic_version" and not t.startswith(FULL_TEXT_TABLE)
+    }
+
+
+def _full_text(diff: Any) -> bool:
+    kind, *rest = diff
+    if kind == "remove_table":
+        return str(rest[0].name).startswith(FULL_TEXT_TABLE)
+    if kind == "remove_column":
+        return (rest[1], rest[2].name) == FULL_TEXT_COLUMN
+    if kind == "remove_index":
+        return bool(rest[0].name == FULL_TEXT_INDEX)
+    return False
 
 
 def _schema_diff(sync_conn: Connection) -> list[Any]:
     # server defaults are left out: SQLite reflects '' defaults in a form alembic cannot compare
-    return list(compare_metadata(MigrationContext.configure(sync_conn, opts={"compare_type": True}), metadata))
+    diff = compare_metadata(MigrationContext.configure(sync_conn, opts={"compare_type": True}), metadata)
+    return [d for d in diff if not (isinstance(d, tuple) and _full_text(d))]
 
 
 def _revision(sync_conn: Connection) -> str | None:
@@ -108,7 +131,7 @@ async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(e
         revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert diff == []  # types, nullability, indexes and unique constraints match too
-    assert revision == "0007"
+    assert revision == "0008"
 
 
 async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
@@ -118,7 +141,7 @@ async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
     await migrate(db)
     async with db.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
-        assert await conn.run_sync(_revision) == "0007"
+        assert await conn.run_sync(_revision) == "0008"
     assert await message_ids(db) == {"kept"}
 
 

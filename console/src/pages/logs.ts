@@ -121,6 +121,7 @@ async function detail(root: HTMLElement, id: string): Promise<void> {
     ["cost", `${m.prompt_price} + ${m.completion_price} = ${m.total_price} ${m.currency}`],
   ];
   const attempts = m.attempts ?? [];
+  const cited = m.retriever_resources ?? [];
   root.append(
     h("p", {}, h("a", { href: "#/logs" }, "← Logs")),
     h("h2", {}, "Request ", h("code", {}, m.id)),
@@ -152,6 +153,16 @@ async function detail(root: HTMLElement, id: string): Promise<void> {
             { "data-testid": "message-attempts" },
           )
         : h("p", { class: "muted" }, "No attempts recorded."),
+    ),
+    card(
+      "Retrieved knowledge",
+      cited.length
+        ? table(
+            ["#", "knowledge base", "document", "score", "segment"],
+            cited.map((r) => [String(r.position), r.dataset_name, r.document_name, r.score.toFixed(3), h("span", { class: "preview" }, r.content)]),
+            { "data-testid": "message-knowledge" },
+          )
+        : h("p", { class: "muted" }, "No knowledge was retrieved."),
     ),
     card(
       "Feedback",

@@ -134,7 +134,7 @@ def _describe(exc: ValidationError) -> list[str]:
     return problems
 
 
-SECTIONS = ("providers", "models", "projects")
+SECTIONS = ("providers", "models", "projects", "knowledge")
 
 
 class _Everything(frozenset[str]):
@@ -198,8 +198,22 @@ def _valid_part(data: dict[str, Any]) -> tuple[Catalog, dict[str, Set[str]]]:
     return Catalog.model_validate(valid), broken
 
 
-def parse_catalog(raw: Any, environ: Mapping[str, str], *, source: str = "<catalog>") -> Catalog:
-    """Validate a catalog already read from YAML (a dict). Raises CatalogError listing every problem."""
+def _anchor_documents(data: dict[str, Any], base_dir: Path) -> None:
+    """Make each knowledge base's document paths absolute, relative to the catalog file's folder."""
+    bases = data.get("knowledge")
+    if not isinstance(bases, dict):
+        return
+    for entry in bases.values():
+        docs = entry.get("documents") if isinstance(entry, dict) else None
+        if isinstance(docs, list):
+            entry["documents"] = [str((base_dir / d).resolve()) if isinstance(d, str) else d for d in docs]
+
+
+def parse_catalog(
+    raw: Any, environ: Mapping[str, str], *, source: str = "<catalog>", base_dir: Path | None = None
+) -> Catalog:
+    """Validate a catalog already read from YAML (a dict). Raises CatalogError listing every problem.
+    Knowledge documents are relative to `base_dir` (the catalog file's folder; default: the current one)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -208,6 +222,7 @@ def parse_catalog(raw: Any, environ: Mapping[str, str], *, source: str = "<catal
     data = interpolate(raw, environ, "", problems)
     # a section whose entries are all commented out reads as null: it is empty
     data = {k: {} if k in SECTIONS and v is None else v for k, v in data.items()}
+    _anchor_documents(data, base_dir or Path.cwd())
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:
@@ -245,4 +260,4 @@ def load_catalog(path: Path | None, environ: Mapping[str, str]) -> Catalog:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise CatalogError([f"not valid YAML: {_yaml_problem(exc)}"], source=source) from None
-    return parse_catalog(raw, environ, source=source)
+    return parse_catalog(raw, environ, source=source, base_dir=path.parent)

@@ -6,7 +6,9 @@ to one of them is not reported again as a reference to nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Set
+from pathlib import Path
 
 from promptd.catalog.schema import Catalog
 from promptd.domain.templates import template_variables
@@ -32,6 +34,8 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
             elif ref not in bad_providers:
                 known = ", ".join(sorted(catalog.providers)) or "none"
                 problems.append(f"{path}: no provider named {ref!r} (known: {known})")
+        if model.type == "rerank" and kinds - {"openai", "fake"}:
+            problems.append(f"{at}.type: rerank models need an openai-kind (or fake) provider")
         if model.type in ("speech_to_text", "text_to_speech") and kinds - {"openai"}:
             problems.append(f"{at}.type: {model.type} models need an openai-kind provider")
         for i, fb in enumerate(model.fallbacks):
@@ -47,8 +51,20 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 problems.append(f"{at}.context_fallback: no other model named {fallback!r}")
             elif catalog.models[fallback].type != model.type:
                 problems.append(f"{at}.context_fallback: {fallback!r} is a {catalog.models[fallback].type} model")
+    problems.extend(_check_knowledge(catalog, bad_models))
     for pname, project in catalog.projects.items():
         at = f"projects.{pname}"
+        bad_knowledge = broken.get("knowledge", set())
+        for i, kb in enumerate(project.knowledge):
+            if kb not in catalog.knowledge and kb not in bad_knowledge and not _is_uuid(kb):
+                known = ", ".join(sorted(catalog.knowledge)) or "none"
+                problems.append(
+                    f"{at}.knowledge[{i}]: no knowledge base named {kb!r} (known: {known}; or a dataset id)"
+                )
+        query_var = project.knowledge_query
+        declared = {f.variable for f in project.inputs}
+        if project.knowledge and project.mode == "completion" and query_var not in declared | {"query"}:
+            problems.append(f"{at}.knowledge_query: no input declares variable {query_var!r}")
         for i, m in enumerate(project.models):
             if m in bad_models:
                 continue
@@ -68,7 +84,8 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
         # the Dify face fills {{query}} of the prompt from the request's top-level `query`; the system prompt
         # is rendered from the inputs alone
         templates: tuple[tuple[str, str | None, set[str]], ...] = (
-            ("prompt", project.prompt, {"query"}),
+            # {{context}}: the retrieved knowledge, for projects that attach some
+            ("prompt", project.prompt, {"query", "context"} if project.knowledge else {"query"}),
             ("system_prompt", project.system_prompt, set()),
         )
         for key, template, implicit in templates:
@@ -107,4 +124,31 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
                 f"{at}.limits: a budget counts in one currency, but this project's models are priced in "
                 f"{', '.join(sorted(currencies))}"
             )
+    return problems
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_knowledge(catalog: Catalog, bad_models: Set[str]) -> list[str]:
+    problems: list[str] = []
+    for name, kb in catalog.knowledge.items():
+        at = f"knowledge.{name}"
+        for i, doc in enumerate(kb.documents):
+            if not Path(doc).exists():
+                problems.append(f"{at}.documents[{i}]: no such file or folder: {doc}")
+        for key, want in (("embedding_model", "embedding"), ("rerank_model", "rerank")):
+            ref = getattr(kb.retrieval, key)
+            if ref is None or ref in bad_models:
+                continue
+            model = catalog.models.get(ref)
+            if model is None:
+                problems.append(f"{at}.retrieval.{key}: no model named {ref!r}")
+            elif model.type != want:
+                problems.append(f"{at}.retrieval.{key}: {ref!r} is a {model.type} model, not {want}")
     return problems

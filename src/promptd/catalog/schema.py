@@ -28,6 +28,9 @@ __all__ = [
     "FakeProviderConfig",
     "FileUploadConfig",
     "FormField",
+    "KnowledgeChunking",
+    "KnowledgeConfig",
+    "KnowledgeRetrieval",
     "LimitsConfig",
     "LocalProviderConfig",
     "MetricConfig",
@@ -185,7 +188,7 @@ class ModelConfig(Strict):
     provider: str = Field("", description="the provider (or give `deployments`)")
     model: str = Field("", description="the model's name upstream (or give `deployments`)")
     deployments: list[Deployment] = Field(default_factory=list, description="several provider+model, by weight")
-    type: Literal["chat", "embedding", "speech_to_text", "text_to_speech"] = "chat"
+    type: Literal["chat", "embedding", "rerank", "speech_to_text", "text_to_speech"] = "chat"
     price: Price = Field(default_factory=Price)
     vision: bool = Field(False, description="accepts image content parts")
     video: bool = Field(False, description="accepts video_url content parts (Dify `files` of type video)")
@@ -460,6 +463,10 @@ class ProjectConfig(Strict):
     site: SiteConfig | None = Field(default_factory=SiteConfig)
     tool_icons: dict[str, str | dict[str, str]] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    knowledge: list[str] = Field(
+        default_factory=list, description="knowledge bases searched for every request: catalog names or dataset ids"
+    )
+    knowledge_query: str = Field("query", description="completion apps: the input whose value is searched")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call with its keys")
 
     @field_validator("cors_origins")
@@ -502,7 +509,46 @@ class ProjectConfig(Strict):
         return self.default_model or self.models[0]
 
 
+# --- knowledge bases -------------------------------------------------------------------------------------------
+
+
+class KnowledgeChunking(Strict):
+    size: int = Field(1000, ge=50, le=20000, description="characters per segment, at most")
+    overlap: int = Field(100, ge=0, description="characters of the previous segment repeated at the start of the next")
+    separator: str = Field("\n\n", min_length=1, description="split here first; then lines, sentences, words")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> KnowledgeChunking:
+        if self.overlap >= self.size:
+            raise ValueError(f"`overlap` ({self.overlap}) must be smaller than `size` ({self.size})")
+        return self
+
+
+class KnowledgeRetrieval(Strict):
+    mode: Literal["full_text", "vector", "hybrid"] = "full_text"
+    top_k: int = Field(3, ge=1, le=100, description="segments given to the prompt, at most")
+    score_threshold: float | None = Field(None, ge=0, le=1, description="segments scoring lower are left out")
+    embedding_model: str | None = Field(None, description="a model of type embedding (vector and hybrid modes)")
+    rerank_model: str | None = Field(None, description="a model of type rerank, to reorder the candidates")
+
+    @model_validator(mode="after")
+    def _embedding_for_vectors(self) -> KnowledgeRetrieval:
+        if self.mode != "full_text" and self.embedding_model is None:
+            raise ValueError(f"mode {self.mode} needs an `embedding_model`")
+        return self
+
+
+class KnowledgeConfig(Strict):
+    """A knowledge base: documents (files or folders, relative to the catalog file), chunked and indexed at start."""
+
+    description: str = ""
+    documents: list[str] = Field(default_factory=list, description="files or folders (txt, md, html, pdf, docx)")
+    chunking: KnowledgeChunking = Field(default_factory=KnowledgeChunking)
+    retrieval: KnowledgeRetrieval = Field(default_factory=KnowledgeRetrieval)
+
+
 class Catalog(Strict):
     providers: dict[Annotated[str, Field(pattern=NAME)], ProviderConfig] = Field(default_factory=dict)
     models: dict[Annotated[str, Field(pattern=NAME)], ModelConfig] = Field(default_factory=dict)
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
+    knowledge: dict[Annotated[str, Field(pattern=NAME)], KnowledgeConfig] = Field(default_factory=dict)

@@ -11,19 +11,21 @@ import string
 import uuid
 
 __all__ = [
-    "ADMIN_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id", "hash_key", "keys_equal",
-    "looks_like_key", "metric_uuid", "new_key",
+    "ADMIN_KEY_PREFIX", "DATASET_KEY_PREFIX", "KEY_PREFIX", "app_uuid", "conversation_id", "end_user_id",
+    "hash_key", "keys_equal", "looks_like_key", "metric_uuid", "new_key",
 ]  # fmt: skip
 
 KEY_PREFIX = "app-"
 ADMIN_KEY_PREFIX = "adm-"  # admin keys: the management API and the console
+DATASET_KEY_PREFIX = "dataset-"  # dataset keys: Dify's Knowledge (dataset) API, every knowledge base (as Dify's)
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_RANDOM_CHARS = 32
 END_USER_NAMESPACE = uuid.UUID("6f0b3c1e-5d8a-4f0e-9a57-2f1f0d7c9b11")
 
 
 def new_key(prefix: str = KEY_PREFIX) -> str:
-    """A fresh API key: `app-` (or `adm-` for an admin key) + 32 random alphanumerics (190 bits)."""
+    """A fresh API key: `app-` (`adm-` for an admin key, `dataset-` for a dataset key) + 32 random
+    alphanumerics (190 bits)."""
     return prefix + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
 
 
@@ -37,7 +39,7 @@ def keys_equal(a: str, b: str) -> bool:
 
 
 def looks_like_key(token: str) -> bool:
-    return token.startswith((KEY_PREFIX, ADMIN_KEY_PREFIX)) and len(token) >= len(KEY_PREFIX) + 24
+    return token.startswith((KEY_PREFIX, ADMIN_KEY_PREFIX, DATASET_KEY_PREFIX)) and len(token) >= len(KEY_PREFIX) + 24
 
 
 @functools.lru_cache(maxsize=65_536)  # a name-based UUID (SHA-1) per request otherwise: callers repeat

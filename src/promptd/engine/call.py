@@ -34,6 +34,7 @@ class FormInput:
     query: str = ""  # the legacy top-level `query`
     attachments: list[ContentPart] = field(default_factory=list)  # image parts the model must be able to read
     files: list[dict[str, Any]] | None = None  # what the client sent, for the record
+    context: str | None = None  # retrieved knowledge for {{#context#}} / {{context}}; None: none attached
 
 
 @dataclass(slots=True, kw_only=True)
@@ -65,6 +66,7 @@ class ChatCall:
     n: int = 1
     stream: bool = False  # the client sees tokens as they come: the first one commits the answer
     max_ttft_ms: int | None = None
+    retriever_resources: list[dict[str, Any]] | None = None  # knowledge segments in the prompt (for the record)
 
 
 @dataclass(slots=True, kw_only=True)

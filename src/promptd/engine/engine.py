@@ -564,6 +564,7 @@ class Engine:
             campaign=req.campaign,
             attempts=result.attempts,
             moderation=req.moderation,
+            retriever_resources=req.call.retriever_resources,
             store=origin.store,
             catalog_version=req.catalog_version or self.catalog_version,
             request_id=req.request_id,

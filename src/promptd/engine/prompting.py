@@ -9,7 +9,7 @@ from typing import Any
 from promptd.catalog.schema import Catalog, ModelConfig, ProjectConfig
 from promptd.domain.forms import validate_inputs
 from promptd.domain.prompts import render_system_prompt
-from promptd.domain.templates import render_prompt, template_variables
+from promptd.domain.templates import render_prompt, template_variables, with_context
 from promptd.engine.call import ChatCall, FormInput, ToolSwitches
 from promptd.errors import InputError
 from promptd.types import ContentPart, Message, last_user_text
@@ -53,7 +53,7 @@ def _form(project: ProjectConfig, model: ModelConfig, form: FormInput) -> tuple[
     """Validate the inputs against the form and render the prompt. The legacy top-level `query` fills a `query`
     variable the request left empty, or else is appended to the prompt. The record's question is the `query`
     input when the form has one, else the top-level query, else the rendered prompt."""
-    template = project.prompt or ""
+    template = with_context(project.prompt or "") if form.context is not None else project.prompt or ""
     raw = dict(form.inputs)
     form_vars = {f.variable for f in project.inputs}
     if form.query and "query" in form_vars and not raw.get("query"):
@@ -62,6 +62,7 @@ def _form(project: ProjectConfig, model: ModelConfig, form: FormInput) -> tuple[
     values = dict(inputs)
     if "query" not in form_vars:
         values["query"] = form.query
+    values["context"] = form.context or ""
     text = render_prompt(template, values)
     if form.query and "query" not in form_vars and "query" not in template_variables(template):
         text = f"{text}\n\n{form.query}" if text else form.query

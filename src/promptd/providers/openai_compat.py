@@ -152,6 +152,22 @@ class OpenAICompatProvider(HTTPProvider):
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected embeddings reply") from exc
 
+    async def rerank(self, *, model: str, query: str, documents: list[str]) -> list[float]:
+        """Relevance scores from `{base_url}/rerank` (the Jina/Cohere shape vLLM and llama.cpp's server serve)."""
+        body, _ = await self._request(
+            "POST",
+            f"{self.config.base_url}/rerank",
+            data=_encode({"model": model, "query": query, "documents": documents, "top_n": len(documents)}),
+            headers=_JSON_HEADERS,
+        )
+        try:
+            scores = [0.0] * len(documents)
+            for item in _decode(body)["results"]:
+                scores[int(item["index"])] = float(item["relevance_score"])
+            return scores
+        except _SHAPE_ERRORS as exc:
+            raise ProviderError(f"{self.who}: unexpected rerank reply") from exc
+
     async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str:
         form, content_type = multipart({"model": model}, name="file", filename=filename, data=data, mime_type=mime_type)
         url = f"{self.config.base_url}/audio/transcriptions"

@@ -69,6 +69,7 @@ class CallRecord:
     campaign: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     moderation: dict[str, Any] | None = None  # what moderation decided: {input?, output?}
+    retriever_resources: list[dict[str, Any]] | None = None  # the knowledge segments the prompt was given
     store: bool = True  # False: the metering is recorded, the content is not
     catalog_version: str | None = None  # the catalog that served it (promptd/reload.py)
     request_id: str | None = None  # the HTTP request's X-Request-Id (promptd/access.py)
@@ -115,6 +116,7 @@ class CallRecord:
             "request_id": self.request_id,
             "moderation": self.moderation or None,
             "catalog_version": self.catalog_version,
+            "retriever_resources": self.retriever_resources,
         }
 
     def metering(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from promptd.domain.ids import ADMIN_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
+from promptd.domain.ids import ADMIN_KEY_PREFIX, DATASET_KEY_PREFIX, hash_key, keys_equal, looks_like_key, new_key
 from promptd.domain.limits import Limits
 from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
@@ -43,7 +43,8 @@ class KeyInfo:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
-    role: str = "app"  # "app": the two API faces, for `project`; "admin": the management API and console
+    role: str = "app"  # "app": the two API faces, for `project`; "admin": the management API and console;
+    # "dataset": the Knowledge (dataset) API
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -106,6 +107,8 @@ class Repository:
         """A new key (returned once, stored as its hash). An admin key's project is ADMIN_PROJECT."""
         if role == "admin":
             key, project = new_key(ADMIN_KEY_PREFIX), ADMIN_PROJECT
+        elif role == "dataset":  # every knowledge base, through the dataset API only (as Dify's dataset keys)
+            key, project = new_key(DATASET_KEY_PREFIX), ADMIN_PROJECT
         else:
             key = new_key()
         limits = limits or Limits()

@@ -8,8 +8,10 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -24,6 +26,9 @@ __all__ = [
     "end_users",
     "feedbacks",
     "files",
+    "knowledge_datasets",
+    "knowledge_documents",
+    "knowledge_segments",
     "messages",
     "metadata",
     "metric_feedback",
@@ -106,6 +111,7 @@ messages = Table(
     Column("request_id", String(128)),  # the HTTP request's X-Request-Id (migration 0005)
     Column("moderation", JSON),  # {input?, output?: {type, flagged, action?, categories?}} (migration 0005)
     Column("catalog_version", String(16)),  # the catalog that served it (promptd/reload.py, migration 0006)
+    Column("retriever_resources", JSON),  # the knowledge segments the prompt was given (migration 0008)
     Index("ix_messages_project_created", "project", "created_at"),
     Index("ix_messages_session", "session_id", "created_at"),
     Index("ix_messages_campaign", "project", "campaign"),
@@ -211,4 +217,76 @@ usage_daily = Table(
     PrimaryKeyConstraint("day", "project", "key_id", "model", "currency", name="pk_usage_daily"),
     Index("ix_usage_daily_project_day", "project", "day"),
     Index("ix_usage_daily_key_day", "key_id", "day"),
+)
+
+# --- knowledge bases (migration 0007; design in docs/knowledge.md) ---------------------------------------------
+
+knowledge_datasets = Table(
+    "knowledge_datasets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("source", String(16), nullable=False),  # catalog | api
+    Column("indexing_technique", String(16)),  # economy (full text only) | high_quality (embeddings too)
+    Column("retrieval", JSON, nullable=False),  # {mode, top_k, score_threshold, embedding_model, rerank_model}
+    Column("chunking", JSON, nullable=False),  # {size, overlap, separator}
+    Column("revision", BigInteger, nullable=False, server_default="0"),  # bumped by every segment change
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+knowledge_documents = Table(
+    "knowledge_documents",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("dataset_id", String(36), ForeignKey("knowledge_datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("data_source_type", String(32), nullable=False, server_default="upload_file"),
+    Column("created_from", String(16), nullable=False),  # api | catalog
+    Column("batch", String(64), nullable=False),
+    Column("path", Text, nullable=False),  # the source file: in the catalog's folders or under data_dir
+    Column("content_hash", String(64), nullable=False),
+    Column("chunking", JSON),  # the document's own process rule; none: the dataset's
+    Column("indexing_status", String(16), nullable=False),  # waiting parsing splitting indexing completed error
+    Column("error", Text),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("word_count", Integer, nullable=False, server_default="0"),
+    Column("tokens", Integer, nullable=False, server_default="0"),
+    Column("total_segments", Integer, nullable=False, server_default="0"),
+    Column("completed_segments", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("processing_started_at", Float),
+    Column("parsing_completed_at", Float),
+    Column("cleaning_completed_at", Float),
+    Column("splitting_completed_at", Float),
+    Column("completed_at", Float),
+    Index("ix_knowledge_documents_dataset", "dataset_id", "position"),
+    Index("ix_knowledge_documents_batch", "dataset_id", "batch"),
+)
+
+#: SQLite: the FTS5 table `knowledge_segments_fts` (rowid = `seq`) is kept by triggers; PostgreSQL: a generated
+#: `tsv` tsvector column with a GIN index. Both are made by migration 0007 and are not mirrored here.
+knowledge_segments = Table(
+    "knowledge_segments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),  # the full-text index's row id (random, 62 bits)
+    Column("dataset_id", String(36), ForeignKey("knowledge_datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("document_id", String(36), ForeignKey("knowledge_documents.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("answer", Text),
+    Column("keywords", JSON),
+    Column("word_count", Integer, nullable=False),
+    Column("tokens", Integer, nullable=False, server_default="0"),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("hit_count", Integer, nullable=False, server_default="0"),
+    Column("index_node_hash", String(64)),
+    Column("embedding", LargeBinary),  # float32 little-endian, unit length; none without an embedding model
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_knowledge_segments_document", "document_id", "position"),
+    Index("ix_knowledge_segments_dataset", "dataset_id"),
 )

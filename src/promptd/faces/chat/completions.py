@@ -22,6 +22,7 @@ from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, decode, free_user, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.streaming import EventStream
+from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
 from promptd.uuids import new_uuid
@@ -80,8 +81,10 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
+    messages, cited = await for_chat(caller.svc, project, to_messages(body.messages))  # its knowledge, if any
     call = ChatCall(
-        messages=to_messages(body.messages),
+        messages=messages,
+        retriever_resources=cited or None,
         system_prompt_args=body.system_prompt_args,
         max_tokens=max_tokens,
         temperature=body.temperature,

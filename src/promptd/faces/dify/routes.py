@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from promptd.errors import ConflictError
-from promptd.faces.dify import app_info, completion, errors, files
+from promptd.faces.dify import app_info, completion, datasets, errors, files
 from promptd.faces.dify.auth import authenticate
 from promptd.faces.mount import FaceMount
 
@@ -70,6 +70,7 @@ def routes() -> list[BaseRoute]:
         Route("/meta", app_info.meta, methods=["GET"]),
         Route("/site", app_info.site, methods=["GET"]),
     ]
+    out += datasets.routes()  # the Knowledge (dataset) API, with dataset keys
     out += [Route(path, not_chat_app, methods=methods) for path, methods in CHAT_ONLY]
     out += [Route(path, not_workflow_app, methods=methods) for path, methods in WORKFLOW_ONLY]
     return out

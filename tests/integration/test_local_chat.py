@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import openai
 import pytest
 from openai import OpenAI
 
@@ -67,3 +69,36 @@ def test_adaptive_sdk_on_the_real_model(server: RunningServer) -> None:
         assert "".join(c.choices[0].delta.content for c in chunks if c.choices).strip()
     finally:
         client.close()
+
+
+def test_structured_output_is_enforced_offline(client: OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    r = client.chat.completions.create(
+        model="demo",
+        messages=[{"role": "user", "content": "The capital of France and its population, as JSON."}],
+        max_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}},
+    )
+    answer = json.loads(r.choices[0].message.content or "")  # llama.cpp's grammar keeps it valid JSON
+    assert set(answer) == {"city", "population"} and isinstance(answer["population"], int)
+
+
+def test_logprobs_come_back_from_the_embedded_model(client: OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, logprobs=True, top_logprobs=2
+    )
+    content = r.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content and all(entry.logprob <= 0 and len(entry.top_logprobs) <= 2 for entry in content)
+
+
+def test_a_parameter_the_embedded_model_cannot_honour_is_a_400_naming_it(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, service_tier="flex"
+        )
+    assert "service_tier" in refused.value.response.text

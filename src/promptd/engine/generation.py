@@ -271,6 +271,7 @@ class Generation:
             error=error,
             model=self.served.key,
             tool_calls=answer.calls(),
+            logprobs=answer.logprobs,
             attempts=attempts,
             upstream_s=sum(a.get("duration", 0.0) for a in attempts if not a.get("hedge")),
             system_fingerprint=finish.system_fingerprint if finish is not None else None,
@@ -355,7 +356,7 @@ class Answer:
     """The answer as it accumulates over an attempt (or over several, for a blocking client that was never
     shown a token)."""
 
-    __slots__ = ("deltas", "finish", "malformed", "parts", "tool_calls", "ttft")
+    __slots__ = ("deltas", "finish", "logprobs", "malformed", "parts", "tool_calls", "ttft")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -364,11 +365,12 @@ class Answer:
         self.ttft: float | None = None
         self.finish: Finish | None = None
         self.malformed = 0  # chunks the upstream sent that could not be read, skipped
+        self.logprobs: list[dict[str, Any]] | None = None
 
     def reset(self) -> None:
         self.parts.clear()
         self.tool_calls.clear()
-        self.ttft, self.finish = None, None
+        self.ttft, self.finish, self.logprobs = None, None, None
 
     def calls(self) -> list[dict[str, Any]] | None:
         return [self.tool_calls[i] for i in sorted(self.tool_calls)] or None
@@ -396,6 +398,10 @@ async def run_attempt(
                     answer.ttft = time.perf_counter() - started
                 answer.parts.append(event.text)
                 answer.deltas += 1
+                if event.logprobs is not None:
+                    if answer.logprobs is None:
+                        answer.logprobs = []
+                    answer.logprobs.extend(event.logprobs)
                 if relay is not None:
                     relay(event)
             elif isinstance(event, ToolCallDelta):

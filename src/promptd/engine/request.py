@@ -89,6 +89,7 @@ class GenerationResult:
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
     attempts: list[dict[str, Any]] = field(default_factory=list)
     upstream_s: float = 0.0  # time spent waiting on upstreams (the rest of `latency` is promptd's own)
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI's logprobs.content of the answer, when asked and given
     replaced: bool = False  # output moderation replaced the answer (a stream already showed the original)
     system_fingerprint: str | None = None  # the upstream's, when it sent one
 

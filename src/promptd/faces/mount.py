@@ -18,10 +18,11 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ExceptionHandler, Receive, Scope, Send
 
 from promptd.access import INFO_KEY, RequestInfo
+from promptd.engine.request import GenerationResult
 from promptd.errors import PromptdError
 from promptd.store.db import store_error
 
-__all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error"]
+__all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error", "served_headers"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -108,3 +109,9 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     """The client went away before its request was read (or the server refused it, serving.py): the answer
     goes nowhere, and it is not a server error."""
     return Response(status_code=400)
+
+
+def served_headers(result: GenerationResult) -> dict[str, str]:
+    """Which model and which attempt answered (1-based, in the record's `attempts`)."""
+    answered = next((i for i, a in enumerate(result.attempts, 1) if a.get("status") == "ok"), len(result.attempts))
+    return {"X-Promptd-Model": result.model, "X-Promptd-Attempt": str(answered)}

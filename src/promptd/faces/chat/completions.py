@@ -19,8 +19,9 @@ from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import authenticate, split_model
 from promptd.faces.chat.errors import chat_status
-from promptd.faces.chat.wire import ChatBody, decode, free_user, optional_uuid, to_messages
+from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_params, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
+from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
@@ -67,7 +68,8 @@ def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
 
 async def chat_completions(request: Request) -> Response:
     caller = await authenticate(request)
-    body = decode(await request.body(), ChatBody)
+    raw = await request.body()
+    body = decode(raw, ChatBody)
     project_name, model_name = split_model(body.model)
     project = caller.project(project_name)
     user = free_user(body.user)
@@ -87,6 +89,9 @@ async def chat_completions(request: Request) -> Response:
         retriever_resources=cited or None,
         system_prompt_args=body.system_prompt_args,
         max_tokens=max_tokens,
+        # sent on under the name the client used: OpenAI's reasoning models take only max_completion_tokens
+        token_param="max_completion_tokens" if body.max_tokens is None and body.max_completion_tokens else "max_tokens",
+        params=generation_params(raw),
         temperature=body.temperature,
         top_p=body.top_p,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
@@ -129,12 +134,14 @@ async def chat_completions(request: Request) -> Response:
     for result in results:
         if result.error is not None:
             raise result.error
+    head["model"] = f"{project}/{results[0].model}"  # the model that answered (a fallback, maybe)
     choices = [
         {
             "index": i,
             "completion_id": g.request.message_id,
             "model": r.model,
             "finish_reason": r.finish_reason,
+            "logprobs": {"content": r.logprobs} if r.logprobs is not None else None,
             "message": {
                 "id": g.request.message_id,
                 "role": "assistant",
@@ -145,7 +152,9 @@ async def chat_completions(request: Request) -> Response:
         for i, (g, r) in enumerate(zip(generations, results, strict=True))
     ]
     answer = {**head, "object": "chat.completion", "choices": choices, "usage": usage_body(results)}
-    return Response(_encode(with_fingerprint(answer, results)), media_type="application/json")
+    return Response(
+        _encode(with_fingerprint(answer, results)), media_type="application/json", headers=served_headers(results[0])
+    )
 
 
 def with_fingerprint(body: dict[str, Any], results: list[GenerationResult]) -> dict[str, Any]:
@@ -214,9 +223,15 @@ async def _stream(
         async for i, event in _merge(generations):
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta):
-                before, after = frames[i]
+                if not committed:  # the head names the model that answers (a fallback, maybe)
+                    head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].served.key}"
+                    frames = [_content_frame(head, j, g.request.message_id) for j, g in enumerate(generations)]
                 committed = True
-                yield before + _encode(event.text) + after
+                if event.logprobs is not None:
+                    yield _delta(head, i, cid, None, content=event.text, logprobs={"content": event.logprobs})
+                else:
+                    before, after = frames[i]
+                    yield before + _encode(event.text) + after
             elif isinstance(event, ToolCallDelta):
                 call: dict[str, Any] = {
                     "index": event.index,

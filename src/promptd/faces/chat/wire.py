@@ -24,6 +24,7 @@ __all__ = [
     "OutcomeBody",
     "decode",
     "free_user",
+    "generation_params",
     "optional_uuid",
     "to_messages",
 ]
@@ -195,3 +196,21 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
             content = [_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(m.content)]
         out.append(Message(m.role, content, name=m.name, tool_calls=m.tool_calls, tool_call_id=m.tool_call_id))
     return out
+
+
+#: what the chat face itself reads of a body; every other field is a generation parameter for the model
+CHAT_FIELDS = frozenset(ChatBody.__struct_fields__)
+_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def generation_params(raw: bytes) -> dict[str, Any]:
+    """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
+    …), decoded, to be sent on to the model: no field is dropped because the face does not know it. Only the
+    top level is scanned; the values the face reads are not decoded twice."""
+    try:
+        fields = _raw_fields.decode(raw)
+        return {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
+    except RecursionError:
+        raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
+    except msgspec.DecodeError:
+        raise InputError("invalid request body: not a JSON object") from None

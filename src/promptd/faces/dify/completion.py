@@ -25,6 +25,7 @@ from promptd.faces.dify.wire import (
     require_user,
 )
 from promptd.faces.disconnect import unless_gone
+from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import KnowledgeContext, for_prompt
 from promptd.timing import UPSTREAM_KEY
@@ -107,7 +108,7 @@ async def completion_messages(request: Request) -> Response:
             }
         ),
         media_type="application/json",
-        headers=_ignored(request),
+        headers={**(_ignored(request) or {}), **served_headers(result)},
     )
 
 

@@ -121,9 +121,9 @@ def test_a_dataset_key_is_created_without_a_project(runner: CliRunner, tmp_path:
     data = ["--data-dir", str(tmp_path / "data")]
     created = runner.invoke(main, ["keys", "create", "--dataset", *data])
     assert created.exit_code == 0, created.output
-    key = created.output.strip()
+    key = created.stdout.strip()
     assert re.match(r"^dataset-[A-Za-z0-9]{32}$", key)
-    row = next(line for line in runner.invoke(main, ["keys", "list", *data]).output.splitlines() if key[:12] in line)
+    row = next(line for line in runner.invoke(main, ["keys", "list", *data]).stdout.splitlines() if key[:12] in line)
     assert " dataset " in row and " * " in row
     both = runner.invoke(main, ["keys", "create", "--dataset", "--admin", *data])
     assert both.exit_code == 2 and "one or the other" in both.output

@@ -6,6 +6,7 @@ pauses (the machine's PostgreSQL itself is never stopped)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -195,6 +196,12 @@ def _rows(db: Path) -> set[str]:
         con.close()
 
 
+def _drain(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ValueError, OSError):  # the test closes the pipe when it is done
+        for _ in proc.stdout or ():
+            pass
+
+
 def _start(config: Path, data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "promptd", "serve", "-c", str(config), "--data-dir", str(data), "--port", str(port)],
@@ -208,6 +215,8 @@ def _start(config: Path, data: Path, port: int) -> tuple[subprocess.Popen[str], 
         line = proc.stdout.readline()
         assert line, output
         output += line
+    # the server goes on logging (an access line per request): keep reading, or a full pipe would block it
+    threading.Thread(target=_drain, args=(proc,), daemon=True).start()
     return proc, output
 
 

@@ -36,6 +36,7 @@ def test_json_access_lines_from_two_workers(tmp_path: Path) -> None:
             )
             assert r.status_code in (200, 429)
         httpx.post(server.url + "/v1/completion-messages", json={}, headers={"X-Request-Id": "no-key"})
+        _wait_for(server.lines, 1, '"request_id": "no-key"')  # the last request's line is in (others may be probes)
         lines = _wait_for(server.lines, 7, '"logger": "promptd.access"')
         access = [json.loads(line) for line in lines]
         by_id = {a["request_id"]: a for a in access}

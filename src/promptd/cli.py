@@ -279,8 +279,6 @@ def serve(
             check_redis(settings.redis_url)
         except StartupError as exc:
             fail(exc.message)
-    metrics_dir = start_directory(settings.data_dir)  # the workers' shared metrics, new at each start
-    settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:
@@ -291,7 +289,9 @@ def serve(
         return key, admin
 
     # also brings the schema up to date, once, before any worker starts
-    keys = run_repo(settings, first_keys, config, catalog=True)
+    keys = run_repo(settings, first_keys, config, catalog=True)  # a data dir it cannot make: one line, exit 2
+    metrics_dir = start_directory(settings.data_dir)  # the workers' shared metrics, new at each start
+    settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
     if keys is not None:
         app_key, admin_key = keys
         _print_welcome(app_key, admin_key, catalog, host, port)

@@ -59,6 +59,8 @@ class Run:
 
     async def results(self) -> list[GenerationResult]:
         """Wait for every choice (blocking mode)."""
+        if len(self.generations) == 1:  # the usual case: no gather (a task per choice) needed
+            return [await self.generations[0].wait()]
         return list(await asyncio.gather(*(g.wait() for g in self.generations)))
 
 

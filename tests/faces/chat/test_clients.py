@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,6 @@ from tests.upstream import fake_upstream
 USER = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
 PATHS = ["/api/v1", "/v1"]  # the Adaptive API and the plain OpenAI aliases
-
-
-@pytest.fixture
-def chat(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
-    provider = RecordingProvider()
-    with serve_app(CHAT_CATALOG, tmp_path / "data", providers={"fake": provider}) as server:
-        yield server, provider
 
 
 def data_blocks(raw: str) -> list[Any]:

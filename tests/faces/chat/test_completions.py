@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,6 @@ from tests.serving import RunningServer, serve_app
 
 USER = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
-
-
-@pytest.fixture
-def chat(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
-    provider = RecordingProvider()
-    with serve_app(CHAT_CATALOG, tmp_path / "data", providers={"fake": provider}) as server:
-        yield server, provider
 
 
 @pytest.fixture

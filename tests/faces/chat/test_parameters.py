@@ -5,7 +5,6 @@ some (tests/integration/test_local_chat.py enforces structured output on it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +17,6 @@ from tests.serving import RunningServer, serve_app
 
 USER = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
-
-
-@pytest.fixture
-def chat(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
-    provider = RecordingProvider()
-    with serve_app(CHAT_CATALOG, tmp_path / "data", providers={"fake": provider}) as server:
-        yield server, provider
 
 
 @pytest.mark.parametrize("path", ["/api/v1", "/v1"])

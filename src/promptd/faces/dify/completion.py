@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from promptd.engine.call import ChatCall, FormInput, Origin
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError
-from promptd.faces.dify.attachments import file_parts, takes_files
+from promptd.faces.dify.attachments import file_parts, input_files, input_parts, takes_files
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, metadata
@@ -76,8 +76,11 @@ async def completion_messages(request: Request) -> Response:
     )  # fmt: skip
     # Dify checks the request before any stream exists: a mistake (inputs, files) is a 400 JSON answer in both
     # modes; over a limit is a 429 with Retry-After, stream or not
+    form_files = input_files(app, body.inputs, body.query)  # file / file-list inputs (the form checked first)
     context = await for_prompt(app.svc, app.name, body.inputs, body.query)  # the project's knowledge, if any
     attachments = await file_parts(app, given, user) if given else []
+    if form_files:
+        attachments += await input_parts(app, form_files, user)
     form = FormInput(
         inputs=body.inputs, query=body.query, attachments=attachments, files=files, context=context.form_context
     )

@@ -224,7 +224,7 @@ async def _stream(
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta):
                 if not committed:  # the head names the model that answers (a fallback, maybe)
-                    head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].served.key}"
+                    head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].began_on}"
                     frames = [_content_frame(head, j, g.request.message_id) for j, g in enumerate(generations)]
                 committed = True
                 if event.logprobs is not None:
@@ -268,7 +268,11 @@ async def _stream(
                     yield b"data: " + _encode(chunk) + b"\n\n"
                     return  # no [DONE]: the answer is not complete
                 committed = True
-                finish = _delta(with_fingerprint(head, [event.result]), i, cid, event.result.finish_reason)
+                last = with_fingerprint(head, [event.result])
+                served = f"{head['model'].partition('/')[0]}/{event.result.model}"
+                if served != last["model"]:  # a rescue finished it elsewhere: its last chunk names that model
+                    last = {**last, "model": served}
+                finish = _delta(last, i, cid, event.result.finish_reason)
                 yield finish
         if include_usage:
             ordered = [results[i] for i in sorted(results)]

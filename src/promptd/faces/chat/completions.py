@@ -26,6 +26,7 @@ from promptd.faces.streaming import EventStream
 from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
+from promptd.urlguard import inline_images
 from promptd.uuids import new_uuid
 
 __all__ = ["chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
@@ -83,7 +84,13 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
-    messages, cited = await for_chat(caller.svc, project, to_messages(body.messages))  # its knowledge, if any
+    given = to_messages(body.messages)
+    settings = caller.svc.settings
+    if settings.inline_remote_images:  # fetched here under the SSRF guard, not by the model's provider
+        limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
+        allow = settings.fetch_allow
+        await inline_images(given, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
+    messages, cited = await for_chat(caller.svc, project, given)  # its knowledge, if any
     call = ChatCall(
         messages=messages,
         retriever_resources=cited or None,

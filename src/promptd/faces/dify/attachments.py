@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import mimetypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from promptd import urlguard
@@ -62,19 +64,38 @@ async def _fetch(app: App, url: str, limit_mb: float) -> bytes:
     the SSRF guard (promptd/urlguard.py): loopback, private and link-local targets, and redirects to them, are
     refused unless `fetch_allow_networks` allows them."""
     settings = app.svc.settings
-    try:
+    with _fetch_errors(url, limit_mb):
         data, _ = await urlguard.fetch(
+            url, time_limit=settings.remote_fetch_timeout, max_bytes=int(limit_mb * MB), allow=settings.fetch_allow
+        )
+    return data
+
+
+async def _inline_image(app: App, url: str) -> str:
+    """A remote image as a data URL (`inline_remote_images`), fetched as `_fetch` fetches, its content type an
+    image's."""
+    settings = app.svc.settings
+    limit_mb = settings.upload_limit_mb("image")
+    with _fetch_errors(url, limit_mb):
+        return await urlguard.inline(
             url,
+            kind="image",
             time_limit=settings.remote_fetch_timeout,
             max_bytes=int(limit_mb * MB),
             allow=settings.fetch_allow,
         )
+
+
+@contextlib.contextmanager
+def _fetch_errors(url: str, limit_mb: float) -> Iterator[None]:
+    """The guard's refusals, in Dify's words."""
+    try:
+        yield
     except InputError as exc:
         reason = exc.message.removeprefix("url: ")
         if "larger than" in reason:
             raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param="files") from None
         raise InputError(f"The file at {url} could not be fetched ({reason}).", param="files") from None
-    return data
 
 
 async def _load(app: App, f: FileRef, i: int, end_user: str, kind: str) -> _Loaded:
@@ -143,8 +164,11 @@ async def file_parts(app: App, files: list[FileRef], user: str) -> list[ContentP
         elif not f.upload_file_id:
             raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")
         if f.type == "image":
-            if f.transfer_method == "remote_url":  # the model fetches it (as before, and as Dify passes it on)
-                parts.append({"type": "image_url", "image_url": {"url": f.url, "detail": config.image.detail}})
+            if f.transfer_method == "remote_url":  # the model fetches it (as Dify passes it on), or promptd does
+                url = f.url or ""
+                if app.svc.settings.inline_remote_images:
+                    url = await _inline_image(app, url)
+                parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.image.detail}})
             else:
                 loaded = await _load(app, f, i, end_user, "image")
                 url = _data_url(loaded, "image/png")

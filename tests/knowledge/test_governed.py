@@ -25,6 +25,7 @@ import pytest
 
 from promptd.domain.limits import Limits
 from promptd.knowledge.service import catalog_dataset_id
+from tests.console.helpers import admin_key
 from tests.faces.dify.helpers import assert_dify_error, complete
 from tests.knowledge.documents import FACTS, write_documents
 from tests.knowledge.test_server import _dataset_key, _wait_indexed
@@ -95,6 +96,12 @@ def test_indexing_and_searches_are_metered_recorded_and_limited_as_the_calls_the
     indexing = _records(server, "dataset:facts")
     assert indexing and all(r["kind"] == "embedding" and r["face"] == "knowledge" for r in indexing)
     assert all(r["status"] == "normal" and r["model"] == "emb" and float(r["total_price"]) > 0 for r in indexing)
+
+    admin = admin_key(server)
+    r = httpx.get(f"{server.url}/admin/v1/usage", params={"project": "dataset:facts"}, headers=server.headers(admin))
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["data"]
+    assert row["model"] == "emb" and row["requests"] == len(indexing) and float(row["cost"]) > 0
 
     # a search made for a completion: under the caller's key, not one more request against its RPM
     key, key_id = _key(server, rpm=2)

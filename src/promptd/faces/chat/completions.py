@@ -23,7 +23,6 @@ from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_para
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
-from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
 from promptd.urlguard import inline_images
@@ -84,16 +83,14 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
-    given = to_messages(body.messages)
+    messages = to_messages(body.messages)
     settings = caller.svc.settings
     if settings.inline_remote_images:  # fetched here under the SSRF guard, not by the model's provider
         limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
         allow = settings.fetch_allow
-        await inline_images(given, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
-    messages, cited = await for_chat(caller.svc, project, given)  # its knowledge, if any
+        await inline_images(messages, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
     call = ChatCall(
-        messages=messages,
-        retriever_resources=cited or None,
+        messages=messages,  # the engine adds the project's knowledge, if it attaches any
         system_prompt_args=body.system_prompt_args,
         max_tokens=max_tokens,
         # sent on under the name the client used: OpenAI's reasoning models take only max_completion_tokens

@@ -162,9 +162,8 @@ class Generation:
         queue = deque(self.candidates)
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
-        relay = self._relay = (
-            _Relay(self._emit, self.candidates[0]) if self.request.streaming else None
-        )  # blocking: the result
+        # what a streaming client is sent (blocking: nothing until the result)
+        relay = self._relay = _Relay(self._emit, self.candidates[0]) if self.request.streaming else None
         held = self.request.reservation
         capped = held is not None and bool(held.buckets)  # a token or cost limit reserved for max_tokens: hold it
         rescues = 0

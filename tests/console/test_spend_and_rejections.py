@@ -47,7 +47,6 @@ def refuse_some(s: RunningServer, limited: str) -> None:
 def expected(limited_id: str, default_id: str) -> list[dict[str, Any]]:
     """What refuse_some leaves, as GET /admin/v1/rejections lists it: most first (ties in column order, which
     depends on the random key ids: `rejections` sorts them the test's way)."""
-    one = {"requests": 1}
     return [
         {"project": None, "key_id": None, "face": "dify", "status": 401, "code": "unauthorized", "requests": 2},
         {

@@ -23,7 +23,6 @@ from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_para
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
-from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
 from promptd.uuids import new_uuid
@@ -83,10 +82,8 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
-    messages, cited = await for_chat(caller.svc, project, to_messages(body.messages))  # its knowledge, if any
     call = ChatCall(
-        messages=messages,
-        retriever_resources=cited or None,
+        messages=to_messages(body.messages),  # the engine adds the project's knowledge, if it attaches any
         system_prompt_args=body.system_prompt_args,
         max_tokens=max_tokens,
         # sent on under the name the client used: OpenAI's reasoning models take only max_completion_tokens

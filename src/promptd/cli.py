@@ -98,6 +98,7 @@ ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
     "max_body_mb": float,
     "max_upload_mb": float,
     "fetch_allow_networks": lambda v: tuple(n.strip() for n in v.split(",") if n.strip()),
+    "inline_remote_images": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
 }
 
 

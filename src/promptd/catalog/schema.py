@@ -587,6 +587,10 @@ class KnowledgeConfig(Strict):
     documents: list[str] = Field(default_factory=list, description="files or folders (txt, md, html, pdf, docx)")
     chunking: KnowledgeChunking = Field(default_factory=KnowledgeChunking)
     retrieval: KnowledgeRetrieval = Field(default_factory=KnowledgeRetrieval)
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="limits and budgets of the knowledge base's own model calls (indexing, dataset-API searches)",
+    )
 
 
 class Catalog(Strict):
@@ -594,3 +598,7 @@ class Catalog(Strict):
     models: dict[Annotated[str, Field(pattern=NAME)], ModelConfig] = Field(default_factory=dict)
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     knowledge: dict[Annotated[str, Field(pattern=NAME)], KnowledgeConfig] = Field(default_factory=dict)
+    dataset_limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="limits and budgets of each knowledge base made through the dataset API (its own model calls)",
+    )

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,19 +87,38 @@ async def _fetch(app: App, url: str, limit_mb: float, param: str) -> bytes:
     the SSRF guard (promptd/urlguard.py): loopback, private and link-local targets, and redirects to them, are
     refused unless `fetch_allow_networks` allows them."""
     settings = app.svc.settings
-    try:
+    with _fetch_errors(url, limit_mb, param):
         data, _ = await urlguard.fetch(
+            url, time_limit=settings.remote_fetch_timeout, max_bytes=int(limit_mb * MB), allow=settings.fetch_allow
+        )
+    return data
+
+
+async def _inline_image(app: App, url: str, param: str) -> str:
+    """A remote image as a data URL (`inline_remote_images`), fetched as `_fetch` fetches, its content type an
+    image's."""
+    settings = app.svc.settings
+    limit_mb = settings.upload_limit_mb("image")
+    with _fetch_errors(url, limit_mb, param):
+        return await urlguard.inline(
             url,
+            kind="image",
             time_limit=settings.remote_fetch_timeout,
             max_bytes=int(limit_mb * MB),
             allow=settings.fetch_allow,
         )
+
+
+@contextlib.contextmanager
+def _fetch_errors(url: str, limit_mb: float, param: str) -> Iterator[None]:
+    """The guard's refusals, in Dify's words."""
+    try:
+        yield
     except InputError as exc:
         reason = exc.message.removeprefix("url: ")
         if "larger than" in reason:
             raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param=param) from None
         raise InputError(f"The file at {url} could not be fetched ({reason}).", param=param) from None
-    return data
 
 
 async def _load(app: App, f: FileRef, where: str, param: str, end_user: str, kind: str) -> _Loaded:
@@ -216,8 +236,11 @@ async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules) -> li
         elif not f.upload_file_id:
             raise InputError(f"{where}: upload_file_id is required for local_file", param=param)
         if f.type == "image":
-            if f.transfer_method == "remote_url":  # the model fetches it (as before, and as Dify passes it on)
-                parts.append({"type": "image_url", "image_url": {"url": f.url, "detail": detail}})
+            if f.transfer_method == "remote_url":  # the model fetches it (as Dify passes it on), or promptd does
+                url = f.url or ""
+                if app.svc.settings.inline_remote_images:
+                    url = await _inline_image(app, url, param)
+                parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
             else:
                 loaded = await _load(app, f, where, param, end_user, "image")
                 url = _data_url(loaded, "image/png")

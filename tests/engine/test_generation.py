@@ -339,6 +339,20 @@ async def test_tokens_held_before_commit_let_a_short_answer_be_rescued_whole() -
     assert "".join(texts) == "A whole answer" and result.answer == "A whole answer" and result.status == "normal"
 
 
+async def test_a_rescue_continues_after_the_tokens_the_client_has_not_those_of_a_discarded_attempt() -> None:
+    primary = Scripted(
+        [TextDelta("lost"), ProviderUnavailable("reset")],  # held back (not committed), then discarded
+        [TextDelta("One"), TextDelta(" two"), ProviderUnavailable("reset")],  # committed after two, then breaks
+    )
+    backup = Continuing(answer(" three"))
+    e, _ = engine(primary, backup, commit_after_tokens=2)
+    texts, result = await streamed(e, chat(stream=True, max_tokens=10))
+    assert "".join(texts) == "One two three" and result.status == "normal"
+    assert backup.calls[0].messages[-1].content == "One two"
+    assert result.attempts[-1]["continued_after"] == 2  # the client's two tokens, not three
+    assert backup.calls[0].max_tokens == 8
+
+
 async def test_a_malformed_chunk_is_skipped_and_counted_in_the_record_and_metrics() -> None:
     upstream = Scripted([TextDelta("Fine"), Malformed("{oops"), TextDelta(" still"), Finish("stop", Usage(2, 2))])
     e, _ = engine(upstream)

@@ -386,9 +386,11 @@ class Answer:
         self.logprobs: list[dict[str, Any]] | None = None
 
     def reset(self) -> None:
+        """Start the answer over (an attempt the client saw nothing of was discarded; it is billed already)."""
         self.parts.clear()
         self.tool_calls.clear()
         self.ttft, self.finish, self.logprobs = None, None, None
+        self.deltas = 0  # a rescue continues after the deltas of the answer kept, not of those discarded
 
     def calls(self) -> list[dict[str, Any]] | None:
         return [self.tool_calls[i] for i in sorted(self.tool_calls)] or None

@@ -191,6 +191,35 @@ class KnowledgeStore:
             if dataset_id is not None:
                 await self._bump(conn, dataset_id)
 
+    async def reindex_document(self, document_id: str, values: dict[str, Any]) -> None:
+        """Give a document new `values` (its name, file, chunking, batch) and index it again from the start: its
+        segments go, it waits for the indexer (one transaction: no search sees it half-replaced)."""
+        async with self.engine.begin() as conn:
+            dataset_id = (
+                await conn.execute(select(documents.c.dataset_id).where(documents.c.id == document_id))
+            ).scalar()
+            await conn.execute(delete(segments).where(segments.c.document_id == document_id))
+            await conn.execute(
+                update(documents)
+                .where(documents.c.id == document_id)
+                .values(
+                    **values,
+                    indexing_status="waiting",
+                    error=None,
+                    word_count=0,
+                    tokens=0,
+                    total_segments=0,
+                    completed_segments=0,
+                    processing_started_at=None,
+                    parsing_completed_at=None,
+                    cleaning_completed_at=None,
+                    splitting_completed_at=None,
+                    completed_at=None,
+                )
+            )
+            if dataset_id is not None:
+                await self._bump(conn, dataset_id)
+
     async def claim_document(self, document_id: str) -> dict[str, Any] | None:
         """Move a waiting document to `parsing` and return it, or None when another worker has it (or it is gone)."""
         async with self.engine.begin() as conn:

@@ -406,34 +406,74 @@ async def delete_dataset(request: Request) -> Response:
 # --- documents -----------------------------------------------------------------------------------------------------
 
 
-async def _add_document(svc: Services, d: dict[str, Any], name: str, data: bytes, process_rule: Any) -> dict[str, Any]:
-    chunking = _chunking(process_rule, d["chunking"])
-    doc_id = new_uuid()
+async def _save_file(svc: Services, d: dict[str, Any], doc_id: str, name: str, data: bytes) -> dict[str, Any]:
+    """A document's source file written under the data dir: the document's `path`, `content_hash`, `batch`."""
     folder = svc.knowledge.files_dir / d["id"]
-    path = folder / f"{doc_id}{('.' + name.rsplit('.', 1)[1].lower()) if '.' in name else '.txt'}"
+    suffix = ("." + name.rsplit(".", 1)[1].lower()) if "." in name else ".txt"
+    path = folder / f"{doc_id}-{time.time_ns()}{suffix}"  # a new name for new content: the old file goes after
 
     def write() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
     await asyncio.to_thread(write)
-    batch = time.strftime("%Y%m%d%H%M%S") + f"{int(time.time() * 1e6) % 1_000_000:06d}"
+    return {"path": str(path), "content_hash": hashlib.sha256(data).hexdigest(), "batch": _batch()}
+
+
+def _batch() -> str:
+    return time.strftime("%Y%m%d%H%M%S") + f"{int(time.time() * 1e6) % 1_000_000:06d}"
+
+
+async def _add_document(svc: Services, d: dict[str, Any], name: str, data: bytes, process_rule: Any) -> dict[str, Any]:
+    chunking = _chunking(process_rule, d["chunking"])
+    doc_id = new_uuid()
+    saved = await _save_file(svc, d, doc_id, name, data)
     await svc.knowledge.store.add_document(
-        {
-            "id": doc_id,
-            "dataset_id": d["id"],
-            "name": name[:255],
-            "created_from": "api",
-            "batch": batch,
-            "path": str(path),
-            "content_hash": hashlib.sha256(data).hexdigest(),
-            "chunking": chunking,
-        }
+        {"id": doc_id, "dataset_id": d["id"], "name": name[:255], "created_from": "api", "chunking": chunking, **saved}
     )
     doc = await svc.knowledge.store.get_document(d["id"], doc_id)  # as created (waiting), as Dify answers
     assert doc is not None
     svc.knowledge.indexer.submit(doc_id)
-    return {"document": _document(doc), "batch": batch}
+    return {"document": _document(doc), "batch": saved["batch"]}
+
+
+async def _update_document(
+    svc: Services, d: dict[str, Any], doc: dict[str, Any], name: str | None, data: bytes | None, process_rule: Any
+) -> dict[str, Any]:
+    """Dify's update_by_text / update_by_file (and `original_document_id`): the same document, renamed, with new
+    content or a new process rule, indexed again from the start (its segments replaced)."""
+    if doc["created_from"] == "catalog":
+        raise Forbidden("This document comes from the catalog's files: change the file there.")
+    if doc["indexing_status"] in IN_PROGRESS:
+        raise DifyHTTPError(400, "document_indexing", "Cannot update document during indexing.")
+    values: dict[str, Any] = {"batch": _batch()}
+    if name:
+        values["name"] = name[:255]
+    if process_rule is not None:
+        values["chunking"] = _chunking(process_rule, d["chunking"])
+    if data is not None:
+        values.update(await _save_file(svc, d, doc["id"], name or doc["name"], data))
+    await svc.knowledge.store.reindex_document(doc["id"], values)
+    if data is not None:
+        await asyncio.to_thread(Path(doc["path"]).unlink, missing_ok=True)
+    updated = await svc.knowledge.store.get_document(d["id"], doc["id"])
+    assert updated is not None
+    svc.knowledge.indexer.submit(doc["id"])
+    return {"document": _document(updated), "batch": values["batch"]}
+
+
+def _text_file(name: str) -> str:
+    return name if name.lower().endswith((".txt", ".md", ".markdown")) else name + ".txt"
+
+
+async def _original(svc: Services, d: dict[str, Any], ident: Any) -> dict[str, Any] | None:
+    """The document an `original_document_id` names (Dify: the create call then updates it), or None."""
+    if ident is None or ident == "":
+        return None
+    doc = await svc.knowledge.store.get_document(d["id"], str(ident))
+    if doc is None:
+        raise NotFound("Document not found.")
+    return doc
 
 
 async def create_by_text(request: Request) -> Response:
@@ -445,13 +485,38 @@ async def create_by_text(request: Request) -> Response:
         raise InputError("Both 'text' and 'name' must be non-null values.", param="name" if text else "text")
     if not text.strip():
         raise InputError("text must not be empty", param="text")
-    filename = name if name.lower().endswith((".txt", ".md", ".markdown")) else name + ".txt"
-    return JSONResponse(await _add_document(svc, d, filename, text.encode(), body.get("process_rule")))
+    original = await _original(svc, d, body.get("original_document_id"))
+    if original is not None:
+        return JSONResponse(
+            await _update_document(svc, d, original, _text_file(name), text.encode(), body.get("process_rule"))
+        )
+    return JSONResponse(await _add_document(svc, d, _text_file(name), text.encode(), body.get("process_rule")))
 
 
-async def create_by_file(request: Request) -> Response:
+async def update_by_text(request: Request) -> Response:
+    """POST /datasets/{id}/documents/{document_id}/update_by_text: a new name, text or process rule."""
     svc = await _auth(request)
     d = await _get_dataset(svc, request)
+    doc = await _get_document(svc, request, d)
+    body = decode_object(await request.body())
+    name, text = body.get("name"), body.get("text")
+    if text is not None and (not isinstance(text, str) or not isinstance(name, str) or not name):
+        raise InputError("Both text and name must be strings.", param="name")
+    if name is not None and not isinstance(name, str):
+        raise InputError("name must be a string", param="name")
+    if isinstance(text, str) and not text.strip():
+        raise InputError("text must not be empty", param="text")
+    data = text.encode() if isinstance(text, str) else None
+    filename = _text_file(name) if isinstance(name, str) and name else None
+    return JSONResponse(await _update_document(svc, d, doc, filename, data, body.get("process_rule")))
+
+
+Upload = tuple[str | None, bytes | None, dict[str, Any]]
+
+
+async def _upload(svc: Services, request: Request, *, required: bool) -> Upload:
+    """The multipart body of a document upload: (file name, bytes, the `data` JSON arguments). Without a file:
+    (None, None, args), or Dify's no_file_uploaded when `required`."""
     limit = svc.settings.upload_limit_mb("document") * MB
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit + MB:
@@ -461,22 +526,16 @@ async def create_by_file(request: Request) -> Response:
     try:
         async with request.form(max_files=2, max_fields=20) as form:
             uploads = [v for k, v in form.multi_items() if isinstance(v, UploadFile)]
-            if not uploads:
+            if not uploads and required:
                 raise DifyHTTPError(400, "no_file_uploaded", "Please upload your file.")
             if len(uploads) > 1:
                 raise DifyHTTPError(400, "too_many_files", "Only one file is allowed.")
             raw_args = form.get("data")
-            name, data = uploads[0].filename, await uploads[0].read()
+            name, data = (uploads[0].filename, await uploads[0].read()) if uploads else (None, None)
     except HTTPException as exc:
         if "Too many files" in str(exc.detail):
             raise DifyHTTPError(400, "too_many_files", "Only one file is allowed.") from None
         raise
-    if not name:
-        raise DifyHTTPError(400, "filename_not_exists_error", "The specified filename does not exist.")
-    if "." + name.rsplit(".", 1)[-1].lower() not in EXTENSIONS or "." not in name:
-        raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
-    if len(data) > limit:
-        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {limit / MB:g} MB allowed for documents.")
     args: dict[str, Any] = {}
     if isinstance(raw_args, str) and raw_args:
         try:
@@ -485,9 +544,35 @@ async def create_by_file(request: Request) -> Response:
             raise InputError("data must be a JSON object", param="data") from None
         if not isinstance(args, dict):
             raise InputError("data must be a JSON object", param="data")
-    return JSONResponse(
-        await _add_document(svc, d, name.replace("/", "_").replace("\\", "_"), data, args.get("process_rule"))
-    )
+    if data is None:
+        return None, None, args
+    if not name:
+        raise DifyHTTPError(400, "filename_not_exists_error", "The specified filename does not exist.")
+    if "." + name.rsplit(".", 1)[-1].lower() not in EXTENSIONS or "." not in name:
+        raise DifyHTTPError(415, "unsupported_file_type", "File type not allowed.")
+    if len(data) > limit:
+        raise DifyHTTPError(413, "file_too_large", f"File size exceeded. {limit / MB:g} MB allowed for documents.")
+    return name.replace("/", "_").replace("\\", "_"), data, args
+
+
+async def create_by_file(request: Request) -> Response:
+    svc = await _auth(request)
+    d = await _get_dataset(svc, request)
+    name, data, args = await _upload(svc, request, required=True)
+    assert name is not None and data is not None
+    original = await _original(svc, d, args.get("original_document_id"))
+    if original is not None:
+        return JSONResponse(await _update_document(svc, d, original, name, data, args.get("process_rule")))
+    return JSONResponse(await _add_document(svc, d, name, data, args.get("process_rule")))
+
+
+async def update_by_file(request: Request) -> Response:
+    """POST /datasets/{id}/documents/{document_id}/update_by_file: a new file (or only a new process rule)."""
+    svc = await _auth(request)
+    d = await _get_dataset(svc, request)
+    doc = await _get_document(svc, request, d)
+    name, data, args = await _upload(svc, request, required=False)
+    return JSONResponse(await _update_document(svc, d, doc, name, data, args.get("process_rule")))
 
 
 async def list_documents(request: Request) -> Response:
@@ -687,6 +772,10 @@ def routes() -> list[BaseRoute]:
         Route(base + "/document/create-by-file", create_by_file, methods=["POST"]),
         Route(base + "/documents", list_documents, methods=["GET"]),
         Route(base + "/documents/{batch}/indexing-status", indexing_status, methods=["GET"]),
+        Route(doc + "/update_by_text", update_by_text, methods=["POST"]),
+        Route(doc + "/update-by-text", update_by_text, methods=["POST"]),
+        Route(doc + "/update_by_file", update_by_file, methods=["POST"]),
+        Route(doc + "/update-by-file", update_by_file, methods=["POST"]),
         Route(doc, get_document, methods=["GET"]),
         Route(doc, delete_document, methods=["DELETE"]),
         Route(doc + "/segments", list_segments, methods=["GET"]),

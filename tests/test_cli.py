@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from promptd.catalog.load import BUILTIN_CATALOG
-from promptd.cli import main
+from promptd.cli import main, make_settings
 
 KEY = re.compile(r"^app-[A-Za-z0-9]{24,}$")
 
@@ -145,3 +145,11 @@ def test_keys_limit_replaces_a_keys_limits(runner: CliRunner, tmp_path: Path) ->
     admin = runner.invoke(main, ["keys", "create", "--admin", *data]).stdout.strip()
     refused = runner.invoke(main, ["keys", "limit", admin, "--rpm", "1", *data])
     assert refused.exit_code == 1 and "admin keys have no limits" in refused.output
+
+
+@pytest.mark.parametrize(("value", "on"), [("true", True), ("1", True), ("on", True), ("false", False), ("0", False)])
+def test_inline_remote_images_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, on: bool
+) -> None:
+    monkeypatch.setenv("PROMPTD_INLINE_REMOTE_IMAGES", value)
+    assert make_settings(tmp_path).inline_remote_images is on

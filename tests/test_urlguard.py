@@ -4,9 +4,12 @@ a public host (the test allows it explicitly), 127.0.0.1 for the server's own ne
 
 from __future__ import annotations
 
+import base64
+import copy
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -15,8 +18,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from promptd.errors import InputError
-from promptd.urlguard import check_url, fetch, public_address
+from promptd.urlguard import check_url, fetch, inline, public_address
+from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post
+from tests.faces.dify.helpers import assert_dify_error, complete
+from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app, serve_in_thread
 
 PUBLIC = [ipaddress.ip_network("127.0.0.2/32")]  # stands for the internet in these tests
@@ -71,11 +77,14 @@ def public(internal: str) -> Iterator[str]:
     async def to_image(request: Request) -> Response:
         return RedirectResponse("/image.png")
 
+    async def page(request: Request) -> Response:
+        return Response(b"<html></html>", media_type="text/html")
+
     async def to_internal(request: Request) -> Response:
         return RedirectResponse(internal + "/secret")
 
     routes = [Route("/image.png", image), Route("/big.png", big), Route("/to-image", to_image),
-              Route("/to-internal", to_internal)]  # fmt: skip
+              Route("/to-internal", to_internal), Route("/page.html", page)]  # fmt: skip
     with serve_in_thread(Starlette(routes=routes), host="127.0.0.2") as url:
         yield url
 
@@ -116,3 +125,81 @@ def test_a_chat_image_url_of_a_local_file_is_a_400(chat: RunningServer) -> None:
     r = post(chat, "/v1/chat/completions", body("FILE:///etc/passwd"))
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert post(chat, "/api/v1/chat/completions", body("data:image/png;base64,AA==")).status_code == 200
+
+
+IMAGE_DATA_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG image").decode()
+
+
+async def test_inline_makes_a_public_image_a_data_url_and_refuses_anything_else(public: str) -> None:
+    assert await inline(public + "/to-image", kind="image", time_limit=10, max_bytes=1000, allow=PUBLIC) == (
+        IMAGE_DATA_URL
+    )
+    with pytest.raises(InputError, match="not an image but text/html"):
+        await inline(public + "/page.html", kind="image", time_limit=10, max_bytes=1000, allow=PUBLIC)
+
+
+INLINE: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
+INLINE["models"]["echo"]["vision"] = True
+INLINE["projects"]["demo"]["file_upload"] = {"image": {"enabled": True}}
+
+
+@pytest.fixture
+def inlining(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
+    """A server that inlines remote images (`inline_remote_images`); the recording provider stands for its
+    vision model (a test reads the parts it was given)."""
+    model = RecordingProvider(reply="I see it")
+    with serve_app(
+        INLINE,
+        tmp_path / "data",
+        providers={"fake": model},
+        inline_remote_images=True,
+        fetch_allow_networks=("127.0.0.2/32",),
+    ) as server:
+        yield server, model
+
+
+def _chat_image(url: str) -> dict[str, Any]:
+    content = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]
+    return {"model": "demo/echo", "messages": [{"role": "user", "content": content}]}
+
+
+def _dify_image(url: str) -> dict[str, Any]:
+    files = [{"type": "image", "transfer_method": "remote_url", "url": url}]
+    return {"inputs": {"query": "what is this?"}, "user": "alice", "files": files}
+
+
+def test_remote_images_are_inlined_under_the_guard_when_the_operator_asks(
+    inlining: tuple[RunningServer, RecordingProvider], public: str, internal: str
+) -> None:
+    server, model = inlining
+    r = post(server, "/api/v1/chat/completions", _chat_image(public + "/image.png"))
+    assert r.status_code == 200, r.text
+    assert model.calls[-1].messages[-1].content[1] == {"type": "image_url", "image_url": {"url": IMAGE_DATA_URL}}  # type: ignore[index]
+    r = complete(server, _dify_image(public + "/to-image"))  # a redirect between public hosts is followed
+    assert r.status_code == 200, r.text
+    assert model.calls[-1].messages[-1].content[1] == {  # type: ignore[index]
+        "type": "image_url",
+        "image_url": {"url": IMAGE_DATA_URL, "detail": "high"},
+    }
+    answered = len(model.calls)
+    # the server's own network, directly or by a redirect, and a page that is not an image: a 400 in each
+    # face's shape, and the model is never asked
+    for url in (internal + "/secret", public + "/to-internal"):
+        assert_adaptive_error(post(server, "/api/v1/chat/completions", _chat_image(url)), 400, "not a public address")
+        assert (
+            "not a public address"
+            in assert_dify_error(complete(server, _dify_image(url)), 400, "invalid_param")["message"]
+        )
+    r = post(server, "/v1/chat/completions", _chat_image(public + "/page.html"))
+    assert r.status_code == 400 and "not an image" in r.json()["error"]["message"]
+    assert len(model.calls) == answered
+
+
+def test_by_default_a_remote_image_url_is_passed_on_for_the_model_to_fetch(tmp_path: Path, public: str) -> None:
+    model = RecordingProvider(reply="I see it")
+    with serve_app(INLINE, tmp_path / "data", providers={"fake": model}) as server:
+        assert post(server, "/api/v1/chat/completions", _chat_image(public + "/image.png")).status_code == 200
+        assert model.calls[-1].messages[-1].content[1] == {  # type: ignore[index]
+            "type": "image_url",
+            "image_url": {"url": public + "/image.png"},
+        }

@@ -283,7 +283,13 @@ class FakeUpstream:
             {"index": i, "relevance_score": len(words & set(d.lower().split())) / len(words)}
             for i, d in enumerate(body["documents"])
         ]
-        return JSONResponse({"results": sorted(scored, key=lambda r: -r["relevance_score"])[: body["top_n"]]})
+        tokens = sum(len(t.split()) for t in [body["query"], *body["documents"]])
+        return JSONResponse(
+            {
+                "results": sorted(scored, key=lambda r: -r["relevance_score"])[: body["top_n"]],
+                "usage": {"total_tokens": tokens},  # as Jina and vLLM report it
+            }
+        )
 
 
 @contextmanager

@@ -71,13 +71,30 @@ export interface Stats {
   ttft_ms: Percentiles;
 }
 
+/** Requests refused before any model call (they leave no record): counted per project, key, face, status, code. */
+export interface Rejection {
+  project: string | null;
+  key_id?: string | null;
+  face: string;
+  status: number;
+  code: string;
+  requests: number;
+  last_at: number | null;
+}
+
 export interface Overview {
   start: number;
   end: number;
   bucket: number;
-  series: (Stats & { t: number })[];
-  totals: Stats;
+  series: (Stats & { t: number; rejected: number })[];
+  totals: Stats & { rejected: number };
   breakdown: (Stats & { project: string; model: string })[];
+  rejections: Rejection[];
+}
+
+export interface UserSpend extends Stats {
+  project: string;
+  user: string | null;
 }
 
 export interface LogRow {
@@ -129,6 +146,7 @@ export interface RetrieverResource {
 }
 
 export interface Message extends LogRow {
+  catalog_version: string | null;
   inputs: Record<string, unknown> | null;
   prompt: { role: string; content: unknown }[] | null;
   answer: string;
@@ -251,4 +269,8 @@ export interface Key {
   state: string;
   limits: Record<string, unknown>;
   key?: string;
+  /** What the key spent in the current UTC day and month (absent on a key just created). */
+  spend?: Record<"day" | "month", { requests: number; tokens: number; cost: Record<string, string> }>;
+  /** Per budget it has: the limit, what was spent in its window and what remains. */
+  budget?: Partial<Record<"cost_per_day" | "cost_per_month", { window: string; limit: string; spent: string; remaining: string; resets_at: number }>>;
 }

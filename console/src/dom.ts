@@ -53,6 +53,17 @@ export function num(value: number | null | undefined, digits = 0): string {
   return value.toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
+/** "1 turn", "2 turns", "1,204 requests": a count with its noun in the right number. */
+export function plural(n: number, singular: string, pluralForm = singular + "s"): string {
+  return `${num(n)} ${n === 1 ? singular : pluralForm}`;
+}
+
+/** Costs per currency kept as exact decimal strings (the usage rollups'), e.g. "0.0012 USD". */
+export function amounts(cost: Record<string, string> | undefined): string {
+  const entries = Object.entries(cost ?? {});
+  return entries.length ? entries.map(([cur, v]) => `${v} ${cur}`).join(" + ") : "0";
+}
+
 export function money(cost: Record<string, number> | undefined): string {
   const entries = Object.entries(cost ?? {});
   if (!entries.length) return "0";

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -59,6 +60,7 @@ __all__ = [
     "RequestInfo",
     "current_request",
     "current_request_id",
+    "note_error",
     "note_generation",
     "note_key",
     "request_id_from",
@@ -81,6 +83,7 @@ class RequestInfo:
     project: str | None = None
     key_id: str | None = None
     generations: list[Call] = field(default_factory=list)
+    error_code: str | None = None  # promptd's code of the error it was answered with (note_error)
 
     def fields(self, method: str, path: str) -> dict[str, Any]:
         """The access line's fields (JSON keys; the plain format prints them as key=value)."""
@@ -139,6 +142,13 @@ def note_key(project: str, key_id: str) -> None:
         info.project, info.key_id = project, key_id
 
 
+def note_error(code: str) -> None:
+    """The request is answered with this error (its code: unauthorized, rate_limit_exceeded, …)."""
+    info = _current.get()
+    if info is not None:
+        info.error_code = code
+
+
 def note_generation(generation: Call) -> None:
     """The request started this generation (or made this one-shot call, `Finished`): its model, tokens and
     cost go in the access line."""
@@ -163,11 +173,18 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 class Observed:
     """The outermost middleware: request id, Server-Timing and the access line (see the module)."""
 
-    __slots__ = ("app", "tracer")
+    __slots__ = ("app", "on_refused", "tracer")
 
-    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tracer: Tracer | None = None,
+        on_refused: Callable[[RequestInfo, Scope], None] | None = None,
+    ) -> None:
         self.app = app
         self.tracer = tracer  # traces (promptd/tracing.py): None when off
+        #: called after a request answered with an error before any model call (promptd/rejections.py)
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,6 +219,8 @@ class Observed:
                 _log_access(info, scope)  # still in the request's context: the line carries its id
             if tracer is not None:
                 tracer.end_request(span, span_token, info.status, info.project)
+            if self.on_refused is not None and info.error_code is not None and not info.generations:
+                self.on_refused(info, scope)  # answered with an error (note_error) before any model call
             _current.reset(token)
 
 

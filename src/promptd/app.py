@@ -45,6 +45,7 @@ from promptd.keys import KeyCache
 from promptd.knowledge.service import Knowledge
 from promptd.metrics import Metrics
 from promptd.providers.base import Provider, load_provider_class
+from promptd.rejections import count_rejection
 from promptd.reload import catalog_version, install_sighup
 from promptd.services import Services, services
 from promptd.settings import Settings
@@ -80,7 +81,7 @@ class PromptdApp(Starlette):
     def __init__(self, *, hot: Mapping[str, HotRoute], tracer: Tracer | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = dict(hot)
-        self.observed = Observed(self._dispatch, tracer)
+        self.observed = Observed(self._dispatch, tracer, count_rejection)
         self.cors: Cors | None = None  # outermost: the hot routes skip the middleware stack (promptd/cors.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

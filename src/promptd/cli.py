@@ -25,6 +25,7 @@ import click
 
 from promptd.catalog.load import STARTER_PATH, load_catalog
 from promptd.catalog.schema import Catalog
+from promptd.domain.forms import FILE_FIELDS
 from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.logs import FORMATS, logging_config
@@ -98,6 +99,7 @@ ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
     "max_body_mb": float,
     "max_upload_mb": float,
     "fetch_allow_networks": lambda v: tuple(n.strip() for n in v.split(",") if n.strip()),
+    "inline_remote_images": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
 }
 
 
@@ -365,7 +367,8 @@ def worker_app() -> Any:
 def _print_welcome(key: str, admin_key: str, catalog: Catalog, host: str, port: int) -> None:
     project_name = "demo" if "demo" in catalog.projects else next(iter(catalog.projects))
     project = catalog.projects[project_name]
-    variable = next((f.variable for f in project.inputs if f.required), "query")
+    # the first required field a string fills (a file field takes an upload: the example leaves it out)
+    variable = next((f.variable for f in project.inputs if f.required and f.type not in FILE_FIELDS), "query")
     shown = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # not localhost: it may be ::1
     base = f"http://{shown}:{port}/v1"
     body = f'{{"inputs": {{"{variable}": "What is the capital of France?"}}, "user": "me"}}'

@@ -51,6 +51,9 @@ class Settings:
     #: networks (CIDR) that remote files may be fetched from although they are not public (the SSRF guard
     #: refuses loopback, private and link-local addresses otherwise), e.g. ("10.1.0.0/16",) for an intranet
     fetch_allow_networks: tuple[str, ...] = ()
+    #: fetch remote images (chat `image_url` parts, Dify `remote_url` image files) under the SSRF guard and send
+    #: them to the model inline (data URLs); off: the http(s) URL is passed on and the model's provider fetches it
+    inline_remote_images: bool = False
     #: Redis for state shared by workers and replicas (limits, budgets, stop signals); none: this process only
     redis_url: str | None = None
     redis_prefix: str = "promptd:"  # prefix of every Redis key and channel (several deployments on one Redis)

@@ -4,7 +4,8 @@ against the server's own network (SSRF).
 `check_url(url, where)` accepts http, https and data URLs only: `file:///etc/passwd`, `ftp:`, `gopher:` and
 the like are the client's InputError (a 400), never forwarded to an upstream, which might read them.
 
-`fetch(url, ...)` downloads an http(s) URL to inline it (for upstreams that cannot reach the internet). Every
+`fetch(url, ...)` downloads an http(s) URL to inline it (for upstreams that cannot reach the internet); `inline`
+makes it a data URL, and `inline_images` does that for a chat's remote `image_url` parts. Every
 hop is checked before it is requested: its host is resolved and each address must be public. Loopback,
 private (RFC 1918, unique-local), link-local (cloud metadata at 169.254.169.254), carrier-grade NAT,
 multicast, reserved and unspecified addresses are refused, unless the operator allows a network explicitly
@@ -16,6 +17,7 @@ a DNS server that answers differently the second time (rebinding) is not caught.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -24,8 +26,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from promptd.errors import InputError
+from promptd.types import Message
 
-__all__ = ["MAX_REDIRECTS", "Network", "check_url", "fetch", "public_address"]
+__all__ = ["MAX_REDIRECTS", "Network", "check_url", "fetch", "inline", "inline_images", "public_address"]
 
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -119,3 +122,39 @@ async def _fetch(http: httpx.AsyncClient, url: str, max_bytes: int, allow: Seque
                     raise InputError(f"url: the file is larger than {max_bytes} bytes")
             return bytes(data), response.headers.get("content-type", "application/octet-stream")
     raise InputError(f"url: more than {MAX_REDIRECTS} redirects")
+
+
+async def inline(url: str, *, kind: str, time_limit: float, max_bytes: int, allow: Sequence[Network] = ()) -> str:
+    """A public http(s) URL's file as a data URL, fetched as `fetch` does; InputError unless its content type
+    is one of `kind` (`image`: image/*)."""
+    data, content_type = await fetch(url, time_limit=time_limit, max_bytes=max_bytes, allow=allow)
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if not mime.startswith(f"{kind}/"):
+        raise InputError(f"url: not an {kind} but {mime or 'a file without content type'}")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+async def inline_images(
+    messages: Sequence[Message], *, time_limit: float, max_bytes: int, allow: Sequence[Network] = ()
+) -> None:
+    """Replace each http(s) `image_url` of `messages` by its image as a data URL, fetched here under the guard
+    (all at once), so that the upstream never fetches a URL a client chose. InputError naming the URL when one
+    is refused or cannot be fetched."""
+    parts = [
+        part
+        for m in messages
+        if not isinstance(m.content, str)
+        for part in m.content
+        if part.get("type") == "image_url" and str(part["image_url"]["url"]).lower().startswith(("http:", "https:"))
+    ]
+
+    async def one(url: str) -> str:
+        try:
+            return await inline(url, kind="image", time_limit=time_limit, max_bytes=max_bytes, allow=allow)
+        except InputError as exc:
+            reason = exc.message.removeprefix("url: ")
+            raise InputError(f"the image at {url} cannot be used: {reason}", param="messages") from None
+
+    urls = await asyncio.gather(*(one(str(part["image_url"]["url"])) for part in parts))
+    for part, data_url in zip(parts, urls, strict=True):
+        part["image_url"] = {**part["image_url"], "url": data_url}

@@ -92,8 +92,8 @@ def test_a_value_of_the_wrong_type_is_reported() -> None:
 def test_a_value_outside_its_choices_is_reported_with_what_was_given() -> None:
     found = problems(catalog(inputs=[{"type": "paragraf", "variable": "query"}]))
     assert found == [
-        "projects.demo.inputs[0].type: Input should be 'text-input', 'paragraph', 'select', 'number' or "
-        "'checkbox' (not 'paragraf')"
+        "projects.demo.inputs[0].type: Input should be 'text-input', 'paragraph', 'select', 'number', "
+        "'checkbox', 'file' or 'file-list' (not 'paragraf')"
     ]
 
 
@@ -203,7 +203,7 @@ def test_duplicate_variables_are_reported() -> None:
 
 def test_misplaced_field_options_are_reported() -> None:
     assert problems(catalog(inputs=[{"type": "number", "variable": "n", "max_length": 3}])) == [
-        "projects.demo.inputs[0]: `max_length` is only for text-input and paragraph fields, not number"
+        "projects.demo.inputs[0]: `max_length` is only for text-input, paragraph and file-list fields, not number"
     ]
     assert problems(catalog(inputs=[{"type": "paragraph", "variable": "p", "options": ["a"]}])) == [
         "projects.demo.inputs[0]: `options` is only for select fields, not paragraph"
@@ -350,8 +350,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "providers.openai.api_key: environment variable KEY is not set",
         "providers.openai.max_connections: Input should be a valid integer, unable to parse string as an integer",
         'models.smol.price.input: prices must be decimal strings (write "0.15", not 0.15) so they stay exact',
-        "projects.demo.inputs[0].type: Input should be 'text-input', 'paragraph', 'select', 'number' or "
-        "'checkbox' (not 'paragraf')",
+        "projects.demo.inputs[0].type: Input should be 'text-input', 'paragraph', 'select', 'number', "
+        "'checkbox', 'file' or 'file-list' (not 'paragraf')",
         "projects.demo.inputs[1]: a select field needs a non-empty `options` list",
         "projects.demo.bogus: unknown key (check its spelling)",
         "projects.bad name! (key): String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'",

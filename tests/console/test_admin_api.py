@@ -70,6 +70,8 @@ ENDPOINTS = [
     ("GET", "/projects/demo/campaigns/echo-vs-alt"),
     ("GET", "/campaigns"),
     ("GET", "/overview"),
+    ("GET", "/rejections"),
+    ("GET", "/users"),
     ("GET", "/messages"),
     ("GET", "/messages/x"),
     ("GET", "/sessions"),

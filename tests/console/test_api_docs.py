@@ -19,6 +19,6 @@ def test_every_management_endpoint_is_documented() -> None:
         for method in sorted(r.methods or ())
         if method != "HEAD"
     ]
-    assert len(endpoints) == 16
+    assert len(endpoints) == 18
     missing = [e for e in endpoints if f"`{e}`" not in DOC]
     assert not missing, f"document these endpoints in docs/management-api.md: {missing}"

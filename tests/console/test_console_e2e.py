@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.console.helpers import CATALOG, Traffic, admin_key, make_traffic
+from tests.console.helpers import ALICE, CATALOG, Traffic, admin_key, make_traffic
 from tests.serving import RunningServer, serve_app
 
 CHROMIUM = os.environ.get("PROMPTD_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -216,3 +216,132 @@ def test_project_catalog_keys_and_playground(page: Page, site: Site) -> None:
     expect(detail.get_by_test_id("message-answer")).to_have_text("Echo: Hello from the console")
     expect(detail.get_by_test_id("message-facts")).to_contain_text("chat")
     shot(page, "12-playground-request-in-logs")
+
+
+def test_rejected_requests_show_in_the_overview_and_on_the_project(page: Page, site: Site) -> None:
+    """Requests refused before any model call leave no record: the overview and the project page count them.
+    (Only this test sends refused requests to `support`, so its counts are exact.)"""
+    s = site.server
+    limited = httpx.post(
+        f"{s.url}/admin/v1/keys", json={"project": "support", "name": "tight", "rpm": 1}, headers=s.headers(site.key)
+    ).json()
+    body = {"model": "support", "messages": [{"role": "user", "content": "hi"}], "system_prompt_args": {"name": "X"}}
+    codes = [
+        httpx.post(f"{s.url}/api/v1/chat/completions", json=body, headers=s.headers(limited["key"])).status_code
+        for _ in range(4)
+    ]
+    assert codes == [200, 429, 429, 429]
+    bad = {"model": "support/nope", "messages": [{"role": "user", "content": "hi"}]}
+    assert (
+        httpx.post(f"{s.url}/api/v1/chat/completions", json=bad, headers=s.headers(limited["key"])).status_code == 404
+    )
+    login(page, site, "#/overview?project=support")
+    overview = page.get_by_test_id("page-overview")
+    expect(overview.get_by_test_id("total-rejected")).to_contain_text("4")
+    table = overview.get_by_test_id("rejections")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table.locator("tr", has_text="rate_limit_exceeded")).to_contain_text("3")
+    expect(table.locator("tr", has_text="not_found")).to_contain_text("404")
+    shot(page, "13-overview-rejected")
+    page.goto(f"{s.url}/console/#/projects/support")
+    project = page.get_by_test_id("page-projects")
+    rows = project.get_by_test_id("project-rejections").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="rate_limit_exceeded")).to_contain_text(limited["prefix"] + "… tight")
+    shot(page, "14-project-rejected")
+
+
+def test_keys_show_spend_and_budget_left_and_end_users_their_spend(page: Page, site: Site) -> None:
+    s = site.server
+    made = httpx.post(
+        f"{s.url}/admin/v1/keys",
+        json={"project": "support", "name": "budgeted", "cost_per_day": "1", "cost_per_month": "20"},
+        headers=s.headers(site.key),
+    ).json()
+    body = {
+        "model": "support",
+        "messages": [{"role": "user", "content": "how much?"}],
+        "system_prompt_args": {"name": "Y"},
+    }
+    r = httpx.post(f"{s.url}/api/v1/chat/completions", json=body, headers=s.headers(made["key"]))
+    assert r.status_code == 200, r.text
+    keys = httpx.get(f"{s.url}/admin/v1/keys", params={"project": "support"}, headers=s.headers(site.key)).json()
+    mine = next(k for k in keys["data"] if k["id"] == made["id"])
+    spent = mine["spend"]["day"]["cost"]["USD"]
+    assert float(spent) > 0
+    login(page, site, "#/projects/support")
+    row = page.get_by_test_id("key-table").locator("tr", has_text="budgeted")
+    expect(row.get_by_test_id("key-spend-day")).to_have_text(f"{spent} USD")
+    left = mine["budget"]["cost_per_day"]["remaining"]
+    expect(row.get_by_test_id("key-budget")).to_contain_text(f"today: {left} of 1 left")
+    expect(row.get_by_test_id("key-budget")).to_contain_text("this month: ")
+    users = page.get_by_test_id("user-spend")
+    expect(users.locator("tr", has_text=ALICE)).to_contain_text(str(site.traffic.session_turns))
+    shot(page, "15-keys-spend-budget-users")
+
+
+def test_chat_playground_takes_system_prompt_args_parameters_and_several_turns(page: Page, site: Site) -> None:
+    login(page, site, "#/projects/support")
+    play = page.get_by_test_id("playground")
+    play.get_by_label("system_prompt_args").fill('{"name": "Zoe"}')
+    play.get_by_label("message").fill("first question")
+    play.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("playground-answer")).to_have_text("Echo: first question")
+    expect(page.get_by_test_id("playground-status")).to_contain_text("1 turn in this conversation")
+    play.get_by_label("max_tokens").fill("3")
+    play.get_by_label("temperature").fill("0.2")
+    play.get_by_label("message").fill("second question here")
+    play.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("playground-answer")).to_have_text("Echo: second question")  # 3 tokens (words)
+    status = page.get_by_test_id("playground-status")
+    expect(status).to_contain_text("cut at max_tokens")
+    expect(status).to_contain_text("2 turns in this conversation")
+    expect(page.get_by_test_id("playground-turn")).to_have_count(2)
+    shot(page, "16-playground-multi-turn")
+    page.get_by_test_id("playground-log-link").click()
+    detail = page.get_by_test_id("page-logs")
+    prompt = detail.get_by_test_id("message-prompt")
+    expect(prompt).to_contain_text("You help Zoe.")  # the template, with the arguments given
+    expect(prompt).to_contain_text("Echo: first question")  # the earlier turn went with it
+    expect(detail.get_by_test_id("message-facts")).to_contain_text("length")
+    version = httpx.get(f"{site.server.url}/admin/v1/catalog", headers=site.server.headers(site.key)).json()["version"]
+    expect(detail.get_by_test_id("catalog-version")).to_have_text(version)
+    shot(page, "17-playground-turn-in-logs")
+    # a wrong argument object is refused in the page, before any call
+    page.go_back()
+    play = page.get_by_test_id("playground")
+    play.get_by_label("system_prompt_args").fill("[1, 2]")
+    play.get_by_label("message").fill("never sent")
+    play.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("playground-status")).to_have_text(
+        "Cannot send: system_prompt_args must be a JSON object."
+    )
+
+
+def test_a_phone_wide_window_keeps_the_navigation_on_its_bar_and_counts_read_right(
+    browser: Browser, site: Site
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        single = next(ids[0] for ids in site.traffic.campaign_ids.values())  # a campaign request: its own session
+        login(page, site, f"#/logs/{single}")
+        session = page.get_by_test_id("message-facts").locator("a[href^='#/sessions/']")
+        session.click()
+        expect(page.get_by_test_id("session-turn")).to_have_count(1)
+        expect(page.get_by_test_id("page-sessions")).to_contain_text("· 1 turn")
+        expect(page.get_by_test_id("page-sessions")).not_to_contain_text("1 turns")
+        nav = page.locator("nav")
+        bar = nav.bounding_box()
+        assert bar is not None and bar["x"] >= 0 and bar["x"] + bar["width"] <= 390
+        items = nav.locator("a, button")
+        assert items.count() == 6  # five pages and "Log out" (the brand is a span)
+        for i in range(items.count()):
+            box = items.nth(i).bounding_box()
+            assert box is not None
+            assert box["x"] >= bar["x"] and box["x"] + box["width"] <= bar["x"] + bar["width"] + 0.5, (i, box, bar)
+            assert box["y"] >= bar["y"] and box["y"] + box["height"] <= bar["y"] + bar["height"] + 0.5, (i, box, bar)
+        assert page.evaluate("document.querySelector('nav').scrollWidth <= document.querySelector('nav').clientWidth")
+        shot(page, "18-phone-session")
+    finally:
+        context.close()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from promptd.catalog.schema import FormField
-from promptd.domain.forms import form_to_dify, validate_inputs
+from promptd.domain.forms import form_to_dify, text_values, validate_inputs, with_query
 from promptd.errors import InputError
 
 FORM = [
@@ -203,3 +203,129 @@ def test_each_form_item_is_a_single_key_object_and_options_are_a_copy() -> None:
     assert all(len(item) == 1 for item in described)
     described[2]["select"]["options"].append("loud")
     assert FORM[2].options == ["formal", "casual"]
+
+
+# --- file and file-list fields ----------------------------------------------------------------------------------
+
+DOC = {"type": "document", "transfer_method": "local_file", "upload_file_id": "f1"}
+PIC = {"type": "image", "transfer_method": "remote_url", "url": "https://example.com/a.png"}
+FILES = [
+    FormField(type="file", variable="doc", required=True, allowed_file_types=["document"]),
+    FormField(type="file-list", variable="pics", max_length=2),
+]
+
+
+def test_file_fields_take_difys_mappings_as_they_are() -> None:
+    assert validate_inputs(FILES, {"doc": DOC, "pics": [PIC, PIC]}) == {"doc": DOC, "pics": [PIC, PIC]}
+
+
+@pytest.mark.parametrize("inputs", [{}, {"doc": ""}, {"doc": None}], ids=["missing", "empty", "null"])
+def test_a_required_file_left_out_is_refused(inputs: dict[str, Any]) -> None:
+    error = refusal(FILES, inputs)
+    assert (error.message, error.param) == ("doc is required in input form", "doc")
+
+
+@pytest.mark.parametrize("value", [None, "", []], ids=["missing", "empty", "no files"])
+def test_an_optional_file_list_left_empty_is_no_value(value: Any) -> None:
+    assert validate_inputs(FILES, {"doc": DOC, "pics": value})["pics"] is None
+    required = [FormField(type="file-list", variable="pics", required=True)]
+    assert refusal(required, {"pics": value}).message == "pics is required in input form"
+
+
+@pytest.mark.parametrize("value", ["f1", [DOC], 3, True])
+def test_a_file_field_takes_one_mapping(value: Any) -> None:
+    error = refusal(FILES, {"doc": value})
+    assert (error.message, error.param) == ("doc in input form must be a file", "doc")
+
+
+@pytest.mark.parametrize("value", [PIC, "f1", [PIC, "f2"], [[PIC]]])
+def test_a_file_list_takes_a_list_of_mappings(value: Any) -> None:
+    error = refusal(FILES, {"doc": DOC, "pics": value})
+    assert (error.message, error.param) == ("pics in input form must be a list of files", "pics")
+
+
+def test_a_file_list_takes_at_most_max_length_files_in_difys_words() -> None:
+    error = refusal(FILES, {"doc": DOC, "pics": [PIC, PIC, PIC]})
+    assert (error.message, error.param) == ("pics in input form must be less than 2 files", "pics")
+
+
+def test_inputs_are_checked_in_form_order() -> None:
+    form = [FormField(type="text-input", variable="name", required=True), *FILES]
+    assert refusal(form, {"doc": "x"}).message == "name is required in input form"
+
+
+def test_a_file_variable_renders_as_nothing_in_a_template() -> None:
+    checked = validate_inputs(FILES, {"doc": DOC, "pics": [PIC]})
+    assert text_values(FILES, checked) == {"doc": "", "pics": ""}
+    assert text_values(FORM, {"name": "Ann"}) == {"name": "Ann"}
+
+
+def test_the_top_level_query_fills_an_empty_query_input() -> None:
+    form = [FormField(type="paragraph", variable="query")]
+    assert with_query(form, {"query": ""}, "asked") == {"query": "asked"}
+    assert with_query(form, {"query": "given"}, "asked") == {"query": "given"}
+    assert with_query(FILES, {}, "asked") == {}  # no query variable: the prompt gets it otherwise
+
+
+def test_file_fields_are_described_with_difys_upload_keys() -> None:
+    custom = FormField(
+        type="file",
+        variable="log",
+        label="Log",
+        required=True,
+        allowed_file_types=["custom"],
+        allowed_file_extensions=[".log"],
+        allowed_file_upload_methods=["local_file"],
+    )
+    assert form_to_dify([custom, FILES[1]]) == [
+        {
+            "file": {
+                "label": "Log",
+                "variable": "log",
+                "required": True,
+                "default": "",
+                "allowed_file_types": ["custom"],
+                "allowed_file_extensions": [".log"],
+                "allowed_file_upload_methods": ["local_file"],
+            }
+        },
+        {
+            "file-list": {
+                "label": "pics",
+                "variable": "pics",
+                "required": False,
+                "default": "",
+                "max_length": 2,
+                "allowed_file_types": ["image"],
+                "allowed_file_extensions": [],
+                "allowed_file_upload_methods": ["local_file", "remote_url"],
+            }
+        },
+    ]
+
+
+def test_a_file_list_without_max_length_takes_difys_five() -> None:
+    assert FormField(type="file-list", variable="pics").max_length == 5
+    assert FormField(type="file", variable="doc").max_length is None
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"type": "file", "max_length": 2}, "`max_length` is only for text-input, paragraph and file-list fields"),
+        ({"type": "file-list", "max_length": 11}, "a file-list takes at most 10 files"),
+        ({"type": "file", "allowed_file_types": ["custom"]}, 'type "custom" in `allowed_file_types` needs'),
+        ({"type": "file", "default": "x"}, "a file field takes no `default`"),
+        ({"type": "text-input", "allowed_file_types": ["image"]}, "`allowed_file_types` is only for file and"),
+        ({"type": "paragraph", "allowed_file_upload_methods": ["local_file"]}, "`allowed_file_upload_methods` is"),
+        ({"type": "file", "allowed_file_types": []}, "at least 1 item"),
+        ({"type": "file", "allowed_file_types": ["pdf"]}, "Input should be 'image', 'document'"),
+        ({"type": "file", "allowed_file_upload_methods": ["tool_file"]}, "Input should be 'remote_url'"),
+    ],
+)
+def test_a_file_fields_keys_are_checked(field: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        FormField(variable="v", **field)
+    assert message in str(info.value)

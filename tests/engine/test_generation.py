@@ -283,9 +283,9 @@ class Continuing(Scripted):
     continues = True
 
 
-async def streamed(e: Engine, call: ChatCall) -> tuple[list[str], Any]:
+async def streamed(e: Engine, call: ChatCall, limits: Limits | None = None) -> tuple[list[str], Any]:
     """What a streaming client receives (its text deltas), and the result."""
-    started = await e.generate(call, origin())
+    started = await e.generate(call, origin() if limits is None else origin(key_limits=limits))
     (generation,) = started.generations
     texts = []
     async for event in generation.events():
@@ -339,6 +339,20 @@ async def test_tokens_held_before_commit_let_a_short_answer_be_rescued_whole() -
     assert "".join(texts) == "A whole answer" and result.answer == "A whole answer" and result.status == "normal"
 
 
+async def test_a_rescue_continues_after_the_tokens_the_client_has_not_those_of_a_discarded_attempt() -> None:
+    primary = Scripted(
+        [TextDelta("lost"), ProviderUnavailable("reset")],  # held back (not committed), then discarded
+        [TextDelta("One"), TextDelta(" two"), ProviderUnavailable("reset")],  # committed after two, then breaks
+    )
+    backup = Continuing(answer(" three"))
+    e, _ = engine(primary, backup, commit_after_tokens=2)
+    texts, result = await streamed(e, chat(stream=True, max_tokens=10))
+    assert "".join(texts) == "One two three" and result.status == "normal"
+    assert backup.calls[0].messages[-1].content == "One two"
+    assert result.attempts[-1]["continued_after"] == 2  # the client's two tokens, not three
+    assert backup.calls[0].max_tokens == 8
+
+
 async def test_a_malformed_chunk_is_skipped_and_counted_in_the_record_and_metrics() -> None:
     upstream = Scripted([TextDelta("Fine"), Malformed("{oops"), TextDelta(" still"), Finish("stop", Usage(2, 2))])
     e, _ = engine(upstream)
@@ -346,3 +360,39 @@ async def test_a_malformed_chunk_is_skipped_and_counted_in_the_record_and_metric
     assert result.answer == "Fine still" and result.status == "normal"
     assert result.attempts[0]["malformed_chunks"] == 1
     assert 'promptd_malformed_chunks_total{provider="a"} 1' in e.metrics.exposition()
+
+
+LIMITED = Limits(tpm=10**9)  # a token limit: admission reserves for max_tokens, and the answer is held to it
+
+
+async def test_an_upstream_that_honours_max_tokens_is_never_cut() -> None:
+    e, _ = engine(Scripted(answer("one two three")))
+    result = await run(e, chat(max_tokens=3), origin(key_limits=LIMITED))
+    assert result.answer == "one two three" and "cut_at_max_tokens" not in result.attempts[0]
+    assert result.usage == Usage(4, 3) and "estimated" not in result.attempts[0]["usage"]
+
+
+async def test_a_stream_past_max_tokens_is_cut_there_and_billed_the_reserved_maximum() -> None:
+    runaway = Scripted(answer(" ".join(f"w{i}" for i in range(20))))
+    e, _ = engine(runaway)
+    texts, result = await streamed(e, chat(max_tokens=3, stream=True), LIMITED)
+    assert "".join(texts) == "w0 w1 w2" and result.finish_reason == "length"
+    assert result.attempts[0]["cut_at_max_tokens"] == 3 and result.usage.completion_tokens == 3
+
+
+async def test_an_unstreamed_reply_past_max_tokens_is_cut_by_its_usage_or_its_length() -> None:
+    reported = Scripted([TextDelta("abcd" * 100), Finish("stop", Usage(7, 100))])
+    e, _ = engine(reported)
+    result = await run(e, chat(max_tokens=10), origin(key_limits=LIMITED))
+    assert result.answer == "abcd" * 10 and result.usage == Usage(7, 10) and result.finish_reason == "length"
+    silent = Scripted([TextDelta("abcd" * 100), Finish("stop", None)])  # no usage: 4 characters a token
+    e, _ = engine(silent)
+    result = await run(e, chat(max_tokens=10), origin(key_limits=LIMITED))
+    assert result.answer == "abcd" * 10 and result.usage.completion_tokens == 10
+    assert result.attempts[0]["usage"]["estimated"] is True
+
+
+async def test_without_a_token_limit_nothing_is_counted_or_cut() -> None:
+    e, _ = engine(Scripted(answer("one two three four")))
+    result = await run(e, chat(max_tokens=2))
+    assert result.answer == "one two three four" and "cut_at_max_tokens" not in result.attempts[0]

@@ -338,7 +338,7 @@ async def test_rerank_scores_come_back_in_document_order(
     upstream: FakeUpstream, provider: OpenAICompatProvider
 ) -> None:
     docs = ["the blue sky", "blue whales sing", "red sky at night"]
-    assert await provider.rerank(model="rr", query="blue sky", documents=docs) == [1.0, 0.5, 0.5]
+    assert await provider.rerank(model="rr", query="blue sky", documents=docs) == ([1.0, 0.5, 0.5], 12)
     assert upstream.requests[-1]["body"] == {"model": "rr", "query": "blue sky", "documents": docs, "top_n": 3}
     with pytest.raises(ProviderError, match="unexpected rerank reply"):
         await provider.rerank(model="broken", query="x", documents=["y"])

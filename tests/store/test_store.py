@@ -131,7 +131,7 @@ async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(e
         revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert diff == []  # types, nullability, indexes and unique constraints match too
-    assert revision == "0008"
+    assert revision == "0009"
 
 
 async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
@@ -141,7 +141,7 @@ async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
     await migrate(db)
     async with db.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
-        assert await conn.run_sync(_revision) == "0008"
+        assert await conn.run_sync(_revision) == "0009"
     assert await message_ids(db) == {"kept"}
 
 

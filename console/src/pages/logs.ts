@@ -113,6 +113,7 @@ async function detail(root: HTMLElement, id: string): Promise<void> {
     ["user", m.user ?? "–"],
     ["session", m.session_id ? h("a", { href: href(["sessions", m.session_id]) }, m.session_id) : "–"],
     ["campaign", m.campaign ?? "–"],
+    ["catalog version", m.catalog_version ? h("code", { "data-testid": "catalog-version", title: "the catalog that served it (GET /admin/v1/catalog shows the one in force)" }, m.catalog_version) : "–"],
     ["labels", m.labels ? Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "–"],
     ["tags", m.tags?.join(", ") || "–"],
     ["latency", ms(m.latency === null ? null : m.latency * 1000)],

@@ -2,6 +2,7 @@
 import { api, query, type Overview, type ProjectSummary } from "../api";
 import { chart } from "../charts";
 import { card, h, money, ms, num, select, shortTime, stat, table } from "../dom";
+import { rejectionsTable } from "./rejections";
 import { go, type Route } from "../router";
 
 const RANGES = ["hour", "day", "week"];
@@ -38,6 +39,7 @@ export async function overviewPage(root: HTMLElement, route: Route): Promise<voi
       { class: "stats" },
       stat("requests", num(t.requests), "total-requests"),
       stat("errors", num(t.errors), "total-errors"),
+      stat("rejected before any model call", num(t.rejected), "total-rejected"),
       stat("latency p50 / p95", `${ms(t.latency_ms.p50)} / ${ms(t.latency_ms.p95)}`, "total-latency"),
       stat("TTFT p50 / p95", `${ms(t.ttft_ms.p50)} / ${ms(t.ttft_ms.p95)}`, "total-ttft"),
       stat("tokens", num(t.tokens), "total-tokens"),
@@ -49,6 +51,7 @@ export async function overviewPage(root: HTMLElement, route: Route): Promise<voi
       chart("Requests", labels, [
         { label: "requests", data: data.series.map((b) => b.requests), kind: "bar" },
         { label: "errors", data: data.series.map((b) => b.errors), kind: "bar" },
+        { label: "rejected", data: data.series.map((b) => b.rejected), kind: "bar" },
       ], "chart-requests"),
       chart("Latency and TTFT (ms)", labels, [
         { label: "latency p50", data: data.series.map((b) => b.latency_ms.p50) },
@@ -82,6 +85,11 @@ export async function overviewPage(root: HTMLElement, route: Route): Promise<voi
             { "data-testid": "breakdown" },
           )
         : h("p", { class: "muted" }, "No requests in this range."),
+    ),
+    card(
+      "Rejected before any model call",
+      h("p", { class: "muted" }, "Refused requests leave no record in the logs; they are counted here by project, API, status and code", model ? " (for every model of the project: a refusal names none)." : "."),
+      rejectionsTable(data.rejections, "rejections"),
     ),
   );
 }

@@ -1,8 +1,9 @@
 // Projects: the catalog as loaded (read-only), the project's keys, and a playground through either face.
-import { api, ApiError, type Key, type ProjectDetail, type ProjectSummary } from "../api";
-import { badge, card, clear, h, pretty, table, time } from "../dom";
+import { api, ApiError, query, type Key, type ProjectDetail, type ProjectSummary, type Rejection, type UserSpend } from "../api";
+import { amounts, badge, card, clear, h, money, ms, num, pretty, table, time } from "../dom";
 import { href, type Route } from "../router";
 import { playground } from "./playground";
+import { rejectionsTable } from "./rejections";
 
 export async function projectsPage(root: HTMLElement, route: Route): Promise<void> {
   if (route.parts[1]) return one(root, route.parts[1]);
@@ -29,6 +30,8 @@ async function one(root: HTMLElement, name: string): Promise<void> {
   const p = await api<ProjectDetail>(`/projects/${encodeURIComponent(name)}`);
   const c = p.config;
   const keysBox = h("div", { "data-testid": "keys" });
+  const rejectedBox = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const usersBox = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   root.append(
     h("p", {}, h("a", { href: "#/projects" }, "← Projects")),
     h("h2", {}, p.name, " ", h("code", {}, p.project)),
@@ -78,9 +81,47 @@ async function one(root: HTMLElement, name: string): Promise<void> {
       ),
     ),
     card("API keys", keysBox),
+    h("div", { class: "grid" }, card("Rejected requests (last 7 days)", rejectedBox), card("Spend per end user (last 30 days)", usersBox)),
     card("Playground", playground(p)),
   );
-  await keys(keysBox, p.project);
+  await Promise.all([keys(keysBox, p.project), rejected(rejectedBox, p.project), users(usersBox, p.project)]);
+}
+
+async function rejected(box: HTMLElement, project: string): Promise<void> {
+  const [found, list] = await Promise.all([
+    api<{ data: Rejection[] }>("/rejections" + query({ project, range: "week" })),
+    api<{ data: Key[] }>("/keys" + query({ project })),
+  ]);
+  const names = new Map(list.data.map((k) => [k.id, `${k.prefix}… ${k.name}`.trim()]));
+  clear(box, rejectionsTable(found.data, "project-rejections", names));
+}
+
+async function users(box: HTMLElement, project: string): Promise<void> {
+  const found = await api<{ data: UserSpend[] }>("/users" + query({ project, range: "month" }));
+  clear(
+    box,
+    found.data.length
+      ? table(
+          ["end user", "requests", "errors", "tokens", "cost", "latency p50"],
+          found.data.map((u) => [
+            u.user !== null ? h("a", { href: href(["logs"], { project, user: u.user }) }, u.user) : h("span", { class: "muted" }, "no user given"),
+            num(u.requests),
+            num(u.errors),
+            num(u.tokens),
+            money(u.cost),
+            ms(u.latency_ms.p50),
+          ]),
+          { "data-testid": "user-spend" },
+        )
+      : h("p", { class: "muted", "data-testid": "user-spend" }, "No requests in the last 30 days."),
+  );
+}
+
+function budgetLeft(k: Key): Node | string {
+  const rows = Object.entries(k.budget ?? {}).map(([name, b]) =>
+    h("div", {}, `${name === "cost_per_day" ? "today" : "this month"}: ${b!.remaining} of ${b!.limit} left`),
+  );
+  return rows.length ? h("div", { "data-testid": "key-budget" }, rows) : "no budget";
 }
 
 async function keys(box: HTMLElement, project: string, fresh: Key | null = null): Promise<void> {
@@ -128,7 +169,7 @@ async function keys(box: HTMLElement, project: string, fresh: Key | null = null)
     shown,
     form,
     table(
-      ["prefix", "name", "state", "created", "expires", "limits", ""],
+      ["prefix", "name", "state", "created", "expires", "limits", "spent today", "spent this month", "budget left", ""],
       list.data.map((k) => [
         h("code", {}, k.prefix + "…"),
         k.name,
@@ -136,6 +177,9 @@ async function keys(box: HTMLElement, project: string, fresh: Key | null = null)
         time(k.created_at),
         k.expires_at ? time(k.expires_at) : "never",
         Object.entries(k.limits).map(([n, v]) => `${n} ${v}`).join(", ") || "–",
+        h("span", { "data-testid": "key-spend-day" }, amounts(k.spend?.day.cost)),
+        amounts(k.spend?.month.cost),
+        budgetLeft(k),
         k.state === "active"
           ? h("button", {
               class: "danger",

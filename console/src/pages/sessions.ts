@@ -1,6 +1,6 @@
 // Sessions: the latest sessions, and one session's turns in order.
 import { api, query, type SessionRow, type Turn } from "../api";
-import { badge, h, ms, num, table, time } from "../dom";
+import { badge, h, ms, num, plural, table, time } from "../dom";
 import { go, href, type Route } from "../router";
 
 export async function sessionsPage(root: HTMLElement, route: Route): Promise<void> {
@@ -42,7 +42,7 @@ async function turns(root: HTMLElement, id: string): Promise<void> {
   root.append(
     h("p", {}, h("a", { href: "#/sessions" }, "← Sessions")),
     h("h2", {}, "Session ", h("code", {}, s.session_id)),
-    h("p", { class: "muted" }, `${s.project} · ${s.turns.length} turns`),
+    h("p", { class: "muted" }, `${s.project} · ${plural(s.turns.length, "turn")}`),
     h(
       "ol",
       { class: "conversation", "data-testid": "session-turns" },
@@ -54,7 +54,7 @@ async function turns(root: HTMLElement, id: string): Promise<void> {
           h(
             "div",
             { class: "bubble assistant" },
-            h("div", { class: "role" }, `${t.model} `, badge(t.status), ` · ${ms(t.latency === null ? null : t.latency * 1000)} · ${t.total_tokens} tokens · `, h("a", { href: href(["logs", t.id]) }, "details")),
+            h("div", { class: "role" }, `${t.model} `, badge(t.status), ` · ${ms(t.latency === null ? null : t.latency * 1000)} · ${plural(t.total_tokens, "token")} · `, h("a", { href: href(["logs", t.id]) }, "details")),
             t.answer || "–",
           ),
         ),

@@ -234,17 +234,40 @@ class ModelConfig(Strict):
 
 # --- projects --------------------------------------------------------------------------------------------------
 
-FIELD_TYPES = ("text-input", "paragraph", "select", "number", "checkbox")
+FIELD_TYPES = ("text-input", "paragraph", "select", "number", "checkbox", "file", "file-list")
+FILE_FIELD_TYPES = ("file", "file-list")
+FILE_TYPES = ("image", "document", "audio", "video", "custom")
+FileType = Literal["image", "document", "audio", "video", "custom"]
+TransferMethod = Literal["remote_url", "local_file"]
+#: Dify's `workflow_file_upload_limit` (reported by /parameters): the most files a file-list field may take
+MAX_FILE_LIST = 10
+#: what a file field takes when the catalog leaves a key out: Dify's defaults for a new file variable
+_FILE_FIELD_DEFAULTS: dict[str, Any] = {
+    "allowed_file_types": ["image"],
+    "allowed_file_extensions": [],
+    "allowed_file_upload_methods": ["local_file", "remote_url"],
+}
 
 
 class FormField(Strict):
-    type: Literal["text-input", "paragraph", "select", "number", "checkbox"]
+    type: Literal["text-input", "paragraph", "select", "number", "checkbox", "file", "file-list"]
     variable: str
     label: str | None = None
     required: bool = False
     default: str | int | float | bool | None = Field(None, description='"" or none: no default')
-    max_length: int | None = Field(None, ge=1)
+    max_length: int | None = Field(
+        None, ge=1, description="text-input, paragraph: characters; file-list: files (default 5, at most 10)"
+    )
     options: list[str] | None = None
+    allowed_file_types: list[FileType] | None = Field(
+        None, min_length=1, description="file, file-list: the file types accepted (default [image])"
+    )
+    allowed_file_extensions: list[str] | None = Field(
+        None, description='file, file-list: for type "custom", the extensions accepted, e.g. [".log"]'
+    )
+    allowed_file_upload_methods: list[TransferMethod] | None = Field(
+        None, min_length=1, description="file, file-list: local_file (an upload's id), remote_url (default both)"
+    )
 
     @field_validator("variable")
     @classmethod
@@ -260,21 +283,45 @@ class FormField(Strict):
             raise ValueError("must be a string, a number or a boolean")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _file_defaults(cls, data: Any) -> Any:
+        """A file field left without its upload keys takes Dify's defaults (and a file-list at most 5 files)."""
+        if isinstance(data, dict) and data.get("type") in FILE_FIELD_TYPES:
+            data = {**_FILE_FIELD_DEFAULTS, **{k: v for k, v in data.items() if v is not None}}
+            if data["type"] == "file-list":
+                data.setdefault("max_length", 5)
+        return data
+
     @model_validator(mode="after")
     def _options(self) -> FormField:
         if self.type == "select" and not self.options:
             raise ValueError("a select field needs a non-empty `options` list")
         if self.type != "select" and self.options is not None:
             raise ValueError(f"`options` is only for select fields, not {self.type}")
-        if self.max_length is not None and self.type not in ("text-input", "paragraph"):
-            raise ValueError(f"`max_length` is only for text-input and paragraph fields, not {self.type}")
+        if self.max_length is not None and self.type not in ("text-input", "paragraph", "file-list"):
+            raise ValueError(f"`max_length` is only for text-input, paragraph and file-list fields, not {self.type}")
+        if self.type in FILE_FIELD_TYPES:
+            self._check_files()
+        else:
+            for key in _FILE_FIELD_DEFAULTS:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`{key}` is only for file and file-list fields, not {self.type}")
         self._check_default()
         return self
+
+    def _check_files(self) -> None:
+        if self.type == "file-list" and self.max_length is not None and self.max_length > MAX_FILE_LIST:
+            raise ValueError(f"a file-list takes at most {MAX_FILE_LIST} files (`max_length`), not {self.max_length}")
+        if "custom" in (self.allowed_file_types or []) and not self.allowed_file_extensions:
+            raise ValueError('type "custom" in `allowed_file_types` needs `allowed_file_extensions`, e.g. [".log"]')
+        if self.default is not None and self.default != "":
+            raise ValueError(f"a {self.type} field takes no `default`")
 
     def _check_default(self) -> None:
         """The default is what a request that leaves the field out gets: it must be a value the field accepts."""
         d = self.default
-        if d is None or d == "":
+        if d is None or d == "" or self.type in FILE_FIELD_TYPES:
             return
         if self.type in ("text-input", "paragraph", "select"):
             if not isinstance(d, str):
@@ -297,21 +344,16 @@ class ImageUpload(Strict):
     transfer_methods: list[Literal["remote_url", "local_file"]] = ["remote_url", "local_file"]
 
 
-FILE_TYPES = ("image", "document", "audio", "video", "custom")
-
-
 class FileUploadConfig(Strict):
     """Dify's upload settings: `image` (the older shape, still reported) and the newer keys for every file type."""
 
     image: ImageUpload = Field(default_factory=ImageUpload)
     enabled: bool = Field(False, description="files of `allowed_file_types` may be sent with a request")
-    allowed_file_types: list[Literal["image", "document", "audio", "video", "custom"]] = Field(
-        ["image"], description="what `files` may hold"
-    )
+    allowed_file_types: list[FileType] = Field(["image"], description="what `files` may hold")
     allowed_file_extensions: list[str] = Field(
         default_factory=list, description='for type "custom": the extensions accepted, e.g. [".log"]'
     )
-    allowed_file_upload_methods: list[Literal["remote_url", "local_file"]] = ["remote_url", "local_file"]
+    allowed_file_upload_methods: list[TransferMethod] = ["remote_url", "local_file"]
     number_limits: int = Field(3, ge=1, le=10, description="most files in one request")
 
 
@@ -545,6 +587,10 @@ class KnowledgeConfig(Strict):
     documents: list[str] = Field(default_factory=list, description="files or folders (txt, md, html, pdf, docx)")
     chunking: KnowledgeChunking = Field(default_factory=KnowledgeChunking)
     retrieval: KnowledgeRetrieval = Field(default_factory=KnowledgeRetrieval)
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="limits and budgets of the knowledge base's own model calls (indexing, dataset-API searches)",
+    )
 
 
 class Catalog(Strict):
@@ -552,3 +598,7 @@ class Catalog(Strict):
     models: dict[Annotated[str, Field(pattern=NAME)], ModelConfig] = Field(default_factory=dict)
     projects: dict[Annotated[str, Field(pattern=NAME)], ProjectConfig] = Field(default_factory=dict)
     knowledge: dict[Annotated[str, Field(pattern=NAME)], KnowledgeConfig] = Field(default_factory=dict)
+    dataset_limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="limits and budgets of each knowledge base made through the dataset API (its own model calls)",
+    )

@@ -4,6 +4,12 @@ The rules follow Dify's `BaseAppGenerator._validate_inputs`: a required variable
 is an error, text/select/paragraph values must be strings, select values one of the options, text no longer
 than `max_length`, numbers parsed from strings; unknown keys are dropped and missing optional ones take
 their default.
+
+`file` and `file-list` fields take Dify's file mappings (`{"type", "transfer_method", "upload_file_id" | "url"}`):
+a `file` one object, a `file-list` a list of them (an empty list is no value), at most `max_length`. Which file
+each mapping names, and whether its type and transfer method are allowed, is the face's to check (it resolves
+them into content parts: faces/dify/attachments.py). In a prompt template a file variable renders as nothing
+(Dify's `FileSegment.text` is ""): the file itself goes to the model as a content part (`text_values`).
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ from typing import Any
 from promptd.domain.values import FormFieldShape
 from promptd.errors import InputError
 
-__all__ = ["form_to_dify", "validate_inputs"]
+__all__ = ["FILE_FIELDS", "form_to_dify", "text_values", "validate_inputs", "with_query"]
 
 TEXT_TYPES = ("text-input", "paragraph", "select")
+FILE_FIELDS = ("file", "file-list")
 
 
 def _empty(field: FormFieldShape, value: Any) -> bool:
     if value is None or value == "":
+        return True
+    if field.type == "file-list" and value == []:
         return True
     # Dify treats a blank number ("  ") as no value
     return field.type == "number" and isinstance(value, str) and not value.strip()
@@ -42,6 +51,20 @@ def _number(var: str, value: Any) -> int | float:
     return value
 
 
+def _files(field: FormFieldShape, value: Any) -> Any:
+    """A file field's value, as Dify checks it before it builds the files (its messages)."""
+    var = field.variable
+    if field.type == "file":
+        if not isinstance(value, dict):
+            raise InputError(f"{var} in input form must be a file", param=var)
+        return value
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise InputError(f"{var} in input form must be a list of files", param=var)
+    if field.max_length and len(value) > field.max_length:  # Dify's words, for more than max_length
+        raise InputError(f"{var} in input form must be less than {field.max_length} files", param=var)
+    return value
+
+
 def _check(field: FormFieldShape, value: Any) -> Any:
     var = field.variable
     if _empty(field, value):
@@ -50,6 +73,8 @@ def _check(field: FormFieldShape, value: Any) -> Any:
         if field.default is not None and field.default != "":
             return field.default
         return "" if field.type in TEXT_TYPES else None
+    if field.type in FILE_FIELDS:
+        return _files(field, value)
     if field.type in TEXT_TYPES and not isinstance(value, str):
         raise InputError(f"(type '{field.type}') {var} in input form must be a string", param=var)
     if field.type == "number":
@@ -70,6 +95,24 @@ def validate_inputs(form: Sequence[FormFieldShape], inputs: Mapping[str, Any]) -
     return {f.variable: _check(f, inputs.get(f.variable)) for f in form}
 
 
+def with_query(form: Sequence[FormFieldShape], inputs: Mapping[str, Any], query: str) -> dict[str, Any]:
+    """The inputs a request's form is checked with: the legacy top-level `query` fills a `query` variable the
+    request left empty."""
+    raw = dict(inputs)
+    if query and not raw.get("query") and any(f.variable == "query" for f in form):
+        raw["query"] = query
+    return raw
+
+
+def text_values(form: Sequence[FormFieldShape], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked inputs as a prompt template sees them: a file variable renders as nothing (its file is a part)."""
+    values = dict(inputs)
+    for f in form:
+        if f.type in FILE_FIELDS:
+            values[f.variable] = ""
+    return values
+
+
 def form_to_dify(form: Sequence[FormFieldShape]) -> list[dict[str, Any]]:
     """The `user_input_form` of Dify's /parameters: a list of single-key objects {type: {...}}."""
     out: list[dict[str, Any]] = []
@@ -84,5 +127,9 @@ def form_to_dify(form: Sequence[FormFieldShape]) -> list[dict[str, Any]]:
             body["max_length"] = f.max_length
         if f.options is not None:
             body["options"] = list(f.options)
+        if f.type in FILE_FIELDS:  # the keys Dify's console saves for a file variable
+            body["allowed_file_types"] = list(f.allowed_file_types or [])
+            body["allowed_file_extensions"] = list(f.allowed_file_extensions or [])
+            body["allowed_file_upload_methods"] = list(f.allowed_file_upload_methods or [])
         out.append({f.type: body})
     return out

@@ -26,6 +26,7 @@ from decimal import Decimal
 from promptd.catalog.schema import Catalog, LimitsConfig
 from promptd.coord.base import Coordinator, Take
 from promptd.domain.limits import Limits, Window, calendar_window, prompt_token_bound, reserve_pico, to_pico
+from promptd.engine.call import DATASET_SCOPE, dataset_scope
 from promptd.engine.leases import Leases
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable, PromptdError
@@ -144,25 +145,32 @@ class Admission:
     def use_catalog(self, catalog: Catalog) -> None:
         """Take the catalog's limits, read once: most requests have none and must pay nothing for the check (a
         reload calls this again; the cached counters of the old catalog are dropped)."""
-        project_limits = {name: _as_limits(p.limits) for name, p in catalog.projects.items()}
+        # a scope is a project, or a knowledge base's own calls (`dataset:<name>`, engine/call.py)
+        configs = {name: p.limits for name, p in catalog.projects.items()}
+        configs.update({dataset_scope(name): kb.limits for name, kb in catalog.knowledge.items()})
+        project_limits = {name: _as_limits(cfg) for name, cfg in configs.items()}
         per_user = {
-            name
-            for name, p in catalog.projects.items()
-            if p.limits.per_user.rpm is not None or p.limits.per_user.tpm is not None
+            name for name, cfg in configs.items() if cfg.per_user.rpm is not None or cfg.per_user.tpm is not None
         }
-        self._unlimited = {name for name in catalog.projects if project_limits[name].empty and name not in per_user}
+        self._unlimited = {name for name in configs if project_limits[name].empty and name not in per_user}
         self._per_user = per_user
+        self._configs = configs
         self._project_limits = project_limits
+        self._dataset_default = (catalog.dataset_limits, _as_limits(catalog.dataset_limits))
         self._counters = {}
         self.catalog = catalog
 
-    async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits) -> None:
+    async def admit(self, requests: Sequence[GenerationRequest], key_limits: Limits, *, grown: bool = False) -> None:
         """Reserve for one API call (its `requests`: the choices of one call count as one request), or raise
-        LimitExceeded / BudgetExceeded. Without limits this returns at once, touching nothing shared."""
+        LimitExceeded / BudgetExceeded. Without limits this returns at once, touching nothing shared.
+
+        `grown`: the requests were admitted already and their prompt has grown since (the knowledge context):
+        reserve what the bound grew by, not one more request. On a refusal, what they held stays held (the caller
+        releases it)."""
         first = requests[0]
         if key_limits.empty and first.project in self._unlimited:
             return
-        project = self.catalog.projects[first.project]
+        project = self.catalog.projects.get(first.project)  # None: a knowledge base's own call
         user = first.user if first.project in self._per_user else None  # one cache entry per end user only if needed
         counters = self._counters.get((first.project, first.key_id, key_limits, user))
         if counters is None:
@@ -176,14 +184,20 @@ class Admission:
         for req in requests:
             if wants_tokens and req.max_tokens is None:
                 model = self.catalog.models[req.model]
-                req.max_tokens = project.max_tokens or model.max_tokens or self.reserve_max_tokens
+                req.max_tokens = (project and project.max_tokens) or model.max_tokens or self.reserve_max_tokens
             max_tokens = req.max_tokens or 0
             prompt = _prompt_bound(req)
             tokens.append(prompt + max_tokens)
             models = (req.model, *self.catalog.models[req.model].fallbacks)
             costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
         now = self.clock()
-        amounts = {"requests": 1, "tokens": sum(tokens), "cost": sum(costs)}
+        held = [r.reservation for r in requests] if grown else []
+        # a call made for another call (knowledge's embeddings) spends tokens and money, not one more request
+        amounts = {
+            "requests": 0 if first.origin.internal or grown else 1,
+            "tokens": sum(tokens) - sum(h.tokens for h in held if h is not None),
+            "cost": sum(costs) - sum(h.cost for h in held if h is not None),
+        }
         draws: list[tuple[str, int]] = []
         buckets: list[tuple[str, str, int]] = []
         for lim, base in counters:
@@ -226,9 +240,12 @@ class Admission:
     ) -> list[tuple[_Limit, str]]:
         if len(self._counters) >= 10_000:  # end users come and go: start again rather than grow
             self._counters.clear()
-        limits = _limits(
-            project, key_id, key_limits, self._project_limits[project], self.catalog.projects[project].limits, user
+        cfg, scope_limits = (
+            (self._configs[project], self._project_limits[project])
+            if project in self._configs
+            else self._dataset_default  # a knowledge base made through the dataset API
         )
+        limits = _limits(project, key_id, key_limits, scope_limits, cfg, user)
         counters = self._counters[(project, key_id, key_limits, user)] = [(lim, lim.base) for lim in limits]
         return counters
 
@@ -259,6 +276,8 @@ class Admission:
     def _refused(self, lim: _Limit, take: Take, used: float, now: float) -> LimitExceeded:
         _, remaining = self._window(lim.window, now)
         who = _SCOPE_NAMES[lim.scope] + (f" {lim.ident!r}" if lim.scope == "project" else "")
+        if lim.scope == "project" and lim.ident.startswith(DATASET_SCOPE):
+            who = f"knowledge base {lim.ident.removeprefix(DATASET_SCOPE)!r}"
         if lim.what == "cost":
             amount = format(Decimal(lim.limit) / 10**12, "f")
             return BudgetExceeded(

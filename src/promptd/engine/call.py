@@ -16,14 +16,26 @@ from promptd.domain.limits import Limits
 from promptd.types import ContentPart, Message
 
 __all__ = [
+    "DATASET_SCOPE",
     "ChatCall",
     "EmbeddingCall",
     "FormInput",
     "Origin",
+    "RerankCall",
     "SpeechCall",
     "ToolSwitches",
     "TranscriptionCall",
+    "dataset_scope",
 ]
+
+#: the project a knowledge base's own model calls (indexing, dataset-API searches) are governed and metered as
+DATASET_SCOPE = "dataset:"
+
+
+def dataset_scope(name: str) -> str:
+    """`dataset:<name>`: the scope of knowledge base `name`'s own calls (its limits: the catalog's
+    `knowledge.<name>.limits`, or `dataset_limits` for one made through the dataset API)."""
+    return DATASET_SCOPE + name
 
 
 @dataclass(slots=True, kw_only=True)
@@ -76,6 +88,14 @@ class EmbeddingCall:
 
 
 @dataclass(slots=True, kw_only=True)
+class RerankCall:
+    """Relevance of each document to a query (knowledge retrieval)."""
+
+    query: str
+    documents: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
 class SpeechCall:
     """Text to speech."""
 
@@ -110,3 +130,6 @@ class Origin:
     tags: list[str] | None = None
     created_at: float = field(default_factory=time.time)  # wall clock, Unix seconds
     started: float = field(default_factory=time.perf_counter)  # for latencies
+    #: a model call made for another call (a knowledge search's embeddings and rerank within a chat): its tokens
+    #: and cost count against every limit, but it is not one more request against requests-per-minute
+    internal: bool = False

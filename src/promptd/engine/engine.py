@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from promptd.access import Finished, note_generation
 from promptd.catalog.schema import CampaignConfig, Catalog, Deployment, ModelConfig, ProjectConfig
@@ -26,7 +26,7 @@ from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
-from promptd.engine.call import ChatCall, EmbeddingCall, Origin, SpeechCall, TranscriptionCall
+from promptd.engine.call import ChatCall, EmbeddingCall, Origin, RerankCall, SpeechCall, TranscriptionCall
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
 from promptd.engine.leases import IDLE, Leases
@@ -37,16 +37,22 @@ from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound, PromptdError, ProviderBadRequest, ProviderError
 from promptd.metrics import Metrics
-from promptd.providers.base import EmbeddingProvider, Provider, SpeechProvider, unsupported
+from promptd.providers.base import EmbeddingProvider, Provider, RerankProvider, SpeechProvider, unsupported
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
 from promptd.types import Message, ProviderCall, Usage
 from promptd.uuids import new_uuid
 
-__all__ = ["Engine", "Run", "UnaryResult", "campaign_id"]
+__all__ = ["Engine", "Grounding", "Run", "UnaryResult", "campaign_id"]
 
 T = TypeVar("T")
+
+
+class Grounding(Protocol):
+    async def ground(self, call: ChatCall, origin: Origin, project: ProjectConfig) -> ChatCall:
+        """`call` with the retrieved context of `project`'s knowledge in its prompt (and `retriever_resources`)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -116,6 +122,7 @@ class Engine:
         self.tracer: Tracer | None = None  # spans of the upstream attempts (promptd/tracing.py), when configured
         self.moderation = Moderation(catalog, providers, self.metrics)
         self.catalog_version = ""  # stored with each record (promptd/reload.py)
+        self.grounding: Grounding | None = None  # knowledge (knowledge/prompt.py), when the server has it
 
     def use_catalog(self, catalog: Catalog, providers: Mapping[str, Provider], version: str) -> None:
         """Serve with this catalog from now on (a reload: promptd/reload.py); generations in flight go on."""
@@ -130,10 +137,10 @@ class Engine:
     def _stop_signal(self, signal: StopSignal) -> None:
         self.tasks.stop(signal.task_id, project=signal.project, end_user_id=signal.end_user_id)
 
-    async def admit(self, requests: list[GenerationRequest], key_limits: Limits) -> None:
+    async def admit(self, requests: list[GenerationRequest], key_limits: Limits, *, grown: bool = False) -> None:
         """Check and reserve rate limits and budgets for one API call (engine/admission.py)."""
         try:
-            await self.admission.admit(requests, key_limits)
+            await self.admission.admit(requests, key_limits, grown=grown)
         except Exception as exc:
             code = getattr(exc, "code", "error")
             self.metrics.limited.inc(project=requests[0].project, code=code)
@@ -234,6 +241,8 @@ class Engine:
                 guard.attach(req)
         await self.admit(requests, origin.key_limits)
         preset = guard.preset if guard is not None else None
+        if project.knowledge and self.grounding is not None and preset is None:
+            await self._ground(requests, model, origin)
         generations: list[Generation] = []
         try:
             for i, req in enumerate(requests):
@@ -246,20 +255,57 @@ class Engine:
             raise
         return Run(model, campaign, generations)
 
-    async def embed(self, call: EmbeddingCall, origin: Origin) -> UnaryResult[list[list[float]]]:
-        """Embeddings of `call.texts` on the project's embedding model (or the one named), governed like a chat."""
-        model = self._unary_model(origin, "embedding", lambda p: p.embedding_model)
+    async def _ground(self, requests: list[GenerationRequest], model: str, origin: Origin) -> None:
+        """Search the project's knowledge for an admitted call and put the context in its prompt: after moderation
+        (a flagged input searches nothing) and admission (a refused call searches nothing); the search's own model
+        calls are governed as made for this call, and the grown prompt is reserved for before anything starts."""
+        grounding = self.grounding
+        assert grounding is not None
+        try:
+            call = await grounding.ground(requests[0].call, origin, self.catalog.projects[origin.project])
+            prompt = render(self.catalog, origin.project, model, call)
+            for req in requests:
+                req.call, req.messages = call, prompt.messages
+            await self.admit(requests, origin.key_limits, grown=True)
+        except BaseException:
+            for req in requests:
+                self.admission.release(req)
+            raise
+
+    async def embed(
+        self, call: EmbeddingCall, origin: Origin, *, model: str | None = None
+    ) -> UnaryResult[list[list[float]]]:
+        """Embeddings of `call.texts` on the project's embedding model (or the one the client named), governed like
+        a chat. `model` is a catalog model chosen by the server, not the client (a knowledge base's)."""
+        key = self._catalog_model(model) if model is not None else self._unary_model(origin, "embedding")
         messages = [Message("user", t) for t in call.texts]
 
         async def attempt(provider: Any, upstream: str) -> tuple[list[list[float]], Usage | None]:
             if not isinstance(provider, EmbeddingProvider):
-                raise ProviderBadRequest(f"provider of model {model!r} cannot make embeddings")
+                raise ProviderBadRequest(f"provider of model {key!r} cannot make embeddings")
             vectors, tokens = await provider.embed(model=upstream, texts=call.texts)
+            if len(vectors) != len(call.texts):
+                raise ProviderError(f"model {key!r} returned {len(vectors)} embeddings for {len(call.texts)} texts")
             if call.dimensions:
                 vectors = [v[: call.dimensions] for v in vectors]
             return vectors, Usage(prompt_tokens=int(tokens))
 
-        return await self._unary("embedding", origin, model, messages, attempt, query=call.texts[0])
+        return await self._unary("embedding", origin, key, messages, attempt, query=call.texts[0])
+
+    async def rerank(self, call: RerankCall, origin: Origin, *, model: str) -> UnaryResult[list[float]]:
+        """A relevance score per document on the catalog model `model` (a knowledge base's), governed like a chat."""
+        key = self._catalog_model(model)
+        messages = [Message("user", call.query), *(Message("user", d) for d in call.documents)]  # the prompt bound
+
+        async def attempt(provider: Any, upstream: str) -> tuple[list[float], Usage | None]:
+            if not isinstance(provider, RerankProvider):
+                raise ProviderBadRequest(f"provider of model {key!r} cannot rerank")
+            scores, tokens = await provider.rerank(model=upstream, query=call.query, documents=call.documents)
+            if len(scores) != len(call.documents):
+                raise ProviderError(f"model {key!r} returned {len(scores)} scores for {len(call.documents)} documents")
+            return scores, Usage(prompt_tokens=int(tokens))
+
+        return await self._unary("rerank", origin, key, messages, attempt, query=call.query)
 
     async def speak(self, call: SpeechCall, origin: Origin, model: str) -> UnaryResult[tuple[bytes, str]]:
         """Text to speech on `model` (the project's text-to-speech model), governed like a chat."""
@@ -375,7 +421,12 @@ class Engine:
             raise NotFound(f"project {name!r} does not exist")
         return project
 
-    def _unary_model(self, origin: Origin, kind: str, default: Callable[[ProjectConfig], str | None]) -> str:
+    def _catalog_model(self, key: str) -> str:
+        if key not in self.catalog.models:
+            raise ConflictError(f"model {key!r} is not in the catalog", code="model_not_found")
+        return key
+
+    def _unary_model(self, origin: Origin, kind: str) -> str:
         """The catalog model a one-shot call of `kind` runs on: the one named (attached to the project, of that
         type, or a chat model a client names for embeddings, as OpenAI-compatible servers embed with those too),
         else the project's own for that kind; a clear 400 when there is none."""
@@ -385,7 +436,7 @@ class Engine:
             if model.type != kind and not (kind == "embedding" and model.type == "chat"):
                 raise InputError(f"model {key!r} is a {model.type} model, not an {kind} model", param="model")
             return key
-        declared = default(project)
+        declared = project.embedding_model
         if declared is None:
             raise InputError(
                 f"project {origin.project!r} declares no {kind} model (`{kind}_model` in the catalog); "

@@ -86,6 +86,7 @@ class Generation:
         self._phase = "pending"
         self.result: GenerationResult | None = None
         self._delay = 0.0
+        self._relay: _Relay | None = None
         self._task = asyncio.create_task(self._run(), name=f"generation-{request.message_id}")
         if keepalive:
             self._timer = asyncio.get_running_loop().call_later(keepalive, self._tick)
@@ -131,6 +132,12 @@ class Generation:
     def stopped_by(self) -> str | None:
         return self._stopped_by
 
+    @property
+    def began_on(self) -> str:
+        """The model whose tokens a streaming client was sent first (a rescue may finish on another)."""
+        relay = self._relay
+        return relay.committed_by if relay is not None and relay.committed_by else self.served.key
+
     # --- internals ------------------------------------------------------------------------------------------------
 
     def _emit(self, event: EngineEvent) -> None:
@@ -155,7 +162,10 @@ class Generation:
         queue = deque(self.candidates)
         model_started = {self.candidates[0].key: self.request.started}  # a model's first-token clock
         breakers, rng = self.planner.breakers, self.planner.rng
-        relay = _Relay(self._emit, self.candidates[0].model) if self.request.streaming else None  # blocking: the result
+        # what a streaming client is sent (blocking: nothing until the result)
+        relay = self._relay = _Relay(self._emit, self.candidates[0]) if self.request.streaming else None
+        held = self.request.reservation
+        capped = held is not None and bool(held.buckets)  # a token or cost limit reserved for max_tokens: hold it
         rescues = 0
         self._phase = "running"
         if self._stopped_by is not None:  # stopped before it started: no provider is asked anything
@@ -167,6 +177,8 @@ class Generation:
                 if attempts and attempts[-1]["model"] != candidate.key:
                     log.warning("fallback taken: %s -> %s", attempts[-1]["model"], candidate.key)
                 self.served = candidate
+                if relay is not None:
+                    relay.source = candidate.key
                 if candidate.continues_after:  # a rescue: its first-token clock starts now
                     model_started[candidate.key] = time.perf_counter()
                 model_started.setdefault(candidate.key, time.perf_counter())
@@ -180,13 +192,13 @@ class Generation:
                         backup = queue[0]
                         model_started.setdefault(backup.key, began)
                         hedge = Hedge(
-                            _guarded(candidate, model_started[candidate.key], began),
-                            _guarded(backup, model_started[backup.key], began),
+                            _guarded(candidate, model_started[candidate.key], began, capped),
+                            _guarded(backup, model_started[backup.key], began, capped),
                             candidate.model.hedge_ms / 1000,
                         )
                         stream: AsyncIterator[Any] = hedge.events()
                     else:
-                        stream = _guarded(candidate, model_started[candidate.key], began)
+                        stream = _guarded(candidate, model_started[candidate.key], began, capped)
                     got, waiting, answer.finish, skipped = answer.deltas, answer.ttft is None, None, answer.malformed
                     outcome = await run_attempt(stream, answer, relay, self.request.started)
                     attempt["duration"] = time.perf_counter() - began
@@ -198,7 +210,13 @@ class Generation:
                     if hedge is not None and hedge.started_backup:
                         candidate, entry = self._settle_hedge(hedge, queue, attempts, attempt, candidate, began)
                     reported = answer.finish.usage if answer.finish is not None else None
-                    spent.append(_Spent(candidate, reported, answer.deltas - got, entry))
+                    came = answer.deltas - got
+                    if isinstance(answer.finish, _Cut):  # the upstream went past max_tokens: promptd cut it there
+                        entry["cut_at_max_tokens"] = candidate.call.max_tokens
+                        came = answer.finish.tokens
+                        log.warning("answer cut at max_tokens (%s): %s/%s ignored it", candidate.call.max_tokens,
+                                    entry["provider"], entry["upstream_model"])  # fmt: skip
+                    spent.append(_Spent(candidate, reported, came, entry))
                     if outcome is STOPPED:
                         status = entry["status"] = "stopped"
                         error = None
@@ -368,9 +386,11 @@ class Answer:
         self.logprobs: list[dict[str, Any]] | None = None
 
     def reset(self) -> None:
+        """Start the answer over (an attempt the client saw nothing of was discarded; it is billed already)."""
         self.parts.clear()
         self.tool_calls.clear()
         self.ttft, self.finish, self.logprobs = None, None, None
+        self.deltas = 0  # a rescue continues after the deltas of the answer kept, not of those discarded
 
     def calls(self) -> list[dict[str, Any]] | None:
         return [self.tool_calls[i] for i in sorted(self.tool_calls)] or None
@@ -480,12 +500,14 @@ class _Relay:
     or `commit_after_ms`, nothing until that many tokens or milliseconds have come (or the answer is whole).
     Until then the answer is not committed: if it fails, it is answered again elsewhere, whole."""
 
-    __slots__ = ("committed", "emit", "first", "held", "ms", "tokens")
+    __slots__ = ("committed", "committed_by", "emit", "first", "held", "ms", "source", "tokens")
 
-    def __init__(self, emit: Callable[[EngineEvent], None], model: ModelConfig) -> None:
+    def __init__(self, emit: Callable[[EngineEvent], None], first: Candidate) -> None:
         self.emit = emit
-        self.tokens = model.commit_after_tokens
-        self.ms = model.commit_after_ms
+        self.tokens = first.model.commit_after_tokens
+        self.ms = first.model.commit_after_ms
+        self.source = first.key  # the model of the attempt running
+        self.committed_by: str | None = None  # the model whose tokens were sent first
         self.committed = False  # until the client is sent its first delta: a failure before it is retried
         self.held: list[EngineEvent] = []
         self.first: float | None = None
@@ -507,6 +529,8 @@ class _Relay:
             self.flush()
 
     def flush(self) -> None:
+        if not self.committed:
+            self.committed_by = self.source
         for event in self.held:
             self.emit(event)
         self.held.clear()
@@ -526,10 +550,13 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
     call["function"]["arguments"] += delta.arguments
 
 
-def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIterator[Any]:
-    """The candidate's provider stream under its deadlines (first token, idle gap, total)."""
+def _guarded(candidate: Candidate, model_clock: float, began: float, capped: bool = False) -> AsyncIterator[Any]:
+    """The candidate's provider stream under its deadlines (first token, idle gap, total), and, when `capped`
+    (a budget reserved for max_tokens), cut at its max_tokens."""
     model = candidate.model
     stream = candidate.provider.stream(candidate.call)
+    if capped and candidate.call.max_tokens:
+        stream = _capped(stream, candidate.call.max_tokens, whole=not candidate.call.stream)
     if not (candidate.ttft_s or model.idle_timeout_ms or model.total_timeout_ms):
         return stream  # no deadline to watch: no extra layer per event
     return _with_deadlines(
@@ -538,6 +565,50 @@ def _guarded(candidate: Candidate, model_clock: float, began: float) -> AsyncIte
         idle=model.idle_timeout_ms / 1000 if model.idle_timeout_ms else None,
         total=began + model.total_timeout_ms / 1000 if model.total_timeout_ms else None,
     )
+
+
+@dataclass(slots=True)
+class _Cut(Finish):
+    """The end promptd gave an answer it cut at max_tokens (`tokens`: the completion tokens it kept)."""
+
+    tokens: int = 0
+
+
+async def _capped(stream: AsyncIterator[Any], cap: int, *, whole: bool) -> AsyncIterator[Any]:
+    """`stream` cut at `cap` completion tokens, for an upstream that ignores max_tokens: a budget reserved for
+    `cap` then holds. A streamed answer is counted a token per delta (an upstream sends one or more per chunk, so
+    an upstream that honours max_tokens is never cut); the delta past `cap` is not relayed and the upstream call
+    is closed. An unstreamed reply (`whole`) is held until its usage (else its text, 4 characters a token) says
+    how long it is, and its text is cut in proportion. A cut ends with a `_Cut` ("length")."""
+    count = 0
+    held: list[TextDelta] = []
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                if whole:
+                    held.append(event)
+                    continue
+                if count >= cap:
+                    yield _Cut("length", tokens=cap)
+                    return
+                count += 1
+            elif isinstance(event, Finish) and held:
+                text = "".join(d.text for d in held)
+                usage = event.usage
+                used = usage.completion_tokens if usage is not None else len(text) // 4
+                if used > cap:
+                    yield TextDelta(text[: len(text) * cap // used])
+                    kept = None if usage is None else Usage(usage.prompt_tokens, cap)
+                    yield _Cut("length", kept, event.system_fingerprint, tokens=cap)
+                    return
+                for delta in held:
+                    yield delta
+                held.clear()
+            yield event
+        for delta in held:  # a reply that ended without its finish: the engine judges it
+            yield delta
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
 
 
 async def _with_deadlines(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptd.catalog.schema import Catalog, ModelConfig, ProjectConfig
-from promptd.domain.forms import validate_inputs
+from promptd.domain.forms import text_values, validate_inputs, with_query
 from promptd.domain.prompts import render_system_prompt
 from promptd.domain.templates import render_prompt, template_variables, with_context
 from promptd.engine.call import ChatCall, FormInput, ToolSwitches
@@ -54,12 +54,10 @@ def _form(project: ProjectConfig, model: ModelConfig, form: FormInput) -> tuple[
     variable the request left empty, or else is appended to the prompt. The record's question is the `query`
     input when the form has one, else the top-level query, else the rendered prompt."""
     template = with_context(project.prompt or "") if form.context is not None else project.prompt or ""
-    raw = dict(form.inputs)
     form_vars = {f.variable for f in project.inputs}
-    if form.query and "query" in form_vars and not raw.get("query"):
-        raw["query"] = form.query
-    inputs = validate_inputs(project.inputs, raw)
-    values = dict(inputs)
+    inputs = validate_inputs(project.inputs, with_query(project.inputs, form.inputs, form.query))
+    shown = text_values(project.inputs, inputs)  # a file variable renders as nothing: its file is a part
+    values = dict(shown)
     if "query" not in form_vars:
         values["query"] = form.query
     values["context"] = form.context or ""
@@ -77,7 +75,7 @@ def _form(project: ProjectConfig, model: ModelConfig, form: FormInput) -> tuple[
         content = [{"type": "text", "text": text}, *form.attachments]
     messages = []
     if project.system_prompt:
-        messages.append(Message("system", render_prompt(project.system_prompt, inputs)))
+        messages.append(Message("system", render_prompt(project.system_prompt, shown)))
     messages.append(Message("user", content))
     asked = inputs.get("query") if "query" in form_vars else None
     query = asked if isinstance(asked, str) and asked else (form.query or text)

@@ -17,14 +17,41 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ExceptionHandler, Receive, Scope, Send
 
-from promptd.access import INFO_KEY, RequestInfo
+from promptd.access import INFO_KEY, RequestInfo, note_error
 from promptd.engine.request import GenerationResult
 from promptd.errors import PromptdError
 from promptd.store.db import store_error
 
-__all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error", "served_headers"]
+__all__ = ["Endpoint", "FaceMount", "HotRoute", "default_http_error", "error_code", "noted", "served_headers"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def error_code(exc: BaseException) -> str:
+    """promptd's code for the error a request is answered with (the same whatever the face's shape)."""
+    exc = store_error(exc) if isinstance(exc, Exception) else exc
+    if isinstance(exc, PromptdError):
+        return exc.code
+    if isinstance(exc, HTTPException):
+        return _HTTP_CODES.get(exc.status_code, "bad_request")
+    if isinstance(exc, ClientDisconnect):
+        return "client_disconnected"
+    return "internal_error"
+
+
+def noted(handler: Any) -> Handler:
+    """`handler`, noting first which error the request is answered with (promptd/access.py: the access line
+    and the count of rejected requests, promptd/rejections.py)."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        note_error(error_code(exc))
+        response: Response = await handler(request, exc)
+        return response
+
+    return handle
 
 
 async def default_http_error(request: Request, exc: Exception) -> Response:
@@ -81,14 +108,16 @@ class FaceMount:
 
     def hot_routes(self) -> dict[str, HotRoute]:
         return {
-            self.prefix + path: HotRoute(endpoint, self.errors, self.http_errors) for path, endpoint in self.hot.items()
+            self.prefix + path: HotRoute(endpoint, noted(self.errors), noted(self.http_errors))
+            for path, endpoint in self.hot.items()
         }
 
     def mount(self) -> list[BaseRoute]:
         """What the app's router gets: the face's sub-application, or (loose) its routes as they are."""
         if self.loose:
             return list(self.routes)
-        app = Starlette(routes=self.routes, exception_handlers={HTTPException: self.http_errors, **self.handlers})
+        handlers = {HTTPException: noted(self.http_errors), **self.handlers}
+        app = Starlette(routes=self.routes, exception_handlers=handlers)
         return [Mount(self.prefix, app=app)]
 
     @property
@@ -96,12 +125,13 @@ class FaceMount:
         # a database outage (OSError, DBAPIError) is a 503 in the face's shape, without a traceback per request,
         # and a client gone mid-request is no server error: Starlette re-raises whatever reaches its `Exception`
         # handler, so these get handlers of their own
+        errors = noted(self.errors)
         return {
-            PromptdError: self.errors,
-            OSError: self.errors,
-            DBAPIError: self.errors,
-            ClientDisconnect: _client_gone,
-            Exception: self.errors,
+            PromptdError: errors,
+            OSError: errors,
+            DBAPIError: errors,
+            ClientDisconnect: noted(_client_gone),
+            Exception: errors,
         }
 
 

@@ -8,9 +8,9 @@ import msgspec
 
 from promptd.faces.dify.errors import error_body
 
-__all__ = ["refusal_body"]
+__all__ = ["OPENAI_PATHS", "refusal_body"]
 
-_OPENAI = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
 
 
 def refusal_body(path: str, status: int, code: str, message: str) -> bytes:
@@ -18,7 +18,7 @@ def refusal_body(path: str, status: int, code: str, message: str) -> bytes:
         body: object = {"error": {"status": status, "code": code, "message": message, "param": None}}
     elif path.startswith("/api/"):
         body = {"error": message}
-    elif path.startswith(_OPENAI):
+    elif path.startswith(OPENAI_PATHS):
         body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
     elif path.startswith("/v1/"):
         body = error_body(status, code, message)

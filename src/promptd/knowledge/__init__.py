@@ -1,3 +1,3 @@
 """Knowledge bases: documents parsed, chunked and indexed off the request path, searched for prompts.
 
-Design: docs/knowledge.md. A face calls `promptd.knowledge.prompt.for_prompt` (one call per request)."""
+Design: docs/knowledge.md. The engine calls `promptd.knowledge.prompt.Grounding` (one search per call)."""

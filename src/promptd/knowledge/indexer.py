@@ -71,12 +71,13 @@ class Indexer:
             doc["id"], splitting_completed_at=time.time(), indexing_status="indexing", total_segments=len(pieces)
         )
         retrieval = Retrieval.of(dataset["retrieval"])
+        origin = models.knowledge_origin(dataset["name"], face="knowledge")  # its embeddings are governed as its own
         tokens = 0
         for start in range(0, len(pieces), BATCH):
             batch = pieces[start : start + BATCH]
             rows: list[dict[str, Any]] = [{"position": start + i + 1, "content": c} for i, c in enumerate(batch)]
             if retrieval.embedding_model:
-                vectors, used = await models.embed(self.engine, retrieval.embedding_model, batch)
+                vectors, used = await models.embed(self.engine, retrieval.embedding_model, batch, origin)
                 tokens += used
                 for row, vector in zip(rows, vectors, strict=True):
                     row["embedding"] = to_blob(vector)

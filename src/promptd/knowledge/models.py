@@ -1,55 +1,54 @@
-"""The model calls knowledge makes: embeddings (to index and to search) and reranking.
+"""The model calls knowledge makes: embeddings (to index and to search) and reranking. Each goes through the
+engine's entry points (`Engine.embed`, `Engine.rerank`), so it is admitted against limits and budgets, routed,
+billed, metered and recorded like any call, under the origin it is made for:
 
-Every such call goes through these two functions, so they can be routed through the engine's single entry
-point (admission, metering, recording) in one place when it lands."""
+- a search within a project's call: the caller's origin, marked `internal` (its tokens and cost count against the
+  key's and project's limits, but it is not one more request);
+- a knowledge base's own work (indexing, a search through the dataset API): the scope `dataset:<name>`
+  (`knowledge_origin`), limited by the catalog's `knowledge.<name>.limits` or `dataset_limits`."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import time
+from dataclasses import replace
 
+from promptd.domain.limits import Limits
+from promptd.engine.call import EmbeddingCall, Origin, RerankCall, dataset_scope
 from promptd.engine.engine import Engine
-from promptd.errors import ConflictError, ProviderError
 
-__all__ = ["RerankProvider", "embed", "rerank"]
+__all__ = ["BATCH", "embed", "for_call", "knowledge_origin", "rerank"]
 
 BATCH = 64  # texts per embeddings call
 
 
-@runtime_checkable
-class RerankProvider(Protocol):
-    async def rerank(self, *, model: str, query: str, documents: list[str]) -> list[float]:
-        """One relevance score in [0, 1] per document, in the documents' order."""
-        ...
+def knowledge_origin(
+    dataset_name: str, *, face: str, key_id: str | None = None, limits: Limits | None = None
+) -> Origin:
+    """The origin of knowledge base `dataset_name`'s own calls: indexing (face "knowledge"), or a dataset-API
+    search or segment (face "dify", with the dataset key)."""
+    return Origin(face=face, project=dataset_scope(dataset_name), key_id=key_id, key_limits=limits or Limits())
 
 
-def _provider(engine: Engine, model_key: str, method: str) -> tuple[Any, str]:
-    model = engine.catalog.models.get(model_key)
-    if model is None:
-        raise ConflictError(f"the knowledge base's model {model_key!r} is not in the catalog", code="model_not_found")
-    provider = engine.providers.get(model.provider)
-    if provider is None or not hasattr(provider, method):
-        raise ConflictError(f"model {model_key!r} cannot {method}", code="provider_not_initialize")
-    return provider, model.model
+def for_call(origin: Origin) -> Origin:
+    """The origin of a search made for the call `origin` (same key, project, end user, session and `store`),
+    timed from now and not counted as one more request."""
+    return replace(
+        origin, model=None, ab_campaign=None, internal=True, created_at=time.time(), started=time.perf_counter()
+    )
 
 
-async def embed(engine: Engine, model_key: str, texts: list[str]) -> tuple[list[list[float]], int]:
+async def embed(engine: Engine, model_key: str, texts: list[str], origin: Origin) -> tuple[list[list[float]], int]:
     """One vector per text from the catalog model `model_key`, and the tokens it counted."""
-    provider, upstream = _provider(engine, model_key, "embed")
     vectors: list[list[float]] = []
     tokens = 0
     for start in range(0, len(texts), BATCH):
-        batch = texts[start : start + BATCH]
-        got, used = await provider.embed(model=upstream, texts=batch)
-        if len(got) != len(batch):
-            raise ProviderError(f"model {model_key!r} returned {len(got)} embeddings for {len(batch)} texts")
-        vectors.extend(got)
-        tokens += used
+        done = await engine.embed(EmbeddingCall(texts=texts[start : start + BATCH]), origin, model=model_key)
+        vectors.extend(done.value)
+        tokens += done.result.usage.prompt_tokens
     return vectors, tokens
 
 
-async def rerank(engine: Engine, model_key: str, query: str, documents: list[str]) -> list[float]:
-    provider, upstream = _provider(engine, model_key, "rerank")
-    scores: list[float] = await provider.rerank(model=upstream, query=query, documents=documents)
-    if len(scores) != len(documents):
-        raise ProviderError(f"model {model_key!r} returned {len(scores)} scores for {len(documents)} documents")
-    return scores
+async def rerank(engine: Engine, model_key: str, query: str, documents: list[str], origin: Origin) -> list[float]:
+    """One relevance score per document, in their order, from the catalog model `model_key`."""
+    done = await engine.rerank(RerankCall(query=query, documents=documents), origin, model=model_key)
+    return done.value

@@ -1,42 +1,25 @@
-"""What a face asks of knowledge: the context for one prompt, and the resources to cite.
-
-`for_prompt` (completion apps) and `for_chat` (the chat API) are the only calls a face makes."""
+"""Knowledge in a prompt: the engine's grounding step (the context of one call), and the resources it cites."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
+from promptd.catalog.schema import ProjectConfig
 from promptd.domain.templates import CONTEXT_BLOCK
-from promptd.knowledge.search import Hit, Retrieval
+from promptd.engine.call import ChatCall, Origin
+from promptd.engine.request import GenerationRequest
+from promptd.knowledge.hits import HitCounter
+from promptd.knowledge.models import for_call
+from promptd.knowledge.search import Hit, Retrieval, Retriever
+from promptd.knowledge.store import KnowledgeStore
 from promptd.types import Message, last_user_text
 
-if TYPE_CHECKING:
-    from promptd.services import Services
-
-__all__ = ["KnowledgeContext", "for_chat", "for_prompt", "resources"]
+__all__ = ["Grounding", "answer_metadata", "resources", "with_context"]
 
 log = logging.getLogger("promptd.knowledge")
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeContext:
-    text: str = ""  # the retrieved segments, for {{#context#}} / {{context}} (domain/templates.py)
-    resources: list[dict[str, Any]] = field(default_factory=list)  # Dify's retriever_resources
-    attached: bool = False  # the project attaches knowledge (its answers carry retriever_resources)
-
-    @property
-    def form_context(self) -> str | None:
-        """The form's `context`: the text, or None when the project attaches no knowledge."""
-        return self.text if self.attached else None
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """What the answer's `metadata` gets besides usage."""
-        return {"retriever_resources": self.resources} if self.attached else {}
 
 
 def resources(hits: list[Hit]) -> list[dict[str, Any]]:
@@ -61,46 +44,61 @@ def resources(hits: list[Hit]) -> list[dict[str, Any]]:
     ]
 
 
-async def _retrieve(svc: Services, project: str, query: str) -> KnowledgeContext:
-    refs = svc.catalog.projects[project].knowledge
-    found = await svc.knowledge.store.datasets_by_ref(refs)
-    if len(found) < len(refs):
-        names = {d["id"] for d in found} | {d["name"] for d in found}
-        log.warning(
-            "knowledge: project %r attaches %s, which no dataset is", project, [r for r in refs if r not in names]
-        )
-    if not query.strip():
-        return KnowledgeContext(attached=True)
-    started = time.perf_counter()
-    hits: list[Hit] = []
-    top_k = 0
-    for dataset in found:
-        settings = Retrieval.of(dataset["retrieval"])
-        top_k = max(top_k, settings.top_k)
-        hits += await svc.knowledge.retriever.search(dataset, query, settings)
-    hits = sorted(hits, key=lambda h: -h.score)[:top_k]
-    svc.engine.metrics.retrieval.observe(time.perf_counter() - started, project=project)
-    text = "\n\n".join(h.segment["content"] for h in hits)
-    return KnowledgeContext(text, resources(hits), attached=True)
+class Grounding:
+    """The engine's knowledge step (`Engine.grounding`): the context of a call of a project that attaches
+    knowledge, searched after input moderation and before admission, with its embeddings and rerank made for the
+    call (knowledge/models.py). A completion app's form gets it as `context` ({{#context#}} / {{context}}); a chat
+    call gets it in its system prompt (a first system message is extended, else one is added). The segments used
+    become the call's `retriever_resources` (the answer's metadata and the record), and their `hit_count` grows."""
+
+    def __init__(self, store: KnowledgeStore, retriever: Retriever, hits: HitCounter) -> None:
+        self.store, self.retriever, self.hits = store, retriever, hits
+
+    async def ground(self, call: ChatCall, origin: Origin, project: ProjectConfig) -> ChatCall:
+        if call.form is not None:
+            value = call.form.inputs.get(project.knowledge_query)
+            query = value if isinstance(value, str) and value else call.form.query
+            text, cited = await self._retrieve(project, origin, query)
+            return replace(call, form=replace(call.form, context=text), retriever_resources=cited)
+        text, cited = await self._retrieve(project, origin, last_user_text(call.messages) or "")
+        return replace(call, messages=with_context(call.messages, text), retriever_resources=cited)
+
+    async def _retrieve(self, project: ProjectConfig, origin: Origin, query: str) -> tuple[str, list[dict[str, Any]]]:
+        refs = project.knowledge
+        found = await self.store.datasets_by_ref(refs)
+        if len(found) < len(refs):
+            names = {d["id"] for d in found} | {d["name"] for d in found}
+            log.warning(
+                "knowledge: project %r attaches %s, which no dataset is",
+                origin.project,
+                [r for r in refs if r not in names],
+            )
+        if not query.strip():
+            return "", []
+        started = time.perf_counter()
+        hits: list[Hit] = []
+        top_k = 0
+        searching = for_call(origin)
+        for dataset in found:
+            settings = Retrieval.of(dataset["retrieval"])
+            top_k = max(top_k, settings.top_k)
+            hits += await self.retriever.search(dataset, query, settings, searching)
+        hits = sorted(hits, key=lambda h: -h.score)[:top_k]
+        self.retriever.engine.metrics.retrieval.observe(time.perf_counter() - started, project=origin.project)
+        self.hits.add(h.segment["id"] for h in hits)
+        return "\n\n".join(h.segment["content"] for h in hits), resources(hits)
 
 
-async def for_prompt(svc: Services, project: str, inputs: Mapping[str, Any], query: str) -> KnowledgeContext:
-    """The knowledge context of a completion request: the project's `knowledge_query` input is searched (or the
-    request's `query`). A project that attaches no knowledge gets an empty context at no cost."""
-    config = svc.catalog.projects[project]
-    if not config.knowledge:
-        return KnowledgeContext()
-    value = inputs.get(config.knowledge_query)
-    return await _retrieve(svc, project, value if isinstance(value, str) and value else query)
-
-
-async def for_chat(svc: Services, project: str, messages: list[Message]) -> tuple[list[Message], list[dict[str, Any]]]:
-    """The chat API's messages with the context of the last user message in the system prompt (a first system
-    message is extended, else one is added), and the resources used. Unchanged without knowledge."""
-    if not svc.catalog.projects[project].knowledge:
-        return messages, []
-    context = await _retrieve(svc, project, last_user_text(messages) or "")
-    block = CONTEXT_BLOCK.replace("{{context}}", context.text).rstrip()
+def with_context(messages: list[Message], text: str) -> list[Message]:
+    """`messages` with the retrieved context in the system prompt."""
+    block = CONTEXT_BLOCK.replace("{{context}}", text).rstrip()
     if messages and messages[0].role == "system" and isinstance(messages[0].content, str):
-        return [Message("system", f"{messages[0].content}\n\n{block}"), *messages[1:]], context.resources
-    return [Message("system", block), *messages], context.resources
+        return [Message("system", f"{messages[0].content}\n\n{block}"), *messages[1:]]
+    return [Message("system", block), *messages]
+
+
+def answer_metadata(request: GenerationRequest) -> dict[str, Any]:
+    """What a Dify answer's `metadata` gets besides usage: the segments its prompt used, when the project
+    attaches knowledge."""
+    cited = request.call.retriever_resources
+    return {"retriever_resources": cited} if cited is not None else {}

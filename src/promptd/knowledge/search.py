@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from promptd.engine.call import Origin
 from promptd.engine.engine import Engine
 from promptd.errors import InputError
 from promptd.knowledge import models
@@ -122,7 +123,8 @@ class Retriever:
         top = top[np.argsort(-scores[top])]
         return [(m.ids[i], max(0.0, float(scores[i]))) for i in top]
 
-    async def search(self, dataset: dict[str, Any], query: str, settings: Retrieval) -> list[Hit]:
+    async def search(self, dataset: dict[str, Any], query: str, settings: Retrieval, origin: Origin) -> list[Hit]:
+        """The dataset's best segments for `query`; its model calls (embedding, rerank) are made for `origin`."""
         if settings.mode not in MODES:
             raise InputError(f"unknown retrieval mode {settings.mode!r}", param="retrieval_model")
         if settings.mode != "full_text" and not settings.embedding_model:
@@ -135,7 +137,7 @@ class Retriever:
             text_hits = await self.store.full_text(dataset["id"], query_terms(query), limit)
         if settings.mode in ("vector", "hybrid"):
             assert settings.embedding_model is not None
-            vectors, _ = await models.embed(self.engine, settings.embedding_model, [query])
+            vectors, _ = await models.embed(self.engine, settings.embedding_model, [query], origin)
             vector_hits = await self._vector(dataset["id"], unit(vectors[0]), limit)
         if settings.mode == "hybrid":
             ranked = fuse([[i for i, _ in text_hits], [i for i, _ in vector_hits]])
@@ -145,7 +147,7 @@ class Retriever:
         ranked = [(i, s) for i, s in ranked if i in rows]
         if settings.rerank_model is not None and ranked:
             scores = await models.rerank(
-                self.engine, settings.rerank_model, query, [rows[i]["content"] for i, _ in ranked]
+                self.engine, settings.rerank_model, query, [rows[i]["content"] for i, _ in ranked], origin
             )
             ranked = sorted(zip((i for i, _ in ranked), scores, strict=True), key=lambda x: -x[1])
         if settings.score_threshold is not None:

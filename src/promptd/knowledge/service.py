@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from promptd.catalog.schema import Catalog, KnowledgeConfig
 from promptd.engine.engine import Engine
+from promptd.knowledge.hits import HitCounter
 from promptd.knowledge.indexer import Indexer
 from promptd.knowledge.parsing import EXTENSIONS
+from promptd.knowledge.prompt import Grounding
 from promptd.knowledge.search import Retriever
 from promptd.knowledge.store import KnowledgeStore
 
@@ -58,8 +60,10 @@ class Knowledge:
         self.store = KnowledgeStore(db)
         self.retriever = Retriever(self.store, engine)
         self.indexer = Indexer(self.store, engine)
+        self.hits = HitCounter(self.store)
         self.catalog = catalog
         self.files_dir = files_dir  # API-uploaded documents
+        engine.grounding = Grounding(self.store, self.retriever, self.hits)  # the engine's knowledge step
 
     async def start(self) -> None:
         requeued = await self.store.requeue_interrupted(time.time() - INTERRUPTED_AFTER)
@@ -71,6 +75,7 @@ class Knowledge:
             except Exception:
                 log.exception("knowledge: the catalog's knowledge base %r could not be loaded", name)
         self.indexer.start()
+        self.hits.start()
         for document_id in await self.store.waiting_documents():
             self.indexer.submit(document_id)
 
@@ -127,3 +132,4 @@ class Knowledge:
 
     async def aclose(self) -> None:
         await self.indexer.aclose()
+        await self.hits.aclose()

@@ -208,6 +208,18 @@ class KnowledgeStore:
         async with self.engine.begin() as conn:
             await conn.execute(update(documents).where(documents.c.id == document_id).values(**values))
 
+    async def add_hits(self, counts: dict[str, int]) -> None:
+        """Add to segments' `hit_count` (segment id → times retrieved); segments gone meanwhile are skipped. The
+        segments' revision is not bumped: a hit changes no search."""
+        by_count: dict[int, list[str]] = {}
+        for ident, n in counts.items():
+            by_count.setdefault(n, []).append(ident)
+        async with self.engine.begin() as conn:
+            for n, ids in by_count.items():
+                await conn.execute(
+                    update(segments).where(segments.c.id.in_(ids)).values(hit_count=segments.c.hit_count + n)
+                )
+
     async def waiting_documents(self) -> list[str]:
         async with self.engine.connect() as conn:
             rows = (

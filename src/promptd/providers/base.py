@@ -19,6 +19,7 @@ __all__ = [
     "EmbeddingProvider",
     "ModerationProvider",
     "Provider",
+    "RerankProvider",
     "SpeechProvider",
     "load_provider_class",
 ]
@@ -39,6 +40,13 @@ class Provider(Protocol):
 class EmbeddingProvider(Protocol):
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Return one vector per text, and the number of input tokens."""
+        ...
+
+
+@runtime_checkable
+class RerankProvider(Protocol):
+    async def rerank(self, *, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """One relevance score in [0, 1] per document, in the documents' order, and the number of input tokens."""
         ...
 
 

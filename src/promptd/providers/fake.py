@@ -84,10 +84,12 @@ class FakeProvider:
             vectors.append([v / norm for v in raw])
         return vectors, sum(len(t.split()) for t in texts)
 
-    async def rerank(self, *, model: str, query: str, documents: list[str]) -> list[float]:
-        """The share of the query's words each document contains (a deterministic relevance in [0, 1])."""
+    async def rerank(self, *, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """The share of the query's words each document contains (a deterministic relevance in [0, 1]), and the
+        words read as tokens."""
         words = set(query.lower().split())
-        return [len(words & set(d.lower().split())) / (len(words) or 1) for d in documents]
+        scores = [len(words & set(d.lower().split())) / (len(words) or 1) for d in documents]
+        return scores, len(query.split()) + sum(len(d.split()) for d in documents)
 
     async def aclose(self) -> None:
         return None

@@ -152,8 +152,9 @@ class OpenAICompatProvider(HTTPProvider):
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected embeddings reply") from exc
 
-    async def rerank(self, *, model: str, query: str, documents: list[str]) -> list[float]:
-        """Relevance scores from `{base_url}/rerank` (the Jina/Cohere shape vLLM and llama.cpp's server serve)."""
+    async def rerank(self, *, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """Relevance scores from `{base_url}/rerank` (the Jina/Cohere shape vLLM and llama.cpp's server serve), and
+        the tokens it reported (`usage.prompt_tokens` or `usage.total_tokens`; 0 when none)."""
         body, _ = await self._request(
             "POST",
             f"{self.config.base_url}/rerank",
@@ -161,10 +162,12 @@ class OpenAICompatProvider(HTTPProvider):
             headers=_JSON_HEADERS,
         )
         try:
+            reply = _decode(body)
             scores = [0.0] * len(documents)
-            for item in _decode(body)["results"]:
+            for item in reply["results"]:
                 scores[int(item["index"])] = float(item["relevance_score"])
-            return scores
+            usage = reply.get("usage") or {}
+            return scores, int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected rerank reply") from exc
 

@@ -20,11 +20,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
-from promptd.store.tables import feedbacks, messages, metric_feedback
+from promptd.store.tables import feedbacks, messages, metric_feedback, rejections
 
-__all__ = ["PERCENTILES", "Analytics", "Cursor", "LogFilter", "LogPage", "Stats"]
+__all__ = ["PERCENTILES", "REJECTION_GROUPS", "Analytics", "Cursor", "LogFilter", "LogPage", "Stats"]
 
 PERCENTILES = (50, 95)
+#: What rejected requests can be grouped by (the `rejections` table's key but its minute).
+REJECTION_GROUPS = ("project", "key_id", "face", "status", "code")
 
 #: The columns a log listing shows; the rest (inputs, prompt, answer, attempts) come with one message.
 LIST_COLUMNS = (
@@ -146,9 +148,11 @@ def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
 
 
-def _bucket(start: float, size: float, dialect: str) -> ColumnElement[Any]:
-    """The index of a row's time bucket: floor((created_at - start) / size); rows are filtered to >= start."""
-    offset = (messages.c.created_at - start) / size
+def _bucket(
+    start: float, size: float, dialect: str, at: ColumnElement[Any] = messages.c.created_at
+) -> ColumnElement[Any]:
+    """The index of a row's time bucket: floor((at - start) / size); rows are filtered to >= start."""
+    offset = (at - start) / size
     if dialect == "postgresql":
         return cast(func.floor(offset), Integer)
     return cast(offset, Integer)  # SQLite truncates toward zero, which is floor for the non-negative offsets
@@ -165,9 +169,10 @@ class Analytics:
     # --- aggregates -----------------------------------------------------------------------------------------------
 
     async def stats(
-        self, f: LogFilter, group: Sequence[ColumnElement[Any]], *, limit: int = 1000
+        self, f: LogFilter, group: Sequence[ColumnElement[Any]], *, limit: int = 1000, dearest: bool = False
     ) -> dict[tuple[Any, ...], Stats]:
-        """Stats per group (the values of the `group` expressions), for the messages matching `f`."""
+        """Stats per group (the values of the `group` expressions), for the messages matching `f`; `dearest`:
+        when there are more than `limit` groups, those that cost most."""
         where = _conditions(f, self.dialect)
         keys = [g.label(f"g{i}") for i, g in enumerate(group)]
         price = cast(messages.c.total_price, Float)
@@ -183,6 +188,7 @@ class Analytics:
             )
             .where(*where)
             .group_by(*group, messages.c.currency)
+            .order_by(*([func.sum(price).desc()] if dearest else []))
             .limit(limit)
         )
         out: dict[tuple[Any, ...], Stats] = {}
@@ -217,6 +223,70 @@ class Analytics:
         """Stats per (project, model)."""
         found = await self.stats(f, [messages.c.project, messages.c.model])
         return {(str(k[0]), str(k[1])): v for k, v in found.items()}
+
+    async def per_user(self, f: LogFilter, *, limit: int) -> list[tuple[str, str | None, Stats]]:
+        """Stats per (project, end user), the dearest first (requests without a user: user None)."""
+        found = await self.stats(f, [messages.c.project, messages.c.user], limit=limit, dearest=True)
+        rows = [(str(k[0]), None if k[1] is None else str(k[1]), v) for k, v in found.items()]
+        rows.sort(key=lambda r: (-sum(r[2].cost.values()), -r[2].requests, r[0], r[1] or ""))
+        return rows[:limit]
+
+    # --- rejected requests (no record: counted per minute in `rejections`) ---------------------------------------
+
+    def _rejected_where(self, start: float, end: float, project: str | None, key_id: str | None) -> list[Any]:
+        """Minutes that start in [start, end): a minute's count is placed at its start."""
+        r = rejections.c
+        where: list[Any] = [r.minute >= start, r.minute < end]
+        if project is not None:
+            where.append(r.project == project)
+        if key_id is not None:
+            where.append(r.key_id == key_id)
+        return where
+
+    async def rejected(
+        self,
+        *,
+        start: float,
+        end: float,
+        group: Sequence[str] = REJECTION_GROUPS,
+        project: str | None = None,
+        key_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Rejected requests per group (columns of REJECTION_GROUPS), most first, with the last minute seen."""
+        r = rejections.c
+        cols = [r[g] for g in group]
+        total = func.sum(r.requests)
+        q = (
+            select(*cols, total.label("requests"), func.max(r.minute).label("last_minute"))
+            .where(*self._rejected_where(start, end, project, key_id))
+            .group_by(*cols)
+            .order_by(total.desc(), *cols)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                {**{g: row._mapping[g] for g in group}, "requests": int(row.requests), "last_minute": row.last_minute}
+                for row in (await conn.execute(q)).all()
+            ]
+
+    async def rejected_series(
+        self, *, start: float, end: float, bucket: float, project: str | None = None
+    ) -> list[int]:
+        """Rejected requests in each `bucket`-second interval from `start` to `end` (by the minute they fell in)."""
+        n = max(1, int(-(-(end - start) // bucket)))
+        index = _bucket(start, bucket, self.dialect, rejections.c.minute)
+        q = (
+            select(index.label("b"), func.sum(rejections.c.requests).label("n"))
+            .where(*self._rejected_where(start, end, project, None))
+            .group_by(index)
+        )
+        out = [0] * n
+        async with self.engine.connect() as conn:
+            for row in (await conn.execute(q)).all():
+                if 0 <= row.b < n:
+                    out[row.b] += int(row.n)
+        return out
 
     # --- logs -----------------------------------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptd.domain.limits import to_pico
-from promptd.store.tables import messages, usage_daily
+from promptd.store.tables import messages, rejections, usage_daily
 
 __all__ = ["Recorder", "Row", "replay_dead_letters"]
 
@@ -151,6 +151,23 @@ def _rollup(rows: list[Row]) -> list[dict[str, Any]]:
 ROLLUP_KEYS = ("day", "project", "key_id", "model", "currency")
 ROLLUP_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_pico")
 
+#: Tables whose rows are increments of counters (their primary key names the counter, every other column is
+#: added): a batch's rows are summed per key and upserted, never inserted as they are.
+ADDITIVE: dict[str, Table] = {rejections.name: rejections}
+
+
+def _increments(rows: list[Row], table: Table) -> list[dict[str, Any]]:
+    """The rows of additive `table` summed per primary key, sorted (replicas lock the rows in the same order)."""
+    keys = [c.name for c in table.primary_key]
+    counters = [c.name for c in table.columns if not c.primary_key]
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for r in rows:
+        if r.table is table:
+            s = sums.setdefault(tuple(r.values[k] for k in keys), [0] * len(counters))
+            for i, name in enumerate(counters):
+                s[i] += int(r.values.get(name) or 0)
+    return [dict(zip(keys + counters, (*group, *values), strict=True)) for group, values in sorted(sums.items())]
+
 
 Processor = Callable[[Any], Any] | None
 #: per (dialect, table, kind, columns): the statement as the driver takes it and each parameter's bind processor
@@ -161,10 +178,10 @@ def _statement(dialect_name: str, table: Table, kind: str) -> Any:
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     if kind == "ignore":
         return insert(table).on_conflict_do_nothing()
-    if kind == "rollup":
+    if kind == "rollup":  # add to the counters of the row with the same primary key
         stmt = insert(table)
-        adds = {c: table.c[c] + stmt.excluded[c] for c in ROLLUP_SUMS}
-        return stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEYS), set_=adds)
+        adds = {c.name: c + stmt.excluded[c.name] for c in table.columns if not c.primary_key}
+        return stmt.on_conflict_do_update(index_elements=[c.name for c in table.primary_key], set_=adds)
     return table.insert()
 
 
@@ -201,7 +218,7 @@ async def _insert(conn: AsyncConnection, table: Table, kind: str, values: list[d
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     """Insert rows grouped by (table, mode, columns), one executemany per group, and add the messages among
     them to the daily usage rollups in the same transaction (a rollup never counts a message that is not
-    stored, nor misses one that is).
+    stored, nor misses one that is). Rows of an ADDITIVE table are summed and added to its counters.
 
     The columns are part of the group: an executemany takes its columns from the first row, so a later row
     with other keys would lose its values silently."""
@@ -210,8 +227,12 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
         groups.setdefault((r.table.name if not r.meter_only else "", r.upsert_ignore, frozenset(r.values)), []).append(
             r
         )
+    additive: set[str] = set()
     for (_, ignore, _), group in groups.items():
         if group[0].meter_only:
+            continue
+        if group[0].table.name in ADDITIVE:
+            additive.add(group[0].table.name)
             continue
         table = group[0].table
         key = [c.name for c in table.primary_key]
@@ -222,6 +243,8 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     rollup = _rollup(rows)
     if rollup:
         await _insert(conn, usage_daily, "rollup", rollup)
+    for name in sorted(additive):
+        await _insert(conn, ADDITIVE[name], "rollup", _increments(rows, ADDITIVE[name]))
 
 
 class Recorder:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -195,6 +195,39 @@ class Repository:
         q = select(func.coalesce(func.sum(usage_daily.c.cost_pico), 0)).where(column == ident, day)
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
+
+    async def key_spend(self, *, day: str, month: str, project: str | None = None) -> list[dict[str, Any]]:
+        """Per key and currency, what was spent in UTC day `day` ('2026-12-01') and month `month` ('2026-12')
+        from the daily rollups (what budgets are checked against): rows (key_id, currency, day_requests,
+        day_tokens, day_cost_pico, month_requests, month_tokens, month_cost_pico)."""
+        u = usage_daily.c
+        today = u.day == day
+        tokens = u.prompt_tokens + u.completion_tokens
+
+        def on_day(col: Any) -> Any:
+            return func.sum(case((today, col), else_=0))
+
+        q = (
+            select(
+                u.key_id,
+                u.currency,
+                on_day(u.requests).label("day_requests"),
+                on_day(tokens).label("day_tokens"),
+                on_day(u.cost_pico).label("day_cost_pico"),
+                func.sum(u.requests).label("month_requests"),
+                func.sum(tokens).label("month_tokens"),
+                func.sum(u.cost_pico).label("month_cost_pico"),
+            )
+            .where(u.day.startswith(month + "-"), u.key_id != "")
+            .group_by(u.key_id, u.currency)
+        )
+        if project is not None:
+            q = q.where(u.project == project)
+        async with self.engine.connect() as conn:
+            return [
+                {k: (v if k in ("key_id", "currency") else int(v or 0)) for k, v in r._mapping.items()}
+                for r in (await conn.execute(q)).all()
+            ]
 
     async def usage(
         self, *, since: str, until: str, project: str | None = None, key_id: str | None = None

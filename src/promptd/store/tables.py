@@ -33,6 +33,7 @@ __all__ = [
     "metadata",
     "metric_feedback",
     "outcomes",
+    "rejections",
     "usage_daily",
 ]
 
@@ -217,6 +218,24 @@ usage_daily = Table(
     PrimaryKeyConstraint("day", "project", "key_id", "model", "currency", name="pk_usage_daily"),
     Index("ix_usage_daily_project_day", "project", "day"),
     Index("ix_usage_daily_key_day", "key_id", "day"),
+)
+
+#: Requests refused before any model call (a bad key, a client mistake, a rate limit or budget, an unavailable
+#: store): they leave no record in `messages`, so the recorder counts them here per UTC minute, in an upsert that
+#: adds (like usage_daily; migration 0009). `project` and `key_id` are "" when the request named none that was
+#: known; `face` is the API (dify | chat); `code` is promptd's error code (unauthorized, rate_limit_exceeded, …).
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("minute", BigInteger, nullable=False),  # Unix seconds at the start of the minute
+    Column("project", String(128), nullable=False),
+    Column("key_id", String(36), nullable=False),
+    Column("face", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("minute", "project", "key_id", "face", "status", "code", name="pk_rejections"),
+    Index("ix_rejections_project_minute", "project", "minute"),
 )
 
 # --- knowledge bases (migration 0007; design in docs/knowledge.md) ---------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from promptd.engine.call import DATASET_SCOPE
 from promptd.errors import NotFound
 from promptd.services import Services, services
 from promptd.store.repository import KeyInfo
@@ -19,8 +20,9 @@ class Admin:
     key: KeyInfo
 
     def project(self, name: str) -> str:
-        """`name`, checked to be a project of the catalog."""
-        if name not in self.svc.catalog.projects:
+        """`name`, checked to be a project of the catalog, or a knowledge base's own scope (`dataset:<name>`, whose
+        usage and records are read like a project's)."""
+        if name not in self.svc.catalog.projects and not name.startswith(DATASET_SCOPE):
             raise NotFound(f"project {name!r} does not exist")
         return name
 

@@ -9,7 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.domain.limits import Limits, parse_amount
+from promptd.domain.limits import PICO, Limits, calendar_window, parse_amount, to_pico
+from promptd.domain.pricing import plain
 from promptd.errors import InputError, NotFound
 from promptd.faces.admin.auth import authenticate
 from promptd.faces.admin.wire import KeyCreate, decode_body, json_response
@@ -42,13 +43,56 @@ def _cost(value: str | None, name: str) -> Decimal | None:
         raise InputError(f"{name}: {exc}", param=name) from None
 
 
+def _amount(pico: int) -> str:
+    return plain((Decimal(pico) / PICO).normalize()) if pico else "0"
+
+
+def _spending(k: KeyInfo, rows: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """What key `k` spent today and this month (UTC, the windows its budgets count in), and for each budget it
+    has, the limit, what was spent (all currencies together, as admission counts) and what remains."""
+    windows = {w: calendar_window(w, now) for w in ("day", "month")}
+    spend: dict[str, Any] = {}
+    for w in windows:
+        costs = {r["currency"]: _amount(r[f"{w}_cost_pico"]) for r in rows if r[f"{w}_cost_pico"]}
+        spend[w] = {
+            "requests": sum(r[f"{w}_requests"] for r in rows),
+            "tokens": sum(r[f"{w}_tokens"] for r in rows),
+            "cost": costs,
+        }
+    budget: dict[str, Any] = {}
+    for name, w, limit in (
+        ("cost_per_day", "day", k.limits.cost_per_day),
+        ("cost_per_month", "month", k.limits.cost_per_month),
+    ):
+        if limit is None:
+            continue
+        spent = sum(r[f"{w}_cost_pico"] for r in rows)
+        window_id, remaining = windows[w]
+        budget[name] = {
+            "window": window_id,
+            "limit": format(limit, "f"),
+            "spent": _amount(spent),
+            "remaining": _amount(max(0, to_pico(limit) - spent)),
+            "resets_at": round(now + remaining),
+        }
+    return {"spend": spend, "budget": budget}
+
+
 async def list_keys(request: Request) -> Response:
-    """GET /admin/v1/keys[?project=]: every key (admin keys have project "*"), oldest first."""
+    """GET /admin/v1/keys[?project=]: every key (admin keys have project "*"), oldest first, each with what it
+    spent today and this month and what remains of its budgets (from the daily usage rollups)."""
     admin = await authenticate(request)
     project = request.query_params.get("project") or None
     keys = await admin.svc.repo.list_keys(project)
     now = time.time()
-    return json_response({"data": [key_json(k, now) for k in keys]})
+    await admin.svc.recorder.drain()
+    rows = await admin.svc.repo.key_spend(
+        day=calendar_window("day", now)[0], month=calendar_window("month", now)[0], project=project
+    )
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(r["key_id"], []).append(r)
+    return json_response({"data": [key_json(k, now) | _spending(k, by_key.get(k.id, []), now) for k in keys]})
 
 
 async def create_key(request: Request) -> Response:

@@ -20,6 +20,8 @@ def routes() -> list[BaseRoute]:
         Route("/projects/{project}/campaigns/{key}", campaigns.campaign, methods=["GET"]),
         Route("/campaigns", campaigns.campaigns, methods=["GET"]),
         Route("/overview", traffic.overview, methods=["GET"]),
+        Route("/rejections", traffic.rejections, methods=["GET"]),
+        Route("/users", traffic.users, methods=["GET"]),
         Route("/messages", traffic.messages, methods=["GET"]),
         Route("/messages/{message_id}", traffic.message, methods=["GET"]),
         Route("/sessions", traffic.sessions, methods=["GET"]),

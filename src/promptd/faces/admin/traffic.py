@@ -12,9 +12,9 @@ from starlette.responses import Response
 from promptd.errors import NotFound
 from promptd.faces.admin.auth import authenticate
 from promptd.faces.admin.wire import cursor, json_response, log_filter, page_limit, stats_json, time_range
-from promptd.store.analytics import Analytics, Stats
+from promptd.store.analytics import Analytics, LogFilter, Stats
 
-__all__ = ["last_user_text", "message", "messages", "overview", "session", "sessions"]
+__all__ = ["last_user_text", "message", "messages", "overview", "rejections", "session", "sessions", "users"]
 
 
 async def overview(request: Request) -> Response:
@@ -27,14 +27,76 @@ async def overview(request: Request) -> Response:
     series = await analytics.series(f, start=span.start, end=span.end, bucket=span.bucket)
     rows = await analytics.breakdown(f)
     totals = (await analytics.stats(f, [])).get((), Stats())
+    # requests refused before any model call have no record (and no model): counted apart, per project
+    rejected = await analytics.rejected_series(start=span.start, end=span.end, bucket=span.bucket, project=f.project)
+    groups = await analytics.rejected(
+        start=span.start, end=span.end, group=("project", "face", "status", "code"), project=f.project
+    )
     return json_response(
         {
             "start": span.start,
             "end": span.end,
             "bucket": span.bucket,
-            "series": [{"t": span.start + i * span.bucket, **stats_json(s)} for i, s in enumerate(series)],
-            "totals": stats_json(totals),
+            "series": [
+                {"t": span.start + i * span.bucket, **stats_json(s), "rejected": rejected[i]}
+                for i, s in enumerate(series)
+            ],
+            "totals": {**stats_json(totals), "rejected": sum(rejected)},
             "breakdown": [{"project": p, "model": m, **stats_json(s)} for (p, m), s in sorted(rows.items())],
+            "rejections": [_rejection_json(g) for g in groups],
+        }
+    )
+
+
+def _rejection_json(group: dict[str, Any]) -> dict[str, Any]:
+    last = group.pop("last_minute")
+    out = {**group, "last_at": float(last) if last is not None else None}
+    for name in ("project", "key_id"):
+        if name in out:
+            out[name] = out[name] or None  # "" in the table: none was known
+    return out
+
+
+async def rejections(request: Request) -> Response:
+    """GET /admin/v1/rejections: requests refused before any model call in the range (`range`, or `start` and
+    `end`; default the last day), per project, key, face, status and code, most first; `project`, `key_id`
+    narrow it."""
+    admin = await authenticate(request)
+    span = time_range(request.query_params)
+    project = request.query_params.get("project") or None
+    if project is not None:
+        admin.project(project)
+    await admin.svc.recorder.drain()
+    groups = await Analytics(admin.svc.repo.engine).rejected(
+        start=span.start,
+        end=span.end,
+        project=project,
+        key_id=request.query_params.get("key_id") or None,
+        limit=page_limit(request.query_params, default=200, maximum=1000),
+    )
+    data = [_rejection_json(g) for g in groups]
+    return json_response(
+        {"start": span.start, "end": span.end, "total": sum(g["requests"] for g in data), "data": data}
+    )
+
+
+async def users(request: Request) -> Response:
+    """GET /admin/v1/users: spend per end user (project and `user`) in the range (`range`, or `start` and `end`;
+    default the last day), the dearest first; `project` narrows it, `limit` (default 100) caps it."""
+    admin = await authenticate(request)
+    span = time_range(request.query_params)
+    project = request.query_params.get("project") or None
+    if project is not None:
+        admin.project(project)
+    limit = page_limit(request.query_params, default=100, maximum=1000)
+    await admin.svc.recorder.drain()
+    f = LogFilter(start=span.start, end=span.end, project=project)
+    rows = await Analytics(admin.svc.repo.engine).per_user(f, limit=limit)
+    return json_response(
+        {
+            "start": span.start,
+            "end": span.end,
+            "data": [{"project": p, "user": u, **stats_json(s)} for p, u, s in rows],
         }
     )
 

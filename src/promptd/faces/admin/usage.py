@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from promptd.domain.limits import PICO
 from promptd.domain.pricing import plain
 from promptd.errors import InputError
 from promptd.faces.admin.auth import authenticate
@@ -19,7 +20,6 @@ from promptd.faces.admin.wire import json_response
 __all__ = ["usage"]
 
 MAX_DAYS = 366
-PICO = Decimal(10) ** 12
 SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens")
 
 

@@ -30,7 +30,12 @@ __all__ = [
 ]
 
 #: Named ranges of the overview: (span, bucket) in seconds.
-RANGES: dict[str, tuple[int, int]] = {"hour": (3600, 300), "day": (86400, 3600), "week": (7 * 86400, 6 * 3600)}
+RANGES: dict[str, tuple[int, int]] = {
+    "hour": (3600, 300),
+    "day": (86400, 3600),
+    "week": (7 * 86400, 6 * 3600),
+    "month": (30 * 86400, 86400),
+}
 MAX_BUCKETS = 500
 STATUSES = ("normal", "stopped", "error")
 

@@ -23,9 +23,9 @@ from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_para
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
-from promptd.knowledge.prompt import for_chat
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta, ToolCallDelta
+from promptd.urlguard import inline_images
 from promptd.uuids import new_uuid
 
 __all__ = ["chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
@@ -83,10 +83,14 @@ async def chat_completions(request: Request) -> Response:
         raise InputError("max_tokens must be >= 0", param="max_tokens")
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
-    messages, cited = await for_chat(caller.svc, project, to_messages(body.messages))  # its knowledge, if any
+    messages = to_messages(body.messages)
+    settings = caller.svc.settings
+    if settings.inline_remote_images:  # fetched here under the SSRF guard, not by the model's provider
+        limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
+        allow = settings.fetch_allow
+        await inline_images(messages, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
     call = ChatCall(
-        messages=messages,
-        retriever_resources=cited or None,
+        messages=messages,  # the engine adds the project's knowledge, if it attaches any
         system_prompt_args=body.system_prompt_args,
         max_tokens=max_tokens,
         # sent on under the name the client used: OpenAI's reasoning models take only max_completion_tokens
@@ -224,7 +228,7 @@ async def _stream(
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta):
                 if not committed:  # the head names the model that answers (a fallback, maybe)
-                    head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].served.key}"
+                    head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].began_on}"
                     frames = [_content_frame(head, j, g.request.message_id) for j, g in enumerate(generations)]
                 committed = True
                 if event.logprobs is not None:
@@ -268,7 +272,11 @@ async def _stream(
                     yield b"data: " + _encode(chunk) + b"\n\n"
                     return  # no [DONE]: the answer is not complete
                 committed = True
-                finish = _delta(with_fingerprint(head, [event.result]), i, cid, event.result.finish_reason)
+                last = with_fingerprint(head, [event.result])
+                served = f"{head['model'].partition('/')[0]}/{event.result.model}"
+                if served != last["model"]:  # a rescue finished it elsewhere: its last chunk names that model
+                    last = {**last, "model": served}
+                finish = _delta(last, i, cid, event.result.finish_reason)
                 yield finish
         if include_usage:
             ordered = [results[i] for i in sorted(results)]

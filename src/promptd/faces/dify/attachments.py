@@ -1,4 +1,4 @@
-"""A completion request's `files` (and `file` / `file-list` inputs) as content the model can read.
+"""A completion request's `files` and its `file` / `file-list` inputs as content the model can read.
 
 - images: OpenAI `image_url` parts (a vision model is required);
 - documents (txt, md, html, csv, pdf, docx; a `custom` file whose extension is one of those): their text,
@@ -7,9 +7,13 @@
   /audio-to-text), as a text part;
 - video: a `video_url` part for a model declared `video: true`; any other model is a clear 400.
 
-Which files an app takes is its `file_upload` config: the older `image` block, or Dify's newer keys
-(`enabled`, `allowed_file_types`, `allowed_file_extensions`, `allowed_file_upload_methods`, `number_limits`).
-Every refusal is a 400 saying why; nothing is dropped silently. Remote URLs must be http(s)
+Which files a request's `files` may hold is the app's `file_upload` config: the older `image` block, or Dify's
+newer keys (`enabled`, `allowed_file_types`, `allowed_file_extensions`, `allowed_file_upload_methods`,
+`number_limits`). A `file` / `file-list` input takes what its own form field allows (the same keys), whatever
+`file_upload` says, as Dify's `_prepare_user_inputs` builds them with the variable's own config. Both go one
+way (`_parts`) and end as content parts after the prompt's text: the request's `files` first, then the form's
+files in form order. Every refusal is a 400 saying why, its `params` the `files` or the input variable;
+nothing is dropped silently. Remote URLs must be http(s)
 (`check_remote_url`), and the files promptd fetches itself go through the SSRF guard (promptd/urlguard.py).
 """
 
@@ -17,27 +21,48 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import mimetypes
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from promptd import urlguard
-from promptd.catalog.schema import FileUploadConfig
+from promptd.catalog.schema import FileUploadConfig, FormField
 from promptd.documents import extract_text, readable
+from promptd.domain.forms import FILE_FIELDS, validate_inputs, with_query
 from promptd.engine.call import TranscriptionCall
 from promptd.errors import InputError
 from promptd.faces.dify.auth import App
 from promptd.faces.dify.wire import FileRef
 from promptd.types import ContentPart
 
-__all__ = ["check_remote_url", "file_parts", "takes_files"]
+__all__ = ["check_remote_url", "file_parts", "input_files", "input_parts", "takes_files"]
 
 MB = 1024 * 1024
 
 
-def check_remote_url(url: str) -> None:
+def check_remote_url(url: str, param: str = "files") -> None:
     """Only http(s) URLs; what promptd fetches itself is then checked by the SSRF guard in `_fetch`."""
     if not url.startswith(("http://", "https://")):
-        raise InputError("url must be an http(s) URL for remote_url", param="files")
+        raise InputError("url must be an http(s) URL for remote_url", param=param)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What one set of files may hold, and how a refusal names them: the request's `files` (the app's
+    `file_upload`) or one file input (its form field)."""
+
+    types: Sequence[str]
+    methods: Sequence[str]
+    extensions: Sequence[str]
+    param: str  # the error's `params`: "files", or the input's variable
+    single: bool = False  # a `file` input: its one file is named `doc`, not `doc[0]`
+
+    def where(self, i: int) -> str:
+        return self.param if self.single else f"{self.param}[{i}]"
 
 
 @dataclass(slots=True)
@@ -57,42 +82,61 @@ def _allowed(config: FileUploadConfig) -> tuple[list[str], list[str], int]:
     return [], [], 0
 
 
-async def _fetch(app: App, url: str, limit_mb: float) -> bytes:
+async def _fetch(app: App, url: str, limit_mb: float, param: str) -> bytes:
     """A remote file's bytes, within the upload limit of its kind and the remote fetch timeout, fetched through
     the SSRF guard (promptd/urlguard.py): loopback, private and link-local targets, and redirects to them, are
     refused unless `fetch_allow_networks` allows them."""
     settings = app.svc.settings
-    try:
+    with _fetch_errors(url, limit_mb, param):
         data, _ = await urlguard.fetch(
+            url, time_limit=settings.remote_fetch_timeout, max_bytes=int(limit_mb * MB), allow=settings.fetch_allow
+        )
+    return data
+
+
+async def _inline_image(app: App, url: str, param: str) -> str:
+    """A remote image as a data URL (`inline_remote_images`), fetched as `_fetch` fetches, its content type an
+    image's."""
+    settings = app.svc.settings
+    limit_mb = settings.upload_limit_mb("image")
+    with _fetch_errors(url, limit_mb, param):
+        return await urlguard.inline(
             url,
+            kind="image",
             time_limit=settings.remote_fetch_timeout,
             max_bytes=int(limit_mb * MB),
             allow=settings.fetch_allow,
         )
+
+
+@contextlib.contextmanager
+def _fetch_errors(url: str, limit_mb: float, param: str) -> Iterator[None]:
+    """The guard's refusals, in Dify's words."""
+    try:
+        yield
     except InputError as exc:
         reason = exc.message.removeprefix("url: ")
         if "larger than" in reason:
-            raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param="files") from None
-        raise InputError(f"The file at {url} could not be fetched ({reason}).", param="files") from None
-    return data
+            raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param=param) from None
+        raise InputError(f"The file at {url} could not be fetched ({reason}).", param=param) from None
 
 
-async def _load(app: App, f: FileRef, i: int, end_user: str, kind: str) -> _Loaded:
+async def _load(app: App, f: FileRef, where: str, param: str, end_user: str, kind: str) -> _Loaded:
     if f.transfer_method == "remote_url":
         assert f.url is not None
         name = f.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "file"
         extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
-        data = await _fetch(app, f.url, app.svc.settings.upload_limit_mb(kind))
+        data = await _fetch(app, f.url, app.svc.settings.upload_limit_mb(kind), param)
         return _Loaded(data, name, extension, mimetypes.guess_type(name)[0] or "")
     row = await app.svc.repo.get_file(f.upload_file_id or "", app.name)
     if row is None or row["created_by"] != end_user:
-        raise InputError("Invalid upload file", param="files")
+        raise InputError("Invalid upload file", param=param)
     if kind == "image" and row["kind"] != "image":
-        raise InputError(f"files[{i}]: the uploaded file is not an image", param="files")
+        raise InputError(f"{where}: the uploaded file is not an image", param=param)
     try:
         data = await asyncio.to_thread((app.svc.settings.files_dir / row["storage_key"]).read_bytes)
     except OSError:
-        raise InputError("Invalid upload file", param="files") from None  # its bytes are gone
+        raise InputError("Invalid upload file", param=param) from None  # its bytes are gone
     return _Loaded(data, row["name"], row["extension"], row["mime_type"])
 
 
@@ -100,16 +144,14 @@ def _data_url(loaded: _Loaded, fallback: str) -> str:
     return f"data:{loaded.mime_type or fallback};base64,{base64.b64encode(loaded.data).decode()}"
 
 
-async def _transcribe(app: App, loaded: _Loaded, end_user: str | None) -> str:
+async def _transcribe(app: App, loaded: _Loaded, end_user: str | None, param: str) -> str:
     """The audio's transcript, by the project's speech-to-text model: through the engine, so it is admitted,
     metered and recorded like any model call."""
     from promptd.faces.dify.files import dify_origin
 
     model_key = app.project.audio.speech_to_text
     if model_key is None:
-        raise InputError(
-            "Audio files need a speech-to-text model: this app sets no audio.speech_to_text.", param="files"
-        )
+        raise InputError("Audio files need a speech-to-text model: this app sets no audio.speech_to_text.", param=param)
     call = TranscriptionCall(filename=loaded.name, data=loaded.data, mime_type=loaded.mime_type or "audio/mpeg")
     answer = await app.svc.engine.transcribe(call, dify_origin(app, end_user), model_key)
     return answer.value
@@ -121,60 +163,116 @@ def takes_files(config: FileUploadConfig) -> bool:
 
 
 async def file_parts(app: App, files: list[FileRef], user: str) -> list[ContentPart]:
-    """Resolve `files` to content parts the model can read, with Dify-style errors for each misuse. Whether the
-    model can read images and video is the engine's check (it knows which model the call is routed to)."""
-    end_user = app.end_user(user)
-    config = app.project.file_upload
-    types, methods, most = _allowed(config)
+    """Resolve a request's `files` to content parts the model can read, with Dify-style errors for each misuse.
+    Whether the model can read images and video is the engine's check (it knows which model the call is
+    routed to)."""
+    types, methods, most = _allowed(app.project.file_upload)
     if not types:
         raise InputError("File upload is not enabled for this app.", param="files")
     if len(files) > most:
         noun = "image files" if types == ["image"] else "files"
         raise InputError(f"Number of {noun} exceeds the maximum limit of {most}.", param="files")
+    rules = _Rules(types, methods, app.project.file_upload.allowed_file_extensions, "files")
+    return await _parts(app, files, user, rules)
+
+
+def input_files(app: App, inputs: Mapping[str, Any], query: str) -> list[tuple[FormField, list[FileRef]]]:
+    """The request's `file` / `file-list` inputs, each with the files it names, checked as Dify checks the
+    whole form (every input in form order, Dify's messages: required, not a file, too many), before anything
+    is fetched or read. Nothing (and no work) for a form without file fields."""
+    form = app.project.inputs
+    if not any(f.type in FILE_FIELDS for f in form):
+        return []
+    checked = validate_inputs(form, with_query(form, inputs, query))
+    out: list[tuple[FormField, list[FileRef]]] = []
+    for field in form:
+        value = checked[field.variable] if field.type in FILE_FIELDS else None
+        if not value:
+            continue
+        refs = []
+        for i, mapping in enumerate([value] if field.type == "file" else value):
+            try:
+                refs.append(msgspec.convert(mapping, FileRef))
+            except msgspec.ValidationError as exc:
+                where = field.variable if field.type == "file" else f"{field.variable}[{i}]"
+                detail = str(exc).replace("`$.", "`").replace("$.", "")
+                raise InputError(f"{where}: {detail}", param=field.variable) from None
+        out.append((field, refs))
+    return out
+
+
+async def input_parts(app: App, fields: list[tuple[FormField, list[FileRef]]], user: str) -> list[ContentPart]:
+    """The files of `input_files` as content parts, each field's files under its own upload keys."""
     parts: list[ContentPart] = []
-    for i, f in enumerate(files):
-        if f.type not in types:
-            allowed = ", ".join(types)
-            raise InputError(f"files[{i}]: only {allowed} files are accepted by this app, not {f.type}", param="files")
-        if f.transfer_method not in methods:
-            raise InputError(f"files[{i}]: transfer method {f.transfer_method} is not allowed", param="files")
-        if f.transfer_method == "remote_url":
-            check_remote_url(f.url or "")
-        elif not f.upload_file_id:
-            raise InputError(f"files[{i}]: upload_file_id is required for local_file", param="files")
-        if f.type == "image":
-            if f.transfer_method == "remote_url":  # the model fetches it (as before, and as Dify passes it on)
-                parts.append({"type": "image_url", "image_url": {"url": f.url, "detail": config.image.detail}})
-            else:
-                loaded = await _load(app, f, i, end_user, "image")
-                url = _data_url(loaded, "image/png")
-                parts.append({"type": "image_url", "image_url": {"url": url, "detail": config.image.detail}})
-            continue
-        if f.type == "video":
-            parts.append(await _video(app, f, i, end_user))
-            continue
-        loaded = await _load(app, f, i, end_user, "document" if f.type == "custom" else f.type)
-        parts.append(await _part(app, f, i, loaded, config, user))
+    for field, refs in fields:
+        rules = _Rules(
+            field.allowed_file_types or [],
+            field.allowed_file_upload_methods or [],
+            field.allowed_file_extensions or [],
+            field.variable,
+            single=field.type == "file",
+        )
+        parts += await _parts(app, refs, user, rules)
     return parts
 
 
-async def _video(app: App, f: FileRef, i: int, end_user: str) -> ContentPart:
+async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules) -> list[ContentPart]:
+    """The one way files become content parts: each file's type and transfer method checked against `rules`,
+    then an image (inline, or its URL), a video, a document's text or an audio transcript."""
+    end_user = app.end_user(user)
+    detail = app.project.file_upload.image.detail
+    param = rules.param
+    parts: list[ContentPart] = []
+    for i, f in enumerate(files):
+        where = rules.where(i)
+        if f.type not in rules.types:
+            allowed = ", ".join(rules.types)
+            whose = "this app" if param == "files" else param
+            raise InputError(f"{where}: only {allowed} files are accepted by {whose}, not {f.type}", param=param)
+        if f.transfer_method not in rules.methods:
+            raise InputError(f"{where}: transfer method {f.transfer_method} is not allowed", param=param)
+        if f.transfer_method == "remote_url":
+            check_remote_url(f.url or "", param)
+        elif not f.upload_file_id:
+            raise InputError(f"{where}: upload_file_id is required for local_file", param=param)
+        if f.type == "image":
+            if f.transfer_method == "remote_url":  # the model fetches it (as Dify passes it on), or promptd does
+                url = f.url or ""
+                if app.svc.settings.inline_remote_images:
+                    url = await _inline_image(app, url, param)
+                parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
+            else:
+                loaded = await _load(app, f, where, param, end_user, "image")
+                url = _data_url(loaded, "image/png")
+                parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
+            continue
+        if f.type == "video":
+            parts.append(await _video(app, f, where, param, end_user))
+            continue
+        loaded = await _load(app, f, where, param, end_user, "document" if f.type == "custom" else f.type)
+        parts.append(await _part(app, f, where, loaded, rules, user))
+    return parts
+
+
+async def _video(app: App, f: FileRef, where: str, param: str, end_user: str) -> ContentPart:
     if f.transfer_method == "remote_url":
         return {"type": "video_url", "video_url": {"url": f.url}}
-    loaded = await _load(app, f, i, end_user, "video")
+    loaded = await _load(app, f, where, param, end_user, "video")
     return {"type": "video_url", "video_url": {"url": _data_url(loaded, "video/mp4")}}
 
 
-async def _part(app: App, f: FileRef, i: int, loaded: _Loaded, config: FileUploadConfig, user: str) -> ContentPart:
+async def _part(app: App, f: FileRef, where: str, loaded: _Loaded, rules: _Rules, user: str) -> ContentPart:
+    param = rules.param
     if f.type == "custom":
-        wanted = {e.lower().lstrip(".") for e in config.allowed_file_extensions}
+        wanted = {e.lower().lstrip(".") for e in rules.extensions}
         if loaded.extension.lower() not in wanted:
-            raise InputError(f"files[{i}]: .{loaded.extension} is not an allowed file extension", param="files")
+            raise InputError(f"{where}: .{loaded.extension} is not an allowed file extension", param=param)
         if not readable(loaded.extension, loaded.mime_type):
-            raise InputError(f"files[{i}]: promptd cannot give a .{loaded.extension} file to a model", param="files")
+            raise InputError(f"{where}: promptd cannot give a .{loaded.extension} file to a model", param=param)
     if f.type in ("document", "custom"):
         text = await asyncio.to_thread(
             extract_text, loaded.data, extension=loaded.extension, mime_type=loaded.mime_type
         )
         return {"type": "text", "text": f"Document {loaded.name}:\n{text}"}
-    return {"type": "text", "text": f"Audio {loaded.name} (transcript):\n{await _transcribe(app, loaded, user)}"}
+    transcript = await _transcribe(app, loaded, user, param)
+    return {"type": "text", "text": f"Audio {loaded.name} (transcript):\n{transcript}"}

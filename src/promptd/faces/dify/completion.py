@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from promptd.engine.call import ChatCall, FormInput, Origin
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError
-from promptd.faces.dify.attachments import file_parts, takes_files
+from promptd.faces.dify.attachments import file_parts, input_files, input_parts, takes_files
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, metadata
@@ -27,7 +27,7 @@ from promptd.faces.dify.wire import (
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
-from promptd.knowledge.prompt import KnowledgeContext, for_prompt
+from promptd.knowledge.prompt import answer_metadata
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import TextDelta
 
@@ -76,20 +76,20 @@ async def completion_messages(request: Request) -> Response:
     )  # fmt: skip
     # Dify checks the request before any stream exists: a mistake (inputs, files) is a 400 JSON answer in both
     # modes; over a limit is a 429 with Retry-After, stream or not
-    context = await for_prompt(app.svc, app.name, body.inputs, body.query)  # the project's knowledge, if any
+    form_files = input_files(app, body.inputs, body.query)  # file / file-list inputs (the form checked first)
     attachments = await file_parts(app, given, user) if given else []
-    form = FormInput(
-        inputs=body.inputs, query=body.query, attachments=attachments, files=files, context=context.form_context
-    )
-    run = await app.svc.engine.generate(
-        ChatCall(form=form, stream=streaming, retriever_resources=context.resources or None),
+    if form_files:
+        attachments += await input_parts(app, form_files, user)
+    form = FormInput(inputs=body.inputs, query=body.query, attachments=attachments, files=files)
+    run = await app.svc.engine.generate(  # the engine searches the project's knowledge, if it attaches any
+        ChatCall(form=form, stream=streaming),
         Origin(face="dify", project=app.name, key_id=app.key.id, key_limits=app.key.limits, user=user),
         keepalive=app.svc.settings.ping_interval if streaming else None,
     )
     (generation,) = run.generations
     req = generation.request
     if streaming:
-        return EventStream(_stream(generation, context), headers=_ignored(request))
+        return EventStream(_stream(generation), headers=_ignored(request))
     result = await unless_gone(request, generation.wait(), generation)  # a client that goes stops it
     request.scope[UPSTREAM_KEY] = result.upstream_s
     if result.error is not None:
@@ -103,7 +103,7 @@ async def completion_messages(request: Request) -> Response:
                 "message_id": req.message_id,
                 "mode": "completion",
                 "answer": result.answer,
-                "metadata": {**metadata(result), **context.metadata},
+                "metadata": {**metadata(result), **answer_metadata(req)},
                 "created_at": int(req.created_at),
             }
         ),
@@ -133,7 +133,7 @@ def _error_event(message_id: str, created_at: int, exc: BaseException) -> bytes:
     )
 
 
-async def _stream(generation: Any, context: KnowledgeContext) -> AsyncIterator[bytes]:
+async def _stream(generation: Any) -> AsyncIterator[bytes]:
     req: GenerationRequest = generation.request
     head = header(req)
     before, after = message_frame(head)
@@ -155,7 +155,7 @@ async def _stream(generation: Any, context: KnowledgeContext) -> AsyncIterator[b
                         yield event(
                             {"event": "message_replace", **head, "answer": result.answer, "reason": "output_moderation"}
                         )
-                    meta = {**metadata(result), **context.metadata}
+                    meta = {**metadata(result), **answer_metadata(generation.request)}
                     yield event({"event": "message_end", **head, "metadata": meta, "files": None})
     finally:
         if not finished:  # the client went away: stop the upstream call, the record says so

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from promptd.catalog.schema import KnowledgeChunking
+from promptd.engine.call import Origin
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import decode_object
@@ -27,6 +28,7 @@ from promptd.knowledge.search import Retrieval, to_blob
 from promptd.knowledge.service import Knowledge
 from promptd.knowledge.store import IN_PROGRESS, DuplicateName
 from promptd.services import Services, services
+from promptd.store.repository import KeyInfo
 from promptd.uuids import new_uuid
 
 __all__ = ["routes"]
@@ -45,8 +47,17 @@ DISPLAY = {"waiting": "queuing", "error": "error", "completed": "available"}
 
 async def _auth(request: Request) -> Services:
     svc = services(request)
-    await svc.keys.authenticate(request.headers.get("authorization"), role="dataset")
+    request.scope[_KEY] = await svc.keys.authenticate(request.headers.get("authorization"), role="dataset")
     return svc
+
+
+_KEY = "promptd.dataset_key"
+
+
+def _origin(request: Request, d: dict[str, Any]) -> Origin:
+    """The origin of the model calls this request makes for dataset `d`: the dataset's own scope, with its key."""
+    key: KeyInfo = request.scope[_KEY]
+    return models.knowledge_origin(d["name"], face="dify", key_id=key.id, limits=key.limits)
 
 
 def _ts(value: float | None) -> int | None:
@@ -419,9 +430,9 @@ async def _add_document(svc: Services, d: dict[str, Any], name: str, data: bytes
             "chunking": chunking,
         }
     )
-    svc.knowledge.indexer.submit(doc_id)
-    doc = await svc.knowledge.store.get_document(d["id"], doc_id)
+    doc = await svc.knowledge.store.get_document(d["id"], doc_id)  # as created (waiting), as Dify answers
     assert doc is not None
+    svc.knowledge.indexer.submit(doc_id)
     return {"document": _document(doc), "batch": batch}
 
 
@@ -544,11 +555,11 @@ def _segment_values(item: Any, *, where: str, partial: bool) -> dict[str, Any]:
     return values
 
 
-async def _embed_into(svc: Services, d: dict[str, Any], values: list[dict[str, Any]]) -> None:
+async def _embed_into(svc: Services, origin: Origin, d: dict[str, Any], values: list[dict[str, Any]]) -> None:
     model = Retrieval.of(d["retrieval"]).embedding_model
     todo = [v for v in values if "content" in v]
     if model and todo:
-        vectors, tokens = await models.embed(svc.engine, model, [v["content"] for v in todo])
+        vectors, tokens = await models.embed(svc.engine, model, [v["content"] for v in todo], origin)
         for v, vector in zip(todo, vectors, strict=True):
             v["embedding"] = to_blob(vector)
             v["tokens"] = math.ceil(tokens / len(todo))
@@ -579,7 +590,7 @@ async def add_segments(request: Request) -> Response:
     if not isinstance(items, list) or not items:
         raise InputError("segments is required", param="segments")
     values = [_segment_values(item, where=f"segments[{i}]", partial=False) for i, item in enumerate(items)]
-    await _embed_into(svc, d, values)
+    await _embed_into(svc, _origin(request, d), d, values)
     start = await svc.knowledge.store.next_segment_position(doc["id"])
     rows = [{"position": start + i, **v} for i, v in enumerate(values)]
     ids = await svc.knowledge.store.add_segments(d["id"], doc["id"], rows)
@@ -608,7 +619,7 @@ async def update_segment(request: Request) -> Response:
     d, seg = await _get_segment(svc, request)
     body = decode_object(await request.body())
     values = _segment_values(body.get("segment"), where="segment", partial=True)
-    await _embed_into(svc, d, [values])
+    await _embed_into(svc, _origin(request, d), d, [values])
     if values:
         await svc.knowledge.store.update_segment(d["id"], seg["id"], values)
         await svc.knowledge.store.refresh_document_counts(seg["document_id"])
@@ -640,7 +651,7 @@ async def retrieve(request: Request) -> Response:
     if len(query) > 250:
         raise InputError("Query cannot exceed 250 characters.", param="query")
     settings = _retrieval_args(svc, Retrieval.of(d["retrieval"]), body.get("retrieval_model"), None)
-    hits = await svc.knowledge.retriever.search(d, query, settings)
+    hits = await svc.knowledge.retriever.search(d, query, settings, _origin(request, d))
     records = [
         {
             "segment": {

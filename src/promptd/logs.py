@@ -34,14 +34,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-_second: list[Any] = [-1, ""]  # the last second formatted, and its text (a line's time is formatted once a second)
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text: a line's time is formatted once a second
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    second = int(record.created)
-    if second != _second[0]:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int(record.msecs):03d}Z"
+    global _second
+    second, text = _second  # one read: another thread may replace it meanwhile
+    if second != int(record.created):
+        second = int(record.created)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int(record.msecs):03d}Z"
 
 
 _SKIP = frozenset(("method", "path", "status", "request_id"))  # in the plain line's message or prefix already

@@ -20,6 +20,7 @@ from promptd.access import RequestInfo
 from promptd.faces.refusal import OPENAI_PATHS
 from promptd.store.recorder import Row
 from promptd.store.tables import rejections
+from promptd.uuids import new_uuid
 
 __all__ = ["count_rejection", "face_of"]
 
@@ -59,6 +60,6 @@ def count_rejection(info: RequestInfo, scope: Scope) -> None:
         "requests": 1,
     }
     try:
-        svc.recorder.submit(Row(rejections, values))
+        svc.recorder.submit(Row(rejections, values, once=new_uuid()))
     except RuntimeError:  # the recorder is closed (shutting down): the count is lost, not the request
         log.debug("rejection not counted: the recorder is closed")

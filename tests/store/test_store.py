@@ -27,7 +27,16 @@ from promptd.domain.limits import Limits
 from promptd.store.db import alembic_config, create_engine, migrate
 from promptd.store.recorder import Recorder, Row
 from promptd.store.repository import ADMIN_PROJECT, Repository, end_user_row
-from promptd.store.tables import api_keys, end_users, feedbacks, messages, metadata
+from promptd.store.tables import (
+    api_keys,
+    counted_rows,
+    end_users,
+    feedbacks,
+    messages,
+    metadata,
+    rejections,
+    usage_daily,
+)
 
 #: Hang guard for awaits that must finish: far above anything a passing run takes, it only turns a hang into
 #: a failure. No assertion is about time.
@@ -131,7 +140,7 @@ async def test_migrations_build_the_schema_of_tables_py_from_an_empty_database(e
         revision = await conn.run_sync(_revision)
     assert actual == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert diff == []  # types, nullability, indexes and unique constraints match too
-    assert revision == "0009"
+    assert revision == "0010"
 
 
 async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
@@ -141,7 +150,7 @@ async def test_migrations_run_twice_without_harm(db: AsyncEngine) -> None:
     await migrate(db)
     async with db.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
-        assert await conn.run_sync(_revision) == "0009"
+        assert await conn.run_sync(_revision) == "0010"
     assert await message_ids(db) == {"kept"}
 
 
@@ -714,3 +723,44 @@ async def test_retention_deletes_old_messages_in_batches_and_keeps_the_rollups(d
     usage = await repo.usage(since="0000-00-00", until="9999-99-99")
     assert sum(u["requests"] for u in usage) == 26  # rollups keep the history
     assert await repo.purge_messages(now - 30 * 86400) == 0
+
+
+async def test_a_replayed_journal_counts_metering_and_rejections_once_and_stores_records_once(
+    db: AsyncEngine, tmp_path: Path
+) -> None:
+    """The crash window of the journal: rows written to the database, then the process killed before the journal
+    was emptied. The next start replays the journal: a stored record is found by its id, and the rows that only
+    add to counters (a `store: false` call's metering, a rejection) by their `once` id in `counted_rows`."""
+    journal = tmp_path / "journal"
+    metering = Row(
+        messages,
+        {k: v for k, v in message_values(project="quiet").items() if k not in ("id", "answer")},
+        meter_only=True,
+        once=str(uuid.uuid4()),
+    )
+    refused = {"minute": 60 * int(time.time() // 60), "project": "demo", "key_id": "k", "face": "chat",
+               "status": 429, "code": "rate_limit_exceeded", "requests": 1}  # fmt: skip
+    rows = [message_row(project="loud"), metering, Row(rejections, refused, once=str(uuid.uuid4()))]
+    first = recorder_for(db, tmp_path, journal_dir=journal)
+    first.start()
+    first.submit(*rows)
+    left = (journal / f"journal-{os.getpid()}.jsonl").read_bytes()  # what a SIGKILL now would leave
+    assert left.count(b"\n") == 3
+    await first.close()
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()  # a pid whose process is gone: its journal is claimed and replayed at the next start
+    (journal / f"journal-{gone.pid}.jsonl").write_bytes(left)
+
+    second = recorder_for(db, tmp_path, journal_dir=journal)
+    second.start()
+    await second.drain()
+    await second.close()
+    async with db.connect() as conn:
+        usage = {r.project: r.requests for r in await conn.execute(select(usage_daily))}
+        refusals = (await conn.execute(select(rejections.c.requests))).scalars().all()
+        counted = (await conn.execute(select(func.count()).select_from(counted_rows))).scalar_one()
+    assert usage == {"loud": 1, "quiet": 1}  # not 2: each counted once
+    assert refusals == [1] and counted == 2
+    assert await count(db) == 1
+    assert not list(journal.glob("journal-*.jsonl"))
+    assert not (tmp_path / "dead-letter.jsonl").exists()  # skipped as counted, not refused as a duplicate

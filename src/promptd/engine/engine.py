@@ -30,8 +30,8 @@ from promptd.engine.call import ChatCall, EmbeddingCall, Origin, RerankCall, Spe
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
 from promptd.engine.leases import IDLE, Leases
-from promptd.engine.moderation import PRESET, Moderation, PresetAnswer, guard_input
-from promptd.engine.prompting import render
+from promptd.engine.moderation import PRESET, Guard, Moderation, PresetAnswer, guard_input
+from promptd.engine.prompting import Prompt, render
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
@@ -212,12 +212,6 @@ class Engine:
             who=origin.sticky or origin.session_id or origin.user or new_uuid(),
         )
         prompt = render(self.catalog, origin.project, model, call)
-        asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
-        guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
-        if guard is not None and guard.overridden and call.form is not None:  # the moderation API rewrote them
-            query = guard.query if guard.query is not None else call.form.query
-            call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
-            prompt = render(self.catalog, origin.project, model, call)
         project = self.catalog.projects[origin.project]
         end_user = end_user_id(origin.project, origin.user) if origin.user is not None else None
         requests = [
@@ -236,13 +230,14 @@ class Engine:
             )
             for i in range(call.n)
         ]
-        if guard is not None:
-            for req in requests:
-                guard.attach(req)
         await self.admit(requests, origin.key_limits)
+        try:
+            guard = await self._admitted(requests, model, origin, prompt)
+        except BaseException:
+            for req in requests:
+                self.admission.release(req)
+            raise
         preset = guard.preset if guard is not None else None
-        if project.knowledge and self.grounding is not None and preset is None:
-            await self._ground(requests, model, origin)
         generations: list[Generation] = []
         try:
             for i, req in enumerate(requests):
@@ -255,22 +250,34 @@ class Engine:
             raise
         return Run(model, campaign, generations)
 
-    async def _ground(self, requests: list[GenerationRequest], model: str, origin: Origin) -> None:
-        """Search the project's knowledge for an admitted call and put the context in its prompt: after moderation
-        (a flagged input searches nothing) and admission (a refused call searches nothing); the search's own model
-        calls are governed as made for this call, and the grown prompt is reserved for before anything starts."""
-        grounding = self.grounding
-        assert grounding is not None
-        try:
-            call = await grounding.ground(requests[0].call, origin, self.catalog.projects[origin.project])
+    async def _admitted(
+        self, requests: list[GenerationRequest], model: str, origin: Origin, prompt: Prompt
+    ) -> Guard | None:
+        """Input moderation, then the knowledge search, for an admitted call: a call a limit refuses calls neither
+        the moderation service nor a search. Flagged input searches nothing (its preset answer is given). The
+        search's own model calls are governed as made for this call (knowledge/models.py). A prompt they change
+        (inputs the moderation API rewrote, the context) is reserved for again before anything starts."""
+        call = requests[0].call
+        asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
+        guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        changed = False
+        if guard is not None:
+            for req in requests:
+                guard.attach(req)
+            if guard.overridden and call.form is not None:  # the moderation API rewrote them
+                query = guard.query if guard.query is not None else call.form.query
+                call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
+                changed = True
+        project = self.catalog.projects[origin.project]
+        if project.knowledge and self.grounding is not None and (guard is None or guard.preset is None):
+            call = await self.grounding.ground(call, origin, project)
+            changed = True
+        if changed:
             prompt = render(self.catalog, origin.project, model, call)
             for req in requests:
-                req.call, req.messages = call, prompt.messages
+                req.call, req.messages, req.query, req.inputs = call, prompt.messages, prompt.query, prompt.inputs
             await self.admit(requests, origin.key_limits, grown=True)
-        except BaseException:
-            for req in requests:
-                self.admission.release(req)
-            raise
+        return guard
 
     async def embed(
         self, call: EmbeddingCall, origin: Origin, *, model: str | None = None

@@ -24,7 +24,9 @@ writer has caught up (everything submitted is in the database or a spill file), 
 that are not stored yet. A journal whose process is gone (or this process's own pid left by an earlier run,
 as in a container where the server is always pid 1) is claimed at start and replayed like a spill file.
 Every replay (journal, spill file, dead letters) skips the rows whose record is already stored, by primary
-key, in the same transaction as it writes the others: a row both journaled and written is written once.
+key, in the same transaction as it writes the others: a row both journaled and written is written once. A row
+that only adds to counters (metering alone, a rejection) has a `once` id instead, stored in `counted_rows` in
+the transaction that counts it: a replay skips it when its id is there.
 
 Database outage: when a write fails and the database does not answer a `SELECT 1` either, the writer keeps
 the batch and tries again with a back-off (at most 2 s) until the database is back; the queue fills, then
@@ -55,7 +57,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from promptd.domain.limits import to_pico
-from promptd.store.tables import messages, rejections, usage_daily
+from promptd.store.tables import counted_rows, messages, rejections, usage_daily
 
 __all__ = ["Recorder", "Row", "replay_dead_letters"]
 
@@ -88,19 +90,45 @@ class Row:
     upsert_ignore: bool = False  # INSERT … ON CONFLICT DO NOTHING (end users seen before)
     #: a message's metering alone (a `store: false` call): it reaches the usage rollups, and no table
     meter_only: bool = False
+    #: a row that only adds to counters (metering alone, a rejection) has no record a replay could find: its
+    #: unique id goes in `counted_rows` in the transaction that counts it, and a replay skips it when it is there
+    once: str | None = None
 
 
 def _line(row: Row) -> bytes:
     """A row as one line of a spill or journal file."""
-    entry = {"table": str(row.table.name), "values": row.values, "upsert_ignore": row.upsert_ignore}
-    return _encode(entry | {"meter_only": True} if row.meter_only else entry) + b"\n"
+    entry: dict[str, Any] = {"table": str(row.table.name), "values": row.values, "upsert_ignore": row.upsert_ignore}
+    if row.meter_only:
+        entry["meter_only"] = True
+    if row.once is not None:
+        entry["once"] = row.once
+    return _encode(entry) + b"\n"
+
+
+def _row(tables: Mapping[str, Table], entry: Mapping[str, Any]) -> Row:
+    """A row from its line in a spill, journal or dead-letter file."""
+    return Row(
+        tables[entry["table"]],
+        entry["values"],
+        bool(entry.get("upsert_ignore")),
+        meter_only=bool(entry.get("meter_only")),
+        once=entry.get("once"),
+    )
 
 
 async def _unwritten(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
     """The rows whose primary key is not in the database yet (a replay may repeat rows that were written:
-    a journal is emptied only after its rows are). Rows with no single-column key, or upserts, are kept."""
+    a journal is emptied only after its rows are), and the counter-only rows not counted yet (their `once` id
+    is not in `counted_rows`). Other rows with no single-column key, and upserts, are kept."""
+    once = {r.once for r in rows if r.once is not None}
+    if once:
+        done = set((await conn.execute(select(counted_rows.c.id).where(counted_rows.c.id.in_(once)))).scalars())
+        if done:
+            rows = [r for r in rows if r.once not in done]
     keys: dict[str, tuple[Table, set[Any]]] = {}
     for r in rows:
+        if r.once is not None or r.meter_only:
+            continue
         pk = list(r.table.primary_key)
         if len(pk) == 1 and not r.upsert_ignore and pk[0].name in r.values:
             keys.setdefault(r.table.name, (r.table, set()))[1].add(r.values[pk[0].name])
@@ -116,6 +144,8 @@ async def _unwritten(conn: AsyncConnection, rows: list[Row]) -> list[Row]:
         for r in rows
         if len(r.table.primary_key) != 1
         or r.upsert_ignore
+        or r.once is not None
+        or r.meter_only
         or (r.table.name, r.values.get(next(iter(r.table.primary_key)).name)) not in found
     ]
 
@@ -240,6 +270,9 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
             # the same end user, say, in many rows of a batch: the database need only see it once
             group = list({tuple(r.values[k] for k in key): r for r in reversed(group)}.values())[::-1]
         await _insert(conn, table, "ignore" if ignore else "insert", [dict(r.values) for r in group])
+    once = [{"id": r.once, "at": time.time()} for r in rows if r.once is not None]
+    if once:  # in the transaction that counts them: a replay finds them counted, or not counted at all
+        await _insert(conn, counted_rows, "insert", once)
     rollup = _rollup(rows)
     if rollup:
         await _insert(conn, usage_daily, "rollup", rollup)
@@ -501,13 +534,7 @@ class Recorder:
 
     def _parse(self, line: bytes) -> Row | None:
         try:
-            entry = _decode(line)
-            return Row(
-                self._tables[entry["table"]],
-                entry["values"],
-                bool(entry.get("upsert_ignore")),
-                meter_only=bool(entry.get("meter_only")),
-            )
+            return _row(self._tables, _decode(line))
         except Exception as exc:  # a torn line (the disk filled up mid-write): kept, with the reason
             why = f"unreadable spilled row: {type(exc).__name__}: {exc}"
             log.error("recorder: %s", why)
@@ -634,7 +661,8 @@ class Recorder:
     def _dead(self, row: Row, why: str) -> None:
         entry = json.dumps(
             {"table": row.table.name, "values": dict(row.values), "error": why, "at": time.time()}
-            | ({"meter_only": True} if row.meter_only else {}),
+            | ({"meter_only": True} if row.meter_only else {})
+            | ({"once": row.once} if row.once is not None else {}),
             default=str,
         )
         log.error("recorder: row for %s written to %s: %s", row.table.name, self.dead_letter, why)
@@ -681,12 +709,7 @@ async def replay_dead_letters(
     for line in lines:
         try:
             entry = json.loads(line)
-            row = Row(
-                tables[entry["table"]],
-                entry["values"],
-                bool(entry.get("upsert_ignore")),
-                meter_only=bool(entry.get("meter_only")),
-            )
+            row = _row(tables, entry)
         except Exception:  # a torn line, or a raw one kept from an unreadable spill: stays as it is
             kept.append(line.rstrip("\n"))
             continue

@@ -136,7 +136,7 @@ class CallRecord:
     def rows(self) -> list[Row]:
         """The rows to submit: the end user seen (stored calls), then the message, or its metering alone."""
         if not self.store:
-            return [Row(messages, self.metering(), meter_only=True)]
+            return [Row(messages, self.metering(), meter_only=True, once=self.id)]
         out: list[Row] = []
         if self.end_user_id is not None and self.user is not None:
             out.append(end_user_row(self.end_user_id, self.project, self.user, self.created_at))

@@ -238,6 +238,16 @@ rejections = Table(
     Index("ix_rejections_project_minute", "project", "minute"),
 )
 
+#: the rows that only add to counters (a `store: false` call's metering, a rejection) the database has counted,
+#: by their `once` id: a replay (journal, spill file, dead letters) counts each once (store/recorder.py)
+counted_rows = Table(
+    "counted_rows",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("at", Float, nullable=False),  # Unix seconds: purged with the messages (retention)
+    Index("ix_counted_rows_at", "at"),
+)
+
 # --- knowledge bases (migration 0007; design in docs/knowledge.md) ---------------------------------------------
 
 knowledge_datasets = Table(

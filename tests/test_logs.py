@@ -4,12 +4,17 @@ a 401 and a 429 (rate limit) are the client's mistakes, logged at INFO."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from promptd.logs import LoopStreamHandler
 from tests.test_replicas import complete, make_key, serve, slow_catalog
 
 
@@ -67,3 +72,43 @@ def test_plain_access_lines_and_a_notable_event(tmp_path: Path) -> None:
         limit = _wait_for(server.lines, 1, "limit hit: project demo")
         assert " INFO promptd.engine [" in limit[0]  # the line names the request it is about
         assert not any('"GET /' in line or '"POST /' in line for line in server.lines)  # no uvicorn access log
+
+
+async def test_the_server_s_handler_writes_a_loop_turn_s_access_lines_together_and_in_order() -> None:
+    """LoopStreamHandler (what `serve` logs through): access lines logged in one turn of the event loop leave
+    in one write after it; any other line, or an access line logged where no loop runs (another thread), is
+    written at once, after those held."""
+    writes: list[str] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    handler = LoopStreamHandler(Stream())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access, other = logging.getLogger("promptd.access"), logging.getLogger("promptd.tests.loop-handler")
+    levels = access.level, other.level
+    for logger in (access, other):
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        access.info("a")
+        access.info("b")
+        assert writes == []  # held until the end of this turn
+        await asyncio.sleep(0)
+        assert writes == ["a\nb\n"]
+        access.info("c")
+        other.info("d")  # not an access line: at once, after the held one
+        assert writes == ["a\nb\n", "c\nd\n"]
+        access.info("e")
+        thread = threading.Thread(target=access.info, args=("f",))
+        thread.start()
+        thread.join()
+        assert writes == ["a\nb\n", "c\nd\n", "e\nf\n"]
+        handler.flush()
+        assert writes == ["a\nb\n", "c\nd\n", "e\nf\n"]  # nothing held, nothing written again
+    finally:
+        for logger, level in zip((access, other), levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -163,3 +164,33 @@ def test_a_start_removes_the_metrics_of_gone_processes_only(tmp_path: Path) -> N
         d.mkdir(parents=True)
     new = start_directory(tmp_path)
     assert sorted(p.name for p in root.iterdir()) == sorted([alive.name, new.name])
+
+
+def _collected(directory: Path) -> str:
+    """/metrics as another worker would answer it: prometheus_client's collector over every process's files."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=str(directory))
+    return generate_latest(registry).decode()
+
+
+async def test_a_worker_s_values_reach_its_file_soon_after_they_change_and_all_of_them_when_it_closes(
+    tmp_path: Path,
+) -> None:
+    """Updates are written to the shared files in batches (at most FLUSH_S later), not one mmap write each:
+    another worker's scrape sees them, and a closing worker writes what it still held."""
+    m = Metrics(tmp_path)
+    m.requests.inc(face="dify", status="normal", project="demo", model="m")
+    m.latency.observe(0.02, project="demo", model="m")
+    counted = 'promptd_requests_total{face="dify",model="m",project="demo",status="normal"} 1.0'
+    for _ in range(500):  # up to 10 s, far more than FLUSH_S: a busy machine
+        if counted in _collected(tmp_path):
+            break
+        await asyncio.sleep(0.02)
+    text = _collected(tmp_path)
+    assert counted in text and 'promptd_latency_seconds_count{model="m",project="demo"} 1.0' in text
+    m.requests.inc(face="dify", status="normal", project="demo", model="m")
+    m.close()  # at once: no wait for the timer
+    assert 'promptd_requests_total{face="dify",model="m",project="demo",status="normal"} 2.0' in _collected(tmp_path)

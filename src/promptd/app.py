@@ -85,10 +85,12 @@ class PromptdApp(Starlette):
         self.cors: Cors | None = None  # outermost: the hot routes skip the middleware stack (promptd/cors.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.cors is not None:
-            await self.cors(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # the lifespan
+        elif self.cors is not None and self.cors.applies(scope):
+            await self.cors(scope, receive, send)  # then dispatch
         else:
-            await self.dispatch(scope, receive, send)
+            await self.observed(scope, receive, send)  # request id, Server-Timing, access line; then _dispatch
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

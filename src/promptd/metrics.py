@@ -1,13 +1,14 @@
 """Prometheus metrics: counters, histograms and gauges with labels, one view across worker processes.
 
 An observation is a dict lookup and a few additions, no locks (one event loop per process). With a directory
-(`Metrics(directory)`, which the app always gives), each value is also written, as it changes, to this
-process's files there: prometheus_client's multi-process format (an mmap'd file per kind and pid, one
-16-byte write per update). `/metrics`, whichever worker answers, is then read from every worker's files by
-prometheus_client's MultiProcessCollector: counters are summed over every process that ever ran under this
-start (a restarted worker's counts stay), gauges over the processes alive (each refreshes its own every
-second, and removes its file when it stops). `promptd serve` makes one directory per start, under the data
-dir (`metrics/<start>`), and removes the ones of earlier starts.
+(`Metrics(directory)`, which the app always gives), each value is also written to this process's files there,
+at most FLUSH_S (0.1 s) after it changes (all the changes of that time in one pass, not one write per update):
+prometheus_client's multi-process format (an mmap'd file per kind and pid, 16 bytes per value). `/metrics`,
+whichever worker answers, is then read from every worker's files by prometheus_client's MultiProcessCollector
+(the answering worker writes its own first): counters are summed over every process that ever ran under this
+start (a restarted worker's counts stay, but for its last FLUSH_S when it was killed), gauges over the
+processes alive (each refreshes its own every second, and removes its file when it stops). `promptd serve`
+makes one directory per start, under the data dir (`metrics/<start>`), and removes the ones of earlier starts.
 
 Without a directory (an engine built alone, in tests) the values stay in the process and are exposed from
 there.
@@ -15,6 +16,7 @@ there.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
 import time
@@ -31,6 +33,7 @@ __all__ = ["Counter", "Histogram", "Metrics", "start_directory"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+FLUSH_S = 0.1  # a process's counters and histograms reach its file at most this long after they change
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -47,12 +50,44 @@ def _file_key(metric: str, sample: str, labels: Labels, help: str) -> str:
     return str(mmap_key(metric, sample, [k for k, _ in labels], [v for _, v in labels], help))
 
 
+class _Shared:
+    """This process's file of one kind (counters, histograms) and the values changed since it was last written:
+    an update is a dict store, and the file is written at most every FLUSH_S (one timer), instead of an mmap
+    write per update (eight per answer)."""
+
+    __slots__ = ("file", "pending", "timer")
+
+    def __init__(self, file: MmapedDict) -> None:
+        self.file = file
+        self.pending: dict[str, float] = {}  # the file's key → the value to write
+        self.timer: asyncio.TimerHandle | None = None
+
+    def put(self, key: str, value: float) -> None:
+        self.pending[key] = value
+        if self.timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not in the event loop: written at once
+                self.flush()
+                return
+            self.timer = loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        write = self.file.write_value
+        for key, value in self.pending.items():
+            write(key, value, 0.0)
+        self.pending.clear()
+
+
 @dataclass
 class Counter:
     name: str  # with its `_total`
     help: str
     values: dict[Labels, float] = field(default_factory=dict)
-    file: MmapedDict | None = None  # this process's counter file, when the values are shared
+    file: _Shared | None = None  # this process's counter file, when the values are shared
     keys: dict[Labels, str] = field(default_factory=dict)  # the file's key of each label set
 
     def inc(self, amount: float = 1.0, /, **labels: str) -> None:
@@ -62,7 +97,7 @@ class Counter:
             fkey = self.keys.get(key)
             if fkey is None:
                 fkey = self.keys[key] = _file_key(self.name.removesuffix("_total"), self.name, key, self.help)
-            self.file.write_value(fkey, value, 0.0)
+            self.file.put(fkey, value)
 
     def lines(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -77,7 +112,7 @@ class Histogram:
     help: str
     buckets: tuple[float, ...]
     series: dict[Labels, list[float]] = field(default_factory=dict)  # bucket counts..., +Inf, sum
-    file: MmapedDict | None = None  # this process's histogram file, when the values are shared
+    file: _Shared | None = None  # this process's histogram file, when the values are shared
     keys: dict[Labels, list[str]] = field(default_factory=dict)  # the file's keys: each bucket's, then the sum's
 
     def observe(self, value: float, /, **labels: str) -> None:
@@ -93,9 +128,9 @@ class Histogram:
             if fkeys is None:
                 fkeys = self.keys[key] = self._file_keys(key)
                 for k, v in zip(fkeys, counts, strict=True):  # every bucket is exposed, the empty ones too
-                    self.file.write_value(k, v, 0.0)
-            self.file.write_value(fkeys[i], counts[i], 0.0)
-            self.file.write_value(fkeys[-1], counts[-1], 0.0)
+                    self.file.put(k, v)
+            self.file.put(fkeys[i], counts[i])
+            self.file.put(fkeys[-1], counts[-1])
 
     def _file_keys(self, labels: Labels) -> list[str]:
         bounds = [floatToGoString(b) for b in (*self.buckets, float("inf"))]
@@ -141,13 +176,15 @@ class Metrics:
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self.directory = directory
         self._files: list[MmapedDict] = []
+        self._shared: list[_Shared] = []
         self._gauge_file: MmapedDict | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             pid = os.getpid()
             counters, histograms = self._open(f"counter_{pid}.db"), self._open(f"histogram_{pid}.db")
+            self._shared = [_Shared(counters), _Shared(histograms)]
             for metric in self._metrics():
-                metric.file = counters if isinstance(metric, Counter) else histograms
+                metric.file = self._shared[0] if isinstance(metric, Counter) else self._shared[1]
 
     def _open(self, name: str) -> MmapedDict:
         assert self.directory is not None
@@ -180,8 +217,15 @@ class Metrics:
         for name, (help, read) in self.gauges.items():
             self._gauge_file.write_value(_file_key(name, name, (), help), float(read()), now)
 
+    def flush(self) -> None:
+        """Write this process's changed counters and histograms to its files now (see _Shared)."""
+        for shared in self._shared:
+            shared.flush()
+
     def close(self) -> None:
         """This process stops: its gauges no longer count (its counters and histograms still do)."""
+        self.flush()
+        self._shared.clear()
         for file in self._files:
             file.close()
         self._files.clear()
@@ -194,6 +238,7 @@ class Metrics:
     def exposition(self) -> str:
         """The text exposition format: of every worker under this directory, or of this process alone."""
         if self.directory is not None:
+            self.flush()  # this worker's own latest values; the others' are at most FLUSH_S old
             self.publish_gauges()
             registry = CollectorRegistry(auto_describe=False)
             MultiProcessCollector(registry, path=str(self.directory))

@@ -66,5 +66,5 @@ class Services:
 
 def services(request: Request) -> Services:
     """The services of the app serving `request` (from the lifespan state, which every mount shares)."""
-    svc: Any = request.state.services
+    svc: Any = request.scope["state"]["services"]  # not request.state: a State object per request
     return svc  # type: ignore[no-any-return]

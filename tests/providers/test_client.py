@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from promptd.catalog.schema import Timeouts
-from promptd.providers.client import HIGH_WATER, HTTPClient, ProtocolError
+from promptd.providers.client import HIGH_WATER, HTTPClient, ProtocolError, _Slots
 from tests.serving import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Upstream"], Awaitable[None]]
@@ -470,3 +470,33 @@ async def test_head_is_refused_rather_than_left_waiting_for_a_body() -> None:
         async with http.request("HEAD", "http://127.0.0.1:9/"):
             pass
     await http.aclose()
+
+
+async def test_the_pool_s_slots_go_to_waiters_in_order_and_a_cancelled_waiter_takes_none() -> None:
+    """The pool's semaphore (_Slots): a released slot goes to the longest waiter; a waiter cancelled while it
+    waits (its total timeout) is skipped, and one cancelled after it was handed a slot passes it on."""
+    slots = _Slots(1)
+    assert slots.take_now() and not slots.take_now()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.take()
+        order.append(name)
+
+    first, gone, second = (asyncio.create_task(waiter(n)) for n in ("first", "gone", "second"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    slots.release()  # to `first`
+    await first
+    slots.release()  # `gone` was cancelled: to `second`
+    await second
+    assert order == ["first", "second"] and slots.free == 0
+    late = asyncio.create_task(waiter("late"))
+    await asyncio.sleep(0)
+    slots.release()  # handed to `late`, which is cancelled before it runs: the slot comes back
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    assert order == ["first", "second"] and slots.free == 1 and not slots.waiters
+    assert slots.take_now()

@@ -24,7 +24,7 @@ def _as_text(value: Any) -> str:
         return "true" if value else "false"
     text = str(value)
     # a value must not smuggle in a template variable of its own (as Dify does: {{x}} → {x})
-    return VARIABLE.sub(r"{\1}", text)
+    return VARIABLE.sub(r"{\1}", text) if "{{" in text else text
 
 
 def render_prompt(template: str, inputs: Mapping[str, Any]) -> str:

@@ -118,11 +118,11 @@ class Generation:
         return self._queue.get()
 
     async def wait(self) -> GenerationResult:
-        """Run to the end without streaming (blocking mode)."""
-        async for event in self.events():
+        """Run to the end without streaming (blocking mode): events() without its async generator."""
+        while True:
+            event = await self._queue.get()
             if isinstance(event, Done):
                 return event.result
-        raise AssertionError("unreachable: events() always ends with Done")
 
     async def join(self) -> None:
         """Wait until the generation has finished and its record was handed to the recorder."""

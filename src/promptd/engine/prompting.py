@@ -87,6 +87,8 @@ def _tools(project: ProjectConfig, switches: ToolSwitches | None) -> list[dict[s
     plus any OpenAI function definitions the client sent itself."""
     declared = project.tools
     if switches is None:
+        if not declared:
+            return None  # the common case, without building the default switches each call
         switches = ToolSwitches()
     on = {
         name for name, tool in declared.items() if (tool.enabled if switches.use_tools is None else switches.use_tools)

@@ -318,6 +318,46 @@ class _Call:
             await self._response.__aexit__(kind, exc, tb)
 
 
+class _Slots:
+    """A semaphore for the pool's requests in flight, first come first served. asyncio.Semaphore's `locked()`
+    and `acquire()` each build a generator over its waiters, on every request (0.7 % of promptd's samples at
+    c=256); here taking a free slot is a comparison and a subtraction."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.take_now():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # woken with a slot handed over by release()
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled before it could be used: the next one takes it
+            elif waiter in self.waiters:  # cancelled while waiting (release() drops the cancelled it meets)
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class HTTPClient:
     """A pool of keep-alive HTTP/1.1 connections (any number of hosts), with promptd's three timeouts."""
 
@@ -329,7 +369,7 @@ class HTTPClient:
         self.read_timeout = timeout.read
         self.total_timeout = timeout.total
         self.keepalive = keepalive
-        self._slots = asyncio.Semaphore(max_connections) if max_connections > 0 else None
+        self._slots = _Slots(max_connections) if max_connections > 0 else None
         self._idle: dict[tuple[str, str, int], collections.deque[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[tuple[str, str, int], bytes]] = {}
@@ -376,11 +416,10 @@ class HTTPClient:
 
     async def _slot(self, deadline: float) -> None:
         assert self._slots is not None
-        if not self._slots.locked():
-            await self._slots.acquire()  # no wait: the fast path
+        if self._slots.take_now():  # the fast path
             return
         async with asyncio.timeout_at(deadline):  # our own pool is full: the upstream's connect time is not running
-            await self._slots.acquire()
+            await self._slots.take()
 
     def _head(self, method: str, url: str, headers: Mapping[str, str] | None) -> tuple[tuple[str, str, int], bytes]:
         """The request's bytes up to the value of Content-Length, built once per (method, URL, headers)."""

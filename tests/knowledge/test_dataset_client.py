@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from promptd.knowledge.store import KnowledgeStore
 from tests.knowledge.test_server import _dataset_key
 from tests.serving import RunningServer, serve_app
 
@@ -128,10 +129,10 @@ def test_difys_knowledge_base_client_creates_updates_searches_and_deletes(
 ) -> None:
     key = _dataset_key(server)["Authorization"].removeprefix("Bearer ")
     with KnowledgeBase(server.v1, key) as kb:
-        _use(kb, tmp_path)
+        _use(kb, server, tmp_path)
 
 
-def _use(kb: KnowledgeBase, tmp_path: Path) -> None:
+def _use(kb: KnowledgeBase, server: RunningServer, tmp_path: Path) -> None:
     r = kb.create_dataset("handbook")
     assert r.status_code == 200, r.text
     kb.dataset_id = r.json()["id"]
@@ -152,6 +153,16 @@ def _use(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert updated.json()["document"]["id"] == doc_id and updated.json()["batch"] != created.json()["batch"]
     assert kb.indexed(updated)["indexing_status"] == "completed"
     assert _hits(kb, "holiday") == ["Holiday is now thirty-five days, carried over freely."]
+
+    # a document an indexer has now is not updated under it
+    async def being_indexed(repo: Any) -> bool:
+        store = KnowledgeStore(repo.engine)
+        await store.set_document(doc_id, indexing_status="parsing")
+        refused = await store.reindex_document(doc_id, {"name": "holidays.txt"})
+        await store.set_document(doc_id, indexing_status="completed")
+        return refused
+
+    assert server.repo_call(being_indexed) is False
 
     # by file, then the file replaced by update_by_file and by original_document_id
     policy = tmp_path / "expenses.md"

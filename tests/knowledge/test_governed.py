@@ -102,6 +102,8 @@ def test_indexing_and_searches_are_metered_recorded_and_limited_as_the_calls_the
     assert r.status_code == 200, r.text
     (row,) = r.json()["data"]
     assert row["model"] == "emb" and row["requests"] == len(indexing) and float(row["cost"]) > 0
+    # the scope is read like a project's usage, and is no project anywhere else
+    assert httpx.get(f"{server.url}/admin/v1/projects/dataset:facts", headers=server.headers(admin)).status_code == 404
 
     # a search made for a completion: under the caller's key, not one more request against its RPM
     key, key_id = _key(server, rpm=2)

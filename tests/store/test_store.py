@@ -764,3 +764,23 @@ async def test_a_replayed_journal_counts_metering_and_rejections_once_and_stores
     assert await count(db) == 1
     assert not list(journal.glob("journal-*.jsonl"))
     assert not (tmp_path / "dead-letter.jsonl").exists()  # skipped as counted, not refused as a duplicate
+
+
+async def test_the_recorder_forgets_counted_row_ids_after_a_week_in_batches(db: AsyncEngine, tmp_path: Path) -> None:
+    from promptd.store import recorder as recorder_module
+
+    now = time.time()
+    old = [{"id": str(uuid.uuid4()), "at": now - 8 * 86400} for _ in range(7)]
+    young = [{"id": str(uuid.uuid4()), "at": now - 86400} for _ in range(3)]
+    async with db.begin() as conn:
+        await conn.execute(counted_rows.insert(), old + young)
+    recorder = recorder_for(db, tmp_path)
+    batch = recorder_module.PURGE_BATCH
+    recorder_module.PURGE_BATCH = 2  # several transactions
+    try:
+        await recorder._purge_counted()
+    finally:
+        recorder_module.PURGE_BATCH = batch
+    async with db.connect() as conn:
+        left = set((await conn.execute(select(counted_rows.c.id))).scalars())
+    assert left == {r["id"] for r in young}

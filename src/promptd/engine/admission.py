@@ -192,6 +192,9 @@ class Admission:
             costs.append(max(reserve_pico(prompt, max_tokens, self.catalog.models[m].price) for m in models))
         now = self.clock()
         held = [r.reservation for r in requests] if grown else []
+        for i, h in enumerate(held):  # a prompt that shrank keeps what it holds (settled when the call ends)
+            if h is not None:
+                tokens[i], costs[i] = max(tokens[i], h.tokens), max(costs[i], h.cost)
         # a call made for another call (knowledge's embeddings) spends tokens and money, not one more request
         amounts = {
             "requests": 0 if first.origin.internal or grown else 1,

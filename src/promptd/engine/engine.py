@@ -477,6 +477,20 @@ class Engine:
             end_user_id=end_user_id(origin.project, origin.user) if origin.user is not None else None,
         )
         await self.admit([request], origin.key_limits)
+        try:
+            return await self._unary_run(request, origin, model_key, attempt, answer)
+        except asyncio.CancelledError:  # the caller went away mid-call (a search for a client that left)
+            self.admission.release(request)  # nothing answered: its reservation goes back whole
+            raise
+
+    async def _unary_run(
+        self,
+        request: GenerationRequest,
+        origin: Origin,
+        model_key: str,
+        attempt: Callable[[Any, str], Awaitable[tuple[T, Usage | None]]],
+        answer: Callable[[T], str] | None,
+    ) -> UnaryResult[T]:
         order = [
             (key, deployment)
             for key in (model_key, *self.catalog.models[model_key].fallbacks)

@@ -41,6 +41,9 @@ class HitCounter:
         counts, self._pending = dict(self._pending), Counter()
         try:
             await self.store.add_hits(counts)
+        except asyncio.CancelledError:  # shutting down mid-write: the last flush (aclose) writes them
+            self._pending.update(counts)
+            raise
         except Exception as exc:
             log.warning("knowledge: %d segment hit count(s) could not be written: %s", len(counts), exc)
 

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from promptd.engine.call import Origin
 from promptd.engine.engine import Engine
+from promptd.errors import BudgetExceeded, LimitExceeded, LimitsUnavailable
 from promptd.knowledge import models
 from promptd.knowledge.chunking import clean_text, split_text
 from promptd.knowledge.parsing import extract_text
@@ -20,6 +22,7 @@ __all__ = ["BATCH", "Indexer"]
 
 log = logging.getLogger("promptd.knowledge")
 BATCH = 64  # segments embedded and written per step (the document's progress moves by this much)
+RATE_WAITS = 10  # how many rate-limit refusals one batch waits out before its document fails
 
 
 class Indexer:
@@ -77,13 +80,30 @@ class Indexer:
             batch = pieces[start : start + BATCH]
             rows: list[dict[str, Any]] = [{"position": start + i + 1, "content": c} for i, c in enumerate(batch)]
             if retrieval.embedding_model:
-                vectors, used = await models.embed(self.engine, retrieval.embedding_model, batch, origin)
+                vectors, used = await self._embed(retrieval.embedding_model, batch, origin)
                 tokens += used
                 for row, vector in zip(rows, vectors, strict=True):
                     row["embedding"] = to_blob(vector)
             await self.store.add_segments(dataset["id"], doc["id"], rows)
             await self.store.set_document(doc["id"], completed_segments=start + len(batch))
         await self.store.set_document(doc["id"], indexing_status="completed", completed_at=time.time(), tokens=tokens)
+
+    async def _embed(self, model: str, texts: list[str], origin: Origin) -> tuple[list[list[float]], int]:
+        """The batch's embeddings; a rate limit (not a budget) or limits that cannot be checked right now are
+        waited out (`RATE_WAITS` times at most, each as long as the refusal says), as the document's indexing
+        is not in a hurry. A budget, or a limit still refusing after that, fails the document with its reason."""
+        for waited in range(RATE_WAITS + 1):
+            try:
+                return await models.embed(self.engine, model, texts, origin)
+            except BudgetExceeded:
+                raise
+            except (LimitExceeded, LimitsUnavailable) as exc:
+                if waited == RATE_WAITS:
+                    raise
+                delay = exc.retry_after if isinstance(exc, LimitExceeded) else 2.0
+                log.info("knowledge: indexing waits %.1f s for the knowledge base's limits: %s", delay, exc)
+                await asyncio.sleep(min(max(delay, 0.1), 60.0))
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         if self._task is not None:

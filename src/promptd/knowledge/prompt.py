@@ -46,10 +46,11 @@ def resources(hits: list[Hit]) -> list[dict[str, Any]]:
 
 class Grounding:
     """The engine's knowledge step (`Engine.grounding`): the context of a call of a project that attaches
-    knowledge, searched after input moderation and before admission, with its embeddings and rerank made for the
-    call (knowledge/models.py). A completion app's form gets it as `context` ({{#context#}} / {{context}}); a chat
-    call gets it in its system prompt (a first system message is extended, else one is added). The segments used
-    become the call's `retriever_resources` (the answer's metadata and the record), and their `hit_count` grows."""
+    knowledge, searched after input moderation and admission (`Engine._admitted`), with its embeddings and
+    rerank made for the call (knowledge/models.py). A completion app's form gets it as `context`
+    ({{#context#}} / {{context}}); a chat call gets it in its system prompt (a first system message is extended,
+    else one is added). The segments used become the call's `retriever_resources` (the answer's metadata and
+    the record), and their `hit_count` grows."""
 
     def __init__(self, store: KnowledgeStore, retriever: Retriever, hits: HitCounter) -> None:
         self.store, self.retriever, self.hits = store, retriever, hits

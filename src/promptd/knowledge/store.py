@@ -191,17 +191,14 @@ class KnowledgeStore:
             if dataset_id is not None:
                 await self._bump(conn, dataset_id)
 
-    async def reindex_document(self, document_id: str, values: dict[str, Any]) -> None:
+    async def reindex_document(self, document_id: str, values: dict[str, Any]) -> bool:
         """Give a document new `values` (its name, file, chunking, batch) and index it again from the start: its
-        segments go, it waits for the indexer (one transaction: no search sees it half-replaced)."""
+        segments go, it waits for the indexer (one transaction: no search sees it half-replaced). False, and
+        nothing changed, when an indexer has it now (a run in progress must not write into the new content)."""
         async with self.engine.begin() as conn:
-            dataset_id = (
-                await conn.execute(select(documents.c.dataset_id).where(documents.c.id == document_id))
-            ).scalar()
-            await conn.execute(delete(segments).where(segments.c.document_id == document_id))
-            await conn.execute(
+            changed = await conn.execute(
                 update(documents)
-                .where(documents.c.id == document_id)
+                .where(documents.c.id == document_id, documents.c.indexing_status.not_in(IN_PROGRESS))
                 .values(
                     **values,
                     indexing_status="waiting",
@@ -217,8 +214,15 @@ class KnowledgeStore:
                     completed_at=None,
                 )
             )
+            if changed.rowcount != 1:
+                return False
+            dataset_id = (
+                await conn.execute(select(documents.c.dataset_id).where(documents.c.id == document_id))
+            ).scalar()
+            await conn.execute(delete(segments).where(segments.c.document_id == document_id))
             if dataset_id is not None:
                 await self._bump(conn, dataset_id)
+        return True
 
     async def claim_document(self, document_id: str) -> dict[str, Any] | None:
         """Move a waiting document to `parsing` and return it, or None when another worker has it (or it is gone)."""

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -64,6 +64,13 @@ __all__ = ["Recorder", "Row", "replay_dead_letters"]
 log = logging.getLogger("promptd.recorder")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+
+
+#: how long a counted row's id is kept (a replay after that, of a journal left by a process stopped longer,
+#: could count the row again); purged every PURGE_EVERY seconds, PURGE_BATCH ids a transaction
+COUNTED_KEEP = 7 * 86400
+PURGE_EVERY = 600.0
+PURGE_BATCH = 5000
 
 
 def _owner_gone(name: str) -> bool:
@@ -324,6 +331,7 @@ class Recorder:
         self._journal: int | None = None  # the journal's file descriptor (O_APPEND)
         self._journal_bytes = 0  # written to it since it was last emptied
         self._outage_since: float | None = None  # monotonic time the database became unreachable
+        self._next_purge = time.monotonic() + PURGE_EVERY  # of old counted-row ids (_purge_counted)
         self._scan_leftovers()
         if journal_dir is not None:
             self._open_journal(journal_dir)
@@ -598,6 +606,8 @@ class Recorder:
                 self._written += len(rows)
                 self._progress.notify_all()
             self._journal_caught_up()
+            if time.monotonic() >= self._next_purge:
+                await self._purge_counted()
 
     async def _write(self, rows: list[Row], *, replay: bool = False) -> bool:
         """Write rows (a replay skips those already stored); a refused row goes to the dead-letter file. While
@@ -636,6 +646,21 @@ class Recorder:
             if not await self._write([row], replay=replay):
                 return False
         return True
+
+    async def _purge_counted(self) -> None:
+        """Forget the `counted_rows` ids older than COUNTED_KEEP (a journal or spill file is replayed at the next
+        start, long before), a batch per transaction, at most every PURGE_EVERY seconds, in the writer's turn."""
+        self._next_purge = time.monotonic() + PURGE_EVERY
+        old = select(counted_rows.c.id).where(counted_rows.c.at < time.time() - COUNTED_KEEP).limit(PURGE_BATCH)
+        try:
+            while True:
+                async with self.engine.begin() as conn:
+                    gone = (await conn.execute(delete(counted_rows).where(counted_rows.c.id.in_(old)))).rowcount
+                if gone < PURGE_BATCH:
+                    return
+                await asyncio.sleep(0)  # the queue's batches go between
+        except Exception as exc:  # a statistic's bookkeeping: tried again at the next turn
+            log.warning("recorder: old counted-row ids could not be purged: %s", exc)
 
     async def _reachable(self) -> bool:
         """Whether the database answers at all (a failed write is then the rows' fault, not an outage)."""

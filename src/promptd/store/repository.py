@@ -18,7 +18,6 @@ from promptd.store.recorder import Row, write_rows
 from promptd.store.tables import (
     api_keys,
     comparisons,
-    counted_rows,
     end_users,
     feedbacks,
     files,
@@ -248,8 +247,6 @@ class Repository:
         """Delete messages created before `before` (Unix seconds), `batch` rows per transaction with a pause
         between, so neither SQLite's writer nor PostgreSQL's table is held long. Their feedback goes with them;
         the daily rollups stay. Returns how many messages were deleted."""
-        async with self.engine.begin() as conn:  # counted rows' ids age with the messages (store/recorder.py)
-            await conn.execute(delete(counted_rows).where(counted_rows.c.at < before))
         total = 0
         while True:
             async with self.engine.begin() as conn:

@@ -20,8 +20,14 @@ class Admin:
     key: KeyInfo
 
     def project(self, name: str) -> str:
-        """`name`, checked to be a project of the catalog, or a knowledge base's own scope (`dataset:<name>`, whose
-        usage and records are read like a project's)."""
+        """`name`, checked to be a project of the catalog."""
+        if name not in self.svc.catalog.projects:
+            raise NotFound(f"project {name!r} does not exist")
+        return name
+
+    def scope(self, name: str) -> str:
+        """`name`, checked to be what usage is metered as: a project of the catalog, or a knowledge base's own
+        scope (`dataset:<name>`: its indexing and dataset-API searches, engine/call.py)."""
         if name not in self.svc.catalog.projects and not name.startswith(DATASET_SCOPE):
             raise NotFound(f"project {name!r} does not exist")
         return name

@@ -46,7 +46,7 @@ async def usage(request: Request) -> Response:
         raise InputError(f"at most {MAX_DAYS} days at a time", param="since")
     project = request.query_params.get("project") or None
     if project is not None:
-        admin.project(project)
+        admin.scope(project)  # a project, or a knowledge base's scope
     await admin.svc.recorder.drain()
     rows = await admin.svc.repo.usage(
         since=since.isoformat(),

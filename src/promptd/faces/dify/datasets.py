@@ -453,7 +453,10 @@ async def _update_document(
         values["chunking"] = _chunking(process_rule, d["chunking"])
     if data is not None:
         values.update(await _save_file(svc, d, doc["id"], name or doc["name"], data))
-    await svc.knowledge.store.reindex_document(doc["id"], values)
+    if not await svc.knowledge.store.reindex_document(doc["id"], values):  # an indexer took it meanwhile
+        if data is not None:
+            await asyncio.to_thread(Path(values["path"]).unlink, missing_ok=True)
+        raise DifyHTTPError(400, "document_indexing", "Cannot update document during indexing.")
     if data is not None:
         await asyncio.to_thread(Path(doc["path"]).unlink, missing_ok=True)
     updated = await svc.knowledge.store.get_document(d["id"], doc["id"])

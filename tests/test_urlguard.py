@@ -192,6 +192,14 @@ def test_remote_images_are_inlined_under_the_guard_when_the_operator_asks(
         )
     r = post(server, "/v1/chat/completions", _chat_image(public + "/page.html"))
     assert r.status_code == 400 and "not an image" in r.json()["error"]["message"]
+    # URLs no client library would build: a 400, never a 500
+    for url in ("http://example.com:99999/x.png", "http://" + "a" * 64 + ".com/x.png", "http://8.8.8.8/a\x7fb"):
+        assert_adaptive_error(post(server, "/api/v1/chat/completions", _chat_image(url)), 400, "cannot be used")
+        assert_dify_error(complete(server, _dify_image(url)), 400, "invalid_param")
+    # more remote images than a request may fetch
+    many = _chat_image(public + "/image.png")
+    many["messages"][0]["content"] += [{"type": "image_url", "image_url": {"url": public + "/image.png"}}] * 20
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", many), 400, "at most 20 remote images")
     assert len(model.calls) == answered
 
 

@@ -21,6 +21,7 @@ import base64
 import ipaddress
 import socket
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -70,11 +71,13 @@ def public_address(address: str, allow: Sequence[Network] = ()) -> bool:
 
 async def _check_target(url: str, allow: Sequence[Network]) -> None:
     check_url(url, "url", schemes=("http", "https"))
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)  # ValueError: out of range
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (ValueError, UnicodeError):  # a port out of range, a host name IDNA cannot encode
+        raise InputError("url: not a valid http(s) URL") from None
     except OSError:
         raise InputError(f"url: the host {host!r} cannot be resolved") from None
     for *_, sockaddr in infos:
@@ -99,7 +102,7 @@ async def fetch(
             return await _fetch(http, url, max_bytes, allow)
     except TimeoutError:
         raise InputError(f"url: not fetched within {time_limit:g} s") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as exc:  # InvalidURL: not an HTTPError
         raise InputError(f"url: cannot be fetched ({type(exc).__name__})") from None
     finally:
         if own:
@@ -134,12 +137,17 @@ async def inline(url: str, *, kind: str, time_limit: float, max_bytes: int, allo
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
+MAX_INLINED = 20  # remote images fetched for one request, at most
+INLINE_CONCURRENCY = 4  # fetched at a time
+
+
 async def inline_images(
     messages: Sequence[Message], *, time_limit: float, max_bytes: int, allow: Sequence[Network] = ()
 ) -> None:
     """Replace each http(s) `image_url` of `messages` by its image as a data URL, fetched here under the guard
-    (all at once), so that the upstream never fetches a URL a client chose. InputError naming the URL when one
-    is refused or cannot be fetched."""
+    (INLINE_CONCURRENCY at a time, at most MAX_INLINED a request), so that the upstream never fetches a URL a
+    client chose. InputError naming the URL when one is refused or cannot be fetched (the other fetches are
+    cancelled)."""
     parts = [
         part
         for m in messages
@@ -148,13 +156,25 @@ async def inline_images(
         if part.get("type") == "image_url" and str(part["image_url"]["url"]).lower().startswith(("http:", "https:"))
     ]
 
-    async def one(url: str) -> str:
+    if len(parts) > MAX_INLINED:
+        raise InputError(
+            f"at most {MAX_INLINED} remote images a request are fetched; this one has {len(parts)}", param="messages"
+        )
+    slots = asyncio.Semaphore(INLINE_CONCURRENCY)
+
+    async def one(part: dict[str, Any]) -> None:
+        url = str(part["image_url"]["url"])
         try:
-            return await inline(url, kind="image", time_limit=time_limit, max_bytes=max_bytes, allow=allow)
+            async with slots:
+                data_url = await inline(url, kind="image", time_limit=time_limit, max_bytes=max_bytes, allow=allow)
         except InputError as exc:
             reason = exc.message.removeprefix("url: ")
             raise InputError(f"the image at {url} cannot be used: {reason}", param="messages") from None
-
-    urls = await asyncio.gather(*(one(str(part["image_url"]["url"])) for part in parts))
-    for part, data_url in zip(parts, urls, strict=True):
         part["image_url"] = {**part["image_url"], "url": data_url}
+
+    try:
+        async with asyncio.TaskGroup() as group:  # one refusal cancels the other fetches
+            for part in parts:
+                group.create_task(one(part))
+    except ExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +197,7 @@ class Repository:
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
-    async def key_spend(self, *, day: str, month: str, project: str | None = None) -> list[dict[str, Any]]:
+    async def key_spend(self, *, day: str, month: str, key_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Per key and currency, what was spent in UTC day `day` ('2026-12-01') and month `month` ('2026-12')
         from the daily rollups (what budgets are checked against): rows (key_id, currency, day_requests,
         day_tokens, day_cost_pico, month_requests, month_tokens, month_cost_pico)."""
@@ -221,8 +222,8 @@ class Repository:
             .where(u.day.startswith(month + "-"), u.key_id != "")
             .group_by(u.key_id, u.currency)
         )
-        if project is not None:
-            q = q.where(u.project == project)
+        if key_ids is not None:  # what each key spent in every project (as its budgets count), not one project's
+            q = q.where(u.key_id.in_(list(key_ids)))
         async with self.engine.connect() as conn:
             return [
                 {k: (v if k in ("key_id", "currency") else int(v or 0)) for k, v in r._mapping.items()}

@@ -235,6 +235,7 @@ def test_form_file_mistakes_are_difys_400(app: Server) -> None:
         ({"doc": doc}, "query is required in input form", "query"),  # every input, in form order
         ({"query": "q", "doc": "a.txt"}, "doc in input form must be a file", "doc"),
         ({"query": "q", "doc": [doc]}, "doc in input form must be a file", "doc"),
+        ({"query": "q", "doc": {}}, "doc: Object missing required field `type`", "doc"),  # not "no file"
         ({"query": "q", "doc": doc, "media": pic}, "media in input form must be a list of files", "media"),
         (
             {"query": "q", "doc": doc, "media": [pic, pic, pic]},

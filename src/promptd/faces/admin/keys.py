@@ -87,7 +87,9 @@ async def list_keys(request: Request) -> Response:
     now = time.time()
     await admin.svc.recorder.drain()
     rows = await admin.svc.repo.key_spend(
-        day=calendar_window("day", now)[0], month=calendar_window("month", now)[0], project=project
+        day=calendar_window("day", now)[0],
+        month=calendar_window("month", now)[0],
+        key_ids=[k.id for k in keys] if project is not None else None,
     )
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

@@ -169,7 +169,7 @@ def time_range(params: QueryParams, now: float | None = None) -> TimeRange:
         raise InputError(f"range must be one of {', '.join(RANGES)}", param="range")
     if start is None:
         span, step = RANGES[name or "day"]
-        size = _number(params, "bucket", step, low=1, high=span)
+        size = _number(params, "bucket", step, low=max(1.0, span / MAX_BUCKETS), high=span)
         stop = math.ceil(now / size) * size if end is None else end
         return TimeRange(stop - span, stop, size)
     stop = now if end is None else end

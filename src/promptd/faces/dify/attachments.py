@@ -187,7 +187,7 @@ def input_files(app: App, inputs: Mapping[str, Any], query: str) -> list[tuple[F
     out: list[tuple[FormField, list[FileRef]]] = []
     for field in form:
         value = checked[field.variable] if field.type in FILE_FIELDS else None
-        if not value:
+        if value is None or value == "" or value == []:  # no value ({} is a file mapping without its fields)
             continue
         refs = []
         for i, mapping in enumerate([value] if field.type == "file" else value):

@@ -20,7 +20,6 @@ from promptd.access import RequestInfo
 from promptd.faces.refusal import OPENAI_PATHS
 from promptd.store.recorder import Row
 from promptd.store.tables import rejections
-from promptd.uuids import new_uuid
 
 __all__ = ["count_rejection", "face_of"]
 
@@ -60,6 +59,8 @@ def count_rejection(info: RequestInfo, scope: Scope) -> None:
         "requests": 1,
     }
     try:
-        svc.recorder.submit(Row(rejections, values, once=new_uuid()))
+        # no `once` id (store/recorder.py): a flood of refusals must stay one row a minute, so a replay after a
+        # crash can count a batch of refusals twice (a statistic; budgets never read it)
+        svc.recorder.submit(Row(rejections, values))
     except RuntimeError:  # the recorder is closed (shutting down): the count is lost, not the request
         log.debug("rejection not counted: the recorder is closed")

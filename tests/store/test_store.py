@@ -725,12 +725,13 @@ async def test_retention_deletes_old_messages_in_batches_and_keeps_the_rollups(d
     assert await repo.purge_messages(now - 30 * 86400) == 0
 
 
-async def test_a_replayed_journal_counts_metering_and_rejections_once_and_stores_records_once(
+async def test_a_replayed_journal_counts_rows_with_a_once_id_once_and_stores_records_once(
     db: AsyncEngine, tmp_path: Path
 ) -> None:
     """The crash window of the journal: rows written to the database, then the process killed before the journal
     was emptied. The next start replays the journal: a stored record is found by its id, and the rows that only
-    add to counters (a `store: false` call's metering, a rejection) by their `once` id in `counted_rows`."""
+    add to counters and carry a `once` id (a `store: false` call's metering; here also an additive row given
+    one) by that id in `counted_rows`."""
     journal = tmp_path / "journal"
     metering = Row(
         messages,

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from promptd.catalog.load import parse_catalog
-from promptd.domain.limits import Limits
+from promptd.domain.limits import Limits, prompt_token_bound
+from promptd.domain.pricing import price_usage
 from promptd.engine.call import ChatCall, EmbeddingCall, FormInput, Origin
 from promptd.engine.engine import Engine
+from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.errors import BudgetExceeded, InputError, LimitExceeded, ProviderBadRequest, ProviderUnavailable
 from promptd.store.recorder import Row
 from promptd.types import Finish, Malformed, Message, ProviderCall, ProviderEvent, TextDelta, Usage
@@ -237,6 +239,55 @@ async def test_embeddings_go_through_the_same_pipeline() -> None:
     (record,) = rows.messages()
     assert record["kind"] == "embedding" and record["model"] == "vec"
     assert Decimal(record["total_price"]) == Decimal("0.000003")
+
+
+class SlowEmbeddings(Scripted):
+    """An embeddings upstream that hangs until `answer` is set (a client that leaves meanwhile cancels the call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        await self.answer.wait()
+        return await super().embed(model=model, texts=texts)
+
+
+async def test_a_cancelled_one_shot_call_gives_its_reservation_back() -> None:
+    upstream = SlowEmbeddings()
+    e, rows = engine(upstream)
+    call = EmbeddingCall(texts=["hello world"])
+    bound = prompt_token_bound(["hello world"], 1)  # what one call reserves against tokens per minute
+    who = origin(key_limits=Limits(tpm=bound + 5))  # room for one call at a time
+    waiting = asyncio.create_task(e.embed(call, who))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    upstream.answer.set()
+    answered = await e.embed(call, who)  # refused (tokens per minute) if the cancelled call still held its share
+    assert answered.value == [[1.0, 0.0]] and len(rows.messages()) == 1
+
+
+async def test_a_prompt_that_shrank_after_admission_gives_everything_back_when_it_ends() -> None:
+    e, _ = engine(Scripted(answer("ok")))
+    text = "x" * 400
+    who = origin(key_limits=Limits(tpm=prompt_token_bound([text], 1) + 10 + 5))  # room for one long prompt
+
+    def request(content: str) -> GenerationRequest:
+        return GenerationRequest(
+            call=chat(), origin=who, model="main", messages=[Message("user", content)], max_tokens=10
+        )
+
+    first = request(text)
+    await e.admission.admit([first], who.key_limits)
+    first.messages = [Message("user", "x")]  # the moderation API rewrote the input shorter
+    await e.admission.admit([first], who.key_limits, grown=True)
+    nothing = GenerationResult(
+        "", Usage(), price_usage(Usage(), e.catalog.models["main"].price), "normal", "stop", 0, None
+    )
+    e.admission.settle(first, nothing)
+    await e.admission.admit([request(text)], who.key_limits)  # refused if the shrink had kept a share counted
 
 
 class Strict(Scripted):

@@ -138,6 +138,8 @@ def _use(kb: KnowledgeBase, server: RunningServer, tmp_path: Path) -> None:
     kb.dataset_id = r.json()["id"]
 
     created = kb.create_document_by_text("holidays", "Staff get twenty-five days of paid holiday a year.")
+    # the client asks for high_quality; a dataset without an embedding model says it indexed for full text
+    assert created.headers["X-Promptd-Ignored"] == "indexing_technique"
     doc_id = created.json()["document"]["id"]
     assert kb.indexed(created)["indexing_status"] == "completed"
     assert [d["id"] for d in kb.list_documents("holi").json()["data"]] == [doc_id]

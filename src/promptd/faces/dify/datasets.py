@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from promptd.catalog.schema import KnowledgeChunking
 from promptd.engine.call import Origin
 from promptd.errors import Forbidden, InputError, NotFound
+from promptd.faces.dify.completion import IGNORED_HEADER
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import decode_object
 from promptd.knowledge import models
@@ -32,6 +34,8 @@ from promptd.store.repository import KeyInfo
 from promptd.uuids import new_uuid
 
 __all__ = ["routes"]
+
+log = logging.getLogger("promptd.knowledge")
 
 MB = 1024 * 1024
 #: Dify's `retrieval_model.search_method` → promptd's retrieval mode
@@ -479,6 +483,21 @@ async def _original(svc: Services, d: dict[str, Any], ident: Any) -> dict[str, A
     return doc
 
 
+async def _create(svc: Services, d: dict[str, Any], name: str, data: bytes, args: dict[str, Any]) -> Response:
+    """A create call's document: a new one, or (`original_document_id`) that one updated. A document's indexing
+    technique is its dataset's: `high_quality` asked of a dataset without an embedding model (Dify's client asks
+    it always) is indexed for full text, and the answer says so (`X-Promptd-Ignored: indexing_technique`)."""
+    original = await _original(svc, d, args.get("original_document_id"))
+    if original is not None:
+        made = await _update_document(svc, d, original, name, data, args.get("process_rule"))
+    else:
+        made = await _add_document(svc, d, name, data, args.get("process_rule"))
+    if args.get("indexing_technique") == "high_quality" and not Retrieval.of(d["retrieval"]).embedding_model:
+        log.info("dataset %r has no embedding model: document %s indexed for full text", d["name"], name)
+        return JSONResponse(made, headers={IGNORED_HEADER: "indexing_technique"})
+    return JSONResponse(made)
+
+
 async def create_by_text(request: Request) -> Response:
     svc = await _auth(request)
     d = await _get_dataset(svc, request)
@@ -488,12 +507,7 @@ async def create_by_text(request: Request) -> Response:
         raise InputError("Both 'text' and 'name' must be non-null values.", param="name" if text else "text")
     if not text.strip():
         raise InputError("text must not be empty", param="text")
-    original = await _original(svc, d, body.get("original_document_id"))
-    if original is not None:
-        return JSONResponse(
-            await _update_document(svc, d, original, _text_file(name), text.encode(), body.get("process_rule"))
-        )
-    return JSONResponse(await _add_document(svc, d, _text_file(name), text.encode(), body.get("process_rule")))
+    return await _create(svc, d, _text_file(name), text.encode(), body)
 
 
 async def update_by_text(request: Request) -> Response:
@@ -563,10 +577,7 @@ async def create_by_file(request: Request) -> Response:
     d = await _get_dataset(svc, request)
     name, data, args = await _upload(svc, request, required=True)
     assert name is not None and data is not None
-    original = await _original(svc, d, args.get("original_document_id"))
-    if original is not None:
-        return JSONResponse(await _update_document(svc, d, original, name, data, args.get("process_rule")))
-    return JSONResponse(await _add_document(svc, d, name, data, args.get("process_rule")))
+    return await _create(svc, d, name, data, args)
 
 
 async def update_by_file(request: Request) -> Response:

@@ -91,15 +91,8 @@ def cross_check(catalog: Catalog, broken: Mapping[str, Set[str]] | None = None) 
         for key, template, implicit in templates:
             for var in sorted(template_variables(template or "") - variables - implicit):
                 problems.append(f"{at}.{key}: uses {{{{{var}}}}} but no input declares variable {var!r}")
-        for key, want in (("speech_to_text", "speech_to_text"), ("text_to_speech", "text_to_speech")):
-            ref = getattr(project.audio, key)
-            if ref is None or ref in bad_models:
-                continue
-            speech = catalog.models.get(ref)
-            if speech is None:
-                problems.append(f"{at}.audio.{key}: no model named {ref!r}")
-            elif speech.type != want:
-                problems.append(f"{at}.audio.{key}: {ref!r} is a {speech.type} model, not {want}")
+        for key in ("speech_to_text", "text_to_speech"):
+            problems += _model_ref(catalog, f"{at}.audio.{key}", getattr(project.audio, key), key, bad_models)
         mod = project.moderation
         if mod is not None and mod.provider is not None:
             provider = catalog.providers.get(mod.provider)
@@ -143,12 +136,17 @@ def _check_knowledge(catalog: Catalog, bad_models: Set[str]) -> list[str]:
             if not Path(doc).exists():
                 problems.append(f"{at}.documents[{i}]: no such file or folder: {doc}")
         for key, want in (("embedding_model", "embedding"), ("rerank_model", "rerank")):
-            ref = getattr(kb.retrieval, key)
-            if ref is None or ref in bad_models:
-                continue
-            model = catalog.models.get(ref)
-            if model is None:
-                problems.append(f"{at}.retrieval.{key}: no model named {ref!r}")
-            elif model.type != want:
-                problems.append(f"{at}.retrieval.{key}: {ref!r} is a {model.type} model, not {want}")
+            problems += _model_ref(catalog, f"{at}.retrieval.{key}", getattr(kb.retrieval, key), want, bad_models)
     return problems
+
+
+def _model_ref(catalog: Catalog, at: str, ref: str | None, want: str, bad_models: Set[str]) -> list[str]:
+    """The problems of `at`, a reference to a model of type `want` (none when unset, or already reported bad)."""
+    if ref is None or ref in bad_models:
+        return []
+    model = catalog.models.get(ref)
+    if model is None:
+        return [f"{at}: no model named {ref!r}"]
+    if model.type != want:
+        return [f"{at}: {ref!r} is a {model.type} model, not {want}"]
+    return []

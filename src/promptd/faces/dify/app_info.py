@@ -13,7 +13,7 @@ from promptd.domain.ids import app_uuid, conversation_id
 from promptd.engine.moderation import dify_config
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.auth import authenticate
-from promptd.faces.dify.wire import FeedbackBody, decode_body, require_user
+from promptd.faces.dify.wire import FeedbackBody, decode_body, int_arg, require_user
 
 __all__ = ["app_feedbacks", "end_user", "info", "message_feedback", "meta", "parameters", "site"]
 
@@ -141,23 +141,10 @@ async def message_feedback(request: Request) -> Response:
     return JSONResponse({"result": "success"})
 
 
-def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{name} must be an integer", param=name) from None
-    if not low <= value <= high:
-        raise InputError(f"{name} must be between {low} and {high}", param=name)
-    return value
-
-
 async def app_feedbacks(request: Request) -> Response:
     app = await authenticate(request)
-    page = _int_arg(request, "page", 1, 1, 1_000_000)
-    limit = _int_arg(request, "limit", 20, 1, 101)
+    page = int_arg(request.query_params, "page", 1, 1, 1_000_000)
+    limit = int_arg(request.query_params, "limit", 20, 1, 101)
     rows = await app.svc.repo.list_feedbacks(app.name, page=page, limit=limit)
     data: list[dict[str, Any]] = [
         {

@@ -23,7 +23,7 @@ from promptd.engine.call import Origin
 from promptd.errors import Forbidden, InputError, NotFound
 from promptd.faces.dify.completion import IGNORED_HEADER
 from promptd.faces.dify.errors import DifyHTTPError
-from promptd.faces.dify.wire import decode_object
+from promptd.faces.dify.wire import decode_object, int_arg
 from promptd.knowledge import models
 from promptd.knowledge.parsing import EXTENSIONS
 from promptd.knowledge.search import Retrieval, to_blob
@@ -68,17 +68,9 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _int_arg(request: Request, name: str, default: int, *, most: int = 100) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{name} must be an integer", param=name) from None
-    if not 1 <= value <= most:
-        raise InputError(f"{name} must be between 1 and {most}", param=name)
-    return value
+def _page_args(request: Request) -> tuple[int, int]:
+    """A listing's `page` and `limit` (1 to 100, default 20), as Dify's dataset API reads them."""
+    return int_arg(request.query_params, "page", 1, 1, 1_000_000), int_arg(request.query_params, "limit", 20, 1, 100)
 
 
 # --- shapes --------------------------------------------------------------------------------------------------------
@@ -350,7 +342,7 @@ async def create_dataset(request: Request) -> Response:
 
 async def list_datasets(request: Request) -> Response:
     svc = await _auth(request)
-    page, limit = _int_arg(request, "page", 1, most=1_000_000), _int_arg(request, "limit", 20)
+    page, limit = _page_args(request)
     rows, total = await svc.knowledge.store.list_datasets(page=page, limit=limit)
     data = [await _dataset(svc.knowledge, d, _attached(svc, d)) for d in rows]
     return JSONResponse(_page(data, total, page, limit))
@@ -592,7 +584,7 @@ async def update_by_file(request: Request) -> Response:
 async def list_documents(request: Request) -> Response:
     svc = await _auth(request)
     d = await _get_dataset(svc, request)
-    page, limit = _int_arg(request, "page", 1, most=1_000_000), _int_arg(request, "limit", 20)
+    page, limit = _page_args(request)
     rows, total = await svc.knowledge.store.list_documents(
         d["id"], page=page, limit=limit, keyword=request.query_params.get("keyword") or None
     )
@@ -667,7 +659,7 @@ async def _embed_into(svc: Services, origin: Origin, d: dict[str, Any], values: 
 async def list_segments(request: Request) -> Response:
     svc = await _auth(request)
     doc = await _get_document(svc, request, await _get_dataset(svc, request))
-    page, limit = _int_arg(request, "page", 1, most=1_000_000), _int_arg(request, "limit", 20)
+    page, limit = _page_args(request)
     status = request.query_params.get("status")
     enabled = {"enabled": True, "disabled": False}.get(request.query_params.get("enabled", "") or "")
     rows, total = await svc.knowledge.store.list_segments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -102,3 +103,17 @@ def require_user(user: Any) -> str:
     if "\x00" in user:  # PostgreSQL text cannot hold NUL: the end user and message records would be refused
         raise InputError("Arg user must not contain NUL characters.", param="user")
     return user
+
+
+def int_arg(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query argument within [low, high] (its default when absent or empty), or a 400 naming it."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"{name} must be an integer", param=name) from None
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low} and {high}", param=name)
+    return value

@@ -113,6 +113,21 @@ async def test_settlements_refund_locally_and_the_owed_part_reaches_the_coordina
     assert await counted(coordinator, "tpm", 100) == 3 + 44 + 10
 
 
+async def test_a_new_minute_gives_back_the_unused_part_of_the_previous_minutes_slice(
+    coordinator: Coordinator,
+) -> None:
+    """A rolling minute weighs the previous minute's bucket: an unused slice left there would count as used, and
+    refuse requests the limit allows (back to back, a slice is never idle long enough to be given back)."""
+    leases = Leases(coordinator, clock=Clock())
+    assert await leases.take([Take("tpm:1", limit=100, amount=47, ttl=130)]) is None
+    leases.settle([("tpm:1", -44, 130)])  # used 3 of the 47 reserved: 44 of the slice unused
+    new_minute = Take("tpm:2", limit=100, amount=60, ttl=130, prev="tpm:1", prev_weight=1.0)  # 3 + 60 fit; 47 + 60 not
+    assert await leases.take([new_minute]) is None
+    assert await counted(coordinator, "tpm:1", 100) == 3
+    await leases.aclose()
+    assert await counted(coordinator, "tpm:2", 100) == 60
+
+
 async def test_a_refusal_leases_nothing_and_names_the_counter(coordinator: Coordinator) -> None:
     leases = Leases(coordinator)
     takes = [Take("a", limit=10, amount=4, ttl=60), Take("b", limit=5, amount=6, ttl=60)]

@@ -99,12 +99,39 @@ class Leases:
         if self.draw(draws):
             return None
         async with self._lock:  # one lease call at a time: requests waiting here mostly find it done
+            await self._give_back_previous(takes)
             while not self.draw(draws):  # again if requests drew on the slices while the lease call was out
                 refusal = await self._lease(takes)
                 if refusal is not None:
                     return refusal
         self._start_flusher()
         return None
+
+    async def _give_back_previous(self, takes: Sequence[Take]) -> None:
+        """A new minute: give back the unused part of the previous minute's slices first. A rolling minute still
+        weighs the previous bucket, where an unused slice would count as if it had been used."""
+        back: list[tuple[str, int, int]] = []
+        for t in takes:
+            lease = None if t.prev is None else self._leases.get(t.prev)
+            if t.prev is not None and lease is not None and lease.granted > lease.used:
+                back.append((t.prev, lease.used - lease.granted, lease.ttl))
+        if back:
+            await self._give_back(back)
+
+    async def _give_back(self, back: list[tuple[str, int, int]], also: Sequence[tuple[str, int, int]] = ()) -> None:
+        """Move (bucket, delta) of held slices to the coordinator, with `also` (what is owed). The slices change
+        before the call, so that a give-back running meanwhile (flush, a new minute) never gives the same part
+        back twice; they change back if the call fails."""
+        for key, delta, _ in back:
+            self._leases[key].granted += delta
+        try:
+            self.round_trips += 1
+            await self.coordinator.add([*also, *back])
+        except BaseException:
+            for key, delta, _ in back:
+                if key in self._leases:
+                    self._leases[key].granted -= delta
+            raise
 
     async def _lease(self, takes: Sequence[Take]) -> Refusal | None:
         """Lease what the slices held lack for `takes`, with a slice more for what follows (all or nothing)."""
@@ -185,16 +212,12 @@ class Leases:
                 held.append((key, lease.used - lease.granted, lease.ttl))  # given back
         if items or held:
             try:
-                self.round_trips += 1
-                await self.coordinator.add(items + held)
+                await self._give_back(held, items)
             except BaseException:
                 for key, (delta, ttl) in owed.items():  # owed again, with what was settled meanwhile
                     again, _ = self._owed.get(key, (0, ttl))
                     self._owed[key] = (again + delta, ttl)
                 raise
-            for key, delta, _ in held:
-                if key in self._leases:
-                    self._leases[key].granted += delta
         for key in [k for k, lease in self._leases.items() if lease.granted == lease.used]:
             if everything or now - self._leases[key].last >= self.idle:
                 del self._leases[key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -102,3 +103,19 @@ def test_a_parameter_the_embedded_model_cannot_honour_is_a_400_naming_it(client:
             model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, service_tier="flex"
         )
     assert "service_tier" in refused.value.response.text
+
+
+@pytest.mark.parametrize(
+    "unset",
+    [
+        {"service_tier": None, "reasoning_effort": None, "modalities": None, "audio": None},
+        {"prediction": None, "web_search_options": None, "seed": None, "response_format": None},
+        {"service_tier": "auto", "modalities": ["text"], "logit_bias": {}},
+    ],
+)
+def test_parameters_left_unset_or_at_their_default_are_not_refused(client: OpenAI, unset: dict[str, Any]) -> None:
+    """What the OpenAI SDK sends for `service_tier=None` (null), and OpenAI's defaults, ask nothing of the model."""
+    r = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=2, extra_body=unset
+    )
+    assert r.choices[0].finish_reason in ("stop", "length")

@@ -37,7 +37,14 @@ from promptd.engine.routing import after_failure, weighted_order
 from promptd.engine.tasks import TaskRegistry
 from promptd.errors import ConflictError, InputError, NotFound, PromptdError, ProviderBadRequest, ProviderError
 from promptd.metrics import Metrics
-from promptd.providers.base import EmbeddingProvider, Provider, RerankProvider, SpeechProvider, unsupported
+from promptd.providers.base import (
+    EmbeddingProvider,
+    Provider,
+    RerankProvider,
+    SpeechProvider,
+    supported,
+    unsupported,
+)
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
@@ -362,7 +369,7 @@ class Engine:
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
                     continue
-                extra, dropped = params, no_drops
+                dropped = no_drops
                 missing = unsupported(provider, params)
                 if missing:
                     droppable = {*model.drop_params, *self.catalog.providers[deployment.provider].drop_params}
@@ -370,7 +377,7 @@ class Engine:
                         refused.setdefault(key, [p for p in missing if p not in droppable])
                         continue
                     dropped = tuple(missing)  # the operator chose to drop them; each attempt says so
-                    extra = {k: v for k, v in params.items() if k not in dropped}
+                extra = supported(provider, params)  # without those dropped, and defaults it does not take
                 provider_call = ProviderCall(
                     model=deployment.model,
                     messages=request.messages,

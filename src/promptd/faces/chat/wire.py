@@ -201,16 +201,23 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
 #: what the chat face itself reads of a body; every other field is a generation parameter for the model
 CHAT_FIELDS = frozenset(ChatBody.__struct_fields__)
 _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_INT64 = (-(2**63), 2**63 - 1)  # OpenAI's `seed` is an int64: a larger one is a 400, as there
 
 
 def generation_params(raw: bytes) -> dict[str, Any]:
     """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
-    …), decoded, to be sent on to the model: no field is dropped because the face does not know it. Only the
-    top level is scanned; the values the face reads are not decoded twice."""
+    …), decoded, to be sent on to the model: no field is dropped because the face does not know it, except a
+    null one, which in OpenAI's API means unset (the OpenAI SDK sends `"service_tier": null` for
+    `service_tier=None`). Only the top level is scanned; the values the face reads are not decoded twice."""
     try:
         fields = _raw_fields.decode(raw)
-        return {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
+        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
     except RecursionError:
         raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
     except msgspec.DecodeError:
         raise InputError("invalid request body: not a JSON object") from None
+    params = {k: v for k, v in decoded.items() if v is not None}
+    seed = params.get("seed")
+    if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
+        raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
+    return params

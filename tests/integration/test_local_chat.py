@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -119,3 +120,30 @@ def test_parameters_left_unset_or_at_their_default_are_not_refused(client: OpenA
         model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=2, extra_body=unset
     )
     assert r.choices[0].finish_reason in ("stop", "length")
+
+
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    }
+]
+
+
+def test_an_image_for_the_text_only_model_is_a_400_in_each_shape(server: RunningServer) -> None:
+    """Known before any call: a client error, which the OpenAI SDK does not retry (it retries 5xx)."""
+    with (
+        OpenAI(base_url=server.url + "/v1", api_key=server.key) as openai_client,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        openai_client.chat.completions.create(model="demo", messages=IMAGE, max_tokens=2)  # type: ignore[arg-type]
+    error = refused.value.body
+    assert error["type"] == "invalid_request_error" and error["param"] == "messages"  # type: ignore[index]
+    assert "image_url content is not supported by model 'smol'" in error["message"]  # type: ignore[index]
+    headers = {"Authorization": f"Bearer {server.key}"}
+    body = {"model": "demo", "messages": IMAGE, "max_tokens": 2}
+    adaptive = httpx.post(server.url + "/api/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert adaptive.status_code == 400 and "image_url content is not supported" in adaptive.json()["error"]

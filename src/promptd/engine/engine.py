@@ -43,12 +43,13 @@ from promptd.providers.base import (
     RerankProvider,
     SpeechProvider,
     supported,
+    unreadable,
     unsupported,
 )
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
-from promptd.types import Message, ProviderCall, Usage
+from promptd.types import Message, ProviderCall, Usage, media_kinds
 from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Grounding", "Run", "UnaryResult", "campaign_id"]
@@ -355,6 +356,8 @@ class Engine:
         healthy: list[Candidate] = []
         cooling: list[Candidate] = []
         refused: dict[str, list[str]] = {}  # model → the parameters its deployments cannot honour
+        unread: set[str] = set()  # the kinds of content part (images, …) some deployment cannot read
+        kinds = media_kinds(request.messages)
         no_drops: tuple[str, ...] = ()
         now = time.monotonic()
         params = dict(call.params)
@@ -368,6 +371,10 @@ class Engine:
             for deployment in weighted_order(model.all_deployments, self.rng):
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
+                    continue
+                blind = unreadable(provider, kinds)
+                if blind:  # images for a text-only model: asking it would only fail
+                    unread.update(blind)
                     continue
                 dropped = no_drops
                 missing = unsupported(provider, params)
@@ -399,6 +406,13 @@ class Engine:
                 f"{', '.join(names)}: not supported by model {model_key!r} (nor its fallbacks); "
                 "an operator may drop such parameters with drop_params in the catalog",
                 param=names[0],
+            )
+        if not healthy and not cooling and unread:
+            raise InputError(
+                f"messages: {', '.join(sorted(unread))} content is not supported by model {model_key!r} "
+                "(nor its fallbacks)",
+                code="unsupported_content",
+                param="messages",
             )
         return healthy + cooling
 

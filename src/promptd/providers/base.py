@@ -4,6 +4,11 @@ A provider streams one completion as `TextDelta`/`ToolCallDelta` events and ends
 Closing the iterator early (`aclose()`, or cancelling the task that iterates it) must stop the upstream
 generation and release its resources. Failures are raised as `promptd.errors.ProviderError` subclasses,
 translated where they enter (the adapter), never as a foreign library's exception.
+
+What a provider can honour is declared on its class, and checked before any call is made (`Engine.plan` passes
+over a deployment that cannot honour a request): `accepts`, the generation parameters it takes (`unsupported`),
+and `media`, the kinds of content part beside text it reads (`unreadable`). `None` means any: an
+OpenAI-compatible server's upstream judges for itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = [
     "SpeechProvider",
     "load_provider_class",
     "supported",
+    "unreadable",
     "unsupported",
 ]
 
@@ -112,6 +118,15 @@ def supported(provider: Any, params: dict[str, Any]) -> dict[str, Any]:
     if accepts is None or not params:
         return params
     return {name: value for name, value in params.items() if name in accepts}
+
+
+def unreadable(provider: Any, kinds: frozenset[str]) -> list[str]:
+    """The kinds of content part (`image_url`, `video_url`, …, from `types.media_kinds`) that `provider` cannot
+    read: those outside its declared `media` (None: it reads whatever it is sent)."""
+    media: frozenset[str] | None = getattr(provider, "media", None)
+    if not kinds or media is None:
+        return []
+    return sorted(kinds - media)
 
 
 #: catalog `kind` → "module:Class". A new provider is one file plus one line here.

@@ -7,6 +7,7 @@ it was sent; `TextOnly` stands for one that reads no images (as the embedded mod
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,15 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post
+from promptd.faces.chat.wire import OPENAI_ROLES
+from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, data_blocks, post
 from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app
+from tests.upstream import fake_upstream
 
 USER: Any = [{"role": "user", "content": "hello there"}]
+ARGS = {"system_prompt_args": {"name": "Ann"}}
+PATHS = ["/api/v1", "/v1"]  # the Adaptive API and the plain OpenAI aliases
 IMAGE: Any = [
     {
         "role": "user",
@@ -74,3 +79,94 @@ def test_an_image_for_a_text_only_model_is_a_400_before_any_call(
         # text goes to the text-only model as ever
         assert client.chat.completions.create(model="demo/blind", messages=USER).model == "demo/blind"
         assert len(text_only.calls) == 1
+
+
+# --- streams: logprobs beside the delta, usage null until the usage chunk -----------------------------------------
+
+
+@pytest.fixture
+def upstream_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """promptd with `demo/lp` on the OpenAI-compatible fake upstream's `logprobs` scenario (tests/upstream.py)."""
+    with fake_upstream() as up:
+        catalog = copy.deepcopy(CHAT_CATALOG)
+        catalog["providers"]["up"] = {"kind": "openai", "base_url": up.url, "api_key": "sk-test"}
+        catalog["models"]["lp"] = {"provider": "up", "model": "logprobs"}
+        catalog["projects"]["demo"].update(models=["echo", "vectors", "lp"], system_prompt_template=None)
+        with serve_app(catalog, tmp_path) as server:
+            yield server
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_streamed_logprobs_are_the_choices_not_the_deltas(upstream_server: RunningServer, path: str) -> None:
+    with OpenAI(base_url=upstream_server.url + path, api_key=upstream_server.key) as client:
+        chunks = list(
+            client.chat.completions.create(model="demo/lp", messages=USER, stream=True, logprobs=True)  # type: ignore[call-overload]
+        )
+    texts = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert [c.choices[0].delta.content for c in texts] == ["Hello", " there"]
+    tokens = [[(e.token, e.logprob) for e in c.choices[0].logprobs.content] for c in texts]
+    assert tokens == [[("Hello", -0.25)], [(" there", -1.5)]]
+    assert all("logprobs" not in (c.choices[0].delta.model_extra or {}) for c in texts)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_with_include_usage_every_chunk_but_the_last_has_null_usage(
+    chat: tuple[RunningServer, RecordingProvider], path: str
+) -> None:
+    server, _ = chat
+    body = {"model": "demo", "messages": USER, "stream": True, **ARGS}
+    asked = post(server, path + "/chat/completions", {**body, "stream_options": {"include_usage": True}})
+    *chunks, usage = [json.loads(b) for b in data_blocks(asked.text)[:-1]]
+    assert chunks and all(c["usage"] is None for c in chunks)
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 8
+    plain = [json.loads(b) for b in data_blocks(post(server, path + "/chat/completions", body).text)[:-1]]
+    assert plain and all("usage" not in c for c in plain)
+
+
+# --- where OpenAI's API and Adaptive's differ: tool-call content, roles ------------------------------------------
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Iterator[RunningServer]:
+    """The fake provider answering with a tool call (get_weather, a project tool), no text."""
+    provider = RecordingProvider(tool_arguments='{"city": "Paris"}')
+    with serve_app(CHAT_CATALOG, tmp_path, providers={"fake": provider}) as server:
+        yield server
+
+
+def test_a_tool_call_message_has_null_content_on_the_openai_alias(tools: RunningServer) -> None:
+    with OpenAI(base_url=tools.v1, api_key=tools.key) as client:
+        r = client.chat.completions.create(model="demo", messages=USER, extra_body=ARGS)
+        assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+        chunks = list(client.chat.completions.create(model="demo", messages=USER, stream=True, extra_body=ARGS))
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        assert deltas[0].tool_calls and all(d.content is None for d in deltas)
+        with client.chat.completions.stream(model="demo", messages=USER, extra_body=ARGS) as stream:
+            final = stream.get_final_completion().choices[0].message  # the SDK's own accumulation
+        assert final.content is None and final.tool_calls and final.tool_calls[0].function.name == "get_weather"
+
+
+def test_a_tool_call_message_keeps_string_content_on_adaptives_face(tools: RunningServer) -> None:
+    """Adaptive's SDK requires `content` to be a string (`ChatChoiceMessage.content: str`), deltas too."""
+    body = {"model": "demo", "messages": USER, **ARGS}
+    message = post(tools, "/api/v1/chat/completions", body).json()["choices"][0]["message"]
+    assert message["content"] == "" and message["tool_calls"][0]["function"]["name"] == "get_weather"
+    streamed = post(tools, "/api/v1/chat/completions", {**body, "stream": True})
+    deltas = [json.loads(b)["choices"][0]["delta"] for b in data_blocks(streamed.text)[:-1]]
+    assert deltas and all(d["content"] == "" for d in deltas)
+
+
+@pytest.mark.parametrize("role", [*sorted(OPENAI_ROLES - {"tool", "function"}), "wizard"])
+def test_the_alias_takes_openais_roles_and_adaptives_face_any(
+    chat: tuple[RunningServer, RecordingProvider], role: str
+) -> None:
+    server, provider = chat
+    body = {"model": "demo", "messages": [{"role": role, "content": "hi"}], **ARGS}
+    r = post(server, "/v1/chat/completions", body)
+    if role in OPENAI_ROLES:
+        assert r.status_code == 200, r.text
+    else:
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
+        assert "must be one of assistant, developer, function, system, tool, user" in r.json()["error"]["message"]
+    assert post(server, "/api/v1/chat/completions", body).status_code == 200  # free strings, as Adaptive says
+    assert provider.calls[-1].messages[-1].role == role

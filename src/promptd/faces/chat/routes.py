@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from starlette.requests import Request
@@ -40,9 +41,13 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+#: the OpenAI alias of chat completions: the same endpoint, with OpenAI's roles and null content beside tool calls
+openai_chat_completions = functools.partial(completions.chat_completions, openai=True)
+
+
 def openai_routes() -> list[BaseRoute]:
     return [
-        Route("/v1/chat/completions", completions.chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", openai_chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
     ]
@@ -67,6 +72,6 @@ def openai_mount() -> FaceMount:
         openai_routes(),
         errors.openai_error,
         default_http_error,
-        hot={"/chat/completions": completions.chat_completions},
+        hot={"/chat/completions": openai_chat_completions},
         loose=True,
     )

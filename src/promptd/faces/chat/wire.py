@@ -15,6 +15,7 @@ __all__ = [
     "MAX_USER_ID_LENGTH",
     "MAX_USER_LENGTH",
     "NESTED_TOO_DEEPLY",
+    "OPENAI_ROLES",
     "ChatBody",
     "ChatMessageIn",
     "ComparisonBody",
@@ -22,6 +23,7 @@ __all__ = [
     "FeedbackBody",
     "InteractionBody",
     "OutcomeBody",
+    "chat_body",
     "decode",
     "free_user",
     "generation_params",
@@ -140,6 +142,23 @@ def decode(raw: bytes, kind: type[T]) -> T:
         raise InputError("invalid request body: not a JSON object") from None
     except RecursionError:  # msgspec decodes nested arrays and objects recursively
         raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
+
+
+#: the message roles OpenAI's API takes (Adaptive's are free strings)
+OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
+    """A chat call's body; on the OpenAI alias (`openai`) its messages' roles are OpenAI's."""
+    body = decode(raw, ChatBody)
+    if openai:
+        for i, m in enumerate(body.messages):
+            if m.role not in OPENAI_ROLES:
+                where = f"messages[{i}].role"
+                raise InputError(
+                    f"{where} must be one of {', '.join(sorted(OPENAI_ROLES))}, got {m.role!r}", param=where
+                )
+    return body
 
 
 def optional_uuid(value: str | None, field: str) -> str | None:

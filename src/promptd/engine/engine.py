@@ -162,13 +162,14 @@ class Engine:
         await self.coordinator.publish_stop(StopSignal(task_id, project, end_user_id))
 
     def model(self, project: str, model: str | None) -> tuple[str, ModelConfig]:
-        """The catalog model a request for `project` (and optionally `model`) runs on."""
+        """The catalog model a request for `project` (and optionally `model`) runs on (else `model_not_found`)."""
         proj = self.catalog.projects.get(project)
         if proj is None:
-            raise NotFound(f"project {project!r} does not exist")
+            raise NotFound(f"project {project!r} does not exist", code="model_not_found", param="model")
         key = model or proj.default
         if key not in proj.models:
-            raise NotFound(f"model {key!r} does not exist or is not attached to project {project!r}")
+            message = f"model {key!r} does not exist or is not attached to project {project!r}"
+            raise NotFound(message, code="model_not_found", param="model")
         return key, self.catalog.models[key]
 
     def campaign(self, project: str, id_or_key: str) -> tuple[str, CampaignConfig]:

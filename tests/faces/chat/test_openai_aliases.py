@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -170,3 +172,31 @@ def test_the_alias_takes_openais_roles_and_adaptives_face_any(
         assert "must be one of assistant, developer, function, system, tool, user" in r.json()["error"]["message"]
     assert post(server, "/api/v1/chat/completions", body).status_code == 200  # free strings, as Adaptive says
     assert provider.calls[-1].messages[-1].role == role
+
+
+# --- GET /v1/models/{id} --------------------------------------------------------------------------------------------
+
+
+def test_a_listed_model_is_retrieved_with_the_same_created(
+    chat: tuple[RunningServer, RecordingProvider],
+) -> None:
+    server, _ = chat
+    with OpenAI(base_url=server.v1, api_key=server.key) as client:
+        listed = {m.id: m.created for m in client.models.list()}
+        assert list(listed) == ["demo", "demo/echo", "demo/alt", "demo/vectors"]
+        time.sleep(1.1)  # a second later: the time of a request would have changed
+        for model_id, created in listed.items():
+            model = client.models.retrieve(model_id)
+            assert (model.id, model.object, model.owned_by, model.created) == (model_id, "model", "promptd", created)
+        assert {m.created for m in client.models.list()} == set(listed.values())  # when the catalog was loaded
+        for unknown in ("demo/zzz", "nope"):
+            with pytest.raises(openai.NotFoundError) as missing:
+                client.models.retrieve(unknown)
+            assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
+            assert missing.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    with OpenAI(base_url=server.url + "/api/v1", api_key=server.key) as adaptive:
+        assert adaptive.models.retrieve("demo/echo").created == listed["demo/echo"]
+    r = httpx.get(server.url + "/api/v1/models/demo/zzz", headers=server.headers())
+    assert_adaptive_error(r, 404, "model 'zzz' does not exist")
+    r = httpx.get(server.v1 + "/models/plain/echo", headers=server.headers())  # another project's: 403, OpenAI's shape
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"

@@ -17,7 +17,7 @@ from promptd.engine.call import ChatCall, Origin, ToolSwitches
 from promptd.engine.generation import Generation
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
-from promptd.faces.chat.auth import authenticate, split_model
+from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.errors import chat_status
 from promptd.faces.chat.wire import ChatBody, chat_body, free_user, generation_params, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
@@ -72,8 +72,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
     caller = await authenticate(request)
     raw = await request.body()
     body = chat_body(raw, openai=openai)
-    project_name, model_name = split_model(body.model)
-    project = caller.project(project_name)
+    project, model_name = caller.model(body.model)
     user = free_user(body.user)
     given_session = optional_uuid(body.session_id, "session_id")
     session_id = given_session or new_uuid()

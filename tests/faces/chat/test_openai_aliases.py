@@ -200,3 +200,63 @@ def test_a_listed_model_is_retrieved_with_the_same_created(
     assert_adaptive_error(r, 404, "model 'zzz' does not exist")
     r = httpx.get(server.v1 + "/models/plain/echo", headers=server.headers())  # another project's: 403, OpenAI's shape
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+# --- errors: OpenAI's fields on /v1; Adaptive's {"error": "..."} on /api/v1 ---------------------------------------
+
+
+def test_a_bad_key_is_openais_invalid_api_key(chat: tuple[RunningServer, RecordingProvider]) -> None:
+    server, _ = chat
+    with OpenAI(base_url=server.v1, api_key="app-nope", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError) as refused:
+            client.chat.completions.create(model="demo", messages=USER)
+        assert refused.value.status_code == 401
+        assert refused.value.body == {  # type: ignore[comparison-overlap]
+            "message": "Access token is invalid",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+        with pytest.raises(openai.AuthenticationError):
+            client.models.list()
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", {"model": "demo", "messages": USER}, "app-x"), 401)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "code"),
+    [
+        ({"model": "nope"}, 404, "model", "model_not_found"),
+        ({"model": "demo/zzz"}, 404, "model", "model_not_found"),
+        ({"temperature": "hot"}, 400, "temperature", "invalid_param"),
+        ({"max_tokens": 5.5}, 400, "max_tokens", "invalid_param"),
+        ({"temperature": 2.5}, 400, "temperature", "invalid_param"),
+        ({"temperature": -0.5}, 400, "temperature", "invalid_param"),
+        ({"top_p": 1.5}, 400, "top_p", "invalid_param"),
+        ({"messages": [{"content": "hi"}]}, 400, "messages[0].role", "invalid_param"),
+        ({"seed": 2**64}, 400, "seed", "invalid_param"),
+    ],
+)
+def test_a_refused_request_names_its_param_and_code(
+    chat: tuple[RunningServer, RecordingProvider], body: dict[str, Any], status: int, param: str, code: str
+) -> None:
+    server, provider = chat
+    sent = {"model": "demo", "messages": USER, **ARGS, **body}
+    r = post(server, "/v1/chat/completions", sent)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", sent), status)  # the same, in Adaptive's shape
+    assert provider.calls == []
+
+
+def test_an_upstream_rate_limit_is_typed_as_one(tmp_path: Path) -> None:
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["models"]["echo"]["retry"] = {"attempts": 0}
+    catalog["projects"]["demo"]["system_prompt_template"] = None
+    with (
+        serve_app(catalog, tmp_path, providers={"fake": RecordingProvider(fail="rate_limited")}) as server,
+        OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
+        pytest.raises(openai.RateLimitError) as limited,
+    ):
+        client.chat.completions.create(model="demo", messages=USER)
+    assert limited.value.body["type"] == "requests" and limited.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]

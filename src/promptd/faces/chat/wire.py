@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -57,8 +58,8 @@ class ChatBody(msgspec.Struct):
     stop: str | list[str] | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None  # the OpenAI SDK's newer name
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None  # OpenAI's ranges, on both faces
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     max_ttft_ms: int | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -133,11 +134,24 @@ class InteractionBody(msgspec.Struct):
     labels: dict[str, str] | None = None
 
 
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")  # where msgspec says a value is wrong: "- at `$.messages[0].role`"
+_MISSING = re.compile(r"^Object missing required field `([^`]*)`")
+
+
+def _param(error: str) -> str | None:
+    """The field a msgspec validation error is about, as the error's `param` (`temperature`, `messages[0].role`)."""
+    at, missing = _AT.search(error), _MISSING.search(error)
+    path = at.group(1) if at else ""
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path or None
+
+
 def decode(raw: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise InputError(f"invalid request body: {str(exc).replace('$.', '')}") from None
+        raise InputError(f"invalid request body: {str(exc).replace('$.', '')}", param=_param(str(exc))) from None
     except msgspec.DecodeError:
         raise InputError("invalid request body: not a JSON object") from None
     except RecursionError:  # msgspec decodes nested arrays and objects recursively

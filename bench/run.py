@@ -332,7 +332,7 @@ def start_promptd(
         "  demo: {models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}]}\n"
     )
     env = {**os.environ, "PROMPTD_CONFIG": str(catalog), "PROMPTD_DATA_DIR": str(data / "d"), **(env_extra or {})}
-    promptd = [sys.executable, "-m", "promptd"]
+    promptd = [env.get("BENCH_PYTHON") or sys.executable, "-m", "promptd"]  # ab.py compares interpreters too
     key = subprocess.run(
         [*promptd, "keys", "create", "--project", "demo", *key_args],
         env=env,

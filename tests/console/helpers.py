@@ -155,7 +155,8 @@ def make_traffic(server: RunningServer, *, campaign_requests: int = 16) -> Traff
                 "model": "demo",
                 "messages": [{"role": "user", "content": f"campaign question {i}"}],
                 "ab_campaign": "echo-vs-alt",
-                "session_id": str(uuid.uuid4()),
+                # fixed sessions: the same split every run (a random one left a model all one value, sometimes)
+                "session_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"promptd-test:campaign:{i}")),
                 "labels": {"env": "staging"},
             }
             r = c.post("/api/v1/chat/completions", json=body, headers=server.headers())
@@ -163,7 +164,8 @@ def make_traffic(server: RunningServer, *, campaign_requests: int = 16) -> Traff
             choice = r.json()["choices"][0]
             t.campaign_ids.setdefault(choice["model"], []).append(choice["completion_id"])
             t.chat_ids.append(choice["completion_id"])
-            stars = (4 + i % 2) if choice["model"] == "alt" else (1 + i % 2)
+            mine = len(t.campaign_ids[choice["model"]])  # each model's values alternate: never all one value
+            stars = (4 if choice["model"] == "alt" else 1) + mine % 2
             fb = {"completion_id": choice["completion_id"], "metric": "stars", "value": stars}
             assert c.post("/api/v1/feedback", json=fb, headers=server.headers()).status_code == 201
     server.settle()

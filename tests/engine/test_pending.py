@@ -5,10 +5,12 @@ file server sees no request, the speech model no call; an admitted request fetch
 and the reservation see the grown prompt.
 
 Real HTTP throughout: promptd, a file server on 127.0.0.2 that counts its hits (it stands for the internet: the
-URL guard refuses loopback unless `fetch_allow_networks` allows it, as here) and OpenAI's audio endpoints."""
+URL guard refuses loopback unless `fetch_allow_networks` allows it, as here) and OpenAI's audio endpoints. The
+last test drives `make_all` directly: its concurrency bound and its cancellation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 from collections import Counter
@@ -27,7 +29,11 @@ from starlette.routing import Route
 
 from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.domain.limits import Limits
+from promptd.engine.call import Origin
+from promptd.engine.pending import CONCURRENCY, Pending, make_all
+from promptd.errors import InputError
 from promptd.providers.openai_compat import OpenAICompatProvider
+from promptd.types import ContentPart
 from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import assert_adaptive_error, post
 from tests.faces.dify.helpers import assert_dify_error, complete, stored_message, stream
@@ -238,3 +244,32 @@ def test_an_attached_audio_file_is_transcribed_only_for_an_admitted_call(setup: 
     assert len(setup.speech.transcriptions) == 1
     assert_dify_error(complete(server, completion_body("listen", audio), key), 429, "too_many_requests")
     assert len(setup.speech.transcriptions) == 1 and len(setup.model.calls) == 1
+
+
+async def test_pending_parts_are_made_a_few_at_a_time_in_place_and_the_first_failure_cancels_the_rest() -> None:
+    running, most, cancelled = 0, 0, 0
+
+    async def make(part: ContentPart, origin: Origin) -> ContentPart:
+        nonlocal running, most, cancelled
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.01 if part["text"] != "fails" else 0.005)
+            if part["text"] == "fails":
+                raise InputError("the file at x cannot be fetched")
+            if part["text"] == "slow":
+                await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        finally:
+            running -= 1
+        return {"type": "text", "text": part["text"].upper()}
+
+    parts = [{"type": "text", "text": f"part {i}"} for i in range(10)]
+    await make_all([Pending(p, make) for p in parts], Origin(face="chat", project="demo"))
+    assert [p["text"] for p in parts] == [f"PART {i}" for i in range(10)] and most == CONCURRENCY
+    failing = [{"type": "text", "text": "slow"}, {"type": "text", "text": "fails"}]
+    with pytest.raises(InputError, match="cannot be fetched"):  # the face's own error, not an ExceptionGroup
+        await make_all([Pending(p, make) for p in failing], Origin(face="chat", project="demo"))
+    assert cancelled == 1 and failing[0] == {"type": "text", "text": "slow"}

@@ -37,8 +37,9 @@ class Pending:
 
     async def fill(self, origin: Origin) -> None:
         made = await self.make(self.part, origin)
-        self.part.clear()
-        self.part.update(made)  # in place: the prompt's messages hold this very part
+        if made is not self.part:  # in place: the prompt's messages hold this very part
+            self.part.clear()
+            self.part.update(made)
 
 
 async def make_all(pending: Sequence[Pending], origin: Origin) -> None:

@@ -26,11 +26,20 @@ from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
-from promptd.engine.call import ChatCall, EmbeddingCall, Origin, RerankCall, SpeechCall, TranscriptionCall
+from promptd.engine.call import (
+    ChatCall,
+    EmbeddingCall,
+    Origin,
+    RerankCall,
+    SpeechCall,
+    TranscriptionCall,
+    for_call,
+)
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
 from promptd.engine.leases import IDLE, Leases
 from promptd.engine.moderation import PRESET, Guard, Moderation, PresetAnswer, guard_input
+from promptd.engine.pending import make_all
 from promptd.engine.prompting import Prompt, render
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import after_failure, weighted_order
@@ -253,13 +262,16 @@ class Engine:
     async def _admitted(
         self, requests: list[GenerationRequest], model: str, origin: Origin, prompt: Prompt
     ) -> Guard | None:
-        """Input moderation, then the knowledge search, for an admitted call: a call a limit refuses calls neither
-        the moderation service nor a search. Flagged input searches nothing (its preset answer is given). The
-        search's own model calls are governed as made for this call (knowledge/models.py). A prompt they change
-        (inputs the moderation API rewrote, the context) is reserved for again before anything starts."""
+        """Input moderation, then the call's pending parts (remote files fetched, transcripts: engine/pending.py),
+        then the knowledge search, for an admitted call: a call a limit refuses calls neither the moderation
+        service nor a search, and fetches nothing. Flagged input fetches and searches nothing (its preset answer
+        is given). The model calls made for the call (a transcript, the search's embeddings) are governed as such
+        (`for_call`: its tokens and cost, not one more request). A prompt they change (inputs the moderation API
+        rewrote, the files' content, the context) is reserved for again before anything starts."""
         call = requests[0].call
         asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
         guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        preset = guard is not None and guard.preset is not None
         changed = False
         if guard is not None:
             for req in requests:
@@ -268,8 +280,11 @@ class Engine:
                 query = guard.query if guard.query is not None else call.form.query
                 call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
                 changed = True
+        if call.pending and not preset:
+            await make_all(call.pending, for_call(origin))
+            changed = True
         project = self.catalog.projects[origin.project]
-        if project.knowledge and self.grounding is not None and (guard is None or guard.preset is None):
+        if project.knowledge and self.grounding is not None and not preset:
             call = await self.grounding.ground(call, origin, project)
             changed = True
         if changed:

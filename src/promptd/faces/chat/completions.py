@@ -15,6 +15,7 @@ from starlette.responses import Response
 from promptd.domain.pricing import plain
 from promptd.engine.call import ChatCall, Origin, ToolSwitches
 from promptd.engine.generation import Generation
+from promptd.engine.pending import Pending
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import authenticate, split_model
@@ -23,9 +24,10 @@ from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_para
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
+from promptd.settings import Settings
 from promptd.timing import UPSTREAM_KEY
-from promptd.types import TextDelta, ToolCallDelta
-from promptd.urlguard import inline_images
+from promptd.types import ContentPart, Message, TextDelta, ToolCallDelta
+from promptd.urlguard import inline_image, remote_images
 from promptd.uuids import new_uuid
 
 __all__ = ["chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
@@ -47,6 +49,21 @@ def tool_switches(body: ChatBody) -> ToolSwitches:
             raise InputError(f"tools[{i}] must be {{id, enabled}} or an OpenAI function tool", param="tools")
         switches.overrides[tool_id] = enabled
     return switches
+
+
+def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]:
+    """With `inline_remote_images`, the remote images of `messages`, fetched by promptd under the SSRF guard (not
+    by the model's provider) once the engine admits the call, and sent as data URLs."""
+    if not settings.inline_remote_images:
+        return []
+    limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
+
+    async def inline(part: ContentPart, origin: Origin) -> ContentPart:
+        return await inline_image(
+            part, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=settings.fetch_allow
+        )
+
+    return [Pending(part, inline) for part in remote_images(messages)]
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
@@ -84,11 +101,6 @@ async def chat_completions(request: Request) -> Response:
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
     messages = to_messages(body.messages)
-    settings = caller.svc.settings
-    if settings.inline_remote_images:  # fetched here under the SSRF guard, not by the model's provider
-        limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
-        allow = settings.fetch_allow
-        await inline_images(messages, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
     call = ChatCall(
         messages=messages,  # the engine adds the project's knowledge, if it attaches any
         system_prompt_args=body.system_prompt_args,
@@ -104,6 +116,7 @@ async def chat_completions(request: Request) -> Response:
         n=n,
         stream=bool(body.stream),
         max_ttft_ms=body.max_ttft_ms,
+        pending=_remote_images(messages, caller.svc.settings),
     )
     origin = Origin(
         face="chat",

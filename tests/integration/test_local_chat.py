@@ -54,6 +54,14 @@ def test_local_embeddings(client: OpenAI) -> None:
     assert len(r.data) == 2 and len(r.data[0].embedding) == 576 and r.usage.prompt_tokens > 0
 
 
+def test_local_embeddings_take_text_only(server: RunningServer) -> None:
+    """Token ids are another tokenizer's (tiktoken's, from LangChain): the local model cannot read them."""
+    client = OpenAI(base_url=server.url + "/v1", api_key=server.key)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="demo", input=[[9906, 1917]])
+    assert info.value.param == "input" and "takes text only" in info.value.message
+
+
 def test_adaptive_sdk_on_the_real_model(server: RunningServer) -> None:
     from adaptive_sdk import Adaptive
 

@@ -157,7 +157,7 @@ async def chat_completions(request: Request) -> Response:
             "index": i,
             "completion_id": g.request.message_id,
             "model": r.model,
-            "finish_reason": r.finish_reason,
+            "finish_reason": finish_reason(r),
             "logprobs": {"content": r.logprobs} if r.logprobs is not None else None,
             "message": {
                 "id": g.request.message_id,
@@ -188,6 +188,21 @@ def _delta(head: dict[str, Any], index: int, completion_id: str, finish: str | N
         "delta": {"id": completion_id, "role": "assistant", "content": "", **delta},
     }
     return b"data: " + _encode({**head, "object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
+
+
+def finish_reason(result: GenerationResult) -> str | None:
+    """The choice's finish_reason: OpenAI's `content_filter` when output moderation replaced the answer."""
+    return "content_filter" if result.replaced else result.finish_reason
+
+
+def _checked(head: dict[str, Any], index: int, cid: str, held: list[TextDelta], result: GenerationResult) -> bytes:
+    """One delta with a held answer once output moderation checked it: the text as it came (with its logprobs),
+    or the replacement the moderation gave."""
+    if result.replaced:
+        return _delta(head, index, cid, None, content=result.answer)
+    logprobs = [p for d in held if d.logprobs is not None for p in d.logprobs]
+    extra: dict[str, Any] = {"logprobs": {"content": logprobs}} if logprobs else {}
+    return _delta(head, index, cid, None, content="".join(d.text for d in held), **extra)
 
 
 def _content_frame(head: dict[str, Any], index: int, completion_id: str) -> tuple[bytes, bytes]:
@@ -236,10 +251,15 @@ async def _stream(
     committed = False
     started = generations[0].request.started
     frames = [_content_frame(head, i, g.request.message_id) for i, g in enumerate(generations)]
+    # output moderation checks the whole answer, and a chunk sent cannot be taken back: such a choice's text is
+    # held and sent once checked (as it was, or the operator's replacement with finish_reason content_filter)
+    held: dict[int, list[TextDelta]] = {i: [] for i, g in enumerate(generations) if g.request.output_check}
     try:
         async for i, event in _merge(generations):
             cid = generations[i].request.message_id
-            if isinstance(event, TextDelta):
+            if isinstance(event, TextDelta) and i in held:
+                held[i].append(event)
+            elif isinstance(event, TextDelta):
                 if not committed:  # the head names the model that answers (a fallback, maybe)
                     head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].began_on}"
                     frames = [_content_frame(head, j, g.request.message_id) for j, g in enumerate(generations)]
@@ -289,8 +309,9 @@ async def _stream(
                 served = f"{head['model'].partition('/')[0]}/{event.result.model}"
                 if served != last["model"]:  # a rescue finished it elsewhere: its last chunk names that model
                     last = {**last, "model": served}
-                finish = _delta(last, i, cid, event.result.finish_reason)
-                yield finish
+                if i in held and (held[i] or event.result.replaced):
+                    yield _checked(last, i, cid, held[i], event.result)
+                yield _delta(last, i, cid, finish_reason(event.result))
         if include_usage:
             ordered = [results[i] for i in sorted(results)]
             usage = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)}

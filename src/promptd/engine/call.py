@@ -87,7 +87,11 @@ class ChatCall:
 
 @dataclass(slots=True, kw_only=True)
 class EmbeddingCall:
-    texts: list[str]
+    """Vectors for `texts`, or for `tokens`: token-id arrays (OpenAI's `input` as integers), which only a provider
+    that sends them to the upstream's own tokenizer takes (`TokenEmbeddingProvider`)."""
+
+    texts: list[str] = field(default_factory=list)
+    tokens: list[list[int]] | None = None
     dimensions: int | None = None
 
 

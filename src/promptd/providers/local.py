@@ -5,6 +5,9 @@ worker thread (one per slot); its per-chunk callback hands chunks to the event l
 stops llama.cpp at that token) as soon as the consumer has gone. Closing the stream or cancelling its task
 returns only once the worker has let go of its slot.
 
+A `tool_choice` that forces a call ("required", or a named function) is made with a grammar
+(providers/forced_tools.py): llama.cpp puts no tools in SmolLM2's prompt and would answer prose.
+
 xllamacpp also serves llama.cpp's HTTP API on a random loopback port. We use it only to count tokens, and give it
 a random API key so that no other local process can use it.
 """
@@ -26,8 +29,9 @@ from typing import Any
 
 from promptd.catalog.schema import LocalProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderUnavailable
+from promptd.providers.forced_tools import ForcedReader, forced_call
 from promptd.providers.openai_wire import ChunkReader, request_body
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta
 
 __all__ = ["LocalProvider", "default_model_path"]
 
@@ -192,6 +196,9 @@ class LocalProvider:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()  # set once the consumer has gone (or the provider closes)
         body = request_body(call)
+        forced = forced_call(call.tools, call.extra.get("tool_choice"))  # llama.cpp would answer prose
+        if forced is not None:
+            body = forced.apply(body)
 
         def push(item: Any) -> bool:
             try:
@@ -219,6 +226,7 @@ class LocalProvider:
         future = executor.submit(work)
         self._running[stop] = future
         reader = ChunkReader()
+        calling = ForcedReader(forced) if forced is not None else None
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, ProviderError):
@@ -228,8 +236,17 @@ class LocalProvider:
                 if isinstance(item, dict) and "error" in item:
                     raise translate_error(item["error"])
                 for event in reader.events(item):
-                    yield event
-            yield Finish(reader.reason or "stop", reader.usage)
+                    if calling is not None and isinstance(event, TextDelta):
+                        for delta in calling.feed(event.text):
+                            yield delta
+                    else:
+                        yield event
+            reason = reader.reason or "stop"
+            if calling is not None:
+                rest, reason = calling.finish(reason)
+                for delta in rest:
+                    yield delta
+            yield Finish(reason, reader.usage)
         finally:
             stop.set()
             try:

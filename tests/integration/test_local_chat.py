@@ -185,6 +185,14 @@ def test_logprobs_come_back_from_the_embedded_model(client: OpenAI) -> None:
     assert content and all(entry.logprob <= 0 and len(entry.top_logprobs) <= 2 for entry in content)
 
 
+def test_logprobs_follow_openai_top_logprobs_none_by_default_and_zero_kept(client: OpenAI) -> None:
+    ask = {"model": "demo", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "logprobs": True}
+    for extra in ({}, {"top_logprobs": 0}):
+        r = client.chat.completions.create(**ask, **extra)  # type: ignore[call-overload]
+        content = r.choices[0].logprobs.content
+        assert content and all(entry.top_logprobs == [] for entry in content), extra
+
+
 def test_a_parameter_the_embedded_model_cannot_honour_is_a_400_naming_it(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(

@@ -79,6 +79,17 @@ LLAMA_PARAMS = frozenset(
 )  # fmt: skip
 
 
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """OpenAI's `top_logprobs` for a call that asked for logprobs (None: it did not), with `body` changed for
+    llama.cpp, which gives 20 alternatives when none is named and no logprobs at all for 0: it is asked for at
+    least one, and the answer keeps as many as OpenAI would (none by default)."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+    body["top_logprobs"] = max(top, 1)
+    return top
+
+
 class LocalProvider:
     accepts = LLAMA_PARAMS
     continues = True  # llama.cpp continues a final assistant message (a rescue's prefill)
@@ -196,6 +207,7 @@ class LocalProvider:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()  # set once the consumer has gone (or the provider closes)
         body = request_body(call)
+        top = _top_logprobs(body)
         forced = forced_call(call.tools, call.extra.get("tool_choice"))  # llama.cpp would answer prose
         if forced is not None:
             body = forced.apply(body)
@@ -236,6 +248,9 @@ class LocalProvider:
                 if isinstance(item, dict) and "error" in item:
                     raise translate_error(item["error"])
                 for event in reader.events(item):
+                    if top is not None and isinstance(event, TextDelta) and event.logprobs:
+                        event = TextDelta(event.text, [{**e, "top_logprobs": e.get("top_logprobs", [])[:top]}
+                                                       for e in event.logprobs])  # fmt: skip
                     if calling is not None and isinstance(event, TextDelta):
                         for delta in calling.feed(event.text):
                             yield delta

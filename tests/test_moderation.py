@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -163,6 +164,28 @@ def test_keywords_replace_a_flagged_answer_blocking_and_with_message_replace_in_
         replace = events[-2]
         assert replace["answer"] == PRESET_OUT and replace["reason"] == "output_moderation"
         assert replace["message_id"] == events[-1]["message_id"] and replace["task_id"] == events[-1]["task_id"]
+
+
+def test_chat_streams_send_an_answer_only_once_output_moderation_checked_it(tmp_path: Path, database_url: str) -> None:
+    """An OpenAI-style stream cannot take a chunk back (Dify's face has message_replace): with output moderation,
+    the chat API sends the text once checked, and a replaced answer ends with finish_reason content_filter."""
+    _, serving = serve(tmp_path, database_url, KEYWORDS, reply="here is the secret plan in full")
+    with serving as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+        ask_chat = {"model": "demo", "messages": [{"role": "user", "content": "the plan?"}]}
+        chunks = list(client.chat.completions.create(**ask_chat, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == PRESET_OUT  # never a word of the flagged answer
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+        blocking = client.chat.completions.create(**ask_chat)
+        assert blocking.choices[0].message.content == PRESET_OUT
+        assert blocking.choices[0].finish_reason == "content_filter"
+    _, serving = serve(tmp_path / "passes", database_url, KEYWORDS, reply="all fine here")
+    with serving as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+        chunks = list(client.chat.completions.create(**ask_chat, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "all fine here"
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
 
 
 def test_an_answer_that_passes_is_untouched(tmp_path: Path, database_url: str) -> None:

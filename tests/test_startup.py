@@ -5,6 +5,7 @@ machine's own (the unreachable ones are a port nothing listens on)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -95,6 +96,15 @@ def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
         result = promptd(tmp_path, *args, PROMPTD_DATA_DIR=str(tmp_path / "a-file" / "data"))
         one_line_failure(result, "cannot create the data dir", "--data-dir")
         assert result.stdout == ""
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = promptd(tmp_path, "serve", "--port", str(port))
+    one_line_failure(result, f"cannot listen on 127.0.0.1:{port}", "--port")
 
 
 def test_commands_say_which_data_dir_and_catalog_they_use(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     fingerprint the normal answer with `system_fingerprint: fp_test` in every chunk (and in the whole reply)
     logprobs    "Hello" and " there", each chunk with its token's logprobs beside its delta (as OpenAI sends them)
 
-It also answers `/v1/embeddings` (a 4-dimensional vector per input, a token per word), `/v1/audio/speech` and
-`/v1/audio/transcriptions`.
+It also answers `/v1/embeddings` (a 4-dimensional vector per input, a token per word or token id),
+`/v1/audio/speech` and `/v1/audio/transcriptions`.
 
 Every request is kept in `requests` (headers, JSON body and, for chat, the client's port) for assertions.
 """
@@ -271,12 +271,12 @@ class FakeUpstream:
         return JSONResponse({"text": f"transcribed {len(data)} bytes of {upload.filename}"})
 
     async def embeddings(self, request: Request) -> Response:
-        """One 4-dimensional vector per input, and usage: a token per word."""
+        """One 4-dimensional vector per input, and usage: a token per word, or per token id (arrays of them)."""
         body = await request.json()
         self.requests.append({"headers": dict(request.headers), "body": body})
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": [len(t), 1.0, 0.0, -1.0]} for i, t in enumerate(texts)]
-        tokens = sum(len(t.split()) for t in texts)
+        tokens = sum(len(t) if isinstance(t, list) else len(t.split()) for t in texts)
         return JSONResponse(
             {"object": "list", "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         )

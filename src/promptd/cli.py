@@ -30,7 +30,7 @@ from promptd.domain.limits import Limits, parse_amount
 from promptd.errors import CatalogError
 from promptd.logs import FORMATS, logging_config
 from promptd.metrics import start_directory
-from promptd.preflight import StartupError, check_data_dir, check_redis, database_problem, shown_url
+from promptd.preflight import StartupError, check_address, check_data_dir, check_redis, database_problem, shown_url
 from promptd.settings import Settings
 from promptd.store.db import create_engine, migrate
 from promptd.store.recorder import replay_dead_letters
@@ -276,11 +276,12 @@ def serve(
         "cors_origins": cors_origins(cors_origin),
     }
     settings = make_settings(data_dir, catalog_path=config, **options)
-    if settings.redis_url:
-        try:
+    try:
+        check_address(host, port)
+        if settings.redis_url:
             check_redis(settings.redis_url)
-        except StartupError as exc:
-            fail(exc.message)
+    except StartupError as exc:
+        fail(exc.message)
 
     async def first_keys(repo: Repository) -> tuple[str, str] | None:
         if await repo.count_keys() or not catalog.projects:

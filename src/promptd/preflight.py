@@ -5,17 +5,27 @@ is wrong and what to do (the CLI prints it and exits with code 2), never a trace
   a server that does not answer, a database that does not exist, a refused login: one line each (`database_problem`).
 - `redis_url`: a URL without a scheme, or a Redis that does not answer (`check_redis`).
 - `data_dir`: a directory that cannot be created (`check_data_dir`).
+- `host` / `port`: an address in use, or one this machine does not have (`check_address`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-__all__ = ["StartupError", "check_data_dir", "check_redis", "check_redis_url", "database_problem", "shown_url"]
+__all__ = [
+    "StartupError",
+    "check_address",
+    "check_data_dir",
+    "check_redis",
+    "check_redis_url",
+    "database_problem",
+    "shown_url",
+]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -47,6 +57,25 @@ def check_data_dir(path: Path) -> bool:
             "PROMPTD_DATA_DIR, or create it with the right owner"
         ) from None
     return existed
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind (and let go of) host:port as the server will, before anything starts: an address in use or unknown
+    is one line, not uvicorn's error after the application started and shut down again."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc}; choose another address with --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; another server may use this port: stop it, "
+                "or choose another with --port / PROMPTD_PORT"
+            ) from None
 
 
 def check_redis_url(url: str) -> None:

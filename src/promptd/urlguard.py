@@ -5,8 +5,9 @@ against the server's own network (SSRF).
 the like are the client's InputError (a 400), never forwarded to an upstream, which might read them.
 
 `fetch(url, ...)` downloads an http(s) URL to inline it (for upstreams that cannot reach the internet); `inline`
-makes it a data URL, and `inline_images` does that for a chat's remote `image_url` parts. Every
-hop is checked before it is requested: its host is resolved and each address must be public. Loopback,
+makes it a data URL, and `inline_image` does that for a chat's remote `image_url` part (`remote_images` finds
+them without fetching; the engine inlines them once it admitted the call, engine/pending.py). Every hop is
+checked before it is requested: its host is resolved and each address must be public. Loopback,
 private (RFC 1918, unique-local), link-local (cloud metadata at 169.254.169.254), carrier-grade NAT,
 multicast, reserved and unspecified addresses are refused, unless the operator allows a network explicitly
 (`allow`). Redirects are followed by hand, at most MAX_REDIRECTS, each target checked the same way. The size
@@ -21,15 +22,24 @@ import base64
 import ipaddress
 import socket
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from promptd.errors import InputError
-from promptd.types import Message
+from promptd.types import ContentPart, Message
 
-__all__ = ["MAX_REDIRECTS", "Network", "check_url", "fetch", "inline", "inline_images", "public_address"]
+__all__ = [
+    "MAX_INLINED",
+    "MAX_REDIRECTS",
+    "Network",
+    "check_url",
+    "fetch",
+    "inline",
+    "inline_image",
+    "public_address",
+    "remote_images",
+]
 
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -138,16 +148,11 @@ async def inline(url: str, *, kind: str, time_limit: float, max_bytes: int, allo
 
 
 MAX_INLINED = 20  # remote images fetched for one request, at most
-INLINE_CONCURRENCY = 4  # fetched at a time
 
 
-async def inline_images(
-    messages: Sequence[Message], *, time_limit: float, max_bytes: int, allow: Sequence[Network] = ()
-) -> None:
-    """Replace each http(s) `image_url` of `messages` by its image as a data URL, fetched here under the guard
-    (INLINE_CONCURRENCY at a time, at most MAX_INLINED a request), so that the upstream never fetches a URL a
-    client chose. InputError naming the URL when one is refused or cannot be fetched (the other fetches are
-    cancelled)."""
+def remote_images(messages: Sequence[Message]) -> list[ContentPart]:
+    """The `image_url` parts of `messages` whose URL is http(s) (those `inline_image` makes data URLs of), checked
+    without fetching anything: InputError past MAX_INLINED."""
     parts = [
         part
         for m in messages
@@ -155,26 +160,22 @@ async def inline_images(
         for part in m.content
         if part.get("type") == "image_url" and str(part["image_url"]["url"]).lower().startswith(("http:", "https:"))
     ]
-
     if len(parts) > MAX_INLINED:
         raise InputError(
             f"at most {MAX_INLINED} remote images a request are fetched; this one has {len(parts)}", param="messages"
         )
-    slots = asyncio.Semaphore(INLINE_CONCURRENCY)
+    return parts
 
-    async def one(part: dict[str, Any]) -> None:
-        url = str(part["image_url"]["url"])
-        try:
-            async with slots:
-                data_url = await inline(url, kind="image", time_limit=time_limit, max_bytes=max_bytes, allow=allow)
-        except InputError as exc:
-            reason = exc.message.removeprefix("url: ")
-            raise InputError(f"the image at {url} cannot be used: {reason}", param="messages") from None
-        part["image_url"] = {**part["image_url"], "url": data_url}
 
+async def inline_image(
+    part: ContentPart, *, time_limit: float, max_bytes: int, allow: Sequence[Network] = ()
+) -> ContentPart:
+    """An http(s) `image_url` part with its image as a data URL, fetched here under the guard, so that the upstream
+    never fetches a URL a client chose. InputError naming the URL when it is refused or cannot be fetched."""
+    url = str(part["image_url"]["url"])
     try:
-        async with asyncio.TaskGroup() as group:  # one refusal cancels the other fetches
-            for part in parts:
-                group.create_task(one(part))
-    except ExceptionGroup as group_error:
-        raise group_error.exceptions[0] from None
+        data_url = await inline(url, kind="image", time_limit=time_limit, max_bytes=max_bytes, allow=allow)
+    except InputError as exc:
+        reason = exc.message.removeprefix("url: ")
+        raise InputError(f"the image at {url} cannot be used: {reason}", param="messages") from None
+    return {**part, "image_url": {**part["image_url"], "url": data_url}}

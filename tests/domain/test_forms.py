@@ -54,8 +54,8 @@ def test_required_fields_accept_falsy_values_that_are_not_empty() -> None:
 
 
 def test_the_first_bad_field_in_form_order_is_the_one_reported() -> None:
-    assert refusal(FORM, {"ok": "yes", "n": "lots"}).message == "name is required in input form"
-    assert refusal(FORM, {"name": "A", "ok": "yes", "n": "lots"}).param == "n"
+    assert refusal(FORM, {"ok": {}, "n": "lots"}).message == "name is required in input form"
+    assert refusal(FORM, {"name": "A", "ok": {}, "n": "lots"}).param == "n"
 
 
 # --- types -----------------------------------------------------------------------------------------------------
@@ -139,9 +139,36 @@ def test_a_checkbox_takes_a_boolean(value: bool) -> None:
     assert check({"name": "A", "ok": value})["ok"] is value
 
 
-@pytest.mark.parametrize("raw", ["yes", "true", 1, 0, [True]])
-def test_a_checkbox_refuses_what_is_not_a_boolean(raw: Any) -> None:
-    assert refusal(FORM, {"name": "A", "ok": raw}).message == "ok in input form must be a boolean"
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        *[(word, True) for word in ("true", "1", "yes", "on", "TRUE", " On ", "Yes\n")],
+        *[(word, False) for word in ("false", "0", "no", "off", "False", " OFF ", "No")],
+        (1, True),
+        (1.0, True),
+        (0, False),
+        (0.0, False),
+        (-0.0, False),
+    ],
+)
+def test_a_checkbox_takes_the_words_and_numbers_dify_takes_for_a_boolean(raw: Any, value: bool) -> None:
+    assert check({"name": "A", "ok": raw})["ok"] is value
+
+
+@pytest.mark.parametrize("raw", ["maybe", "y", "t", 2, -1, 0.5, [True], ["yes"]])
+def test_a_checkbox_keeps_any_other_value_as_dify_does(raw: Any) -> None:
+    assert check({"name": "A", "ok": raw})["ok"] == raw
+
+
+@pytest.mark.parametrize("raw", [{"on": True}, [{"on": True}], [1, {}]])
+def test_a_checkbox_refuses_an_object_in_difys_words(raw: Any) -> None:
+    error = refusal(FORM, {"name": "A", "ok": raw})
+    assert error.message == "Invalid input type for ['ok']" and error.param == "ok"
+
+
+def test_a_required_checkbox_takes_an_unticked_word() -> None:
+    form = [FormField(type="checkbox", variable="ok", required=True)]
+    assert validate_inputs(form, {"ok": "off"}) == {"ok": False}
 
 
 # --- cleaning --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from promptd.domain.limits import Limits
 from promptd.store.tables import usage_daily
@@ -27,7 +28,10 @@ from tests.upstream import FakeUpstream, fake_upstream
 def catalog(upstream_url: str) -> dict[str, Any]:
     price = {"input": "1000", "output": "1000", "unit": "1M", "currency": "USD"}
     return {
-        "providers": {"up": {"kind": "openai", "base_url": upstream_url, "api_key": "sk-test"}},
+        "providers": {
+            "up": {"kind": "openai", "base_url": upstream_url, "api_key": "sk-test"},
+            "fake": {"kind": "fake"},
+        },
         "models": {
             "gpt": {"provider": "up", "model": "ok", "price": price},
             # the upstream answers 400 context_length_exceeded; a healthy fallback stands behind it
@@ -39,13 +43,15 @@ def catalog(upstream_url: str) -> dict[str, Any]:
                 "circuit": {"failures": 2, "cooldown_s": 60},
             },
             "emb": {"provider": "up", "model": "emb", "type": "embedding", "price": price},
+            # an embedding model whose own provider takes text only, with a fallback that takes token ids too
+            "text-emb": {"provider": "fake", "model": "f", "type": "embedding", "price": price, "fallbacks": ["emb"]},
             "stt": {"provider": "up", "model": "whisper", "type": "speech_to_text", "price": price},
             "tts": {"provider": "up", "model": "tts", "type": "text_to_speech", "price": price},
         },
         "projects": {
             "demo": {
                 "mode": "completion",
-                "models": ["gpt", "refuse", "emb"],
+                "models": ["gpt", "refuse", "emb", "text-emb"],
                 "embedding_model": "emb",
                 "prompt": "Answer briefly: {{query}}",
                 "inputs": [{"type": "paragraph", "variable": "query", "label": "Query", "required": True}],
@@ -183,6 +189,62 @@ def test_embeddings_are_billed_what_the_provider_reported(server: RunningServer)
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 3  # a token per word, as reported
     (record,) = records(server, key_id)
     assert Decimal(record["total_price"]) == Decimal("0.003")  # 3 tokens at 1000 per million
+
+
+def test_token_ids_go_upstream_as_sent_and_are_billed_as_reported(
+    server: RunningServer, upstream: FakeUpstream
+) -> None:
+    """OpenAI's `input` as token ids (LangChain's OpenAIEmbeddings sends them so): an OpenAI-compatible upstream
+    gets them as they came, one array per vector; a single array is one input."""
+    key, key_id = new_key(server)
+    client = OpenAI(base_url=server.url + "/v1", api_key=key)
+    r = client.embeddings.create(model="demo", input=[[101, 7, 3], [55, 9]], encoding_format="float")
+    assert [d.index for d in r.data] == [0, 1] and [d.embedding[0] for d in r.data] == [3, 2]
+    assert r.usage.prompt_tokens == 5  # a token per id, as the upstream reported
+    assert upstream.requests[-1]["body"] == {"model": "emb", "input": [[101, 7, 3], [55, 9]]}
+
+    one = client.embeddings.create(model="demo", input=[101, 7, 3, 4], encoding_format="float")
+    assert len(one.data) == 1 and upstream.requests[-1]["body"]["input"] == [[101, 7, 3, 4]]
+
+    stored = {r["query"]: r for r in records(server, key_id)}  # the first array of each call, as sent
+    assert set(stored) == {"[101, 7, 3]", "[101, 7, 3, 4]"}
+    assert Decimal(stored["[101, 7, 3]"]["total_price"]) == Decimal("0.005")  # 5 tokens at 1000 per million
+    assert stored["[101, 7, 3, 4]"]["total_tokens"] == 4
+
+
+def test_token_ids_count_their_length_against_tokens_per_minute(server: RunningServer) -> None:
+    key, _ = new_key(server, tpm=10)
+    body: dict[str, Any] = {"model": "demo", "input": [[1] * 11]}  # 11 tokens: more than a minute allows
+    url = server.url + "/api/v1/embeddings"
+    refused = httpx.post(url, json=body, headers=server.headers(key), timeout=30)
+    assert refused.status_code == 429, refused.text
+    assert httpx.post(url, json={**body, "input": [[1] * 6, [2] * 4]}, headers=server.headers(key)).status_code == 200
+    assert httpx.post(url, json={**body, "input": [5]}, headers=server.headers(key)).status_code == 429  # all spent
+
+
+def test_token_ids_skip_deployments_whose_provider_takes_text_only(
+    server: RunningServer, upstream: FakeUpstream
+) -> None:
+    key, key_id = new_key(server)
+    r = httpx.post(
+        server.url + "/api/v1/embeddings",
+        json={"model": "demo/text-emb", "input": [[4, 2]]},
+        headers=server.headers(key),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "demo/emb" and upstream.requests[-1]["body"]["input"] == [[4, 2]]
+    (record,) = records(server, key_id)
+    full = server.repo_call(lambda repo: repo.get_message(record["id"], "demo"))
+    assert [a["model"] for a in full["attempts"]] == ["emb"]  # the text-only deployment was never tried
+    # text still goes to the model's own provider
+    text = httpx.post(
+        server.url + "/api/v1/embeddings",
+        json={"model": "demo/text-emb", "input": "two words"},
+        headers=server.headers(key),
+        timeout=30,
+    )
+    assert text.status_code == 200 and text.json()["model"] == "demo/text-emb"
 
 
 def test_store_false_keeps_content_out_and_metering_in_also_after_a_restart(

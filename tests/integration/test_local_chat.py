@@ -56,6 +56,14 @@ def test_local_embeddings(client: OpenAI) -> None:
     assert len(r.data) == 2 and len(r.data[0].embedding) == 576 and r.usage.prompt_tokens > 0
 
 
+def test_local_embeddings_take_text_only(server: RunningServer) -> None:
+    """Token ids are another tokenizer's (tiktoken's, from LangChain): the local model cannot read them."""
+    client = OpenAI(base_url=server.url + "/v1", api_key=server.key)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="demo", input=[[9906, 1917]])
+    assert info.value.param == "input" and "takes text only" in info.value.message
+
+
 def test_adaptive_sdk_on_the_real_model(server: RunningServer) -> None:
     from adaptive_sdk import Adaptive
 
@@ -90,12 +98,101 @@ def test_structured_output_is_enforced_offline(client: OpenAI) -> None:
     assert set(answer) == {"city", "population"} and isinstance(answer["population"], int)
 
 
+CITY = {
+    "type": "function",
+    "function": {
+        "name": "City",
+        "description": "A city and the country it is in",
+        "parameters": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["name", "country"],
+        },
+    },
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+ASK_CITY = [{"role": "user", "content": "Paris is the capital of France."}]
+
+
+def test_a_named_tool_choice_is_a_call_of_that_tool(client: OpenAI) -> None:
+    """A forced call (what LangChain's with_structured_output(method="function_calling") sends) is honoured: the
+    model's output is held to the function's parameters by a grammar and comes back as the tool call."""
+    r = client.chat.completions.create(
+        model="demo",
+        messages=ASK_CITY,  # type: ignore[arg-type]
+        tools=[WEATHER, CITY],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "City"}},
+        max_tokens=40,
+        temperature=0,
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.function.name == "City" and call.id.startswith("call_")
+    arguments = json.loads(call.function.arguments)
+    assert set(arguments) == {"name", "country"} and all(isinstance(v, str) for v in arguments.values())
+
+
+def test_a_required_tool_choice_streams_a_call_of_one_of_the_tools(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="demo",
+        messages=ASK_CITY,  # type: ignore[arg-type]
+        tools=[CITY, WEATHER],  # type: ignore[list-item]
+        tool_choice="required",
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    deltas = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+    assert len(deltas) > 1 and not any(c.choices[0].delta.content for c in chunks)  # arguments as they come
+    assert deltas[0].id and {d.index for d in deltas} == {0}
+    name = deltas[0].function.name  # type: ignore[union-attr]
+    arguments = json.loads("".join(d.function.arguments or "" for d in deltas))  # type: ignore[union-attr]
+    expected = {"City": {"name", "country"}, "get_weather": {"city", "unit"}}
+    assert name in expected and set(arguments) == expected[name]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_forced_call_cut_short_by_max_tokens_ends_with_length(client: OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="demo",
+        messages=ASK_CITY,
+        tools=[CITY],
+        tool_choice="required",
+        max_tokens=3,  # type: ignore[arg-type, list-item]
+    )
+    choice = r.choices[0]
+    (call,) = choice.message.tool_calls or []
+    assert choice.finish_reason == "length" and call.function.name == "City"
+    assert call.function.arguments and not call.function.arguments.endswith("}")  # the arguments so far
+
+
 def test_logprobs_come_back_from_the_embedded_model(client: OpenAI) -> None:
     r = client.chat.completions.create(
         model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, logprobs=True, top_logprobs=2
     )
     content = r.choices[0].logprobs.content  # type: ignore[union-attr]
     assert content and all(entry.logprob <= 0 and len(entry.top_logprobs) <= 2 for entry in content)
+
+
+def test_logprobs_follow_openai_top_logprobs_none_by_default_and_zero_kept(client: OpenAI) -> None:
+    ask = {"model": "demo", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "logprobs": True}
+    for extra in ({}, {"top_logprobs": 0}):
+        r = client.chat.completions.create(**ask, **extra)  # type: ignore[call-overload]
+        content = r.choices[0].logprobs.content
+        assert content and all(entry.top_logprobs == [] for entry in content), extra
 
 
 def test_a_parameter_the_embedded_model_cannot_honour_is_a_400_naming_it(client: OpenAI) -> None:

@@ -135,11 +135,20 @@ def test_difys_knowledge_base_client_creates_updates_searches_and_deletes(
 def _use(kb: KnowledgeBase, server: RunningServer, tmp_path: Path) -> None:
     r = kb.create_dataset("handbook")
     assert r.status_code == 200, r.text
+    assert r.json()["indexing_technique"] is None  # as in Dify: set by the first document
     kb.dataset_id = r.json()["id"]
 
     created = kb.create_document_by_text("holidays", "Staff get twenty-five days of paid holiday a year.")
     # the client asks for high_quality; a dataset without an embedding model says it indexed for full text
     assert created.headers["X-Promptd-Ignored"] == "indexing_technique"
+    assert kb.send("GET", f"/datasets/{kb.dataset_id}").json()["indexing_technique"] == "economy"
+
+    # a dataset given documents before promptd kept its technique reports the one they were indexed with
+    async def forget_technique(repo: Any) -> None:
+        await KnowledgeStore(repo.engine).update_dataset(str(kb.dataset_id), {"indexing_technique": None})
+
+    server.repo_call(forget_technique)
+    assert kb.send("GET", f"/datasets/{kb.dataset_id}").json()["indexing_technique"] == "economy"
     doc_id = created.json()["document"]["id"]
     assert kb.indexed(created)["indexing_status"] == "completed"
     assert [d["id"] for d in kb.list_documents("holi").json()["data"]] == [doc_id]

@@ -286,6 +286,7 @@ def test_vector_and_hybrid_retrieval(server: RunningServer) -> None:
     assert r.status_code == 200, r.text
     ds = r.json()
     assert ds["embedding_model"] == "emb" and ds["retrieval_model_dict"]["search_method"] == "hybrid_search"
+    assert ds["indexing_technique"] == "high_quality"
     base = f"{v1}/datasets/{ds['id']}"
     lines = [f"Line number {i} says something about topic {i}." for i in range(12)]
     r = httpx.post(
@@ -302,6 +303,7 @@ def test_vector_and_hybrid_retrieval(server: RunningServer) -> None:
     )
     assert r.status_code == 200, r.text
     _wait_indexed(server, headers, ds["id"], 1)
+    assert httpx.get(base, headers=headers).json()["indexing_technique"] == "high_quality"
     segs = httpx.get(f"{base}/documents/{r.json()['document']['id']}/segments", headers=headers).json()["data"]
     assert len(segs) == 12
     target = segs[7]["content"]

@@ -2,8 +2,8 @@
 
 The rules follow Dify's `BaseAppGenerator._validate_inputs`: a required variable that is missing or empty
 is an error, text/select/paragraph values must be strings, select values one of the options, text no longer
-than `max_length`, numbers parsed from strings; unknown keys are dropped and missing optional ones take
-their default.
+than `max_length`, numbers parsed from strings, a checkbox's words and 0/1 made booleans; unknown keys are
+dropped and missing optional ones take their default.
 
 `file` and `file-list` fields take Dify's file mappings (`{"type", "transfer_method", "upload_file_id" | "url"}`):
 a `file` one object, a `file-list` a list of them (an empty list is no value), at most `max_length`. Which file
@@ -51,6 +51,30 @@ def _number(var: str, value: Any) -> int | float:
     return value
 
 
+CHECKBOX_TRUE = frozenset({"true", "1", "yes", "on"})
+CHECKBOX_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _checkbox(var: str, value: Any) -> Any:
+    """A checkbox's value as Dify takes it: the strings true/1/yes/on and false/0/no/off (any case, spaces
+    around) and the numbers 1 and 0 become booleans; any other value is kept as it came, as Dify keeps it,
+    except an object (or a list holding one), which Dify then refuses in its own words."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in CHECKBOX_TRUE:
+            return True
+        if word in CHECKBOX_FALSE:
+            return False
+    elif isinstance(value, int | float):  # a boolean is one of these: True == 1, False == 0
+        if value == 1:
+            return True
+        if value == 0:
+            return False
+    elif isinstance(value, dict) or (isinstance(value, list) and any(isinstance(item, dict) for item in value)):
+        raise InputError(f"Invalid input type for {[var]}", param=var)
+    return value
+
+
 def _files(field: FormFieldShape, value: Any) -> Any:
     """A file field's value, as Dify checks it before it builds the files (its messages)."""
     var = field.variable
@@ -79,8 +103,8 @@ def _check(field: FormFieldShape, value: Any) -> Any:
         raise InputError(f"(type '{field.type}') {var} in input form must be a string", param=var)
     if field.type == "number":
         value = _number(var, value)
-    if field.type == "checkbox" and not isinstance(value, bool):
-        raise InputError(f"{var} in input form must be a boolean", param=var)
+    if field.type == "checkbox":
+        value = _checkbox(var, value)
     if field.type == "select" and value not in (field.options or []):
         raise InputError(f"{var} in input form must be one of the following: {field.options}", param=var)
     if field.type in ("text-input", "paragraph") and field.max_length and len(value) > field.max_length:

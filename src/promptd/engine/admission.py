@@ -98,6 +98,8 @@ def _as_limits(cfg: LimitsConfig) -> Limits:
 
 
 def _prompt_bound(req: GenerationRequest) -> int:
+    if req.prompt_tokens is not None:  # token ids: exactly that many tokens
+        return req.prompt_tokens
     texts: list[str] = []
     images = 0
     for m in req.messages:

@@ -9,10 +9,11 @@ client sent, by its OpenAI name, and the provider decides what it can honour.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptd.domain.limits import Limits
+from promptd.engine.pending import Pending
 from promptd.types import ContentPart, Message
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ToolSwitches",
     "TranscriptionCall",
     "dataset_scope",
+    "for_call",
 ]
 
 #: the project a knowledge base's own model calls (indexing, dataset-API searches) are governed and metered as
@@ -79,11 +81,17 @@ class ChatCall:
     stream: bool = False  # the client sees tokens as they come: the first one commits the answer
     max_ttft_ms: int | None = None
     retriever_resources: list[dict[str, Any]] | None = None  # knowledge segments in the prompt (for the record)
+    #: parts of the prompt made once the call is admitted (remote files, transcripts: engine/pending.py)
+    pending: list[Pending] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
 class EmbeddingCall:
-    texts: list[str]
+    """Vectors for `texts`, or for `tokens`: token-id arrays (OpenAI's `input` as integers), which only a provider
+    that sends them to the upstream's own tokenizer takes (`TokenEmbeddingProvider`)."""
+
+    texts: list[str] = field(default_factory=list)
+    tokens: list[list[int]] | None = None
     dimensions: int | None = None
 
 
@@ -133,3 +141,12 @@ class Origin:
     #: a model call made for another call (a knowledge search's embeddings and rerank within a chat): its tokens
     #: and cost count against every limit, but it is not one more request against requests-per-minute
     internal: bool = False
+
+
+def for_call(origin: Origin) -> Origin:
+    """The origin of a model call made for the call `origin` (a knowledge search's embeddings, an attached audio
+    file's transcript): same key, project, end user, session and `store`, timed from now, and marked `internal`
+    (its tokens and cost count against every limit, but it is not one more request)."""
+    return replace(
+        origin, model=None, ab_campaign=None, internal=True, created_at=time.time(), started=time.perf_counter()
+    )

@@ -9,6 +9,7 @@ entry point and encode what comes back; they never reach a provider.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -26,11 +27,20 @@ from promptd.domain.ids import end_user_id
 from promptd.domain.limits import Limits
 from promptd.engine.admission import Admission, SpentLookup
 from promptd.engine.billing import bill_attempt, total
-from promptd.engine.call import ChatCall, EmbeddingCall, Origin, RerankCall, SpeechCall, TranscriptionCall
+from promptd.engine.call import (
+    ChatCall,
+    EmbeddingCall,
+    Origin,
+    RerankCall,
+    SpeechCall,
+    TranscriptionCall,
+    for_call,
+)
 from promptd.engine.generation import Candidate, Generation
 from promptd.engine.health import CircuitBreakers
 from promptd.engine.leases import IDLE, Leases
 from promptd.engine.moderation import PRESET, Guard, Moderation, PresetAnswer, guard_input
+from promptd.engine.pending import make_all
 from promptd.engine.prompting import Prompt, render
 from promptd.engine.request import GenerationRequest, GenerationResult
 from promptd.engine.routing import after_failure, weighted_order
@@ -42,6 +52,7 @@ from promptd.providers.base import (
     Provider,
     RerankProvider,
     SpeechProvider,
+    TokenEmbeddingProvider,
     supported,
     unreadable,
     unsupported,
@@ -97,6 +108,12 @@ log = logging.getLogger("promptd.engine")
 
 async def _nothing_spent(scope: str, ident: str, window: str, window_id: str) -> int:
     return 0
+
+
+def _takes_tokens(provider: Any) -> bool:
+    """Whether an embedding call of token ids may be tried on `provider`: one that sends them to its upstream, or
+    one that embeds nothing (it fails as it would for text)."""
+    return isinstance(provider, TokenEmbeddingProvider) or not isinstance(provider, EmbeddingProvider)
 
 
 class Engine:
@@ -262,13 +279,16 @@ class Engine:
     async def _admitted(
         self, requests: list[GenerationRequest], model: str, origin: Origin, prompt: Prompt
     ) -> Guard | None:
-        """Input moderation, then the knowledge search, for an admitted call: a call a limit refuses calls neither
-        the moderation service nor a search. Flagged input searches nothing (its preset answer is given). The
-        search's own model calls are governed as made for this call (knowledge/models.py). A prompt they change
-        (inputs the moderation API rewrote, the context) is reserved for again before anything starts."""
+        """Input moderation, then the call's pending parts (remote files fetched, transcripts: engine/pending.py),
+        then the knowledge search, for an admitted call: a call a limit refuses calls neither the moderation
+        service nor a search, and fetches nothing. Flagged input fetches and searches nothing (its preset answer
+        is given). The model calls made for the call (a transcript, the search's embeddings) are governed as such
+        (`for_call`: its tokens and cost, not one more request). A prompt they change (inputs the moderation API
+        rewrote, the files' content, the context) is reserved for again before anything starts."""
         call = requests[0].call
         asked = (call.form.query or None) if call.form is not None else prompt.query  # the form's inputs hold the rest
         guard = await guard_input(self.moderation, origin.project, prompt.inputs or {}, asked)
+        preset = guard is not None and guard.preset is not None
         changed = False
         if guard is not None:
             for req in requests:
@@ -277,8 +297,11 @@ class Engine:
                 query = guard.query if guard.query is not None else call.form.query
                 call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
                 changed = True
+        if call.pending and not preset:
+            await make_all(call.pending, for_call(origin))
+            changed = True
         project = self.catalog.projects[origin.project]
-        if project.knowledge and self.grounding is not None and (guard is None or guard.preset is None):
+        if project.knowledge and self.grounding is not None and not preset:
             call = await self.grounding.ground(call, origin, project)
             changed = True
         if changed:
@@ -291,22 +314,62 @@ class Engine:
     async def embed(
         self, call: EmbeddingCall, origin: Origin, *, model: str | None = None
     ) -> UnaryResult[list[list[float]]]:
-        """Embeddings of `call.texts` on the project's embedding model (or the one the client named), governed like
-        a chat. `model` is a catalog model chosen by the server, not the client (a knowledge base's)."""
+        """Embeddings of `call.texts` (or of its token ids) on the project's embedding model (or the one the client
+        named), governed like a chat: token ids count as that many prompt tokens. `model` is a catalog model chosen
+        by the server, not the client (a knowledge base's)."""
         key = self._catalog_model(model) if model is not None else self._unary_model(origin, "embedding")
-        messages = [Message("user", t) for t in call.texts]
+        ids = call.tokens
+        if ids is not None:  # token ids: sent only where they reach the upstream's tokenizer, counted exactly
+            self._token_embedder(key)
+            messages = [Message("user", json.dumps(t)) for t in ids]  # the record keeps the ids as sent
+            count, prompt_tokens = len(ids), sum(len(t) for t in ids)
+        else:
+            messages = [Message("user", t) for t in call.texts]
+            count, prompt_tokens = len(call.texts), None
+        query = str(messages[0].content)
 
         async def attempt(provider: Any, upstream: str) -> tuple[list[list[float]], Usage | None]:
             if not isinstance(provider, EmbeddingProvider):
                 raise ProviderBadRequest(f"provider of model {key!r} cannot make embeddings")
-            vectors, tokens = await provider.embed(model=upstream, texts=call.texts)
-            if len(vectors) != len(call.texts):
-                raise ProviderError(f"model {key!r} returned {len(vectors)} embeddings for {len(call.texts)} texts")
+            if ids is not None:
+                if not isinstance(provider, TokenEmbeddingProvider):  # not planned (usable): never here
+                    raise ProviderBadRequest(f"provider of model {key!r} cannot embed token ids")
+                vectors, tokens = await provider.embed_tokens(model=upstream, tokens=ids)
+            else:
+                vectors, tokens = await provider.embed(model=upstream, texts=call.texts)
+            if len(vectors) != count:
+                raise ProviderError(f"model {key!r} returned {len(vectors)} embeddings for {count} inputs")
             if call.dimensions:
                 vectors = [v[: call.dimensions] for v in vectors]
             return vectors, Usage(prompt_tokens=int(tokens))
 
-        return await self._unary("embedding", origin, key, messages, attempt, query=call.texts[0])
+        usable = _takes_tokens if ids is not None else None
+        return await self._unary(
+            "embedding",
+            origin,
+            key,
+            messages,
+            attempt,
+            query=query,
+            prompt_tokens=prompt_tokens,
+            usable=usable,
+        )
+
+    def _token_embedder(self, key: str) -> None:
+        """A 400 naming `input` unless some deployment of model `key` (or of a fallback) can send token ids to its
+        upstream: those are the upstream tokenizer's, which promptd cannot translate for another model."""
+        embedders = [
+            self.providers[d.provider]
+            for k in (key, *self.catalog.models[key].fallbacks)
+            for d in self.catalog.models[k].all_deployments
+            if isinstance(self.providers.get(d.provider), EmbeddingProvider)
+        ]
+        if embedders and not any(isinstance(p, TokenEmbeddingProvider) for p in embedders):
+            raise InputError(
+                f"model {key!r} takes text only: its provider cannot embed token ids; send `input` as text "
+                "(LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)",
+                param="input",
+            )
 
     async def rerank(self, call: RerankCall, origin: Origin, *, model: str) -> UnaryResult[list[float]]:
         """A relevance score per document on the catalog model `model` (a knowledge base's), governed like a chat."""
@@ -484,10 +547,13 @@ class Engine:
         *,
         query: str | None = None,
         answer: Callable[[T], str] | None = None,
+        prompt_tokens: int | None = None,
+        usable: Callable[[Any], bool] | None = None,
     ) -> UnaryResult[T]:
         """One call that answers whole (embeddings, speech, transcription): admitted, tried on the model's
         deployments and fallbacks with the same retry and health policies as a chat, billed, metered and
-        recorded like one."""
+        recorded like one. `prompt_tokens`: the prompt's exact size, when known in tokens; `usable`: which
+        providers can take the call (the others' deployments are not tried)."""
         request = GenerationRequest(
             call=ChatCall(messages=messages),
             origin=origin,
@@ -495,12 +561,13 @@ class Engine:
             messages=messages,
             kind=kind,
             max_tokens=0,
+            prompt_tokens=prompt_tokens,
             query=query,
             end_user_id=end_user_id(origin.project, origin.user) if origin.user is not None else None,
         )
         await self.admit([request], origin.key_limits)
         try:
-            return await self._unary_run(request, origin, model_key, attempt, answer)
+            return await self._unary_run(request, origin, model_key, attempt, answer, usable)
         except asyncio.CancelledError:  # the caller went away mid-call (a search for a client that left)
             self.admission.release(request)  # nothing answered: its reservation goes back whole
             raise
@@ -512,12 +579,13 @@ class Engine:
         model_key: str,
         attempt: Callable[[Any, str], Awaitable[tuple[T, Usage | None]]],
         answer: Callable[[T], str] | None,
+        usable: Callable[[Any], bool] | None = None,
     ) -> UnaryResult[T]:
         order = [
             (key, deployment)
             for key in (model_key, *self.catalog.models[model_key].fallbacks)
             for deployment in weighted_order(self.catalog.models[key].all_deployments, self.rng)
-            if deployment.provider in self.providers
+            if deployment.provider in self.providers and (usable is None or usable(self.providers[deployment.provider]))
         ]
         now = time.monotonic()
         order.sort(key=lambda kd: self.breakers.is_open(kd[1], now))  # open circuits last (a stable sort)

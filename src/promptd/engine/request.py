@@ -31,6 +31,7 @@ class GenerationRequest:
     kind: str = "chat"  # chat | embedding | speech | transcription
     tools: list[dict[str, Any]] | None = None
     max_tokens: int | None = None  # the client's, else the project's or model's default (admission may set it)
+    prompt_tokens: int | None = None  # a prompt whose size is known in tokens (token ids): admission's exact bound
     campaign: str | None = None  # the A/B campaign key this request was exposed to
     query: str | None = None  # what the user asked, for the record and its search
     inputs: dict[str, Any] | None = None  # a form's validated inputs

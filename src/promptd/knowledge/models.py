@@ -2,21 +2,18 @@
 engine's entry points (`Engine.embed`, `Engine.rerank`), so it is admitted against limits and budgets, routed,
 billed, metered and recorded like any call, under the origin it is made for:
 
-- a search within a project's call: the caller's origin, marked `internal` (its tokens and cost count against the
-  key's and project's limits, but it is not one more request);
+- a search within a project's call: the caller's origin, marked `internal` (`for_call`, engine/call.py: its
+  tokens and cost count against the key's and project's limits, but it is not one more request);
 - a knowledge base's own work (indexing, a search through the dataset API): the scope `dataset:<name>`
   (`knowledge_origin`), limited by the catalog's `knowledge.<name>.limits` or `dataset_limits`."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
-
 from promptd.domain.limits import Limits
 from promptd.engine.call import EmbeddingCall, Origin, RerankCall, dataset_scope
 from promptd.engine.engine import Engine
 
-__all__ = ["BATCH", "embed", "for_call", "knowledge_origin", "rerank"]
+__all__ = ["BATCH", "embed", "knowledge_origin", "rerank"]
 
 BATCH = 64  # texts per embeddings call
 
@@ -27,14 +24,6 @@ def knowledge_origin(
     """The origin of knowledge base `dataset_name`'s own calls: indexing (face "knowledge"), or a dataset-API
     search or segment (face "dify", with the dataset key)."""
     return Origin(face=face, project=dataset_scope(dataset_name), key_id=key_id, key_limits=limits or Limits())
-
-
-def for_call(origin: Origin) -> Origin:
-    """The origin of a search made for the call `origin` (same key, project, end user, session and `store`),
-    timed from now and not counted as one more request."""
-    return replace(
-        origin, model=None, ab_campaign=None, internal=True, created_at=time.time(), started=time.perf_counter()
-    )
 
 
 async def embed(engine: Engine, model_key: str, texts: list[str], origin: Origin) -> tuple[list[list[float]], int]:

@@ -9,10 +9,9 @@ from typing import Any
 
 from promptd.catalog.schema import ProjectConfig
 from promptd.domain.templates import CONTEXT_BLOCK
-from promptd.engine.call import ChatCall, Origin
+from promptd.engine.call import ChatCall, Origin, for_call
 from promptd.engine.request import GenerationRequest
 from promptd.knowledge.hits import HitCounter
-from promptd.knowledge.models import for_call
 from promptd.knowledge.search import Hit, Retrieval, Retriever
 from promptd.knowledge.store import KnowledgeStore
 from promptd.types import Message, last_user_text

@@ -27,6 +27,7 @@ __all__ = [
     "Provider",
     "RerankProvider",
     "SpeechProvider",
+    "TokenEmbeddingProvider",
     "load_provider_class",
     "supported",
     "unreadable",
@@ -49,6 +50,16 @@ class Provider(Protocol):
 class EmbeddingProvider(Protocol):
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Return one vector per text, and the number of input tokens."""
+        ...
+
+
+@runtime_checkable
+class TokenEmbeddingProvider(Protocol):
+    """An embedding provider that also takes token ids (OpenAI's `input` as arrays of integers). Token ids are
+    the upstream model's own tokenizer's, so only an adapter that sends them to that upstream declares this."""
+
+    async def embed_tokens(self, *, model: str, tokens: list[list[int]]) -> tuple[list[list[float]], int]:
+        """Return one vector per token array, and the number of input tokens."""
         ...
 
 

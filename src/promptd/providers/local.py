@@ -5,6 +5,9 @@ worker thread (one per slot); its per-chunk callback hands chunks to the event l
 stops llama.cpp at that token) as soon as the consumer has gone. Closing the stream or cancelling its task
 returns only once the worker has let go of its slot.
 
+A `tool_choice` that forces a call ("required", or a named function) is made with a grammar
+(providers/forced_tools.py): llama.cpp puts no tools in SmolLM2's prompt and would answer prose.
+
 xllamacpp also serves llama.cpp's HTTP API on a random loopback port. We use it only to count tokens, and give it
 a random API key so that no other local process can use it.
 """
@@ -26,8 +29,9 @@ from typing import Any
 
 from promptd.catalog.schema import LocalProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderError, ProviderUnavailable
+from promptd.providers.forced_tools import ForcedReader, forced_call
 from promptd.providers.openai_wire import ChunkReader, request_body
-from promptd.types import Finish, Message, ProviderCall, ProviderEvent
+from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta
 
 __all__ = ["LocalProvider", "default_model_path"]
 
@@ -75,6 +79,17 @@ LLAMA_PARAMS = frozenset(
         "grammar", "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "n_probs", "dry_multiplier",
     }
 )  # fmt: skip
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """OpenAI's `top_logprobs` for a call that asked for logprobs (None: it did not), with `body` changed for
+    llama.cpp, which gives 20 alternatives when none is named and no logprobs at all for 0: it is asked for at
+    least one, and the answer keeps as many as OpenAI would (none by default)."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+    body["top_logprobs"] = max(top, 1)
+    return top
 
 
 class LocalProvider:
@@ -195,6 +210,10 @@ class LocalProvider:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()  # set once the consumer has gone (or the provider closes)
         body = request_body(call)
+        top = _top_logprobs(body)
+        forced = forced_call(call.tools, call.extra.get("tool_choice"))  # llama.cpp would answer prose
+        if forced is not None:
+            body = forced.apply(body)
 
         def push(item: Any) -> bool:
             try:
@@ -222,6 +241,7 @@ class LocalProvider:
         future = executor.submit(work)
         self._running[stop] = future
         reader = ChunkReader()
+        calling = ForcedReader(forced) if forced is not None else None
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, ProviderError):
@@ -231,8 +251,20 @@ class LocalProvider:
                 if isinstance(item, dict) and "error" in item:
                     raise translate_error(item["error"])
                 for event in reader.events(item):
-                    yield event
-            yield Finish(reader.reason or "stop", reader.usage)
+                    if top is not None and isinstance(event, TextDelta) and event.logprobs:
+                        event = TextDelta(event.text, [{**e, "top_logprobs": e.get("top_logprobs", [])[:top]}
+                                                       for e in event.logprobs])  # fmt: skip
+                    if calling is not None and isinstance(event, TextDelta):
+                        for delta in calling.feed(event.text):
+                            yield delta
+                    else:
+                        yield event
+            reason = reader.reason or "stop"
+            if calling is not None:
+                rest, reason = calling.finish(reason)
+                for delta in rest:
+                    yield delta
+            yield Finish(reason, reader.usage)
         finally:
             stop.set()
             try:

@@ -50,7 +50,8 @@ DRAIN_S = 0.25
 
 
 class OpenAICompatProvider(HTTPProvider):
-    """`Provider`, `EmbeddingProvider` and `SpeechProvider` for one OpenAI-compatible base URL."""
+    """`Provider`, `EmbeddingProvider` (`TokenEmbeddingProvider` too) and `SpeechProvider` for one
+    OpenAI-compatible base URL."""
 
     accepts = None  # every parameter goes upstream, which judges it (as OpenAI, vLLM or Ollama would)
     #: vLLM's way to continue a final assistant message instead of answering after it
@@ -139,10 +140,18 @@ class OpenAICompatProvider(HTTPProvider):
         return http_error(status, raw, {}, self.who)
 
     async def embed(self, *, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        return await self._embeddings(model, texts)
+
+    async def embed_tokens(self, *, model: str, tokens: list[list[int]]) -> tuple[list[list[float]], int]:
+        """Token ids go upstream as they came (OpenAI, vLLM and llama.cpp's server take them); an upstream that
+        does not answers its own 400."""
+        return await self._embeddings(model, tokens)
+
+    async def _embeddings(self, model: str, inputs: list[str] | list[list[int]]) -> tuple[list[list[float]], int]:
         body, _ = await self._request(
             "POST",
             f"{self.config.base_url}/embeddings",
-            data=_encode({"model": model, "input": texts}),
+            data=_encode({"model": model, "input": inputs}),
             headers=_JSON_HEADERS,
         )
         try:

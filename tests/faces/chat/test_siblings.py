@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from openai import OpenAI
 
@@ -43,6 +44,25 @@ def test_embeddings_float_and_base64(server: RunningServer) -> None:
     decoded = struct.unpack("<8f", base64.b64decode(raw["data"][0]["embedding"]))
     assert decoded == pytest.approx(r.data[0].embedding, rel=1e-6)
     assert_adaptive_error(post(server, "/api/v1/embeddings", {"model": "demo", "input": ""}), 400, "input")
+
+
+@pytest.mark.parametrize("ids", [[[1, 2, 3]], [1, 2, 3]], ids=["arrays", "one array"])
+def test_token_ids_for_a_model_that_takes_text_only_are_a_400_naming_input(server: RunningServer, ids: Any) -> None:
+    client = OpenAI(base_url=server.url + "/v1", api_key=server.key)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="demo/echo", input=ids)
+    assert info.value.param == "input" and "takes text only" in info.value.message
+    refused = post(server, "/api/v1/embeddings", {"model": "demo", "input": ids})
+    assert_adaptive_error(refused, 400, "takes text only")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], [""], [[]], [[1], []], ["a", [1]], [1, "a"], [[1, "a"]], [-1], [[True]], [[1.5]], [[[1]]], [None]],
+)
+def test_an_input_that_is_neither_texts_nor_token_ids_is_a_400(server: RunningServer, bad: Any) -> None:
+    r = post(server, "/v1/embeddings", {"model": "demo", "input": bad})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input", r.text
 
 
 def test_metric_feedback_is_validated_and_stored(server: RunningServer) -> None:

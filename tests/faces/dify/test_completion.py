@@ -397,6 +397,38 @@ def test_good_inputs_are_cleaned_rendered_and_stored(
     assert stored_message(form_server, r.json()["message_id"])["inputs"] == stored
 
 
+def test_a_checkbox_takes_what_difys_validation_takes(tmp_path: Path) -> None:
+    """Dify makes the words true/1/yes/on and false/0/no/off (any case) and the numbers 1 and 0 a checkbox's
+    boolean, keeps any other value as sent, and refuses an object in its own words."""
+    catalog = copy.deepcopy(FAKE_CATALOG)
+    catalog["projects"]["demo"].update(
+        prompt="formal={{c}}", inputs=[{"type": "checkbox", "variable": "c", "required": True}]
+    )
+    sent: list[tuple[Any, str, Any]] = [
+        (True, "true", True),
+        ("true", "true", True),
+        (" On ", "true", True),
+        ("YES", "true", True),
+        ("1", "true", True),
+        (1, "true", True),
+        ("off", "false", False),
+        ("No", "false", False),
+        ("0", "false", False),
+        (0, "false", False),
+        (False, "false", False),
+        ("maybe", "maybe", "maybe"),
+        (2, "2", 2),
+    ]
+    with serve_app(catalog, tmp_path) as server:
+        for value, rendered, stored in sent:
+            r = post(server, {"inputs": {"c": value}, "user": "u"})
+            assert r.status_code == 200, (value, r.text)
+            assert r.json()["answer"] == f"Echo: formal={rendered}", value
+            assert stored_message(server, r.json()["message_id"])["inputs"] == {"c": stored}
+        refused = post(server, {"inputs": {"c": {"checked": True}}, "user": "u"})
+        assert assert_dify_error(refused, 400, "invalid_param", "Invalid input type for ['c']")["params"] == "c"
+
+
 # --- malformed requests: Dify's 400s, and nothing recorded ----------------------------------------------------------
 
 INVALID_JSON = "Invalid JSON payload received or JSON payload is empty."

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from promptd.domain.pricing import plain
 from promptd.engine.call import ChatCall, Origin, ToolSwitches
 from promptd.engine.generation import Generation
+from promptd.engine.pending import Pending
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import authenticate
@@ -23,9 +24,10 @@ from promptd.faces.chat.wire import ChatBody, chat_body, free_user, generation_p
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
+from promptd.settings import Settings
 from promptd.timing import UPSTREAM_KEY
-from promptd.types import TextDelta, ToolCallDelta
-from promptd.urlguard import inline_images
+from promptd.types import ContentPart, Message, TextDelta, ToolCallDelta
+from promptd.urlguard import inline_image, remote_images
 from promptd.uuids import new_uuid
 
 __all__ = ["chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
@@ -47,6 +49,21 @@ def tool_switches(body: ChatBody) -> ToolSwitches:
             raise InputError(f"tools[{i}] must be {{id, enabled}} or an OpenAI function tool", param="tools")
         switches.overrides[tool_id] = enabled
     return switches
+
+
+def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]:
+    """With `inline_remote_images`, the remote images of `messages`, fetched by promptd under the SSRF guard (not
+    by the model's provider) once the engine admits the call, and sent as data URLs."""
+    if not settings.inline_remote_images:
+        return []
+    limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
+
+    async def inline(part: ContentPart, origin: Origin) -> ContentPart:
+        return await inline_image(
+            part, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=settings.fetch_allow
+        )
+
+    return [Pending(part, inline) for part in remote_images(messages)]
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
@@ -85,11 +102,6 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
     messages = to_messages(body.messages)
-    settings = caller.svc.settings
-    if settings.inline_remote_images:  # fetched here under the SSRF guard, not by the model's provider
-        limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
-        allow = settings.fetch_allow
-        await inline_images(messages, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
     call = ChatCall(
         messages=messages,  # the engine adds the project's knowledge, if it attaches any
         system_prompt_args=body.system_prompt_args,
@@ -105,6 +117,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
         n=n,
         stream=bool(body.stream),
         max_ttft_ms=body.max_ttft_ms,
+        pending=_remote_images(messages, caller.svc.settings),
     )
     origin = Origin(
         face="chat",
@@ -145,7 +158,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
             "index": i,
             "completion_id": g.request.message_id,
             "model": r.model,
-            "finish_reason": r.finish_reason,
+            "finish_reason": finish_reason(r),
             "logprobs": {"content": r.logprobs} if r.logprobs is not None else None,
             "message": {
                 "id": g.request.message_id,
@@ -187,6 +200,21 @@ def _delta(
     if logprobs is not None:
         choice["logprobs"] = logprobs
     return b"data: " + _encode({**head, "object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
+
+
+def finish_reason(result: GenerationResult) -> str | None:
+    """The choice's finish_reason: OpenAI's `content_filter` when output moderation replaced the answer."""
+    return "content_filter" if result.replaced else result.finish_reason
+
+
+def _checked(head: dict[str, Any], index: int, cid: str, held: list[TextDelta], result: GenerationResult) -> bytes:
+    """One delta with a held answer once output moderation checked it: the text as it came (with its logprobs),
+    or the replacement the moderation gave."""
+    if result.replaced:
+        return _delta(head, index, cid, None, content=result.answer)
+    logprobs = [p for d in held if d.logprobs is not None for p in d.logprobs]
+    extra: dict[str, Any] = {"logprobs": {"content": logprobs}} if logprobs else {}
+    return _delta(head, index, cid, None, content="".join(d.text for d in held), **extra)
 
 
 def _content_frame(head: dict[str, Any], index: int, completion_id: str) -> tuple[bytes, bytes]:
@@ -240,10 +268,15 @@ async def _stream(
     committed = False
     started = generations[0].request.started
     frames = [_content_frame(head, i, g.request.message_id) for i, g in enumerate(generations)]
+    # output moderation checks the whole answer, and a chunk sent cannot be taken back: such a choice's text is
+    # held and sent once checked (as it was, or the operator's replacement with finish_reason content_filter)
+    held: dict[int, list[TextDelta]] = {i: [] for i, g in enumerate(generations) if g.request.output_check}
     try:
         async for i, event in _merge(generations):
             cid = generations[i].request.message_id
-            if isinstance(event, TextDelta):
+            if isinstance(event, TextDelta) and i in held:
+                held[i].append(event)
+            elif isinstance(event, TextDelta):
                 if not committed:  # the head names the model that answers (a fallback, maybe)
                     head["model"] = f"{head['model'].partition('/')[0]}/{generations[i].began_on}"
                     frames = [_content_frame(head, j, g.request.message_id) for j, g in enumerate(generations)]
@@ -293,8 +326,10 @@ async def _stream(
                 served = f"{head['model'].partition('/')[0]}/{event.result.model}"
                 if served != last["model"]:  # a rescue finished it elsewhere: its last chunk names that model
                     last = {**last, "model": served}
+                if i in held and (held[i] or event.result.replaced):
+                    yield _checked(last, i, cid, held[i], event.result)
                 content = None if _null_content(event.result, openai) else ""  # a null content stays null in SDKs
-                yield _delta(last, i, cid, event.result.finish_reason, content=content)
+                yield _delta(last, i, cid, finish_reason(event.result), content=content)
         if include_usage:
             ordered = [results[i] for i in sorted(results)]
             usage = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)}

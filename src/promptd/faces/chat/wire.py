@@ -78,7 +78,7 @@ class ChatBody(msgspec.Struct):
 
 
 class EmbeddingsBody(msgspec.Struct):
-    input: str | list[str]
+    input: str | list[Any]  # OpenAI's: text, texts, token ids, or arrays of token ids (faces/chat/embeddings.py)
     model: str
     encoding_format: str | None = None
     dimensions: int | None = None

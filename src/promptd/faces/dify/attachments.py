@@ -15,6 +15,11 @@ way (`_parts`) and end as content parts after the prompt's text: the request's `
 files in form order. Every refusal is a 400 saying why, its `params` the `files` or the input variable;
 nothing is dropped silently. Remote URLs must be http(s)
 (`check_remote_url`), and the files promptd fetches itself go through the SSRF guard (promptd/urlguard.py).
+
+What needs the network or a model (a remote file's bytes, an inlined image, a document's text, an audio
+transcript) is a pending part (engine/pending.py): a placeholder the engine fills once it has admitted the call
+and moderated its input, so a refused request fetches, reads and transcribes nothing. Everything the request
+and its uploads say (types, methods, URLs, counts, extensions, whose upload it is) is checked before.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from promptd import urlguard
 from promptd.catalog.schema import FileUploadConfig, FormField
 from promptd.documents import extract_text, readable
 from promptd.domain.forms import FILE_FIELDS, validate_inputs, with_query
-from promptd.engine.call import TranscriptionCall
+from promptd.engine.call import Origin, TranscriptionCall
+from promptd.engine.pending import Make, Pending
 from promptd.errors import InputError
 from promptd.faces.dify.auth import App
 from promptd.faces.dify.wire import FileRef
 from promptd.types import ContentPart
 
-__all__ = ["check_remote_url", "file_parts", "input_files", "input_parts", "takes_files"]
+__all__ = ["Attachments", "check_remote_url", "file_parts", "input_files", "input_parts", "takes_files"]
 
 MB = 1024 * 1024
 
@@ -66,8 +72,17 @@ class _Rules:
 
 
 @dataclass(slots=True)
+class Attachments:
+    """A request's files as content parts after its prompt's text, and those of them the engine makes once it
+    has admitted the call (`ChatCall.pending`)."""
+
+    parts: list[ContentPart]
+    pending: list[Pending]
+
+
+@dataclass(slots=True)
 class _Loaded:
-    data: bytes
+    data: bytes | None  # None: a remote file, fetched once the call is admitted (`_read`)
     name: str
     extension: str
     mime_type: str
@@ -94,19 +109,25 @@ async def _fetch(app: App, url: str, limit_mb: float, param: str) -> bytes:
     return data
 
 
-async def _inline_image(app: App, url: str, param: str) -> str:
-    """A remote image as a data URL (`inline_remote_images`), fetched as `_fetch` fetches, its content type an
-    image's."""
+def _inline_image(app: App, param: str) -> Make:
+    """How a remote image part gets its image as a data URL (`inline_remote_images`), fetched as `_fetch`
+    fetches, its content type an image's."""
     settings = app.svc.settings
     limit_mb = settings.upload_limit_mb("image")
-    with _fetch_errors(url, limit_mb, param):
-        return await urlguard.inline(
-            url,
-            kind="image",
-            time_limit=settings.remote_fetch_timeout,
-            max_bytes=int(limit_mb * MB),
-            allow=settings.fetch_allow,
-        )
+
+    async def inline(part: ContentPart, origin: Origin) -> ContentPart:
+        url = str(part["image_url"]["url"])
+        with _fetch_errors(url, limit_mb, param):
+            data_url = await urlguard.inline(
+                url,
+                kind="image",
+                time_limit=settings.remote_fetch_timeout,
+                max_bytes=int(limit_mb * MB),
+                allow=settings.fetch_allow,
+            )
+        return {**part, "image_url": {**part["image_url"], "url": data_url}}
+
+    return inline
 
 
 @contextlib.contextmanager
@@ -122,12 +143,12 @@ def _fetch_errors(url: str, limit_mb: float, param: str) -> Iterator[None]:
 
 
 async def _load(app: App, f: FileRef, where: str, param: str, end_user: str, kind: str) -> _Loaded:
+    """An upload's bytes (its owner checked), or a remote file's name, its bytes left to `_read`."""
     if f.transfer_method == "remote_url":
         assert f.url is not None
         name = f.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "file"
         extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
-        data = await _fetch(app, f.url, app.svc.settings.upload_limit_mb(kind), param)
-        return _Loaded(data, name, extension, mimetypes.guess_type(name)[0] or "")
+        return _Loaded(None, name, extension, mimetypes.guess_type(name)[0] or "")
     row = await app.svc.repo.get_file(f.upload_file_id or "", app.name)
     if row is None or row["created_by"] != end_user:
         raise InputError("Invalid upload file", param=param)
@@ -140,20 +161,25 @@ async def _load(app: App, f: FileRef, where: str, param: str, end_user: str, kin
     return _Loaded(data, row["name"], row["extension"], row["mime_type"])
 
 
-def _data_url(loaded: _Loaded, fallback: str) -> str:
-    return f"data:{loaded.mime_type or fallback};base64,{base64.b64encode(loaded.data).decode()}"
+async def _read(app: App, f: FileRef, loaded: _Loaded, kind: str, param: str) -> bytes:
+    """A file's bytes: an upload's, or a remote file's, fetched now."""
+    if loaded.data is not None:
+        return loaded.data
+    assert f.url is not None
+    return await _fetch(app, f.url, app.svc.settings.upload_limit_mb(kind), param)
 
 
-async def _transcribe(app: App, loaded: _Loaded, end_user: str | None, param: str) -> str:
+def _data_url(data: bytes, mime_type: str) -> str:
+    return f"data:{mime_type};base64,{base64.b64encode(data).decode()}"
+
+
+async def _transcribe(app: App, name: str, data: bytes, mime_type: str, origin: Origin) -> str:
     """The audio's transcript, by the project's speech-to-text model: through the engine, so it is admitted,
-    metered and recorded like any model call."""
-    from promptd.faces.dify.files import dify_origin
-
+    metered and recorded like any model call, as one made for the call (`origin`)."""
     model_key = app.project.audio.speech_to_text
-    if model_key is None:
-        raise InputError("Audio files need a speech-to-text model: this app sets no audio.speech_to_text.", param=param)
-    call = TranscriptionCall(filename=loaded.name, data=loaded.data, mime_type=loaded.mime_type or "audio/mpeg")
-    answer = await app.svc.engine.transcribe(call, dify_origin(app, end_user), model_key)
+    assert model_key is not None  # checked with the request (`_part`)
+    call = TranscriptionCall(filename=name, data=data, mime_type=mime_type or "audio/mpeg")
+    answer = await app.svc.engine.transcribe(call, origin, model_key)
     return answer.value
 
 
@@ -162,9 +188,9 @@ def takes_files(config: FileUploadConfig) -> bool:
     return bool(_allowed(config)[0])
 
 
-async def file_parts(app: App, files: list[FileRef], user: str) -> list[ContentPart]:
-    """Resolve a request's `files` to content parts the model can read, with Dify-style errors for each misuse.
-    Whether the model can read images and video is the engine's check (it knows which model the call is
+async def file_parts(app: App, files: list[FileRef], user: str, into: Attachments) -> None:
+    """Resolve a request's `files` to content parts the model can read (`into`), with Dify-style errors for each
+    misuse. Whether the model can read images and video is the engine's check (it knows which model the call is
     routed to)."""
     types, methods, most = _allowed(app.project.file_upload)
     if not types:
@@ -173,7 +199,7 @@ async def file_parts(app: App, files: list[FileRef], user: str) -> list[ContentP
         noun = "image files" if types == ["image"] else "files"
         raise InputError(f"Number of {noun} exceeds the maximum limit of {most}.", param="files")
     rules = _Rules(types, methods, app.project.file_upload.allowed_file_extensions, "files")
-    return await _parts(app, files, user, rules)
+    await _parts(app, files, user, rules, into)
 
 
 def input_files(app: App, inputs: Mapping[str, Any], query: str) -> list[tuple[FormField, list[FileRef]]]:
@@ -201,9 +227,8 @@ def input_files(app: App, inputs: Mapping[str, Any], query: str) -> list[tuple[F
     return out
 
 
-async def input_parts(app: App, fields: list[tuple[FormField, list[FileRef]]], user: str) -> list[ContentPart]:
-    """The files of `input_files` as content parts, each field's files under its own upload keys."""
-    parts: list[ContentPart] = []
+async def input_parts(app: App, fields: list[tuple[FormField, list[FileRef]]], user: str, into: Attachments) -> None:
+    """The files of `input_files` as content parts (`into`), each field's files under its own upload keys."""
     for field, refs in fields:
         rules = _Rules(
             field.allowed_file_types or [],
@@ -212,17 +237,16 @@ async def input_parts(app: App, fields: list[tuple[FormField, list[FileRef]]], u
             field.variable,
             single=field.type == "file",
         )
-        parts += await _parts(app, refs, user, rules)
-    return parts
+        await _parts(app, refs, user, rules, into)
 
 
-async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules) -> list[ContentPart]:
+async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules, into: Attachments) -> None:
     """The one way files become content parts: each file's type and transfer method checked against `rules`,
     then an image (inline, or its URL), a video, a document's text or an audio transcript."""
     end_user = app.end_user(user)
     detail = app.project.file_upload.image.detail
     param = rules.param
-    parts: list[ContentPart] = []
+    parts = into.parts
     for i, f in enumerate(files):
         where = rules.where(i)
         if f.type not in rules.types:
@@ -237,31 +261,35 @@ async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules) -> li
             raise InputError(f"{where}: upload_file_id is required for local_file", param=param)
         if f.type == "image":
             if f.transfer_method == "remote_url":  # the model fetches it (as Dify passes it on), or promptd does
-                url = f.url or ""
+                part: ContentPart = {"type": "image_url", "image_url": {"url": f.url or "", "detail": detail}}
                 if app.svc.settings.inline_remote_images:
-                    url = await _inline_image(app, url, param)
-                parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
+                    into.pending.append(Pending(part, _inline_image(app, param)))
             else:
                 loaded = await _load(app, f, where, param, end_user, "image")
-                url = _data_url(loaded, "image/png")
-                parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
+                assert loaded.data is not None
+                url = _data_url(loaded.data, loaded.mime_type or "image/png")
+                part = {"type": "image_url", "image_url": {"url": url, "detail": detail}}
+            parts.append(part)
             continue
         if f.type == "video":
             parts.append(await _video(app, f, where, param, end_user))
             continue
         loaded = await _load(app, f, where, param, end_user, "document" if f.type == "custom" else f.type)
-        parts.append(await _part(app, f, where, loaded, rules, user))
-    return parts
+        parts.append(_part(app, f, where, loaded, rules, into))
 
 
 async def _video(app: App, f: FileRef, where: str, param: str, end_user: str) -> ContentPart:
     if f.transfer_method == "remote_url":
         return {"type": "video_url", "video_url": {"url": f.url}}
     loaded = await _load(app, f, where, param, end_user, "video")
-    return {"type": "video_url", "video_url": {"url": _data_url(loaded, "video/mp4")}}
+    assert loaded.data is not None
+    return {"type": "video_url", "video_url": {"url": _data_url(loaded.data, loaded.mime_type or "video/mp4")}}
 
 
-async def _part(app: App, f: FileRef, where: str, loaded: _Loaded, rules: _Rules, user: str) -> ContentPart:
+def _part(app: App, f: FileRef, where: str, loaded: _Loaded, rules: _Rules, into: Attachments) -> ContentPart:
+    """A document's text or an audio file's transcript, as a placeholder text part the engine fills once it has
+    admitted the call (reading a document, and transcribing, are work a refused call must not make; a remote
+    file needs the network). What needs neither (an extension, a speech-to-text model) is checked now."""
     param = rules.param
     if f.type == "custom":
         wanted = {e.lower().lstrip(".") for e in rules.extensions}
@@ -269,10 +297,18 @@ async def _part(app: App, f: FileRef, where: str, loaded: _Loaded, rules: _Rules
             raise InputError(f"{where}: .{loaded.extension} is not an allowed file extension", param=param)
         if not readable(loaded.extension, loaded.mime_type):
             raise InputError(f"{where}: promptd cannot give a .{loaded.extension} file to a model", param=param)
-    if f.type in ("document", "custom"):
-        text = await asyncio.to_thread(
-            extract_text, loaded.data, extension=loaded.extension, mime_type=loaded.mime_type
-        )
-        return {"type": "text", "text": f"Document {loaded.name}:\n{text}"}
-    transcript = await _transcribe(app, loaded, user, param)
-    return {"type": "text", "text": f"Audio {loaded.name} (transcript):\n{transcript}"}
+    kind = "audio" if f.type == "audio" else "document"
+    if kind == "audio" and app.project.audio.speech_to_text is None:
+        raise InputError("Audio files need a speech-to-text model: this app sets no audio.speech_to_text.", param=param)
+
+    async def make(part: ContentPart, origin: Origin) -> ContentPart:
+        data = await _read(app, f, loaded, kind, param)
+        if kind == "document":
+            text = await asyncio.to_thread(extract_text, data, extension=loaded.extension, mime_type=loaded.mime_type)
+            return {"type": "text", "text": f"Document {loaded.name}:\n{text}"}
+        transcript = await _transcribe(app, loaded.name, data, loaded.mime_type, origin)
+        return {"type": "text", "text": f"Audio {loaded.name} (transcript):\n{transcript}"}
+
+    placeholder: ContentPart = {"type": "text", "text": ""}
+    into.pending.append(Pending(placeholder, make))
+    return placeholder

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from promptd.engine.call import ChatCall, FormInput, Origin
 from promptd.engine.request import Done, GenerationRequest, KeepAlive
 from promptd.errors import ConflictError
-from promptd.faces.dify.attachments import file_parts, input_files, input_parts, takes_files
+from promptd.faces.dify.attachments import Attachments, file_parts, input_files, input_parts, takes_files
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import dify_error
 from promptd.faces.dify.sse import PING, encode, event, header, message_frame, metadata
@@ -77,12 +77,14 @@ async def completion_messages(request: Request) -> Response:
     # Dify checks the request before any stream exists: a mistake (inputs, files) is a 400 JSON answer in both
     # modes; over a limit is a 429 with Retry-After, stream or not
     form_files = input_files(app, body.inputs, body.query)  # file / file-list inputs (the form checked first)
-    attachments = await file_parts(app, given, user) if given else []
+    attached = Attachments([], [])  # what needs the network or a model is made once the engine admits the call
+    if given:
+        await file_parts(app, given, user, attached)
     if form_files:
-        attachments += await input_parts(app, form_files, user)
-    form = FormInput(inputs=body.inputs, query=body.query, attachments=attachments, files=files)
+        await input_parts(app, form_files, user, attached)
+    form = FormInput(inputs=body.inputs, query=body.query, attachments=attached.parts, files=files)
     run = await app.svc.engine.generate(  # the engine searches the project's knowledge, if it attaches any
-        ChatCall(form=form, stream=streaming),
+        ChatCall(form=form, stream=streaming, pending=attached.pending),
         Origin(face="dify", project=app.name, key_id=app.key.id, key_limits=app.key.limits, user=user),
         keepalive=app.svc.settings.ping_interval if streaming else None,
     )

@@ -89,9 +89,17 @@ def _retrieval_model(r: Retrieval) -> dict[str, Any]:
     }
 
 
+def _technique(d: dict[str, Any]) -> str:
+    """How dataset `d` indexes documents: with embeddings when it has an embedding model, else for full text."""
+    return "high_quality" if Retrieval.of(d["retrieval"]).embedding_model else "economy"
+
+
 async def _dataset(knowledge: Knowledge, d: dict[str, Any], attached: int) -> dict[str, Any]:
     count, chars = await knowledge.store.dataset_counts(d["id"])
     r = Retrieval.of(d["retrieval"])
+    # null until the first document sets it (as in Dify); a dataset given documents before promptd stored it so
+    # reports what its documents got
+    technique = d["indexing_technique"] or (_technique(d) if count else None)
     return {
         "id": d["id"],
         "name": d["name"],
@@ -99,7 +107,7 @@ async def _dataset(knowledge: Knowledge, d: dict[str, Any], attached: int) -> di
         "provider": "vendor",
         "permission": "all_team_members",
         "data_source_type": "upload_file" if count else None,
-        "indexing_technique": d["indexing_technique"],
+        "indexing_technique": technique,
         "app_count": attached,
         "document_count": count,
         "word_count": chars,
@@ -478,13 +486,16 @@ async def _original(svc: Services, d: dict[str, Any], ident: Any) -> dict[str, A
 async def _create(svc: Services, d: dict[str, Any], name: str, data: bytes, args: dict[str, Any]) -> Response:
     """A create call's document: a new one, or (`original_document_id`) that one updated. A document's indexing
     technique is its dataset's: `high_quality` asked of a dataset without an embedding model (Dify's client asks
-    it always) is indexed for full text, and the answer says so (`X-Promptd-Ignored: indexing_technique`)."""
+    it always) is indexed for full text, and the answer says so (`X-Promptd-Ignored: indexing_technique`). A
+    dataset created without a technique takes the one its first document is indexed with, as Dify's does."""
     original = await _original(svc, d, args.get("original_document_id"))
     if original is not None:
         made = await _update_document(svc, d, original, name, data, args.get("process_rule"))
     else:
         made = await _add_document(svc, d, name, data, args.get("process_rule"))
-    if args.get("indexing_technique") == "high_quality" and not Retrieval.of(d["retrieval"]).embedding_model:
+    if d["indexing_technique"] is None:
+        await svc.knowledge.store.update_dataset(d["id"], {"indexing_technique": _technique(d)})
+    if args.get("indexing_technique") == "high_quality" and _technique(d) == "economy":
         log.info("dataset %r has no embedding model: document %s indexed for full text", d["name"], name)
         return JSONResponse(made, headers={IGNORED_HEADER: "indexing_technique"})
     return JSONResponse(made)

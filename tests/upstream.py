@@ -23,6 +23,7 @@ The requested `model` picks the behaviour, so one server covers every scenario:
     error-chunk a 200 stream whose one chunk is an error object with code 400 (as vLLM sends them)
     whole       ignores stream=true: one application/json chat.completion with a tool call
     fingerprint the normal answer with `system_fingerprint: fp_test` in every chunk (and in the whole reply)
+    logprobs    "Hello" and " there", each chunk with its token's logprobs beside its delta (as OpenAI sends them)
 
 It also answers `/v1/embeddings` (a 4-dimensional vector per input, a token per word or token id),
 `/v1/audio/speech` and `/v1/audio/transcriptions`.
@@ -228,6 +229,20 @@ class FakeUpstream:
             for i in range(0, len(answer), 16):
                 yield answer[i : i + 16]
                 await asyncio.sleep(0.001)  # one piece per read, as far as loopback allows
+            return
+        if model == "logprobs":
+            for token, logprob in (("Hello", -0.25), (" there", -1.5)):
+                entry = {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": []}
+                choice = {
+                    "index": 0,
+                    "delta": {"content": token},
+                    "logprobs": {"content": [entry]},
+                    "finish_reason": None,
+                }
+                yield b"data: " + json.dumps({"id": "chatcmpl-1", "choices": [choice]}).encode() + b"\n\n"
+            yield _chunk(finish="stop")
+            yield USAGE
+            yield DONE
             return
         if model == "fingerprint":
             for piece in _answer():

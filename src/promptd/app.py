@@ -40,6 +40,7 @@ from promptd.faces.chat.routes import openai_mount
 from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.routes import mount as dify_mount
 from promptd.faces.mount import HotRoute
+from promptd.faces.refusal import OPENAI_PATHS
 from promptd.health import health, livez, readyz
 from promptd.keys import KeyCache
 from promptd.knowledge.service import Knowledge
@@ -163,7 +164,7 @@ def _cors_refusal(path: str, message: str) -> Response:
     """A refused CORS preflight (403), in the shape of the API at `path`."""
     if path.startswith("/admin/"):
         return admin_errors.error_response(403, "forbidden", message)
-    if path.startswith("/api/") or path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models"):
+    if path.startswith("/api/") or path.startswith(OPENAI_PATHS):
         return JSONResponse({"error": message}, status_code=403)
     return dify_errors.error_response(403, "forbidden", message)
 
@@ -275,7 +276,7 @@ def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Pro
             # the management API and the console it serves (docs/management-api.md, docs/console.md)
             *admin.mount(),
             Mount("/console", app=console_app(), name="console"),
-            *aliases.mount(),  # /v1/chat/completions, /v1/embeddings, /v1/models: before the Dify face's /v1
+            *aliases.mount(),  # /v1/chat/completions, /v1/embeddings, /v1/models[/…]: before the Dify face's /v1
             *dify.mount(),
         ],
         # errors of the routes outside a mount (the OpenAI aliases) leave in OpenAI's shape

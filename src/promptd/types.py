@@ -16,6 +16,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "last_user_text",
+    "media_kinds",
 ]
 
 #: One part of a multimodal message: {"type": "text", "text": ...} or {"type": "image_url", "image_url": {"url": ...}}
@@ -115,3 +116,13 @@ def last_user_text(messages: list[Message]) -> str | None:
                 return m.content
             return " ".join(str(p.get("text", "")) for p in m.content if p.get("type") == "text")
     return None
+
+
+def media_kinds(messages: list[Message]) -> frozenset[str]:
+    """The kinds of content part other than text in `messages` (`image_url`, `video_url`, …); usually none."""
+    kinds: set[str] = set()
+    for m in messages:
+        if not isinstance(m.content, str):
+            kinds.update(str(p.get("type")) for p in m.content)
+    kinds.discard("text")
+    return frozenset(kinds)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -199,3 +201,46 @@ def test_a_parameter_the_embedded_model_cannot_honour_is_a_400_naming_it(client:
             model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, service_tier="flex"
         )
     assert "service_tier" in refused.value.response.text
+
+
+@pytest.mark.parametrize(
+    "unset",
+    [
+        {"service_tier": None, "reasoning_effort": None, "modalities": None, "audio": None},
+        {"prediction": None, "web_search_options": None, "seed": None, "response_format": None},
+        {"service_tier": "auto", "modalities": ["text"], "logit_bias": {}},
+    ],
+)
+def test_parameters_left_unset_or_at_their_default_are_not_refused(client: OpenAI, unset: dict[str, Any]) -> None:
+    """What the OpenAI SDK sends for `service_tier=None` (null), and OpenAI's defaults, ask nothing of the model."""
+    r = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=2, extra_body=unset
+    )
+    assert r.choices[0].finish_reason in ("stop", "length")
+
+
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    }
+]
+
+
+def test_an_image_for_the_text_only_model_is_a_400_in_each_shape(server: RunningServer) -> None:
+    """Known before any call: a client error, which the OpenAI SDK does not retry (it retries 5xx)."""
+    with (
+        OpenAI(base_url=server.url + "/v1", api_key=server.key) as openai_client,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        openai_client.chat.completions.create(model="demo", messages=IMAGE, max_tokens=2)  # type: ignore[arg-type]
+    error = refused.value.body
+    assert error["type"] == "invalid_request_error" and error["param"] == "messages"  # type: ignore[index]
+    assert "image_url content is not supported by model 'smol'" in error["message"]  # type: ignore[index]
+    headers = {"Authorization": f"Bearer {server.key}"}
+    body = {"model": "demo", "messages": IMAGE, "max_tokens": 2}
+    adaptive = httpx.post(server.url + "/api/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert adaptive.status_code == 400 and "image_url content is not supported" in adaptive.json()["error"]

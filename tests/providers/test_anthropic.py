@@ -6,7 +6,9 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import openai
 import pytest
+from openai import OpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -16,7 +18,7 @@ from promptd.catalog.schema import AnthropicProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderRateLimited, ProviderUnavailable
 from promptd.providers.anthropic import AnthropicProvider, to_anthropic
 from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
-from tests.serving import serve_in_thread
+from tests.serving import serve_app, serve_in_thread
 
 
 def sse(*events: dict[str, Any]) -> list[bytes]:
@@ -234,14 +236,11 @@ async def test_failures_are_translated(provider: AnthropicProvider, model: str, 
         assert info.value.retry_after == 3.0
 
 
-def test_the_chat_face_serves_anthropic_models_with_tools(upstream: tuple[FakeAnthropic, str], tmp_path: Any) -> None:
-    from openai import OpenAI
-
-    from tests.serving import serve_app
-
-    catalog = {
-        "providers": {"claude": {"kind": "anthropic", "base_url": upstream[1], "api_key": "sk-ant"}},
-        "models": {"sonnet": {"provider": "claude", "model": "tool"}},
+def claude_catalog(url: str, model: str) -> dict[str, Any]:
+    """A chat project whose one model is `model` at the fake Anthropic upstream at `url`."""
+    return {
+        "providers": {"claude": {"kind": "anthropic", "base_url": url, "api_key": "sk-ant"}},
+        "models": {"sonnet": {"provider": "claude", "model": model}},
         "projects": {
             "demo": {
                 "mode": "chat",
@@ -250,7 +249,10 @@ def test_the_chat_face_serves_anthropic_models_with_tools(upstream: tuple[FakeAn
             }
         },
     }
-    with serve_app(catalog, tmp_path) as server:
+
+
+def test_the_chat_face_serves_anthropic_models_with_tools(upstream: tuple[FakeAnthropic, str], tmp_path: Any) -> None:
+    with serve_app(claude_catalog(upstream[1], "tool"), tmp_path) as server:
         client = OpenAI(base_url=server.url + "/api/v1", api_key=server.key)
         r = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Weather in Paris?"}])
         choice = r.choices[0]
@@ -260,3 +262,36 @@ def test_the_chat_face_serves_anthropic_models_with_tools(upstream: tuple[FakeAn
         assert json.loads(tc.function.arguments) == {"city": "Paris"}
         assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (20, 9)
         assert upstream[0].requests[-1]["body"]["tools"][0]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("path", ["/api/v1", "/v1"])
+def test_unset_and_default_parameters_are_no_reason_to_refuse_anthropic(
+    upstream: tuple[FakeAnthropic, str], tmp_path: Any, path: str
+) -> None:
+    """Anthropic takes no `seed`, `logprobs` or penalties: a call that sends them null or at OpenAI's default asks
+    for nothing it cannot do, and is served (without them); a real value is still a 400 naming it."""
+    fake, url = upstream
+    with (
+        serve_app(claude_catalog(url, "text"), tmp_path) as server,
+        OpenAI(base_url=server.url + path, api_key=server.key, max_retries=0) as client,
+    ):
+        hi: Any = [{"role": "user", "content": "Salut"}]
+        r = client.chat.completions.create(
+            model="demo",
+            messages=hi,
+            seed=None,
+            logprobs=False,
+            frequency_penalty=0,
+            presence_penalty=0,
+            service_tier="auto",
+            modalities=["text"],
+            response_format={"type": "text"},
+            logit_bias={},
+        )
+        assert r.choices[0].message.content == "Bonjour !"
+        sent = fake.requests[-1]["body"]
+        assert not {"seed", "logprobs", "frequency_penalty", "presence_penalty", "service_tier"} & set(sent)
+        for asked in ({"frequency_penalty": 0.5}, {"logprobs": True}, {"seed": 7}, {"service_tier": "flex"}):
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.chat.completions.create(model="demo", messages=hi, extra_body=asked)
+            assert f"{next(iter(asked))}: not supported by model 'sonnet'" in refused.value.response.text

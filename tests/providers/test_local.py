@@ -139,6 +139,18 @@ async def test_a_prompt_longer_than_the_context_is_a_context_length_error(local:
     check_shape(await collect(local, call("Say hi.", 3)), 3)  # and the provider carries on
 
 
+@module_loop
+async def test_an_image_is_a_bad_request_not_a_provider_failure(local: LocalProvider) -> None:
+    """The engine never sends images to this provider (its `media` is empty); if one came, llama.cpp's
+    "image input is not supported" is the request's fault (a 400), not the provider's (a 5xx, retried)."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    asked = ProviderCall(model="smollm2", messages=[Message("user", [{"type": "text", "text": "What?"}, image])])
+    with pytest.raises(ProviderBadRequest, match="not supported"):
+        await collect(local, asked)
+    assert local.media == frozenset()
+    check_shape(await collect(local, call("Say hi.", 3)), 3)  # and the provider carries on
+
+
 async def test_a_missing_model_file_is_reported_as_unavailable() -> None:
     provider = LocalProvider("x", LocalProviderConfig(kind="local", model_path="/nonexistent/model.gguf"))
     with pytest.raises(ProviderUnavailable, match="does not exist"):

@@ -53,12 +53,14 @@ from promptd.providers.base import (
     RerankProvider,
     SpeechProvider,
     TokenEmbeddingProvider,
+    supported,
+    unreadable,
     unsupported,
 )
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
-from promptd.types import Message, ProviderCall, Usage
+from promptd.types import Message, ProviderCall, Usage, media_kinds
 from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Grounding", "Run", "UnaryResult", "campaign_id"]
@@ -177,13 +179,14 @@ class Engine:
         await self.coordinator.publish_stop(StopSignal(task_id, project, end_user_id))
 
     def model(self, project: str, model: str | None) -> tuple[str, ModelConfig]:
-        """The catalog model a request for `project` (and optionally `model`) runs on."""
+        """The catalog model a request for `project` (and optionally `model`) runs on (else `model_not_found`)."""
         proj = self.catalog.projects.get(project)
         if proj is None:
-            raise NotFound(f"project {project!r} does not exist")
+            raise NotFound(f"project {project!r} does not exist", code="model_not_found", param="model")
         key = model or proj.default
         if key not in proj.models:
-            raise NotFound(f"model {key!r} does not exist or is not attached to project {project!r}")
+            message = f"model {key!r} does not exist or is not attached to project {project!r}"
+            raise NotFound(message, code="model_not_found", param="model")
         return key, self.catalog.models[key]
 
     def campaign(self, project: str, id_or_key: str) -> tuple[str, CampaignConfig]:
@@ -417,6 +420,8 @@ class Engine:
         healthy: list[Candidate] = []
         cooling: list[Candidate] = []
         refused: dict[str, list[str]] = {}  # model → the parameters its deployments cannot honour
+        unread: set[str] = set()  # the kinds of content part (images, …) some deployment cannot read
+        kinds = media_kinds(request.messages)
         no_drops: tuple[str, ...] = ()
         now = time.monotonic()
         params = dict(call.params)
@@ -431,7 +436,11 @@ class Engine:
                 provider = self.providers.get(deployment.provider)
                 if provider is None:
                     continue
-                extra, dropped = params, no_drops
+                blind = unreadable(provider, kinds)
+                if blind:  # images for a text-only model: asking it would only fail
+                    unread.update(blind)
+                    continue
+                dropped = no_drops
                 missing = unsupported(provider, params)
                 if missing:
                     droppable = {*model.drop_params, *self.catalog.providers[deployment.provider].drop_params}
@@ -439,7 +448,7 @@ class Engine:
                         refused.setdefault(key, [p for p in missing if p not in droppable])
                         continue
                     dropped = tuple(missing)  # the operator chose to drop them; each attempt says so
-                    extra = {k: v for k, v in params.items() if k not in dropped}
+                extra = supported(provider, params)  # without those dropped, and defaults it does not take
                 provider_call = ProviderCall(
                     model=deployment.model,
                     messages=request.messages,
@@ -461,6 +470,13 @@ class Engine:
                 f"{', '.join(names)}: not supported by model {model_key!r} (nor its fallbacks); "
                 "an operator may drop such parameters with drop_params in the catalog",
                 param=names[0],
+            )
+        if not healthy and not cooling and unread:
+            raise InputError(
+                f"messages: {', '.join(sorted(unread))} content is not supported by model {model_key!r} "
+                "(nor its fallbacks)",
+                code="unsupported_content",
+                param="messages",
             )
         return healthy + cooling
 

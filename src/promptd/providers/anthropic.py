@@ -138,6 +138,7 @@ class AnthropicProvider(HTTPProvider):
     #: OpenAI parameters it translates: tool_choice, parallel_tool_calls (disable_parallel_tool_use), top_k, and
     #: response_format (structured output through one forced tool whose input is the answer)
     accepts = frozenset({"tool_choice", "parallel_tool_calls", "top_k", "response_format"})
+    media = frozenset({"image_url"})  # image blocks; nothing else beside text
     continues = True  # a final assistant turn is a prefill Anthropic continues
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:

@@ -4,6 +4,11 @@ A provider streams one completion as `TextDelta`/`ToolCallDelta` events and ends
 Closing the iterator early (`aclose()`, or cancelling the task that iterates it) must stop the upstream
 generation and release its resources. Failures are raised as `promptd.errors.ProviderError` subclasses,
 translated where they enter (the adapter), never as a foreign library's exception.
+
+What a provider can honour is declared on its class, and checked before any call is made (`Engine.plan` passes
+over a deployment that cannot honour a request): `accepts`, the generation parameters it takes (`unsupported`),
+and `media`, the kinds of content part beside text it reads (`unreadable`). `None` means any: an
+OpenAI-compatible server's upstream judges for itself.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from promptd.types import ProviderCall, ProviderEvent
 
 __all__ = [
+    "PARAM_DEFAULTS",
     "PROVIDER_KINDS",
     "EmbeddingProvider",
     "ModerationProvider",
@@ -23,6 +29,9 @@ __all__ = [
     "SpeechProvider",
     "TokenEmbeddingProvider",
     "load_provider_class",
+    "supported",
+    "unreadable",
+    "unsupported",
 ]
 
 
@@ -77,15 +86,58 @@ class ModerationProvider(Protocol):
         ...
 
 
+#: OpenAI's defaults of generation parameters: a call that sends one is the same call as one that leaves it out,
+#: so no provider is refused for it (null, which means unset in OpenAI's API, never reaches here: the chat face
+#: leaves such fields out). `response_format: {"type": "text"}` and an empty `logit_bias` change nothing either.
+PARAM_DEFAULTS: Mapping[str, Any] = {
+    "frequency_penalty": 0,
+    "presence_penalty": 0,
+    "logprobs": False,
+    "parallel_tool_calls": True,
+    "service_tier": "auto",
+    "modalities": ["text"],
+    "response_format": {"type": "text"},
+    "logit_bias": {},
+}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    if name not in PARAM_DEFAULTS:
+        return False
+    default = PARAM_DEFAULTS[name]
+    if isinstance(default, bool) or isinstance(value, bool):  # `false` is not `0`, nor `0` `false`
+        return value is default
+    return bool(value == default)
+
+
 def unsupported(provider: Any, params: Mapping[str, Any]) -> list[str]:
     """The generation parameters (OpenAI names, beyond the core ones every provider takes: messages, max tokens,
     temperature, top_p, stop, tools) that `provider` cannot honour. A provider that declares `accepts = None`
     (an OpenAI-compatible server: the upstream judges what it is sent) takes them all; one that declares a set
-    takes those, sent on or translated to its own form."""
+    takes those, sent on or translated to its own form. A parameter at OpenAI's default (`PARAM_DEFAULTS`) asks for
+    nothing, so it is never one of them."""
     accepts: frozenset[str] | None = getattr(provider, "accepts", None)
     if accepts is None:
         return []
-    return sorted(name for name in params if name not in accepts)
+    return sorted(name for name, value in params.items() if name not in accepts and not _is_default(name, value))
+
+
+def supported(provider: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of `params` that `provider` takes: what it is sent (the others are at their default, or
+    dropped by the operator: `unsupported` has vetted them)."""
+    accepts: frozenset[str] | None = getattr(provider, "accepts", None)
+    if accepts is None or not params:
+        return params
+    return {name: value for name, value in params.items() if name in accepts}
+
+
+def unreadable(provider: Any, kinds: frozenset[str]) -> list[str]:
+    """The kinds of content part (`image_url`, `video_url`, …, from `types.media_kinds`) that `provider` cannot
+    read: those outside its declared `media` (None: it reads whatever it is sent)."""
+    media: frozenset[str] | None = getattr(provider, "media", None)
+    if not kinds or media is None:
+        return []
+    return sorted(kinds - media)
 
 
 #: catalog `kind` → "module:Class". A new provider is one file plus one line here.

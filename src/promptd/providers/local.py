@@ -55,6 +55,8 @@ def translate_error(error: Any) -> ProviderError:
     """llama.cpp's {"code", "message", "type"} error (or an exception from the binding) as promptd's error."""
     if isinstance(error, ValueError):  # the binding's std::invalid_argument: the request itself is malformed
         return ProviderBadRequest(f"local model rejected the request: {error}")
+    if isinstance(error, RuntimeError) and "is not supported" in str(error):  # e.g. "image input is not supported"
+        return ProviderBadRequest(f"local model: {error}")  # the request asks what this model cannot do: a 400
     if isinstance(error, BaseException):
         return ProviderError(f"local model failed: {type(error).__name__}: {error}")
     err: dict[str, Any] = error if isinstance(error, dict) else {"message": str(error)}
@@ -92,6 +94,7 @@ def _top_logprobs(body: dict[str, Any]) -> int | None:
 
 class LocalProvider:
     accepts = LLAMA_PARAMS
+    media: frozenset[str] = frozenset()  # text only: llama.cpp reads images only with a projector (mmproj), not given
     continues = True  # llama.cpp continues a final assistant message (a rescue's prefill)
 
     def __init__(self, name: str, config: LocalProviderConfig) -> None:

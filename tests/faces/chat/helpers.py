@@ -11,7 +11,7 @@ import httpx
 from tests.conftest import FAKE_CATALOG
 from tests.serving import RunningServer
 
-__all__ = ["CHAT_CATALOG", "assert_adaptive_error", "post", "rows"]
+__all__ = ["CHAT_CATALOG", "assert_adaptive_error", "data_blocks", "post", "rows"]
 
 CHAT_CATALOG: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
 CHAT_CATALOG["models"]["alt"] = {
@@ -35,6 +35,11 @@ CHAT_CATALOG["projects"]["plain"] = {"mode": "chat", "models": ["echo"]}
 
 def post(server: RunningServer, path: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
     return httpx.post(server.url + path, json=body, headers=server.headers(key), timeout=60)
+
+
+def data_blocks(raw: str) -> list[str]:
+    """The `data:` payloads of an SSE body, in order (`[DONE]` included)."""
+    return [b.removeprefix("data: ") for b in raw.split("\n\n") if b.startswith("data: ")]
 
 
 def assert_adaptive_error(resp: httpx.Response, status: int, contains: str = "") -> str:

@@ -22,7 +22,7 @@ from openai import OpenAI
 from promptd.domain.ids import end_user_id
 from promptd.errors import ProviderUnavailable
 from promptd.types import ProviderCall, ProviderEvent, TextDelta
-from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post, rows
+from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, data_blocks, post, rows
 from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app
 from tests.upstream import fake_upstream
@@ -30,10 +30,6 @@ from tests.upstream import fake_upstream
 USER = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
 PATHS = ["/api/v1", "/v1"]  # the Adaptive API and the plain OpenAI aliases
-
-
-def data_blocks(raw: str) -> list[Any]:
-    return [b.removeprefix("data: ") for b in raw.split("\n\n") if b.startswith("data: ")]
 
 
 # --- user: any string ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from openai import OpenAI
 
@@ -81,3 +82,37 @@ def test_the_answer_names_the_model_that_answered(tmp_path: Path) -> None:
         ) as streamed:
             chunks = [line for line in streamed.iter_lines() if line.startswith("data: {")]
         assert chunks and all('"model":"demo/echo"' in c for c in chunks)
+
+
+@pytest.mark.parametrize("path", ["/api/v1", "/v1"])
+def test_a_null_parameter_is_unset_and_not_sent_on(chat: tuple[RunningServer, RecordingProvider], path: str) -> None:
+    """The OpenAI SDK sends null for a parameter given as None (`service_tier=None`): in OpenAI's API that is
+    the parameter left out, so it does not reach the model (nor, on a provider that takes only some, refuse it:
+    tests/providers/test_anthropic.py, tests/integration/test_local_chat.py)."""
+    server, provider = chat
+    with OpenAI(base_url=server.url + path, api_key=server.key) as client:
+        client.chat.completions.create(
+            model="demo",
+            messages=USER,  # type: ignore[arg-type]
+            seed=None,
+            service_tier=None,
+            reasoning_effort=None,
+            modalities=None,
+            audio=None,
+            prediction=None,
+            web_search_options=None,
+            extra_body={**ARGS, "top_k": None},
+        )
+    assert provider.calls[-1].extra == {}
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 1.5, True, "7"])
+def test_a_seed_beyond_int64_is_a_400_naming_it(chat: tuple[RunningServer, RecordingProvider], seed: object) -> None:
+    server, provider = chat
+    with OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="demo", messages=USER, extra_body={**ARGS, "seed": seed})  # type: ignore[arg-type]
+        assert refused.value.body["param"] == "seed"  # type: ignore[index]
+        assert provider.calls == []
+        client.chat.completions.create(model="demo", messages=USER, seed=2**63 - 1, extra_body=ARGS)  # type: ignore[arg-type]
+    assert provider.calls[-1].extra == {"seed": 2**63 - 1}

@@ -28,6 +28,17 @@ class Caller:
             raise Forbidden(f"this API key is not valid for project {project!r}")
         return project
 
+    def model(self, model: str) -> tuple[str, str | None]:
+        """(project, model or None) that a request's `model`, `{project}` or `{project}/{model}`, names: the
+        key's project, and a model attached to it (else 404 `model_not_found`, as OpenAI says it)."""
+        name, attached = split_model(model)
+        try:
+            project = self.project(name)
+        except NotFound as exc:
+            raise NotFound(exc.message, code="model_not_found", param="model") from None
+        self.svc.engine.model(project, attached)
+        return project, attached
+
 
 async def authenticate(request: Request) -> Caller:
     svc = services(request)

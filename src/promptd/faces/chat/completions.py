@@ -18,9 +18,9 @@ from promptd.engine.generation import Generation
 from promptd.engine.pending import Pending
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
-from promptd.faces.chat.auth import authenticate, split_model
+from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.errors import chat_status
-from promptd.faces.chat.wire import ChatBody, decode, free_user, generation_params, optional_uuid, to_messages
+from promptd.faces.chat.wire import ChatBody, chat_body, free_user, generation_params, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
 from promptd.faces.streaming import EventStream
@@ -83,12 +83,13 @@ def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
     }
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request, *, openai: bool = False) -> Response:
+    """The Adaptive face's endpoint, or (`openai`) the OpenAI alias's, which differs only where the two APIs do:
+    OpenAI's message roles only, and null `content` beside tool calls (Adaptive's SDK wants a string)."""
     caller = await authenticate(request)
     raw = await request.body()
-    body = decode(raw, ChatBody)
-    project_name, model_name = split_model(body.model)
-    project = caller.project(project_name)
+    body = chat_body(raw, openai=openai)
+    project, model_name = caller.model(body.model)
     user = free_user(body.user)
     given_session = optional_uuid(body.session_id, "session_id")
     session_id = given_session or new_uuid()
@@ -145,7 +146,7 @@ async def chat_completions(request: Request) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         wait = caller.svc.settings.stream_commit_wait
-        return EventStream(_stream(generations, head, include_usage, commit_wait=wait), hold=True)
+        return EventStream(_stream(generations, head, include_usage, commit_wait=wait, openai=openai), hold=True)
     results = await unless_gone(request, run.results(), *generations)  # a client that goes stops them
     request.scope[UPSTREAM_KEY] = max(r.upstream_s for r in results)
     for result in results:
@@ -162,7 +163,7 @@ async def chat_completions(request: Request) -> Response:
             "message": {
                 "id": g.request.message_id,
                 "role": "assistant",
-                "content": r.answer,
+                "content": None if _null_content(r, openai) else r.answer,
                 **({"tool_calls": r.tool_calls} if r.tool_calls else {}),
             },
         }
@@ -174,19 +175,30 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
+def _null_content(result: GenerationResult, openai: bool) -> bool:
+    """Whether the message's `content` is null: on the OpenAI alias, for tool calls without text, as OpenAI's
+    (Adaptive's SDK wants a string: "")."""
+    return openai and bool(result.tool_calls) and not result.answer
+
+
 def with_fingerprint(body: dict[str, Any], results: list[GenerationResult]) -> dict[str, Any]:
     """`body` with the upstream's `system_fingerprint`, when one of the choices' upstreams sent one."""
     fingerprint = next((r.system_fingerprint for r in results if r.system_fingerprint), None)
     return body if fingerprint is None else {**body, "system_fingerprint": fingerprint}
 
 
-def _delta(head: dict[str, Any], index: int, completion_id: str, finish: str | None, **delta: Any) -> bytes:
+def _delta(
+    head: dict[str, Any], index: int, completion_id: str, finish: str | None, logprobs: Any = None, **delta: Any
+) -> bytes:
+    """One chunk of one choice; its `logprobs`, when given, beside its delta (`choices[].logprobs`, as OpenAI's)."""
     choice = {
         "index": index,
         "completion_id": completion_id,
         "finish_reason": finish,
         "delta": {"id": completion_id, "role": "assistant", "content": "", **delta},
     }
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
     return b"data: " + _encode({**head, "object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
 
 
@@ -241,11 +253,16 @@ async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]
 
 
 async def _stream(
-    generations: list[Generation], head: dict[str, Any], include_usage: bool, *, commit_wait: float
+    generations: list[Generation], head: dict[str, Any], include_usage: bool, *, commit_wait: float, openai: bool
 ) -> AsyncIterator[bytes]:
     """The chunks of a streamed answer. Nothing is sent (EventStream holds the head) until the first delta,
     or a keep-alive once `commit_wait` seconds have passed since the request: an error before that is raised,
-    and answered with its real HTTP status; after it, an error is a last chunk with an `error` object."""
+    and answered with its real HTTP status; after it, an error is a last chunk with an `error` object. With
+    `include_usage`, every chunk but the usage chunk has `"usage": null`, as OpenAI's have; a tool call's delta
+    has `"content": null` on the OpenAI alias (`openai`), "" on Adaptive's face (its SDK wants a string)."""
+    if include_usage:
+        head["usage"] = None
+    tool_content = None if openai else ""
     results: dict[int, GenerationResult] = {}
     failed: PromptdError | None = None
     committed = False
@@ -280,7 +297,7 @@ async def _stream(
                 if event.name:
                     call["function"]["name"] = event.name
                 committed = True
-                yield _delta(head, i, cid, None, tool_calls=[call])
+                yield _delta(head, i, cid, None, content=tool_content, tool_calls=[call])
             elif isinstance(event, KeepAlive):
                 if committed or time.perf_counter() - started >= commit_wait:
                     committed = True
@@ -311,7 +328,8 @@ async def _stream(
                     last = {**last, "model": served}
                 if i in held and (held[i] or event.result.replaced):
                     yield _checked(last, i, cid, held[i], event.result)
-                yield _delta(last, i, cid, finish_reason(event.result))
+                content = None if _null_content(event.result, openai) else ""  # a null content stays null in SDKs
+                yield _delta(last, i, cid, finish_reason(event.result), content=content)
         if include_usage:
             ordered = [results[i] for i in sorted(results)]
             usage = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage_body(ordered)}

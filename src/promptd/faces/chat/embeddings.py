@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from promptd.engine.call import EmbeddingCall, Origin
 from promptd.errors import InputError
-from promptd.faces.chat.auth import authenticate, split_model
+from promptd.faces.chat.auth import authenticate
 from promptd.faces.chat.wire import EmbeddingsBody, decode, free_user, optional_uuid
 from promptd.timing import UPSTREAM_KEY
 
@@ -47,8 +47,7 @@ def _inputs(raw: str | list[Any]) -> tuple[list[str], list[list[int]] | None]:
 async def embeddings(request: Request) -> Response:
     caller = await authenticate(request)
     body = decode(await request.body(), EmbeddingsBody)
-    project_name, model_name = split_model(body.model)
-    project = caller.project(project_name)
+    project, model_name = caller.model(body.model)
     user = free_user(body.user)
     session_id = optional_uuid(body.session_id, "session_id")
     texts, token_ids = _inputs(body.input)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from promptd.errors import (
     AuthError,
+    BudgetExceeded,
     ConflictError,
     Forbidden,
     InputError,
@@ -27,7 +28,7 @@ from promptd.errors import (
 )
 from promptd.store.db import store_error
 
-__all__ = ["adaptive_error", "chat_status", "http_error", "openai_error"]
+__all__ = ["adaptive_error", "chat_status", "http_error", "openai_error", "openai_type"]
 
 log = logging.getLogger("promptd.chat")
 
@@ -80,12 +81,26 @@ async def adaptive_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def openai_type(exc: BaseException, status: int) -> tuple[str, str]:
+    """OpenAI's `type` and `code` for an error: OpenAI's own words where it has some (a bad key, a rate limit, a
+    spent quota), else `invalid_request_error` (4xx) or `api_error` (5xx) and promptd's code."""
+    if isinstance(exc, AuthError):
+        return "invalid_request_error", "invalid_api_key"
+    if isinstance(exc, BudgetExceeded):
+        return "insufficient_quota", "insufficient_quota"
+    if isinstance(exc, LimitExceeded):
+        return ("tokens" if exc.what == "tokens" else "requests"), "rate_limit_exceeded"
+    if isinstance(exc, ProviderRateLimited):  # the upstream's limit: OpenAI's own answer would say the same
+        return "requests", "rate_limit_exceeded"
+    code = exc.code if isinstance(exc, PromptdError) else "internal_error"
+    return ("invalid_request_error" if status < 500 else "api_error"), code
+
+
 async def openai_error(request: Request, exc: Exception) -> Response:
     exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
-    kind = "invalid_request_error" if status < 500 else "api_error"
-    code = exc.code if isinstance(exc, PromptdError) else "internal_error"
+    kind, code = openai_type(exc, status)
     param = exc.param if isinstance(exc, InputError) else None
     body = {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
     return Response(msgspec.json.encode(body), status, media_type="application/json", headers=_headers(exc))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import functools
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,18 +13,29 @@ from promptd.faces.chat import campaigns, completions, embeddings, errors, feedb
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.mount import FaceMount, default_http_error
 
-__all__ = ["mount", "openai_mount", "openai_routes", "routes"]
+__all__ = ["get_model", "list_models", "mount", "openai_mount", "openai_routes", "routes"]
+
+
+def _model(model_id: str, created: int) -> dict[str, Any]:
+    """A model in OpenAI's shape. `created` is when the server loaded its catalog: the same in every answer."""
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "promptd"}
 
 
 async def list_models(request: Request) -> Response:
+    """The key's project (its default model, or its A/B campaign) and each model attached, as `{project}/{model}`."""
     caller = await authenticate(request)
     project = caller.project(None)
-    models = caller.svc.catalog.projects[project].models
-    now = int(time.time())
-    data = [{"id": f"{project}/{m}", "object": "model", "created": now, "owned_by": "promptd"} for m in models]
-    return JSONResponse(
-        {"object": "list", "data": [{"id": project, "object": "model", "created": now, "owned_by": "promptd"}, *data]}
-    )
+    created = int(caller.svc.started_at)
+    ids = [project, *(f"{project}/{m}" for m in caller.svc.catalog.projects[project].models)]
+    return JSONResponse({"object": "list", "data": [_model(i, created) for i in ids]})
+
+
+async def get_model(request: Request) -> Response:
+    """One of the ids `list_models` lists (a `/` in it is part of the path)."""
+    caller = await authenticate(request)
+    model_id = request.path_params["model_id"]
+    caller.model(model_id)
+    return JSONResponse(_model(model_id, int(caller.svc.started_at)))
 
 
 def routes() -> list[BaseRoute]:
@@ -37,14 +49,20 @@ def routes() -> list[BaseRoute]:
         Route("/sessions/{session_id}", records.session, methods=["GET"]),
         Route("/ab_campaigns/{key}", campaigns.campaign_results, methods=["GET"]),
         Route("/models", list_models, methods=["GET"]),
+        Route("/models/{model_id:path}", get_model, methods=["GET"]),
     ]
+
+
+#: the OpenAI alias of chat completions: the same endpoint, with OpenAI's roles and null content beside tool calls
+openai_chat_completions = functools.partial(completions.chat_completions, openai=True)
 
 
 def openai_routes() -> list[BaseRoute]:
     return [
-        Route("/v1/chat/completions", completions.chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", openai_chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
 
 
@@ -60,13 +78,13 @@ def mount() -> FaceMount:
 
 
 def openai_mount() -> FaceMount:
-    """The plain OpenAI aliases: /v1/chat/completions, /v1/embeddings, /v1/models, in OpenAI's error shape. They
+    """The plain OpenAI aliases: /v1/chat/completions, /v1/embeddings, /v1/models[/{id}], in OpenAI's error shape. They
     share /v1 with the Dify face, so they are routes of their own placed before its mount."""
     return FaceMount(
         "/v1",
         openai_routes(),
         errors.openai_error,
         default_http_error,
-        hot={"/chat/completions": completions.chat_completions},
+        hot={"/chat/completions": openai_chat_completions},
         loose=True,
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -15,6 +16,7 @@ __all__ = [
     "MAX_USER_ID_LENGTH",
     "MAX_USER_LENGTH",
     "NESTED_TOO_DEEPLY",
+    "OPENAI_ROLES",
     "ChatBody",
     "ChatMessageIn",
     "ComparisonBody",
@@ -22,6 +24,7 @@ __all__ = [
     "FeedbackBody",
     "InteractionBody",
     "OutcomeBody",
+    "chat_body",
     "decode",
     "free_user",
     "generation_params",
@@ -55,8 +58,8 @@ class ChatBody(msgspec.Struct):
     stop: str | list[str] | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None  # the OpenAI SDK's newer name
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None  # OpenAI's ranges, on both faces
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     max_ttft_ms: int | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -131,15 +134,45 @@ class InteractionBody(msgspec.Struct):
     labels: dict[str, str] | None = None
 
 
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")  # where msgspec says a value is wrong: "- at `$.messages[0].role`"
+_MISSING = re.compile(r"^Object missing required field `([^`]*)`")
+
+
+def _param(error: str) -> str | None:
+    """The field a msgspec validation error is about, as the error's `param` (`temperature`, `messages[0].role`)."""
+    at, missing = _AT.search(error), _MISSING.search(error)
+    path = at.group(1) if at else ""
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path or None
+
+
 def decode(raw: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise InputError(f"invalid request body: {str(exc).replace('$.', '')}") from None
+        raise InputError(f"invalid request body: {str(exc).replace('$.', '')}", param=_param(str(exc))) from None
     except msgspec.DecodeError:
         raise InputError("invalid request body: not a JSON object") from None
     except RecursionError:  # msgspec decodes nested arrays and objects recursively
         raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
+
+
+#: the message roles OpenAI's API takes (Adaptive's are free strings)
+OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
+    """A chat call's body; on the OpenAI alias (`openai`) its messages' roles are OpenAI's."""
+    body = decode(raw, ChatBody)
+    if openai:
+        for i, m in enumerate(body.messages):
+            if m.role not in OPENAI_ROLES:
+                where = f"messages[{i}].role"
+                raise InputError(
+                    f"{where} must be one of {', '.join(sorted(OPENAI_ROLES))}, got {m.role!r}", param=where
+                )
+    return body
 
 
 def optional_uuid(value: str | None, field: str) -> str | None:
@@ -201,16 +234,23 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
 #: what the chat face itself reads of a body; every other field is a generation parameter for the model
 CHAT_FIELDS = frozenset(ChatBody.__struct_fields__)
 _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_INT64 = (-(2**63), 2**63 - 1)  # OpenAI's `seed` is an int64: a larger one is a 400, as there
 
 
 def generation_params(raw: bytes) -> dict[str, Any]:
     """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
-    …), decoded, to be sent on to the model: no field is dropped because the face does not know it. Only the
-    top level is scanned; the values the face reads are not decoded twice."""
+    …), decoded, to be sent on to the model: no field is dropped because the face does not know it, except a
+    null one, which in OpenAI's API means unset (the OpenAI SDK sends `"service_tier": null` for
+    `service_tier=None`). Only the top level is scanned; the values the face reads are not decoded twice."""
     try:
         fields = _raw_fields.decode(raw)
-        return {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
+        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
     except RecursionError:
         raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
     except msgspec.DecodeError:
         raise InputError("invalid request body: not a JSON object") from None
+    params = {k: v for k, v in decoded.items() if v is not None}
+    seed = params.get("seed")
+    if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
+        raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
+    return params

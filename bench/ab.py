@@ -5,8 +5,9 @@ the added p50 at c=1 and the share of direct and of the byte relay at c=256.
 
 Each NAME is a promptd started with PYTHONPATH=SRC (a tree's `src`, e.g. from `git archive <commit>`) and the
 given environment (BENCH_LOG_LEVEL=info runs it at the log level `serve` defaults to; bench/run.py measures at
-warning; BENCH_PYTHON=/path/to/python runs it on another interpreter, with promptd's dependencies installed). The trees run side by side and are measured in alternating order, round after round, so the
-machine's drift hits them alike; medians over the rounds are printed. CPU per request is each server's own
+warning; BENCH_PYTHON=/path/to/python runs it on another interpreter that has promptd's dependencies). The trees
+run side by side and are measured in alternating order, round after round, so the machine's drift hits them
+alike; medians over the rounds are printed. CPU per request is each server's own
 (/proc), the figure that holds on a busy machine (docs/benchmarks.md).
 """
 

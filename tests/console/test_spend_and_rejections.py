@@ -57,7 +57,14 @@ def expected(limited_id: str, default_id: str) -> list[dict[str, Any]]:
             "code": "invalid_param",
             "requests": 1,
         },
-        {"project": "demo", "key_id": default_id, "face": "chat", "status": 404, "code": "not_found", "requests": 1},
+        {
+            "project": "demo",
+            "key_id": default_id,
+            "face": "chat",
+            "status": 404,
+            "code": "model_not_found",
+            "requests": 1,
+        },
         {
             "project": "demo",
             "key_id": limited_id,
@@ -102,7 +109,7 @@ def test_rejected_requests_are_counted_shown_in_the_overview_and_survive_a_resta
         by_group = {(g["project"], g["status"], g["code"]): g["requests"] for g in overview["rejections"]}
         assert by_group == {
             (None, 401, "unauthorized"): 2,
-            ("demo", 404, "not_found"): 1,
+            ("demo", 404, "model_not_found"): 1,
             ("demo", 400, "invalid_param"): 1,
             ("demo", 429, "rate_limit_exceeded"): 1,
         }

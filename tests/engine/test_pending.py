@@ -27,19 +27,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.domain.limits import Limits
 from promptd.engine.call import Origin
 from promptd.engine.pending import CONCURRENCY, Pending, make_all
 from promptd.errors import InputError
-from promptd.providers.openai_compat import OpenAICompatProvider
 from promptd.types import ContentPart
 from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import assert_adaptive_error, post
-from tests.faces.dify.helpers import assert_dify_error, complete, stored_message, stream
+from tests.faces.dify.helpers import assert_dify_error, complete, serve_with_files, stored_message, stream
 from tests.faces.dify.test_audio import SpeechUpstream
 from tests.recording import RecordingProvider
-from tests.serving import RunningServer, serve_app, serve_in_thread
+from tests.serving import RunningServer, serve_in_thread
 
 PNG = b"\x89PNG image"
 DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -112,17 +110,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
             },
         )
         model = RecordingProvider(reply="ok")
-        providers: dict[str, Any] = {
-            "fake": model,
-            "openai": OpenAICompatProvider("openai", OpenAIProviderConfig(**catalog["providers"]["openai"])),
-        }
-        with serve_app(
-            catalog,
-            tmp_path / "data",
-            providers=providers,
-            inline_remote_images=True,
-            fetch_allow_networks=("127.0.0.2/32",),
-        ) as server:
+        with serve_with_files(catalog, tmp_path / "data", model, inline_remote_images=True) as server:
             yield Setup(server, model, files, files_url, speech)
 
 

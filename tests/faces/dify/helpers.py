@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 
-from tests.serving import RunningServer
+from promptd.catalog.schema import OpenAIProviderConfig
+from promptd.providers.openai_compat import OpenAICompatProvider
+from tests.recording import RecordingProvider
+from tests.serving import RunningServer, serve_app
 
-__all__ = ["assert_dify_error", "complete", "sse_events", "stored_message", "stream"]
+__all__ = ["assert_dify_error", "complete", "serve_with_files", "sse_events", "stored_message", "stream"]
 
 
 def assert_dify_error(resp: httpx.Response, status: int, code: str, message: str | None = None) -> dict[str, Any]:
@@ -64,3 +67,14 @@ def message_count(server: RunningServer, project: str = "demo") -> int:
     server.settle()
     rows = server.repo_call(lambda repo: repo.list_messages(project, limit=10_000))
     return len(rows)
+
+
+def serve_with_files(catalog: dict[str, Any], data: Any, model: RecordingProvider, **options: Any) -> Any:
+    """`serve_app` for tests of remote files: `model` (a RecordingProvider: a test reads the parts it was given)
+    serves the `fake` provider, the catalog's `openai` provider is a real OpenAI-compatible client (of the test's
+    speech server), and 127.0.0.2 stands for the internet (the SSRF guard refuses loopback otherwise)."""
+    providers: dict[str, Any] = {
+        "fake": model,
+        "openai": OpenAICompatProvider("openai", OpenAIProviderConfig(**catalog["providers"]["openai"])),
+    }
+    return serve_app(catalog, data, providers=providers, fetch_allow_networks=("127.0.0.2/32",), **options)

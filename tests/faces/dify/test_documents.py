@@ -19,14 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from promptd.catalog.schema import OpenAIProviderConfig
 from promptd.documents import extract_text
-from promptd.providers.openai_compat import OpenAICompatProvider
 from tests.conftest import FAKE_CATALOG
-from tests.faces.dify.helpers import assert_dify_error, complete
+from tests.faces.dify.helpers import assert_dify_error, complete, serve_with_files
 from tests.faces.dify.test_audio import SpeechUpstream
 from tests.recording import RecordingProvider
-from tests.serving import RunningServer, serve_app, serve_in_thread
+from tests.serving import RunningServer, serve_in_thread
 
 
 def pdf_bytes(text: str) -> bytes:
@@ -111,19 +109,8 @@ def files_server(
             "number_limits": 4,
         }
         model = RecordingProvider(reply="ok")  # stands for the app's model: a test reads the parts it was given
-        providers: dict[str, Any] = {
-            "fake": model,
-            "openai": OpenAICompatProvider("openai", OpenAIProviderConfig(**catalog["providers"]["openai"])),
-        }
-        # 127.0.0.2 stands for the internet (the SSRF guard refuses loopback otherwise), 127.0.0.1 for the
-        # server's own network
-        with serve_app(
-            catalog,
-            tmp_path / "data",
-            providers=providers,
-            database_url=database_url,
-            fetch_allow_networks=("127.0.0.2/32",),
-        ) as server:
+        # 127.0.0.1 stands for the server's own network (127.0.0.2 for the internet: serve_with_files)
+        with serve_with_files(catalog, tmp_path / "data", model, database_url=database_url) as server:
             yield server, model, speech
 
 

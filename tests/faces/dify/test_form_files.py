@@ -15,10 +15,8 @@ import httpx
 import pytest
 from dify_client import CompletionClient
 
-from promptd.catalog.schema import OpenAIProviderConfig
-from promptd.providers.openai_compat import OpenAICompatProvider
 from tests.conftest import FAKE_CATALOG
-from tests.faces.dify.helpers import assert_dify_error, complete, stored_message, stream
+from tests.faces.dify.helpers import assert_dify_error, complete, serve_with_files, stored_message, stream
 from tests.faces.dify.test_audio import SpeechUpstream
 from tests.faces.dify.test_documents import Remote
 from tests.recording import RecordingProvider
@@ -83,18 +81,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[Server]:
         demo = catalog["projects"]["demo"]
         demo.update(prompt=PROMPT, inputs=INPUTS, audio={"speech_to_text": "stt"})  # `file_upload` stays off
         model = RecordingProvider(reply="ok")
-        providers: dict[str, Any] = {
-            "fake": model,
-            "openai": OpenAICompatProvider("openai", OpenAIProviderConfig(**catalog["providers"]["openai"])),
-        }
-        # 127.0.0.2 stands for the internet (the SSRF guard refuses loopback otherwise)
-        with serve_app(
-            catalog,
-            tmp_path / "data",
-            providers=providers,
-            database_url=database_url,
-            fetch_allow_networks=("127.0.0.2/32",),
-        ) as server:
+        with serve_with_files(catalog, tmp_path / "data", model, database_url=database_url) as server:
             yield Server(server, model, speech)
 
 

@@ -255,9 +255,16 @@ async def test_pending_parts_are_made_a_few_at_a_time_in_place_and_the_first_fai
         return {"type": "text", "text": part["text"].upper()}
 
     parts = [{"type": "text", "text": f"part {i}"} for i in range(10)]
-    await make_all([Pending(p, make) for p in parts], Origin(face="chat", project="demo"))
+    assert await make_all([Pending(p, make) for p in parts], Origin(face="chat", project="demo"))  # changed
     assert [p["text"] for p in parts] == [f"PART {i}" for i in range(10)] and most == CONCURRENCY
     failing = [{"type": "text", "text": "slow"}, {"type": "text", "text": "fails"}]
     with pytest.raises(InputError, match="cannot be fetched"):  # the face's own error, not an ExceptionGroup
         await make_all([Pending(p, make) for p in failing], Origin(face="chat", project="demo"))
     assert cancelled == 1 and failing[0] == {"type": "text", "text": "slow"}
+
+    async def keep(part: ContentPart, origin: Origin) -> ContentPart:  # a vetted URL: kept as it is
+        return part
+
+    kept = [{"type": "text", "text": "as is"}, {"type": "text", "text": "too"}]
+    assert not await make_all([Pending(p, keep) for p in kept], Origin(face="chat", project="demo"))  # unchanged
+    assert kept == [{"type": "text", "text": "as is"}, {"type": "text", "text": "too"}]

@@ -279,7 +279,8 @@ class Engine:
     async def _admitted(
         self, requests: list[GenerationRequest], model: str, origin: Origin, prompt: Prompt
     ) -> Guard | None:
-        """Input moderation, then the call's pending parts (remote files fetched, transcripts: engine/pending.py),
+        """Input moderation, then the call's pending parts (remote files fetched, remote URLs passed on vetted by the
+        URL guard, transcripts: engine/pending.py),
         then the knowledge search, for an admitted call: a call a limit refuses calls neither the moderation
         service nor a search, and fetches nothing. Flagged input fetches and searches nothing (its preset answer
         is given). The model calls made for the call (a transcript, the search's embeddings) are governed as such
@@ -298,8 +299,7 @@ class Engine:
                 call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
                 changed = True
         if call.pending and not preset:
-            await make_all(call.pending, for_call(origin))
-            changed = True
+            changed = await make_all(call.pending, for_call(origin)) or changed
         project = self.catalog.projects[origin.project]
         if project.knowledge and self.grounding is not None and not preset:
             call = await self.grounding.ground(call, origin, project)

@@ -11,6 +11,7 @@ import copy
 import ipaddress
 import socket
 import subprocess
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from promptd.errors import InputError
-from promptd.urlguard import check_url, fetch, inline, public_address
+from promptd.urlguard import check_url, fetch, inline, public_address, vet
 from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post
 from tests.faces.dify.helpers import assert_dify_error, complete
@@ -31,6 +32,7 @@ from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app, serve_in_thread
 
 PUBLIC = [ipaddress.ip_network("127.0.0.2/32")]  # stands for the internet in these tests
+HANG = 30  # seconds a test may wait for what should not happen
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a", "gopher://x/", "/relative", "http:///x"])
@@ -351,3 +353,22 @@ async def test_an_https_fetch_at_the_checked_address_keeps_the_host_name_for_tls
         assert got == (b"secure image", "image/png") and dns.asked == 1
         with pytest.raises(InputError, match="cannot be fetched"):  # the certificate names REBOUND, not the address
             await fetch(f"https://127.0.0.2:{port}/file", time_limit=10, max_bytes=1000, allow=PUBLIC)
+
+
+async def test_a_host_that_is_not_resolved_in_time_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers (here: one the test holds until the guard gave up) bounds nothing by itself:
+    the guard's own time limit does, as a 400."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (REBOUND, REBOUND.encode()):
+            released.wait(HANG)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with pytest.raises(InputError, match=r"not resolved within 0\.1 s"):
+            await vet(f"http://{REBOUND}/a.png", PUBLIC, time_limit=0.1)
+    finally:
+        released.set()

@@ -103,9 +103,9 @@ class Target:
     addresses: tuple[str, ...]
 
 
-async def vet(url: str, allow: Sequence[Network] = ()) -> Target:
+async def vet(url: str, allow: Sequence[Network] = (), *, time_limit: float | None = None) -> Target:
     """The guard: `url` must be http(s), and every address its host resolves to public (or `allow`ed); InputError
-    ("url: …") otherwise, or when it is malformed or its host cannot be resolved."""
+    ("url: …") otherwise, or when it is malformed or its host cannot be resolved (within `time_limit` s)."""
     check_url(url, "url", schemes=("http", "https"))
     try:
         parsed = httpx.URL(url)
@@ -116,7 +116,10 @@ async def vet(url: str, allow: Sequence[Network] = ()) -> Target:
     except (httpx.InvalidURL, ValueError, UnicodeError):
         raise InputError("url: not a valid http(s) URL") from None
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(time_limit):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise InputError(f"url: the host {parsed.host!r} was not resolved within {time_limit:g} s") from None
     except UnicodeError:  # a host name IDNA cannot encode
         raise InputError("url: not a valid http(s) URL") from None
     except OSError:
@@ -243,11 +246,11 @@ async def inline_image(
     return {**part, "image_url": {**part["image_url"], "url": data_url}}
 
 
-async def vet_image(part: ContentPart, *, allow: Sequence[Network] = ()) -> ContentPart:
+async def vet_image(part: ContentPart, *, time_limit: float, allow: Sequence[Network] = ()) -> ContentPart:
     """An http(s) `image_url` part passed on for the provider to fetch: the same part once the guard has vetted its
     URL. InputError naming the URL when it is refused."""
     try:
-        await vet(str(part["image_url"]["url"]), allow)
+        await vet(str(part["image_url"]["url"]), allow, time_limit=time_limit)
     except InputError as exc:
         raise _image_error(part, exc) from None
     return part

@@ -59,7 +59,7 @@ def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]
     if not settings.inline_remote_images:
 
         async def vet(part: ContentPart, origin: Origin) -> ContentPart:
-            return await vet_image(part, allow=allow)
+            return await vet_image(part, time_limit=settings.remote_fetch_timeout, allow=allow)
 
         return [Pending(part, vet) for part in remote_images(messages, fetched=False)]
     limit = int(settings.upload_limit_mb("image") * 1024 * 1024)

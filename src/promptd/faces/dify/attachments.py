@@ -138,11 +138,11 @@ def _inline_image(app: App, param: str) -> Make:
 def _vet(app: App, url: str, param: str) -> Make:
     """How a remote file passed on as its URL (an image without `inline_remote_images`, a video) is vetted by the
     URL guard before the model's provider is given it: the part is kept as it is."""
-    allow = app.svc.settings.fetch_allow
+    settings = app.svc.settings
 
     async def vet(part: ContentPart, origin: Origin) -> ContentPart:
         with _fetch_errors(url, 0, param, "cannot be used"):
-            await urlguard.vet(url, allow)
+            await urlguard.vet(url, settings.fetch_allow, time_limit=settings.remote_fetch_timeout)
         return part
 
     return vet

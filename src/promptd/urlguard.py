@@ -119,7 +119,8 @@ async def vet(url: str, allow: Sequence[Network] = (), *, time_limit: float | No
         async with asyncio.timeout(time_limit):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError:
-        raise InputError(f"url: the host {parsed.host!r} was not resolved within {time_limit:g} s") from None
+        within = f" within {time_limit:g} s" if time_limit is not None else ""
+        raise InputError(f"url: the host {parsed.host!r} was not resolved{within}") from None
     except UnicodeError:  # a host name IDNA cannot encode
         raise InputError("url: not a valid http(s) URL") from None
     except OSError:

@@ -372,3 +372,34 @@ async def test_a_host_that_is_not_resolved_in_time_is_refused(monkeypatch: pytes
             await vet(f"http://{REBOUND}/a.png", PUBLIC, time_limit=0.1)
     finally:
         released.set()
+
+
+async def test_a_passed_on_url_whose_host_promptd_cannot_resolve_is_left_to_the_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A URL the provider fetches is resolved by the provider: a host promptd cannot resolve (a machine without
+    public DNS), or not in time, names no address of this network, so it passes the guard with no addresses.
+    One promptd fetches itself still needs an answer, and a passed-on host naming an internal address is still
+    refused."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("nowhere.promptd.test", b"nowhere.promptd.test"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host in (REBOUND, REBOUND.encode()):
+            released.wait(HANG)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        passed = await vet("https://nowhere.promptd.test/a.png", PUBLIC, time_limit=5, passed_on=True)
+        assert passed.addresses == ()
+        slow = await vet(f"http://{REBOUND}/a.png", PUBLIC, time_limit=0.1, passed_on=True)
+        assert slow.addresses == ()
+        with pytest.raises(InputError, match="cannot be resolved"):
+            await vet("https://nowhere.promptd.test/a.png", PUBLIC, time_limit=5)
+        with pytest.raises(InputError, match="not a public address"):
+            await vet("http://localhost/a.png", (), time_limit=5, passed_on=True)
+    finally:
+        released.set()

@@ -103,9 +103,14 @@ class Target:
     addresses: tuple[str, ...]
 
 
-async def vet(url: str, allow: Sequence[Network] = (), *, time_limit: float | None = None) -> Target:
+async def vet(
+    url: str, allow: Sequence[Network] = (), *, time_limit: float | None = None, passed_on: bool = False
+) -> Target:
     """The guard: `url` must be http(s), and every address its host resolves to public (or `allow`ed); InputError
-    ("url: …") otherwise, or when it is malformed or its host cannot be resolved (within `time_limit` s)."""
+    ("url: …") otherwise, or when it is malformed or its host cannot be resolved (within `time_limit` s).
+
+    `passed_on`: the URL goes to the provider, which resolves it itself; a host promptd cannot resolve (a machine
+    without public DNS) names no address of this network, so it passes, with no addresses."""
     check_url(url, "url", schemes=("http", "https"))
     try:
         parsed = httpx.URL(url)
@@ -119,11 +124,15 @@ async def vet(url: str, allow: Sequence[Network] = (), *, time_limit: float | No
         async with asyncio.timeout(time_limit):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError:
+        if passed_on:
+            return Target(parsed, ())
         within = f" within {time_limit:g} s" if time_limit is not None else ""
         raise InputError(f"url: the host {parsed.host!r} was not resolved{within}") from None
     except UnicodeError:  # a host name IDNA cannot encode
         raise InputError("url: not a valid http(s) URL") from None
     except OSError:
+        if passed_on:
+            return Target(parsed, ())
         raise InputError(f"url: the host {parsed.host!r} cannot be resolved") from None
     addresses = tuple(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in infos))
     for address in addresses:
@@ -251,7 +260,7 @@ async def vet_image(part: ContentPart, *, time_limit: float, allow: Sequence[Net
     """An http(s) `image_url` part passed on for the provider to fetch: the same part once the guard has vetted its
     URL. InputError naming the URL when it is refused."""
     try:
-        await vet(str(part["image_url"]["url"]), allow, time_limit=time_limit)
+        await vet(str(part["image_url"]["url"]), allow, time_limit=time_limit, passed_on=True)
     except InputError as exc:
         raise _image_error(part, exc) from None
     return part

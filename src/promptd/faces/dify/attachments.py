@@ -142,7 +142,7 @@ def _vet(app: App, url: str, param: str) -> Make:
 
     async def vet(part: ContentPart, origin: Origin) -> ContentPart:
         with _fetch_errors(url, 0, param, "cannot be used"):
-            await urlguard.vet(url, settings.fetch_allow, time_limit=settings.remote_fetch_timeout)
+            await urlguard.vet(url, settings.fetch_allow, time_limit=settings.remote_fetch_timeout, passed_on=True)
         return part
 
     return vet

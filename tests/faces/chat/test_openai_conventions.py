@@ -1,0 +1,84 @@
+"""Where promptd follows what OpenAI's API really does (checked against its answers as clients quote them), and
+where Adaptive's face keeps its own rules: usage for `n` choices, bare model names, `server_error`, the minimum
+and maximum of `max_tokens`, OpenAI's 404 for its URLs promptd does not serve, `stream_options` without a
+stream, `logit_bias`.
+
+`RecordingProvider` stands for a model whose output is known ("Echo: " + the last user message) and keeps what
+it was sent; `Windowed` for one whose output window is known (as the embedded model's context)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post, rows
+from tests.recording import RecordingProvider
+from tests.serving import RunningServer, serve_app
+
+USER: Any = [{"role": "user", "content": "hello there"}]
+ARGS = {"system_prompt_args": {"name": "Ann"}}
+
+
+# --- OpenAI's URLs that promptd does not serve: OpenAI's 404; Dify's keep Dify's ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/responses"),
+        ("POST", "/v1/completions"),
+        ("GET", "/v1/assistants"),
+        ("POST", "/v1/images/generations"),
+        ("POST", "/v1/audio/speech"),
+        ("GET", "/v1/files"),
+        ("GET", "/v1/files/file-abc/content"),
+        ("POST", "/v1/moderations"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/chat/completions"),  # a wrong method on an alias: OpenAI's router says the same
+        ("DELETE", "/v1/models"),
+    ],
+)
+def test_openais_unserved_urls_are_openais_404(
+    chat: tuple[RunningServer, RecordingProvider], method: str, path: str
+) -> None:
+    server, _ = chat
+    r = httpx.request(method, server.url + path, headers=server.headers(), json={} if method == "POST" else None)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "error": {
+            "message": f"Invalid URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def test_difys_and_unknown_paths_keep_difys_404_and_the_sdk_reads_openais(
+    chat: tuple[RunningServer, RecordingProvider],
+) -> None:
+    server, _ = chat
+    for path in ("/v1/foo", "/v1/apps/x", "/v1/completion-messages/x/y"):
+        r = httpx.post(server.url + path, headers=server.headers(), json={})
+        assert r.status_code == 404 and r.json()["code"] == "not_found" and r.json()["status"] == 404, path
+    with (
+        OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
+        pytest.raises(openai.NotFoundError) as missing,
+    ):
+        client.responses.create(model="demo", input="hi")  # what the SDK makes of OpenAI's 404
+    assert missing.value.body == {  # type: ignore[comparison-overlap]
+        "message": "Invalid URL (POST /v1/responses)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+

@@ -27,6 +27,23 @@ USER: Any = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
 
 
+# --- a server error is OpenAI's server_error ---------------------------------------------------------------------
+
+
+def test_a_5xx_is_typed_server_error(tmp_path: Path) -> None:
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["models"]["echo"]["retry"] = {"attempts": 0}
+    catalog["projects"]["demo"]["system_prompt_template"] = None
+    with (
+        serve_app(catalog, tmp_path, providers={"fake": RecordingProvider(fail="unavailable")}) as server,
+        OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
+        pytest.raises(openai.InternalServerError) as failed,
+    ):
+        client.chat.completions.create(model="demo", messages=USER)
+    assert failed.value.status_code == 502
+    assert failed.value.body["type"] == "server_error"  # type: ignore[index]  # OpenAI's word, not Anthropic's api_error
+
+
 # --- OpenAI's URLs that promptd does not serve: OpenAI's 404; Dify's keep Dify's ---------------------------------
 
 

@@ -27,6 +27,36 @@ USER: Any = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
 
 
+# --- usage for n choices: the prompt once, as OpenAI counts it; the cost as spent ------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_n_choices_count_the_prompt_once_and_cost_what_was_spent(
+    chat: tuple[RunningServer, RecordingProvider], stream: bool
+) -> None:
+    server, provider = chat
+    with OpenAI(base_url=server.v1, api_key=server.key) as client:
+        one = client.chat.completions.create(model="demo", messages=USER, extra_body=ARGS).model_dump()["usage"]
+        if stream:
+            chunks = client.chat.completions.create(
+                model="demo", messages=USER, n=3, stream=True, stream_options={"include_usage": True}, extra_body=ARGS
+            )
+            three = [c for c in chunks if c.usage is not None][-1].model_dump()["usage"]
+        else:
+            three = client.chat.completions.create(model="demo", messages=USER, n=3, extra_body=ARGS).model_dump()[
+                "usage"
+            ]
+    assert len(provider.calls) == 4  # n choices are n upstream calls
+    assert three["prompt_tokens"] == one["prompt_tokens"] > 0  # as OpenAI counts it: once
+    assert three["completion_tokens"] == 3 * one["completion_tokens"]
+    assert three["total_tokens"] == three["prompt_tokens"] + three["completion_tokens"]
+    # the price is what the three calls cost: the prompt was paid three times, and so were budgets charged
+    assert Decimal(three["prompt_price"]) == 3 * Decimal(one["prompt_price"]) > 0
+    assert Decimal(three["total_price"]) == 3 * Decimal(one["total_price"])
+    stored = rows(server, expect=4)
+    assert [r["prompt_tokens"] for r in stored] == [one["prompt_tokens"]] * 4  # each call's record: what it spent
+
+
 # --- a server error is OpenAI's server_error ---------------------------------------------------------------------
 
 

@@ -67,8 +67,11 @@ def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
-    """Token counts, and the cost in the Dify face's fields, summed over the choices."""
-    prompt = sum(r.usage.prompt_tokens for r in results)
+    """Token counts as OpenAI counts them for `n` choices: the prompt once (the largest count, should a choice
+    have fallen back to a model that counts otherwise), the completions summed. The cost, in the Dify face's
+    fields, is what was spent: each choice is its own upstream call, so the prompt is paid `n` times, and that
+    is what budgets, metering and each choice's record hold."""
+    prompt = max(r.usage.prompt_tokens for r in results)
     completion = sum(r.usage.completion_tokens for r in results)
     prompt_price = sum((r.cost.prompt_price for r in results), Decimal(0))
     completion_price = sum((r.cost.completion_price for r in results), Decimal(0))

@@ -57,6 +57,46 @@ def test_n_choices_count_the_prompt_once_and_cost_what_was_spent(
     assert [r["prompt_tokens"] for r in stored] == [one["prompt_tokens"]] * 4  # each call's record: what it spent
 
 
+# --- a bare model name resolves in the key's project -------------------------------------------------------------
+
+
+@pytest.fixture
+def named(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
+    """The chat catalog, plus a project `alt` (a name that is also a model of `demo`)."""
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["projects"]["alt"] = {"mode": "chat", "models": ["echo"]}
+    provider = RecordingProvider()
+    with serve_app(catalog, tmp_path / "data", providers={"fake": provider}) as server:
+        yield server, provider
+
+
+def test_a_bare_model_name_resolves_in_the_keys_project(named: tuple[RunningServer, RecordingProvider]) -> None:
+    server, provider = named
+    for path in ("/v1", "/api/v1"):
+        with OpenAI(base_url=server.url + path, api_key=server.key) as client:
+            r = client.chat.completions.create(model="echo", messages=USER, extra_body=ARGS)
+            assert r.model == "demo/echo" and r.choices[0].message.content == "Echo: hello there"
+            assert client.models.retrieve("echo").id == "echo"
+            assert client.embeddings.create(model="vectors", input="hi").model == "demo/vectors"
+            with pytest.raises(openai.NotFoundError) as unknown:  # a name the key cannot call: the choices named
+                client.chat.completions.create(model="gpt-4o", messages=USER, extra_body=ARGS)
+            assert (
+                "this key's project 'demo' has: demo, demo/echo, demo/alt, demo/vectors" in unknown.value.response.text
+            )
+    assert provider.calls[0].model == "echo"
+    r = post(server, "/v1/chat/completions", {"model": "gpt-4o", "messages": USER, **ARGS})
+    error = r.json()["error"]
+    assert (r.status_code, error["code"], error["param"]) == (404, "model_not_found", "model")
+    # `alt` is a model of demo and another project: ambiguous, so neither is guessed
+    r = post(server, "/v1/chat/completions", {"model": "alt", "messages": USER, **ARGS})
+    error = r.json()["error"]
+    assert (r.status_code, error["code"], error["param"]) == (400, "ambiguous_model", "model")
+    assert "'demo/alt'" in error["message"]
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", {"model": "alt", "messages": USER}), 400)
+    assert post(server, "/v1/chat/completions", {"model": "demo/alt", "messages": USER, **ARGS}).status_code == 200
+    assert post(server, "/v1/chat/completions", {"model": "demo", "messages": USER, **ARGS}).status_code == 200
+
+
 # --- a server error is OpenAI's server_error ---------------------------------------------------------------------
 
 

@@ -114,6 +114,77 @@ def test_a_5xx_is_typed_server_error(tmp_path: Path) -> None:
     assert failed.value.body["type"] == "server_error"  # type: ignore[index]  # OpenAI's word, not Anthropic's api_error
 
 
+# --- max_tokens: at least 1 on the alias (0 is Adaptive's default), at most what the model can give --------------
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_max_tokens_below_one_is_openais_400(
+    chat: tuple[RunningServer, RecordingProvider], field: str, value: int
+) -> None:
+    server, provider = chat
+    with OpenAI(base_url=server.v1, api_key=server.key) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="demo", messages=USER, extra_body={field: value, **ARGS})
+    assert refused.value.body == {
+        "message": f"Invalid '{field}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+        "type": "invalid_request_error",
+        "param": field,
+        "code": "integer_below_min_value",
+    }
+    adaptive = post(server, "/api/v1/chat/completions", {"model": "demo", "messages": USER, field: value, **ARGS})
+    if value == 0:  # Adaptive's schema: `max_tokens` int32 >= 0; 0 is the default
+        assert adaptive.status_code == 200, adaptive.text
+        assert provider.calls[-1].max_tokens is None
+    else:
+        assert_adaptive_error(adaptive, 400, "Expected a value >= 0")
+
+
+class Windowed(RecordingProvider):
+    """Stands for a model whose output window is known (the embedded model declares its context)."""
+
+    max_output_tokens = 64
+
+
+@pytest.fixture
+def windowed(tmp_path: Path) -> Iterator[tuple[RunningServer, Windowed, RecordingProvider]]:
+    """`small` (a 64-token window), `spilling` (the same, falling back to `echo`, whose window is unknown), in a
+    project with a token limit, and the chat catalog's `echo`."""
+    catalog = copy.deepcopy(CHAT_CATALOG)
+    catalog["providers"]["window"] = {"kind": "fake"}
+    catalog["models"]["small"] = {"provider": "window", "model": "small"}
+    catalog["models"]["spilling"] = {"provider": "window", "model": "small", "fallbacks": ["echo"]}
+    catalog["projects"]["demo"].update(
+        models=["echo", "vectors", "small", "spilling"], system_prompt_template=None, limits={"tpm": 1000}
+    )
+    small, anything = Windowed(), RecordingProvider()
+    with serve_app(catalog, tmp_path / "data", providers={"fake": anything, "window": small}) as server:
+        yield server, small, anything
+
+
+def test_max_tokens_past_the_models_window_is_openais_400(
+    windowed: tuple[RunningServer, Windowed, RecordingProvider],
+) -> None:
+    server, small, anything = windowed
+    with OpenAI(base_url=server.v1, api_key=server.key) as client:
+        for field in ("max_tokens", "max_completion_tokens"):
+            with pytest.raises(openai.BadRequestError) as refused:  # before admission: not the tpm's 429
+                client.chat.completions.create(model="demo/small", messages=USER, extra_body={field: 10**9})
+            assert refused.value.body == {
+                "message": f"{field} is too large: 1000000000. This model supports at most 64 completion tokens, "
+                "whereas you provided 1000000000.",
+                "type": "invalid_request_error",
+                "param": field,
+                "code": "invalid_param",
+            }
+        body = {"model": "demo/small", "messages": USER, "max_tokens": 65}
+        assert_adaptive_error(post(server, "/api/v1/chat/completions", body), 400, "at most 64 completion tokens")
+        assert small.calls == [] and anything.calls == []
+        assert client.chat.completions.create(model="demo/small", messages=USER, max_tokens=64).model == "demo/small"
+        # a fallback that can give them answers instead
+        spilled = client.chat.completions.create(model="demo/spilling", messages=USER, max_tokens=500)
+        assert spilled.model == "demo/echo" and len(small.calls) == 1 and anything.calls[-1].max_tokens == 500
+
+
 # --- OpenAI's URLs that promptd does not serve: OpenAI's 404; Dify's keep Dify's ---------------------------------
 
 
@@ -169,3 +240,20 @@ def test_difys_and_unknown_paths_keep_difys_404_and_the_sdk_reads_openais(
     }
 
 
+# --- stream_options without a stream ---------------------------------------------------------------------------
+
+
+def test_stream_options_without_a_stream_is_openais_400(chat: tuple[RunningServer, RecordingProvider]) -> None:
+    server, provider = chat
+    body = {"model": "demo", "messages": USER, "stream_options": {"include_usage": True}, **ARGS}
+    for stream in ({}, {"stream": False}):
+        r = post(server, "/v1/chat/completions", {**body, **stream})
+        assert r.status_code == 400 and r.json()["error"] == {
+            "message": "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "type": "invalid_request_error",
+            "param": "stream_options",
+            "code": "invalid_param",
+        }
+    assert provider.calls == []
+    assert post(server, "/api/v1/chat/completions", body).status_code == 200  # Adaptive's schema allows it
+    assert post(server, "/v1/chat/completions", {**body, "stream_options": None}).status_code == 200  # unset

@@ -99,9 +99,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
     n = 1 if body.n in (None, 0) else body.n  # Adaptive's schema allows 0: the default, one choice
     if not 1 <= n <= MAX_N:
         raise InputError(f"n must be between 1 and {MAX_N}", param="n")
-    max_tokens = body.max_tokens or body.max_completion_tokens or None
-    if max_tokens is not None and max_tokens < 0:
-        raise InputError("max_tokens must be >= 0", param="max_tokens")
+    max_tokens = body.max_tokens or body.max_completion_tokens or None  # Adaptive's 0: the default
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
     messages = to_messages(body.messages)

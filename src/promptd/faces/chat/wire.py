@@ -163,8 +163,24 @@ OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "f
 
 
 def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
-    """A chat call's body; on the OpenAI alias (`openai`) its messages' roles are OpenAI's."""
+    """A chat call's body. On the OpenAI alias (`openai`) it is held to OpenAI's rules: its messages' roles are
+    OpenAI's, `max_tokens` (or `max_completion_tokens`) is at least 1, and `stream_options` comes with `stream`.
+    Adaptive's schema lets `max_tokens` be 0 (the default) and says nothing of `stream_options` without a stream."""
     body = decode(raw, ChatBody)
+    least = 1 if openai else 0
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, field)
+        if value is not None and value < least:
+            raise InputError(
+                f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} "
+                "instead.",
+                code="integer_below_min_value",
+                param=field,
+            )
+    if openai and body.stream_options is not None and not body.stream:
+        raise InputError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
     if openai:
         for i, m in enumerate(body.messages):
             if m.role not in OPENAI_ROLES:

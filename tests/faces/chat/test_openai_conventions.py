@@ -240,7 +240,7 @@ def test_difys_and_unknown_paths_keep_difys_404_and_the_sdk_reads_openais(
     }
 
 
-# --- stream_options without a stream ---------------------------------------------------------------------------
+# --- stream_options without a stream; logit_bias -----------------------------------------------------------------
 
 
 def test_stream_options_without_a_stream_is_openais_400(chat: tuple[RunningServer, RecordingProvider]) -> None:
@@ -257,3 +257,27 @@ def test_stream_options_without_a_stream_is_openais_400(chat: tuple[RunningServe
     assert provider.calls == []
     assert post(server, "/api/v1/chat/completions", body).status_code == 200  # Adaptive's schema allows it
     assert post(server, "/v1/chat/completions", {**body, "stream_options": None}).status_code == 200  # unset
+
+
+@pytest.mark.parametrize(
+    ("bias", "message"),
+    [
+        ({"AI": 5}, "Invalid key in 'logit_bias': AI. You should only be submitting non-negative integers."),
+        ({"-3": 5}, "Invalid key in 'logit_bias': -3. You should only be submitting non-negative integers."),
+        ({"15043": 101}, "Invalid 'logit_bias[15043]': expected a number from -100 to 100, but got 101 instead."),
+        ({"15043": "up"}, "Invalid 'logit_bias[15043]': expected a number from -100 to 100, but got 'up' instead."),
+        ([1, 2], "Invalid 'logit_bias': expected an object of token ids to numbers."),
+    ],
+)
+def test_a_logit_bias_openai_refuses_is_refused(
+    chat: tuple[RunningServer, RecordingProvider], bias: Any, message: str
+) -> None:
+    server, provider = chat
+    body = {"model": "demo", "messages": USER, "logit_bias": bias, **ARGS}
+    r = post(server, "/v1/chat/completions", body)
+    assert r.status_code == 400 and r.json()["error"]["message"] == message
+    assert r.json()["error"]["param"] == "logit_bias"
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", body), 400, message)
+    assert provider.calls == []
+    ok = post(server, "/v1/chat/completions", {**body, "logit_bias": {"15043": -100, "50256": 2.5}})
+    assert ok.status_code == 200 and provider.calls[-1].extra["logit_bias"] == {"15043": -100, "50256": 2.5}

@@ -269,4 +269,24 @@ def generation_params(raw: bytes) -> dict[str, Any]:
     seed = params.get("seed")
     if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
         raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
+    if "logit_bias" in params:
+        _check_logit_bias(params["logit_bias"])
     return params
+
+
+def _check_logit_bias(bias: Any) -> None:
+    """OpenAI's `logit_bias`: token ids (as strings of digits) to a bias from -100 to 100. Anything else is a 400
+    there, and is refused here before it reaches a model (llama.cpp would read a word as a key, tokenized)."""
+    if not isinstance(bias, dict):
+        raise InputError("Invalid 'logit_bias': expected an object of token ids to numbers.", param="logit_bias")
+    for key, value in bias.items():
+        if not key.isascii() or not key.isdigit():
+            raise InputError(
+                f"Invalid key in 'logit_bias': {key}. You should only be submitting non-negative integers.",
+                param="logit_bias",
+            )
+        if type(value) not in (int, float) or not -100 <= value <= 100:
+            raise InputError(
+                f"Invalid 'logit_bias[{key}]': expected a number from -100 to 100, but got {value!r} instead.",
+                param="logit_bias",
+            )

@@ -200,7 +200,7 @@ def test_max_tokens_past_the_models_window_is_openais_400(
         ("GET", "/v1/files/file-abc/content"),
         ("POST", "/v1/moderations"),
         ("GET", "/v1/batches"),
-        ("GET", "/v1/chat/completions"),  # a wrong method on an alias: OpenAI's router says the same
+        ("GET", "/v1/chat/completions"),  # a wrong method on an alias: an unknown URL too
         ("DELETE", "/v1/models"),
     ],
 )

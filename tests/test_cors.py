@@ -59,6 +59,9 @@ def test_a_preflight_from_an_origin_allowed_nowhere_is_refused_in_each_apis_shap
     assert chat.status_code == 403 and STRANGER in chat.json()["error"]
     admin = preflight(server, "/admin/v1/projects", STRANGER)
     assert admin.status_code == 403 and admin.json()["error"]["code"] == "forbidden"
+    alias = preflight(server, "/v1/chat/completions", STRANGER)  # OpenAI's shape, not Adaptive's
+    assert alias.status_code == 403 and alias.json()["error"]["type"] == "invalid_request_error"
+    assert alias.json()["error"]["code"] == "forbidden" and STRANGER in alias.json()["error"]["message"]
 
 
 def complete(server: RunningServer, origin: str, key: str | None = None) -> httpx.Response:

@@ -165,7 +165,7 @@ def test_a_database_outage_keeps_cached_keys_serving_and_loses_no_record(
             r = client.post("/api/v1/chat/completions", json=chat, headers=unknown)
             assert r.status_code == 503 and set(r.json()) == {"error"}, r.text
             r = client.post("/v1/chat/completions", json=chat, headers=unknown)
-            assert r.status_code == 503 and r.json()["error"]["type"] == "api_error", r.text
+            assert r.status_code == 503 and r.json()["error"]["type"] == "server_error", r.text
             r = client.get("/admin/v1/keys", headers=unknown)
             assert r.status_code == 503 and r.json()["error"]["status"] == 503, r.text
             assert len(answered) > 50

@@ -4,11 +4,14 @@ are set small so the tests run fast (no assertion is about time: HANG only turns
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +258,77 @@ def test_refusals_are_counted_with_the_apps_own_in_metrics_and_the_rejections_ta
         ("dify", 413, "request_too_large", 1),
     ]
     assert all(g["project"] is None and g["key_id"] is None for g in listed)
+
+
+# --- compressed bodies: decoded as they come, the limit counted on what they inflate to ------------------------------
+
+CHAT = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}]}'
+DIFY = b'{"inputs": {"query": "hi"}, "user": "u"}'
+
+
+def _post_encoded(server: RunningServer, path: str, body: bytes, coding: str) -> httpx.Response:
+    headers = {**server.headers(), "Content-Type": "application/json", "Content-Encoding": coding}
+    return httpx.post(server.url + path, content=body, headers=headers, timeout=HANG)
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("GZip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("gzip", lambda b: gzip.compress(b[:10]) + gzip.compress(b[10:])),  # two gzip members, one body
+        ("identity", lambda b: b),
+    ],
+)
+def test_a_compressed_body_is_read_on_both_faces(
+    server: RunningServer, coding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    for path, body in (("/v1/chat/completions", CHAT), ("/api/v1/chat/completions", CHAT)):
+        r = _post_encoded(server, path, compress(body), coding)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Echo: hi", r.text
+    r = _post_encoded(server, "/v1/completion-messages", compress(DIFY), coding)
+    assert r.status_code == 200 and r.json()["answer"] == "Echo: Answer briefly: hi", r.text
+
+
+def test_a_body_that_inflates_past_the_limit_is_refused_as_it_does(server: RunningServer) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip, made as it goes: 256 MB in about 250 KB
+    parts = [packer.compress(b'{"inputs": {"query": "'), *(packer.compress(b"a" * 2**20) for _ in range(256))]
+    bomb = b"".join([*parts, packer.compress(b'"}, "user": "u"}'), packer.flush()])
+    assert len(bomb) < LIMITS["max_body_mb"] * 1024 * 1024  # under the limit as sent
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /v1/completion-messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+        )
+        with contextlib.suppress(OSError):  # refused and closed before all of it was read
+            sock.sendall(bomb)
+        status, _, body, closed = _read_response(sock)
+    assert status == 413 and closed
+    error = json.loads(body)
+    assert error["status"] == 413 and error["code"] == "request_too_large" and "1 MB" in error["message"]
+    r = _post_encoded(server, "/v1/chat/completions", gzip.compress(b" " * (2 * 1024 * 1024) + CHAT), "gzip")
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"  # the OpenAI alias's shape
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "status", "code"),
+    [
+        ("gzip", b"\x1f\x8b not gzip at all", 400, "invalid_encoding"),
+        ("gzip", gzip.compress(CHAT)[:-4], 400, "invalid_encoding"),  # cut short
+        ("deflate", zlib.compress(CHAT) + b"more", 400, "invalid_encoding"),  # data after its end
+        ("deflate", gzip.compress(CHAT), 400, "invalid_encoding"),  # not zlib's format
+        ("br", CHAT, 415, "unsupported_encoding"),
+        ("gzip, gzip", gzip.compress(gzip.compress(CHAT)), 415, "unsupported_encoding"),
+    ],
+)
+def test_a_body_not_of_its_declared_coding_is_refused(
+    server: RunningServer, coding: str, body: bytes, status: int, code: str
+) -> None:
+    r = _post_encoded(server, "/v1/chat/completions", body, coding)
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    assert coding.split(",")[0] in r.json()["error"]["message"]
+    r = _post_encoded(server, "/v1/completion-messages", body, coding)  # Dify's shape
+    assert r.status_code == status and r.json()["code"] == code and r.json()["status"] == status, r.text

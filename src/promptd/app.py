@@ -31,16 +31,14 @@ from promptd.catalog.schema import Catalog
 from promptd.coord.base import build_coordinator
 from promptd.cors import Cors
 from promptd.engine.engine import Engine
-from promptd.faces.admin import errors as admin_errors
 from promptd.faces.admin.console import console_app
 from promptd.faces.admin.routes import mount as admin_mount
 from promptd.faces.chat.graphql import graphql_endpoint
 from promptd.faces.chat.routes import mount as chat_mount
 from promptd.faces.chat.routes import openai_mount
-from promptd.faces.dify import errors as dify_errors
 from promptd.faces.dify.routes import mount as dify_mount
 from promptd.faces.mount import HotRoute
-from promptd.faces.refusal import OPENAI_PATHS
+from promptd.faces.refusal import refusal_body
 from promptd.health import health, livez, readyz
 from promptd.keys import KeyCache
 from promptd.knowledge.service import Knowledge
@@ -162,11 +160,7 @@ async def metrics_endpoint(request: Request) -> Response:
 
 def _cors_refusal(path: str, message: str) -> Response:
     """A refused CORS preflight (403), in the shape of the API at `path`."""
-    if path.startswith("/admin/"):
-        return admin_errors.error_response(403, "forbidden", message)
-    if path.startswith("/api/") or path.startswith(OPENAI_PATHS):
-        return JSONResponse({"error": message}, status_code=403)
-    return dify_errors.error_response(403, "forbidden", message)
+    return Response(refusal_body(path, 403, "forbidden", message), 403, media_type="application/json")
 
 
 def create_app(settings: Settings, catalog: Catalog, providers: Mapping[str, Provider] | None = None) -> PromptdApp:

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import Scope
 
 from promptd.access import RequestInfo
-from promptd.faces.refusal import OPENAI_PATHS
+from promptd.faces.refusal import api_of
 from promptd.store.recorder import Row
 from promptd.store.tables import rejections
 
@@ -34,11 +34,8 @@ log = logging.getLogger("promptd.rejections")
 
 def face_of(path: str) -> str | None:
     """The API face a path belongs to, as records name it (dify | chat); None for paths that are not a face's."""
-    if path.startswith("/api/") or path.startswith(OPENAI_PATHS):
-        return "chat"
-    if path.startswith("/v1/"):
-        return "dify"
-    return None
+    api = api_of(path)
+    return "chat" if api in ("adaptive", "openai") else "dify" if api == "dify" else None
 
 
 def count_rejection(info: RequestInfo, scope: Scope) -> None:

@@ -19,6 +19,12 @@ are closed after uvicorn's `timeout_keep_alive` (`keepalive_timeout`). A refusal
 shape of the API the path belongs to (faces/refusal.py) and the connection is closed; a request already
 handed to the app sees its client disconnect. Each refusal answered is logged and counted with the app's own
 (promptd/rejections.py: the `rejections` table and `promptd_rejections_total`).
+
+A body sent with `Content-Encoding: gzip` (or `deflate`, zlib's format as HTTP defines it) is decompressed here,
+as it arrives, and the app sees the plain body, without the Content-Encoding and Content-Length of the
+compressed one. The size limits count the decompressed bytes (and the compressed ones), and decompression
+stops at the limit: a small body that would inflate past it is refused with 413 as soon as it does, never
+held whole. Data that is not of the declared coding is a 400, another coding (`br`, `zstd`…) a 415.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +92,12 @@ def run(app: Any, *, limits: ServingLimits, supervisor: Any = None, **options: A
         sys.exit(3)  # as uvicorn.run: the server could not start
 
 
-_REASONS = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-            503: b"Service Unavailable"}  # fmt: skip
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large", 415: b"Unsupported Media Type",
+            431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}  # fmt: skip
+
+#: the request Content-Encodings decoded (zlib's `wbits`: gzip's header and trailer, or zlib's, which is HTTP's
+#: `deflate`); `identity` is no coding at all
+_CODINGS = {b"gzip": 31, b"x-gzip": 31, b"deflate": 15}
 
 
 class _Coalescing:
@@ -154,6 +165,9 @@ class CoalescingProtocol(HttpToolsProtocol):
         self._body_limit = 0
         self._refusal: tuple[int, str, str] | None = None
         self._running: RequestResponseCycle | None = None  # the cycle of the request being read
+        self._coding = b""  # the request body's Content-Encoding, when it is decoded
+        self._inflater: Any = None  # its zlib decompressor (None: the body is sent as it is)
+        self._inflated = 0  # bytes of decompressed body so far
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         full = self.limits.max_connections is not None and len(self.connections) >= self.limits.max_connections
@@ -183,6 +197,7 @@ class CoalescingProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head, self._body_bytes, self._running = True, 0, None
+        self._inflater, self._inflated = None, 0
 
     def on_headers_complete(self) -> None:
         self._head = False
@@ -198,6 +213,16 @@ class CoalescingProtocol(HttpToolsProtocol):
         if length.isdigit() and int(length) > self._body_limit:
             self._refusal = self._too_large()
             return
+        coding = fields.get(b"content-encoding", b"").strip().lower()
+        if coding not in (b"", b"identity"):
+            if coding not in _CODINGS:
+                name = coding.decode("latin-1")
+                self._refusal = (415, "unsupported_encoding", f"Content-Encoding {name!r} is not supported: send "
+                                 "the body as it is, or with gzip or deflate.")  # fmt: skip
+                return
+            self._coding, self._inflater = coding, zlib.decompressobj(_CODINGS[coding])
+            # the app reads the decompressed body, of a length known only at its end
+            self.headers[:] = [(k, v) for k, v in self.headers if k not in (b"content-encoding", b"content-length")]
         super().on_headers_complete()
         self._running = self.cycle
         self.transport.hold_next()  # type: ignore[attr-defined]  # the next write is a response's head
@@ -212,10 +237,39 @@ class CoalescingProtocol(HttpToolsProtocol):
         if self._body_bytes > self._body_limit:  # a chunked body, counted as it arrives
             self._refusal = self._too_large()
             return
+        if self._inflater is not None:
+            body = self._inflate(body)
+            if self._refusal is not None or not body:
+                return
         super().on_body(body)
+
+    def _inflate(self, data: bytes) -> bytes:
+        """`data` of a compressed body, decompressed, never past the body's limit (a refusal is set instead).
+        A gzip body may hold several members, one after the other (RFC 1952)."""
+        out = bytearray()
+        try:
+            while data:
+                if self._inflater.eof:  # the end of a member: what follows is the next (gzip), else an error
+                    if _CODINGS[self._coding] != 31:
+                        raise zlib.error("data after the end of the compressed body")
+                    self._inflater = zlib.decompressobj(31)
+                room = self._body_limit - self._inflated - len(out) + 1  # one byte past the limit is enough to know
+                out += self._inflater.decompress(data, room)
+                if self._inflated + len(out) > self._body_limit:
+                    self._refusal = self._too_large()
+                    return b""
+                data = self._inflater.unconsumed_tail or self._inflater.unused_data
+        except zlib.error:
+            self._refusal = self._undecodable()
+            return b""
+        self._inflated += len(out)
+        return bytes(out)
 
     def on_message_complete(self) -> None:
         if self._refusal is not None:
+            return
+        if self._inflater is not None and self._body_bytes and not self._inflater.eof:  # cut short
+            self._refusal = self._undecodable()
             return
         self._disarm()
         self._head, self._head_bytes = True, 0
@@ -226,6 +280,10 @@ class CoalescingProtocol(HttpToolsProtocol):
     def _too_large(self) -> tuple[int, str, str]:
         mb = self._body_limit / 1024 / 1024
         return 413, "request_too_large", f"The request body is larger than the limit of {mb:g} MB."
+
+    def _undecodable(self) -> tuple[int, str, str]:
+        coding = self._coding.decode("latin-1")
+        return 400, "invalid_encoding", f"The request body is not valid {coding} data (Content-Encoding: {coding})."
 
     def _arm(self, seconds: float) -> None:
         self._disarm()

@@ -244,3 +244,17 @@ def test_an_image_for_the_text_only_model_is_a_400_in_each_shape(server: Running
     body = {"model": "demo", "messages": IMAGE, "max_tokens": 2}
     adaptive = httpx.post(server.url + "/api/v1/chat/completions", json=body, headers=headers, timeout=60)
     assert adaptive.status_code == 400 and "image_url content is not supported" in adaptive.json()["error"]
+
+
+@pytest.mark.parametrize("max_tokens", [2049, 10**9, 2**31])
+def test_max_tokens_past_the_embedded_models_context_is_openais_400(server: RunningServer, max_tokens: int) -> None:
+    """llama.cpp would stop at the context (2048 tokens a slot), or report its int32 overflow past 2**31 - 1."""
+    with OpenAI(base_url=server.url + "/v1", api_key=server.key) as alias, pytest.raises(openai.BadRequestError) as e:
+        alias.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=max_tokens)
+    assert e.value.body == {  # type: ignore[comparison-overlap]
+        "message": f"max_tokens is too large: {max_tokens}. This model supports at most 2048 completion tokens, "
+        f"whereas you provided {max_tokens}.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "invalid_param",
+    }

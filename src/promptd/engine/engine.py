@@ -53,6 +53,7 @@ from promptd.providers.base import (
     RerankProvider,
     SpeechProvider,
     TokenEmbeddingProvider,
+    output_cap,
     supported,
     unreadable,
     unsupported,
@@ -246,6 +247,7 @@ class Engine:
             ab_campaign=origin.ab_campaign,
             who=origin.sticky or origin.session_id or origin.user or new_uuid(),
         )
+        self._check_window(model, call)
         prompt = render(self.catalog, origin.project, model, call)
         project = self.catalog.projects[origin.project]
         end_user = end_user_id(origin.project, origin.user) if origin.user is not None else None
@@ -422,6 +424,30 @@ class Engine:
 
     # --- planning and running ----------------------------------------------------------------------------------
 
+    def _check_window(self, model_key: str, call: ChatCall) -> None:
+        """A client's max_tokens that no deployment of the model (nor of its fallbacks) can give is a 400, as
+        OpenAI's; checked before admission, which would otherwise reserve tokens and cost for it. `plan` passes
+        over the deployments too small for it."""
+        if call.max_tokens is None:
+            return
+        caps: list[int] = []
+        for key in (model_key, *self.catalog.models[model_key].fallbacks):
+            for deployment in self.catalog.models[key].all_deployments:
+                provider = self.providers.get(deployment.provider)
+                if provider is None:
+                    continue
+                cap = output_cap(provider, call.max_tokens)
+                if cap is None:
+                    return  # this one can
+                caps.append(cap)
+        if caps:
+            asked, name = call.max_tokens, call.token_param
+            raise InputError(
+                f"{name} is too large: {asked}. This model supports at most {max(caps)} completion tokens, "
+                f"whereas you provided {asked}.",
+                param=name,
+            )
+
     def plan(self, model_key: str, request: GenerationRequest) -> list[Candidate]:
         """Every deployment to try, in order: the model's by weight, then each fallback's. Deployments whose
         circuit is open go last (tried only when everything else failed)."""
@@ -449,6 +475,8 @@ class Engine:
                 blind = unreadable(provider, kinds)
                 if blind:  # images for a text-only model: asking it would only fail
                     unread.update(blind)
+                    continue
+                if output_cap(provider, call.max_tokens) is not None:  # too small a window (`_check_window`)
                     continue
                 dropped = no_drops
                 missing = unsupported(provider, params)

@@ -7,8 +7,9 @@ translated where they enter (the adapter), never as a foreign library's exceptio
 
 What a provider can honour is declared on its class, and checked before any call is made (`Engine.plan` passes
 over a deployment that cannot honour a request): `accepts`, the generation parameters it takes (`unsupported`),
-and `media`, the kinds of content part beside text it reads (`unreadable`). `None` means any: an
-OpenAI-compatible server's upstream judges for itself.
+`media`, the kinds of content part beside text it reads (`unreadable`), and `max_output_tokens`, the most
+completion tokens it can give (`output_cap`). `None` means any: an OpenAI-compatible server's upstream judges
+for itself.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "SpeechProvider",
     "TokenEmbeddingProvider",
     "load_provider_class",
+    "output_cap",
     "supported",
     "unreadable",
     "unsupported",
@@ -138,6 +140,13 @@ def unreadable(provider: Any, kinds: frozenset[str]) -> list[str]:
     if not kinds or media is None:
         return []
     return sorted(kinds - media)
+
+
+def output_cap(provider: Any, max_tokens: int | None) -> int | None:
+    """The most completion tokens `provider` can give, when `max_tokens` asks for more (else None). A provider
+    that knows its model's window declares `max_output_tokens`; one that does not (None) is sent any value."""
+    cap: int | None = getattr(provider, "max_output_tokens", None)
+    return cap if cap is not None and max_tokens is not None and max_tokens > cap else None
 
 
 #: catalog `kind` → "module:Class". A new provider is one file plus one line here.

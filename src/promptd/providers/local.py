@@ -100,6 +100,9 @@ class LocalProvider:
     def __init__(self, name: str, config: LocalProviderConfig) -> None:
         self.name = name
         self.config = config
+        # a slot's context holds the prompt and the answer: no answer is longer (llama.cpp would stop there, or,
+        # past 2**31 - 1, report its int32 overflow)
+        self.max_output_tokens: int = config.context
         self._server: Any = None
         self._embedder: Any = None  # a separate instance, loaded on the first embedding request
         self._executor: ThreadPoolExecutor | None = None

@@ -119,7 +119,7 @@ def test_session_turns_are_listed_in_order(chat: tuple[RunningServer, RecordingP
 @pytest.mark.parametrize(
     ("body", "status", "contains"),
     [
-        ({"model": "nope", "messages": USER}, 404, "project 'nope' does not exist"),
+        ({"model": "nope", "messages": USER}, 404, "model 'nope' does not exist"),
         ({"model": "demo/zzz", "messages": USER}, 404, "model 'zzz' does not exist or is not attached"),
         ({"model": "demo", "messages": USER, "session_id": "s1", **ARGS}, 400, "session_id must be a UUID"),
         ({"model": "demo", "messages": []}, 400, "messages must not be empty"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from promptd.cors import note_project
-from promptd.errors import Forbidden, NotFound
+from promptd.errors import Forbidden, InputError, NotFound
 from promptd.services import Services, services
 from promptd.store.repository import KeyInfo
 
@@ -29,13 +29,29 @@ class Caller:
         return project
 
     def model(self, model: str) -> tuple[str, str | None]:
-        """(project, model or None) that a request's `model`, `{project}` or `{project}/{model}`, names: the
-        key's project, and a model attached to it (else 404 `model_not_found`, as OpenAI says it)."""
+        """(project, model or None) that a request's `model` names: `{project}/{model}` or `{project}`, as
+        Adaptive's API has it, or a bare model name of the key's project (`"echo"`, as OpenAI clients send
+        one), which resolves there. A name that is both another project and a model of the key's is
+        ambiguous (400, naming both); an unknown name is 404 `model_not_found`, as OpenAI says it, naming what
+        the key may call."""
         name, attached = split_model(model)
+        own = self.key.project
+        models = self.svc.catalog.projects[own].models if own in self.svc.catalog.projects else []
+        if attached is None and name != own and name in models:
+            if name in self.svc.catalog.projects:
+                raise InputError(
+                    f"model {name!r} is ambiguous: it names project {name!r} and model {own + '/' + name!r}; "
+                    f"send {own + '/' + name!r} for the model",
+                    code="ambiguous_model",
+                    param="model",
+                )
+            return own, name
         try:
             project = self.project(name)
-        except NotFound as exc:
-            raise NotFound(exc.message, code="model_not_found", param="model") from None
+        except NotFound:
+            choices = ", ".join([own, *(f"{own}/{m}" for m in models)])
+            message = f"model {model!r} does not exist; this key's project {own!r} has: {choices}"
+            raise NotFound(message, code="model_not_found", param="model") from None
         self.svc.engine.model(project, attached)
         return project, attached
 

@@ -71,8 +71,11 @@ def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
-    """Token counts, and the cost in the Dify face's fields, summed over the choices."""
-    prompt = sum(r.usage.prompt_tokens for r in results)
+    """Token counts as OpenAI counts them for `n` choices: the prompt once (the largest count, should a choice
+    have fallen back to a model that counts otherwise), the completions summed. The cost, in the Dify face's
+    fields, is what was spent: each choice is its own upstream call, so the prompt is paid `n` times, and that
+    is what budgets, metering and each choice's record hold."""
+    prompt = max(r.usage.prompt_tokens for r in results)
     completion = sum(r.usage.completion_tokens for r in results)
     prompt_price = sum((r.cost.prompt_price for r in results), Decimal(0))
     completion_price = sum((r.cost.completion_price for r in results), Decimal(0))
@@ -100,9 +103,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
     n = 1 if body.n in (None, 0) else body.n  # Adaptive's schema allows 0: the default, one choice
     if not 1 <= n <= MAX_N:
         raise InputError(f"n must be between 1 and {MAX_N}", param="n")
-    max_tokens = body.max_tokens or body.max_completion_tokens or None
-    if max_tokens is not None and max_tokens < 0:
-        raise InputError("max_tokens must be >= 0", param="max_tokens")
+    max_tokens = body.max_tokens or body.max_completion_tokens or None  # Adaptive's 0: the default
     if body.max_ttft_ms is not None and body.max_ttft_ms < 0:
         raise InputError("max_ttft_ms must be >= 0", param="max_ttft_ms")
     messages = to_messages(body.messages)

@@ -84,7 +84,8 @@ async def adaptive_error(request: Request, exc: Exception) -> Response:
 
 def openai_type(exc: BaseException, status: int) -> tuple[str, str]:
     """OpenAI's `type` and `code` for an error: OpenAI's own words where it has some (a bad key, a rate limit, a
-    spent quota), else `invalid_request_error` (4xx) or `api_error` (5xx) and promptd's code."""
+    spent quota), else `invalid_request_error` (4xx) or `server_error` (5xx: what OpenAI's API sends with a 500 or
+    503; `api_error` is Anthropic's word) and promptd's code."""
     if isinstance(exc, AuthError):
         return "invalid_request_error", "invalid_api_key"
     if isinstance(exc, BudgetExceeded):
@@ -94,7 +95,7 @@ def openai_type(exc: BaseException, status: int) -> tuple[str, str]:
     if isinstance(exc, ProviderRateLimited):  # the upstream's limit: OpenAI's own answer would say the same
         return "requests", "rate_limit_exceeded"
     code = exc.code if isinstance(exc, PromptdError) else "internal_error"
-    return ("invalid_request_error" if status < 500 else "api_error"), code
+    return ("invalid_request_error" if status < 500 else "server_error"), code
 
 
 def openai_body(exc: BaseException, status: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from promptd.faces.chat import campaigns, completions, embeddings, errors, feedback, records
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.mount import FaceMount, default_http_error
+from promptd.faces.refusal import UnknownURL
 
 __all__ = ["get_model", "list_models", "mount", "openai_mount", "openai_routes", "routes"]
 
@@ -63,6 +64,7 @@ def openai_routes() -> list[BaseRoute]:
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+        UnknownURL(),  # OpenAI's other paths (/v1/responses, …): OpenAI's 404, not Dify's
     ]
 
 
@@ -79,7 +81,8 @@ def mount() -> FaceMount:
 
 def openai_mount() -> FaceMount:
     """The plain OpenAI aliases: /v1/chat/completions, /v1/embeddings, /v1/models[/{id}], in OpenAI's error shape. They
-    share /v1 with the Dify face, so they are routes of their own placed before its mount."""
+    share /v1 with the Dify face, so they are routes of their own placed before its mount, and so is the answer to
+    OpenAI's paths that are not served (faces/refusal.py)."""
     return FaceMount(
         "/v1",
         openai_routes(),

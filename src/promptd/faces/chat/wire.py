@@ -163,8 +163,24 @@ OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "f
 
 
 def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
-    """A chat call's body; on the OpenAI alias (`openai`) its messages' roles are OpenAI's."""
+    """A chat call's body. On the OpenAI alias (`openai`) it is held to OpenAI's rules: its messages' roles are
+    OpenAI's, `max_tokens` (or `max_completion_tokens`) is at least 1, and `stream_options` comes with `stream`.
+    Adaptive's schema lets `max_tokens` be 0 (the default) and says nothing of `stream_options` without a stream."""
     body = decode(raw, ChatBody)
+    least = 1 if openai else 0
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, field)
+        if value is not None and value < least:
+            raise InputError(
+                f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} "
+                "instead.",
+                code="integer_below_min_value",
+                param=field,
+            )
+    if openai and body.stream_options is not None and not body.stream:
+        raise InputError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
     if openai:
         for i, m in enumerate(body.messages):
             if m.role not in OPENAI_ROLES:
@@ -253,4 +269,24 @@ def generation_params(raw: bytes) -> dict[str, Any]:
     seed = params.get("seed")
     if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
         raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
+    if "logit_bias" in params:
+        _check_logit_bias(params["logit_bias"])
     return params
+
+
+def _check_logit_bias(bias: Any) -> None:
+    """OpenAI's `logit_bias`: token ids (as strings of digits) to a bias from -100 to 100. Anything else is a 400
+    there, and is refused here before it reaches a model (llama.cpp would read a word as a key, tokenized)."""
+    if not isinstance(bias, dict):
+        raise InputError("Invalid 'logit_bias': expected an object of token ids to numbers.", param="logit_bias")
+    for key, value in bias.items():
+        if not key.isascii() or not key.isdigit():
+            raise InputError(
+                f"Invalid key in 'logit_bias': {key}. You should only be submitting non-negative integers.",
+                param="logit_bias",
+            )
+        if type(value) not in (int, float) or not -100 <= value <= 100:
+            raise InputError(
+                f"Invalid 'logit_bias[{key}]': expected a number from -100 to 100, but got {value!r} instead.",
+                param="logit_bias",
+            )

@@ -235,13 +235,22 @@ export interface CampaignInfo {
   status: string;
 }
 
+/** One variable of a project's input form, as the catalog declares it (catalog/schema.py `FormField`). */
 export interface FormField {
-  type: string;
+  type: "text-input" | "paragraph" | "select" | "number" | "checkbox" | "file" | "file-list";
   variable: string;
   label: string | null;
   required: boolean;
   options: string[] | null;
-  default: unknown;
+  default: string | number | boolean | null;
+  /** text-input, paragraph: characters; file-list: files */
+  max_length: number | null;
+  /** file, file-list: the types of file taken (image, document, audio, video, custom) */
+  allowed_file_types: string[] | null;
+  /** file, file-list: for type custom, the extensions taken (".log") */
+  allowed_file_extensions: string[] | null;
+  /** file, file-list: local_file (an upload's id), remote_url */
+  allowed_file_upload_methods: string[] | null;
 }
 
 export interface ProjectDetail extends Omit<ProjectSummary, "models" | "campaigns"> {

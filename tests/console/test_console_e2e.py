@@ -4,18 +4,22 @@ and each test saves screenshots under the run's artifacts ($PROMPTD_TEST_ARTIFAC
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
 
 from tests.console.helpers import ALICE, CATALOG, Traffic, admin_key, make_traffic
-from tests.serving import RunningServer, serve_app
+from tests.faces.dify.test_documents import Remote
+from tests.serving import RunningServer, serve_app, serve_in_thread
 
 CHROMIUM = os.environ.get("PROMPTD_TEST_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -30,6 +34,54 @@ FLAGS = [
 ]
 ARTIFACTS = Path(os.environ.get("PROMPTD_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts") / "console"
 
+#: The console's catalog and a completion project whose form has a field of each kind the playground turns into
+#: something other than text: numbers, a checkbox, a file and file-lists (documents, whose text the fake model
+#: echoes after the prompt; uploaded, or one on the web), and a text input with a `max_length`.
+SITE_CATALOG: dict[str, Any] = copy.deepcopy(CATALOG)
+SITE_CATALOG["projects"]["orders"] = {
+    "mode": "completion",
+    "name": "Orders",
+    "models": ["echo"],
+    "prompt": "Pack {{boxes}} boxes for floor {{floor}}, gift wrap {{gift}}, note {{note}}.",
+    "inputs": [
+        {"type": "number", "variable": "boxes", "label": "Boxes", "required": True},
+        {"type": "number", "variable": "floor", "label": "Floor", "default": 1},
+        {"type": "checkbox", "variable": "gift", "label": "Gift wrap"},
+        {"type": "text-input", "variable": "note", "label": "Note", "max_length": 8},
+        {
+            "type": "file",
+            "variable": "order",
+            "label": "Order form",
+            "required": True,
+            "allowed_file_types": ["document"],
+            "allowed_file_upload_methods": ["local_file"],
+        },
+        {
+            "type": "file-list",
+            "variable": "extras",
+            "label": "Extras",
+            "max_length": 2,
+            "allowed_file_types": ["custom"],
+            "allowed_file_extensions": [".txt"],
+            "allowed_file_upload_methods": ["local_file"],
+        },
+        {
+            "type": "file-list",
+            "variable": "links",
+            "label": "Links",
+            "allowed_file_types": ["document"],
+            "allowed_file_upload_methods": ["remote_url"],
+        },
+    ],
+}
+#: documents may be 10 kB at most on this site, so that a test can see an upload refused
+DOCUMENT_LIMIT_MB = 0.01
+
+
+def payload(name: str, mime: str, data: bytes) -> FilePayload:
+    """A file as the browser's file picker gives it to the page."""
+    return {"name": name, "mimeType": mime, "buffer": data}
+
 
 @dataclass
 class Site:
@@ -40,7 +92,10 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with serve_app(CATALOG, tmp_path_factory.mktemp("console-e2e") / "data") as server:
+    data = tmp_path_factory.mktemp("console-e2e") / "data"
+    # 127.0.0.2 stands for the internet (the SSRF guard refuses loopback otherwise), as in serve_with_files
+    limits = {"document": DOCUMENT_LIMIT_MB}
+    with serve_app(SITE_CATALOG, data, upload_limits_mb=limits, fetch_allow_networks=("127.0.0.2/32",)) as server:
         yield Site(server, admin_key(server), make_traffic(server))
 
 
@@ -178,7 +233,7 @@ def test_campaign_compares_the_models_with_a_chart(page: Page, site: Site) -> No
 
 def test_project_catalog_keys_and_playground(page: Page, site: Site) -> None:
     login(page, site, "#/projects")
-    expect(page.get_by_test_id("project-link")).to_have_count(2)
+    expect(page.get_by_test_id("project-link")).to_have_count(3)
     page.get_by_test_id("project-link").first.click()
     project = page.get_by_test_id("page-projects")
     expect(project.get_by_test_id("catalog-prompt")).to_contain_text("Answer briefly: {{query}}")
@@ -345,3 +400,73 @@ def test_a_phone_wide_window_keeps_the_navigation_on_its_bar_and_counts_read_rig
         shot(page, "18-phone-session")
     finally:
         context.close()
+
+
+def test_dify_playground_sends_numbers_checkboxes_and_uploaded_files_as_dify_does(page: Page, site: Site) -> None:
+    """The form as Dify's web app sends it: a number as a JSON number, a checkbox as a boolean, each file uploaded
+    first (as the completion's end user) and sent as Dify's file mapping; required fields and limits are checked
+    in the page, and a refused upload is said in the status line."""
+    login(page, site, "#/projects/orders")
+    play = page.get_by_test_id("playground")
+    status = page.get_by_test_id("playground-status")
+    expect(play.get_by_label("Boxes")).to_have_attribute("type", "number")
+    expect(play.get_by_label("Gift wrap")).to_have_attribute("type", "checkbox")
+    expect(play.get_by_label("Extras")).to_have_attribute("multiple", "")
+    expect(play.locator(".required")).to_have_count(2)  # Boxes and Order form
+    play.get_by_role("button", name="Send").click()
+    expect(status).to_have_text("Cannot send: Boxes is required.")
+    play.get_by_label("Boxes").fill("3")
+    play.get_by_role("button", name="Send").click()
+    expect(status).to_have_text("Cannot send: Order form is required.")
+    play.get_by_label("Note").press_sequentially("fragile glass")
+    expect(play.get_by_label("Note")).to_have_value("fragile ")  # max_length 8
+    play.get_by_label("Order form").set_input_files(payload("photo.png", "image/png", b"\x89PNG\r\n\x1a\n"))
+    play.get_by_role("button", name="Send").click()
+    expect(status).to_have_text("Cannot send: Order form takes document files, not photo.png.")
+    order = payload("order.md", "text/markdown", b"# Order\n\nShip to Lyon.")
+    extras = [payload(f"extra{i}.txt", "text/plain", f"Extra {i}".encode()) for i in range(3)]
+    play.get_by_label("Extras").set_input_files(extras)
+    play.get_by_label("Order form").set_input_files(order)
+    play.get_by_role("button", name="Send").click()
+    expect(status).to_have_text("Cannot send: Extras takes at most 2 files.")
+    # a file the face refuses: its message in the status line, nothing sent
+    big = payload("big.md", "text/markdown", b"x" * int(DOCUMENT_LIMIT_MB * 1024 * 1024 + 1))
+    play.get_by_label("Order form").set_input_files(big)
+    play.get_by_label("Extras").set_input_files(extras[:2])
+    play.get_by_role("button", name="Send").click()
+    expect(status).to_contain_text("Cannot upload big.md: File size exceeded.")
+    expect(status).to_contain_text("(HTTP 413)")
+    expect(page.get_by_test_id("playground-turn")).to_have_count(0)
+    play.get_by_label("Order form").set_input_files(order)
+    play.get_by_label("Gift wrap").check()
+    expect(play.get_by_label("Floor")).to_have_value("1")  # the default, prefilled
+    play.get_by_label("Floor").fill("")  # left empty: not sent, so the server gives the default
+    with serve_in_thread(Remote().app(), host="127.0.0.2") as web:
+        play.get_by_label("Links").fill(f"{web}/notes.png")  # a field that takes URLs only: a box of them
+        play.get_by_role("button", name="Send").click()
+        expect(status).to_have_text(f"Cannot send: Links takes document files, not {web}/notes.png.")
+        play.get_by_label("Links").fill(f"{web}/notes.txt")
+        with page.expect_request(lambda r: r.url.endswith("/v1/completion-messages")) as sent:
+            play.get_by_role("button", name="Send").click()
+        expect(status).to_contain_text("Done")
+    answer = page.get_by_test_id("playground-answer")
+    expect(answer).to_contain_text("Echo: Pack 3 boxes for floor 1, gift wrap true, note fragile .")
+    expect(answer).to_contain_text("Document order.md:\n# Order\n\nShip to Lyon.")  # the file's text, read by promptd
+    expect(answer).to_contain_text("Document extra0.txt:\nExtra 0")
+    expect(answer).to_contain_text("Document extra1.txt:\nExtra 1")
+    expect(answer).to_contain_text("Document notes.txt:\nremote notes say 42")  # fetched by promptd
+    body = json.loads(sent.value.post_data or "")
+    inputs = body["inputs"]
+    assert body["user"] == "console-playground"
+    assert inputs["boxes"] == 3 and inputs["gift"] is True and inputs["note"] == "fragile "
+    assert "floor" not in inputs
+    assert set(inputs["order"]) == {"type", "transfer_method", "upload_file_id"}
+    assert inputs["order"]["type"] == "document" and inputs["order"]["transfer_method"] == "local_file"
+    assert [(e["type"], e["transfer_method"]) for e in inputs["extras"]] == [("custom", "local_file")] * 2
+    assert inputs["links"] == [{"type": "document", "transfer_method": "remote_url", "url": f"{web}/notes.txt"}]
+    shot(page, "19-playground-form")
+    page.get_by_test_id("playground-log-link").click()
+    detail = page.get_by_test_id("page-logs")
+    expect(detail.get_by_test_id("message-inputs")).to_contain_text('"boxes": 3')
+    expect(detail.get_by_test_id("message-inputs")).to_contain_text('"gift": true')
+    expect(detail.get_by_test_id("message-prompt")).to_contain_text("Ship to Lyon.")

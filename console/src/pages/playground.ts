@@ -1,11 +1,30 @@
 // The playground sends a prompt through either public face, as a program would, and streams the answer.
 // It calls the face with a short-lived app key that it creates through the management API (an admin key
-// never opens the faces), kept in this tab's session storage until it expires.
+// never opens the faces), kept in this tab's session storage until it expires. On the Dify face it fills the
+// project's input form (../form.ts), uploading its files first as the same end user.
 import { api, type Key, type ProjectDetail } from "../api";
 import { clear, h, plural } from "../dom";
+import { inputForm } from "../form";
 import { href } from "../router";
 
 const LIFETIME = 3600;
+/** The Dify face's end user of the playground's requests and of the files they upload (Dify ties one to the other). */
+const USER = "console-playground";
+
+/** An upload the Dify face refused: its message, for the status line. */
+class UploadError extends Error {}
+
+/** A refusal's message: the face's JSON error `message`, else the body as it came. */
+async function refusal(resp: Response): Promise<string> {
+  const text = await resp.text();
+  try {
+    const message = (JSON.parse(text) as { message?: unknown }).message;
+    if (typeof message === "string" && message) return message;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text || `HTTP ${resp.status}`;
+}
 
 async function appKey(project: string, renew = false): Promise<string> {
   const slot = `promptd.playground.${project}`;
@@ -67,11 +86,7 @@ export function playground(p: ProjectDetail): HTMLElement {
   if (p.mode === "completion") faces.unshift(["dify", "Dify API (/v1/completion-messages)"]);
   const face = h("select", { name: "face", "aria-label": "face" }, faces.map(([v, l]) => h("option", { value: v }, l)));
   const model = h("select", { name: "model", "aria-label": "model" }, p.models.map((m) => h("option", { value: m.name, selected: m.name === p.default_model }, m.name)));
-  const inputs = p.config.inputs.map((f) => {
-    const attrs = { name: f.variable, "data-variable": f.variable, placeholder: f.label ?? f.variable, "aria-label": f.label ?? f.variable };
-    const el = f.type === "paragraph" ? h("textarea", { ...attrs, rows: 3 }) : f.type === "select" ? h("select", attrs, (f.options ?? []).map((o) => h("option", { value: o }, o))) : h("input", attrs);
-    return h("label", { class: "field" }, f.label ?? f.variable, el);
-  });
+  const inputs = inputForm(p.config.inputs);
   const message = h("textarea", { name: "message", rows: 3, placeholder: "Your message", "aria-label": "message" });
   const template = p.config.system_prompt_template;
   const variables = templateVariables(template);
@@ -86,7 +101,7 @@ export function playground(p: ProjectDetail): HTMLElement {
     ? h("label", { class: "field" }, "System prompt arguments (JSON object for ", h("code", {}, template.length > 60 ? template.slice(0, 60) + "…" : template), ")", args)
     : null;
   const params = PARAMS.map(([name, label, attrs]) => h("input", { type: "number", name, "aria-label": label, placeholder: "default", ...attrs }));
-  const dify = h("div", {}, inputs);
+  const dify = inputs.element;
   const newChat = h("button", { type: "button", class: "more", "data-testid": "playground-new" }, "New conversation");
   const chat = h(
     "div",
@@ -143,12 +158,34 @@ export function playground(p: ProjectDetail): HTMLElement {
     return out;
   };
 
-  const call = async (key: string, messages: Turn[], extra: Record<string, unknown>): Promise<Response> => {
+  /** A request to a face with the playground's app key, sent again with a new key if the face refuses it. */
+  const withKey = async (send: (key: string) => Promise<Response>): Promise<Response> => {
+    const resp = await send(await appKey(p.project));
+    return resp.status === 401 ? send(await appKey(p.project, true)) : resp;
+  };
+
+  /** A file of the form uploaded through the Dify face (once per file picked), as the completion's end user. */
+  const uploaded = new WeakMap<File, string>();
+  const upload = async (file: File): Promise<string> => {
+    const known = uploaded.get(file);
+    if (known) return known;
+    status.textContent = `Uploading ${file.name}…`;
+    const resp = await withKey((key) => {
+      const body = new FormData();
+      body.append("file", file);
+      body.append("user", USER);
+      return fetch("/v1/files/upload", { method: "POST", headers: { Authorization: `Bearer ${key}` }, body });
+    });
+    if (!resp.ok) throw new UploadError(`Cannot upload ${file.name}: ${await refusal(resp)} (HTTP ${resp.status}).`);
+    const id = ((await resp.json()) as { id: string }).id;
+    uploaded.set(file, id);
+    return id;
+  };
+
+  const call = async (key: string, messages: Turn[], extra: Record<string, unknown>, values: Record<string, unknown>): Promise<Response> => {
     const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/json" };
     if (face.value === "dify") {
-      const values: Record<string, string> = {};
-      for (const el of dify.querySelectorAll<HTMLInputElement>("[data-variable]")) values[el.dataset.variable!] = el.value;
-      return fetch("/v1/completion-messages", { method: "POST", headers, body: JSON.stringify({ inputs: values, user: "console-playground", response_mode: "streaming" }) });
+      return fetch("/v1/completion-messages", { method: "POST", headers, body: JSON.stringify({ inputs: values, user: USER, response_mode: "streaming" }) });
     }
     const body = { model: `${p.project}/${model.value}`, messages, stream: true, session_id: session, ...extra };
     return fetch("/api/v1/chat/completions", { method: "POST", headers, body: JSON.stringify(body) });
@@ -167,6 +204,11 @@ export function playground(p: ProjectDetail): HTMLElement {
       status.textContent = "Cannot send: write a message first.";
       return;
     }
+    const problem = face.value === "dify" ? inputs.check() : null;
+    if (problem) {
+      status.textContent = `Cannot send: ${problem}.`;
+      return;
+    }
     send.disabled = true;
     if (face.value === "dify") clear(conversation); // one completion at a time: no conversation
     for (const old of conversation.querySelectorAll("[data-testid=playground-answer]")) old.removeAttribute("data-testid");
@@ -182,8 +224,9 @@ export function playground(p: ProjectDetail): HTMLElement {
     status.textContent = "Sending…";
     const messages: Turn[] = [...history, { role: "user", content: asked }];
     try {
-      let resp = await call(await appKey(p.project), messages, extra);
-      if (resp.status === 401) resp = await call(await appKey(p.project, true), messages, extra);
+      const values = face.value === "dify" ? await inputs.values(upload) : {};
+      status.textContent = "Sending…";
+      const resp = await withKey((key) => call(key, messages, extra, values));
       if (!resp.ok) {
         turn.remove();
         status.textContent = `Error ${resp.status}: ${await resp.text()}`;
@@ -221,7 +264,8 @@ export function playground(p: ProjectDetail): HTMLElement {
         id ? h("a", { href: href(["logs", id]), "data-testid": "playground-log-link" }, "See it in the logs") : "",
       );
     } catch (e) {
-      status.textContent = `Failed: ${e instanceof Error ? e.message : String(e)}`;
+      if (e instanceof UploadError) turn.remove();
+      status.textContent = e instanceof UploadError ? e.message : `Failed: ${e instanceof Error ? e.message : String(e)}`;
     } finally {
       send.disabled = false;
     }

@@ -24,6 +24,7 @@ from promptd.errors import (
     ProviderRateLimited,
     ProviderTimeout,
     StoreUnavailable,
+    TooLarge,
     retry_after_header,
 )
 from promptd.store.db import store_error
@@ -36,6 +37,8 @@ log = logging.getLogger("promptd.chat")
 def chat_status(exc: BaseException) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, InputError | ConflictError):
         return 400
     if isinstance(exc, AuthError):
@@ -101,7 +104,7 @@ async def openai_error(request: Request, exc: Exception) -> Response:
     status = chat_status(exc)
     _log(request, exc, status)
     kind, code = openai_type(exc, status)
-    param = exc.param if isinstance(exc, InputError) else None
+    param = exc.param if isinstance(exc, InputError | ProviderBadRequest) else None
     body = {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
     return Response(msgspec.json.encode(body), status, media_type="application/json", headers=_headers(exc))
 

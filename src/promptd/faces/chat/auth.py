@@ -28,14 +28,18 @@ class Caller:
             raise Forbidden(f"this API key is not valid for project {project!r}")
         return project
 
-    def model(self, model: str) -> tuple[str, str | None]:
+    def named(self, model: str) -> tuple[str, str | None]:
         """(project, model or None) that a request's `model`, `{project}` or `{project}/{model}`, names: the
-        key's project, and a model attached to it (else 404 `model_not_found`, as OpenAI says it)."""
+        key's project (else 404 `model_not_found`, as OpenAI says it); the model is for the caller to check."""
         name, attached = split_model(model)
         try:
-            project = self.project(name)
+            return self.project(name), attached
         except NotFound as exc:
             raise NotFound(exc.message, code="model_not_found", param="model") from None
+
+    def model(self, model: str) -> tuple[str, str | None]:
+        """`named`, with the model checked to be attached to the project (else 404 `model_not_found`)."""
+        project, attached = self.named(model)
         self.svc.engine.model(project, attached)
         return project, attached
 

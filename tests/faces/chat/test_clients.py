@@ -154,7 +154,14 @@ def test_an_error_after_the_first_token_is_a_chunk_with_object(tmp_path: Path) -
         *deltas, last = (json.loads(b) for b in data_blocks(r.text))
         assert "".join(d["choices"][0]["delta"]["content"] for d in deltas) == "Half an"
         assert last["object"] == "chat.completion.chunk" and last["error"]["message"] == "upstream went away"
-        # the OpenAI SDK reads such a chunk as an APIError
+        # on the OpenAI alias the last event is OpenAI's error object alone: clients that read a chunk with
+        # `choices` as a normal one (the Vercel AI SDK's OpenAI provider) would end the answer as complete
+        r = post(server, "/v1/chat/completions", {"model": "demo", "messages": USER, "stream": True})
+        *_, last = (json.loads(b) for b in data_blocks(r.text))
+        assert list(last) == ["error"] and last["error"]["message"] == "upstream went away"
+        assert set(last["error"]) == {"message", "type", "param", "code"}
+        assert "data: [DONE]" not in r.text
+        # the OpenAI SDK reads either as an APIError
         client = OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
         with pytest.raises(openai.APIError, match="upstream went away"):
             list(client.chat.completions.create(model="demo", messages=USER, stream=True))  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from promptd.engine.pending import Pending
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
 from promptd.faces.chat.auth import authenticate
-from promptd.faces.chat.errors import chat_status
+from promptd.faces.chat.errors import chat_status, openai_body
 from promptd.faces.chat.wire import ChatBody, chat_body, free_user, generation_params, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
 from promptd.faces.mount import served_headers
@@ -261,7 +261,8 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """The chunks of a streamed answer. Nothing is sent (EventStream holds the head) until the first delta,
     or a keep-alive once `commit_wait` seconds have passed since the request: an error before that is raised,
-    and answered with its real HTTP status; after it, an error is a last chunk with an `error` object. With
+    and answered with its real HTTP status; after it, an error is the last event: OpenAI's error object alone on
+    the OpenAI alias, a chunk with an `error` object and a `finish_reason: "error"` choice on Adaptive's face. With
     `include_usage`, every chunk but the usage chunk has `"usage": null`, as OpenAI's have; a tool call's delta
     has `"content": null` on the OpenAI alias (`openai`), "" on Adaptive's face (its SDK wants a string)."""
     if include_usage:
@@ -315,14 +316,17 @@ async def _stream(
                     if not committed:
                         raise failed  # nothing sent yet: the client gets the real status (EventStream)
                     status = chat_status(failed)
-                    error = {"message": failed.message, "code": failed.code, "status": status}
-                    choice = {
-                        "index": i,
-                        "completion_id": cid,
-                        "finish_reason": "error",
-                        "delta": {"id": cid, "role": "assistant", "content": ""},
-                    }
-                    chunk = {**head, "object": "chat.completion.chunk", "error": error, "choices": [choice]}
+                    if openai:  # OpenAI's own: the error object alone (a chunk with choices reads as a normal end)
+                        chunk = openai_body(failed, status)
+                    else:
+                        error = {"message": failed.message, "code": failed.code, "status": status}
+                        choice = {
+                            "index": i,
+                            "completion_id": cid,
+                            "finish_reason": "error",
+                            "delta": {"id": cid, "role": "assistant", "content": ""},
+                        }
+                        chunk = {**head, "object": "chat.completion.chunk", "error": error, "choices": [choice]}
                     yield b"data: " + _encode(chunk) + b"\n\n"
                     return  # no [DONE]: the answer is not complete
                 committed = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -99,13 +100,19 @@ def openai_type(exc: BaseException, status: int) -> tuple[str, str]:
     return ("invalid_request_error" if status < 500 else "api_error"), code
 
 
+def openai_body(exc: BaseException, status: int) -> dict[str, Any]:
+    """OpenAI's error object, `{"error": {message, type, param, code}}`: the body of an error answer, and the last
+    event of a stream that failed after its first chunk (OpenAI's SDKs read a chunk with `error` as a failure)."""
+    kind, code = openai_type(exc, status)
+    param = exc.param if isinstance(exc, InputError | ProviderBadRequest) else None
+    return {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
+
+
 async def openai_error(request: Request, exc: Exception) -> Response:
     exc = store_error(exc)
     status = chat_status(exc)
     _log(request, exc, status)
-    kind, code = openai_type(exc, status)
-    param = exc.param if isinstance(exc, InputError | ProviderBadRequest) else None
-    body = {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
+    body = openai_body(exc, status)
     return Response(msgspec.json.encode(body), status, media_type="application/json", headers=_headers(exc))
 
 

@@ -3,7 +3,8 @@
     PromptdError
     ├── CatalogError            the catalog file is invalid (carries every problem found)
     ├── InputError              the client sent something invalid (bad field, missing input, …)
-    │   └── NotFound            a named entity (message, file, end user, project, model) does not exist
+    │   ├── NotFound            a named entity (message, file, end user, project, model) does not exist
+    │   └── TooLarge            an uploaded file is over its size limit (413)
     ├── AuthError               missing or invalid API key
     ├── Forbidden               the key is valid but may not do this
     ├── ConflictError           the request conflicts with the app's configuration (wrong mode, feature off)
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "StoreUnavailable",
+    "TooLarge",
     "retry_after_header",
 ]
 
@@ -77,6 +79,10 @@ class InputError(PromptdError):
 
 class NotFound(InputError):
     code = "not_found"
+
+
+class TooLarge(InputError):
+    code = "file_too_large"
 
 
 class AuthError(PromptdError):
@@ -151,6 +157,10 @@ class ProviderTimeout(ProviderError):
 
 class ProviderBadRequest(ProviderError):
     code = "provider_bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.param = param  # the request field the upstream refused, when it says (OpenAI's `param`)
 
 
 def retry_after_header(exc: BaseException) -> dict[str, str]:

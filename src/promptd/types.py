@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "SPEECH_FORMATS",
+    "TRANSCRIPT_FORMATS",
     "ContentPart",
     "Finish",
     "Malformed",
@@ -14,6 +16,7 @@ __all__ = [
     "ProviderEvent",
     "TextDelta",
     "ToolCallDelta",
+    "Transcript",
     "Usage",
     "last_user_text",
     "media_kinds",
@@ -50,6 +53,23 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+#: OpenAI's speech `response_format`s (audio/speech), and transcription ones (audio/transcriptions: diarized_json is
+#: gpt-4o-transcribe-diarize's)
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A transcription: its `text`, and the upstream's answer in the format it was asked for (`body` of type
+    `media_type`: OpenAI's JSON, plain text or subtitles), with the tokens it reported, if any."""
+
+    text: str
+    body: bytes
+    media_type: str
+    usage: Usage | None = None
 
 
 @dataclass(slots=True)

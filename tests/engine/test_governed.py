@@ -1,6 +1,6 @@
 """Every kind of model call is governed: a completion (Dify face), a chat, embeddings, speech and transcription
-each pass the same admission (a key's RPM limit and budget), are metered (`/admin/v1/usage`, `/metrics`) and
-recorded, through a running promptd on a real SQLite file.
+(through the Dify face and OpenAI's /v1/audio aliases) each pass the same admission (a key's RPM limit and
+budget), are metered (`/admin/v1/usage`, `/metrics`) and recorded, through a running promptd on a real SQLite file.
 
 The upstream is `tests/upstream.py`'s fake OpenAI-compatible server over real HTTP: it stands for OpenAI (chat,
 embeddings, speech, transcription) and answers exact usage, so costs can be checked to the decimal.
@@ -110,6 +110,22 @@ def transcription(server: RunningServer, key: str, store: bool = True) -> httpx.
     )
 
 
+def openai_speech(server: RunningServer, key: str, store: bool = True) -> httpx.Response:
+    body = {"model": "demo", "input": "Hello there", "voice": "alloy"}
+    return httpx.post(server.v1 + "/audio/speech", json=body, headers=server.headers(key), timeout=30)
+
+
+def openai_transcription(server: RunningServer, key: str, store: bool = True) -> httpx.Response:
+    files = {"file": ("hello.mp3", b"ID3" + b"\x00" * 64, "audio/mpeg")}
+    return httpx.post(
+        server.v1 + "/audio/transcriptions",
+        files=files,
+        data={"model": "demo"},
+        headers=server.headers(key),
+        timeout=30,
+    )
+
+
 KINDS: dict[str, tuple[Callable[..., httpx.Response], str, str]] = {
     # name: (call, the catalog model that serves it, the record's kind)
     "completion": (completion, "gpt", "chat"),
@@ -117,6 +133,8 @@ KINDS: dict[str, tuple[Callable[..., httpx.Response], str, str]] = {
     "embedding": (embedding, "emb", "embedding"),
     "speech": (speech, "tts", "speech"),
     "transcription": (transcription, "stt", "transcription"),
+    "openai-speech": (openai_speech, "tts", "speech"),  # OpenAI's /v1/audio aliases
+    "openai-transcription": (openai_transcription, "stt", "transcription"),
 }
 
 

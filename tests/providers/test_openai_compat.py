@@ -298,7 +298,7 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_call(
 
 async def test_speech_endpoints(provider: OpenAICompatProvider, upstream: FakeUpstream) -> None:
     text = await provider.transcribe(model="whisper-1", filename="a.wav", data=b"RIFF1234", mime_type="audio/wav")
-    assert text == "transcribed 8 bytes of a.wav"
+    assert text.text == "transcribed 8 bytes of a.wav" and text.media_type == "application/json"
     sent = upstream.requests[-1]
     assert sent["model"] == "whisper-1" and sent["filename"] == "a.wav" and sent["size"] == 8
     assert sent["headers"]["authorization"] == "Bearer sk-test"

@@ -105,19 +105,30 @@ class RerankCall:
 
 @dataclass(slots=True, kw_only=True)
 class SpeechCall:
-    """Text to speech."""
+    """Text to speech. `voice`: a voice's name, or OpenAI's custom voice object (`{"id": ...}`)."""
 
     text: str
-    voice: str | None = None
+    voice: str | dict[str, Any] | None = None
+    #: every other parameter the client sent (response_format, speed, instructions, …) by its OpenAI name
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, kw_only=True)
 class TranscriptionCall:
-    """Speech to text."""
+    """Speech to text, or (`translate`) speech to English text."""
 
     filename: str
     data: bytes
     mime_type: str
+    #: every other form field the client sent (language, prompt, temperature, response_format,
+    #: timestamp_granularities[], …) by its OpenAI name, in order; a name may repeat (OpenAI's arrays)
+    params: list[tuple[str, str]] = field(default_factory=list)
+    translate: bool = False
+
+    @property
+    def response_format(self) -> str:
+        """The format the transcript is asked in (OpenAI's default: json)."""
+        return next((v for k, v in self.params if k == "response_format"), "") or "json"
 
 
 @dataclass(slots=True, kw_only=True)

@@ -61,7 +61,7 @@ from promptd.providers.base import (
 from promptd.store.recorder import Recorder
 from promptd.store.records import CallRecord
 from promptd.tracing import Tracer
-from promptd.types import Message, ProviderCall, Usage, media_kinds
+from promptd.types import Message, ProviderCall, Transcript, Usage, media_kinds
 from promptd.uuids import new_uuid
 
 __all__ = ["Engine", "Grounding", "Run", "UnaryResult", "campaign_id"]
@@ -118,6 +118,15 @@ def _unreadable(model_key: str, kinds: set[str]) -> InputError:
         code="unsupported_content",
         param="messages",
     )
+
+
+def _declared(project: ProjectConfig, kind: str) -> tuple[str, str | None]:
+    """(the catalog key that declares it, the model) of `project`'s own model for one-shot calls of `kind`."""
+    if kind == "embedding":
+        return "embedding_model", project.embedding_model
+    if kind == "text_to_speech":
+        return "audio.text_to_speech", project.audio.text_to_speech
+    return "audio.speech_to_text", project.audio.speech_to_text
 
 
 def _takes_tokens(provider: Any) -> bool:
@@ -398,29 +407,41 @@ class Engine:
 
         return await self._unary("rerank", origin, key, messages, attempt, query=call.query)
 
-    async def speak(self, call: SpeechCall, origin: Origin, model: str) -> UnaryResult[tuple[bytes, str]]:
-        """Text to speech on `model` (the project's text-to-speech model), governed like a chat."""
+    async def speak(self, call: SpeechCall, origin: Origin, model: str | None = None) -> UnaryResult[tuple[bytes, str]]:
+        """Text to speech on `model` (a catalog model chosen by the server: the Dify face's project's), else on the
+        model the client named or the project's text-to-speech model (`_unary_model`), governed like a chat."""
+        key = model if model is not None else self._unary_model(origin, "text_to_speech")
         voice = call.voice or ""
 
         async def attempt(provider: Any, upstream: str) -> tuple[tuple[bytes, str], Usage | None]:
             if not isinstance(provider, SpeechProvider):
-                raise ProviderBadRequest(f"provider of model {model!r} cannot do speech")
-            return await provider.speak(model=upstream, text=call.text, voice=voice), None
+                raise ProviderBadRequest(f"provider of model {key!r} cannot do speech")
+            return await provider.speak(model=upstream, text=call.text, voice=voice, params=call.params), None
 
-        return await self._unary("speech", origin, model, [Message("user", call.text)], attempt, query=call.text)
+        return await self._unary("speech", origin, key, [Message("user", call.text)], attempt, query=call.text)
 
-    async def transcribe(self, call: TranscriptionCall, origin: Origin, model: str) -> UnaryResult[str]:
-        """Speech to text on `model` (the project's speech-to-text model), governed like a chat."""
+    async def transcribe(
+        self, call: TranscriptionCall, origin: Origin, model: str | None = None
+    ) -> UnaryResult[Transcript]:
+        """Speech to text (or, `call.translate`, to English text) on `model` (a catalog model chosen by the server),
+        else on the model the client named or the project's speech-to-text model, governed like a chat."""
+        key = model if model is not None else self._unary_model(origin, "speech_to_text")
 
-        async def attempt(provider: Any, upstream: str) -> tuple[str, Usage | None]:
+        async def attempt(provider: Any, upstream: str) -> tuple[Transcript, Usage | None]:
             if not isinstance(provider, SpeechProvider):
-                raise ProviderBadRequest(f"provider of model {model!r} cannot do speech")
-            text = await provider.transcribe(
-                model=upstream, filename=call.filename, data=call.data, mime_type=call.mime_type
+                raise ProviderBadRequest(f"provider of model {key!r} cannot do speech")
+            transcript = await provider.transcribe(
+                model=upstream,
+                filename=call.filename,
+                data=call.data,
+                mime_type=call.mime_type,
+                params=call.params,
+                translate=call.translate,
             )
-            return text, None
+            return transcript, transcript.usage
 
-        return await self._unary("transcription", origin, model, [Message("user", "")], attempt, answer=str)
+        kind = "translation" if call.translate else "transcription"
+        return await self._unary(kind, origin, key, [Message("user", "")], attempt, answer=lambda t: t.text)
 
     # --- planning and running ----------------------------------------------------------------------------------
 
@@ -572,20 +593,26 @@ class Engine:
         return key
 
     def _unary_model(self, origin: Origin, kind: str) -> str:
-        """The catalog model a one-shot call of `kind` runs on: the one named (attached to the project, of that
-        type, or a chat model a client names for embeddings, as OpenAI-compatible servers embed with those too),
-        else the project's own for that kind; a clear 400 when there is none."""
+        """The catalog model a one-shot call of `kind` runs on: the one the client named (attached to the project:
+        one of its `models`, or its audio models; of that type, or a chat model a client names for embeddings, as
+        OpenAI-compatible servers embed with those too), else the project's own for that kind (`embedding_model`,
+        `audio.text_to_speech`, `audio.speech_to_text`); a clear 400 naming `model` when there is none."""
         project = self._project(origin.project)
+        setting, declared = _declared(project, kind)
         if origin.model is not None:
-            key, model = self.model(origin.project, origin.model)
+            key = origin.model
+            audio = {project.audio.speech_to_text, project.audio.text_to_speech} - {None}
+            if key not in audio:
+                key, _ = self.model(origin.project, key)  # attached to the project, else 404 model_not_found
+            model = self.catalog.models[key]
             if model.type != kind and not (kind == "embedding" and model.type == "chat"):
-                raise InputError(f"model {key!r} is a {model.type} model, not an {kind} model", param="model")
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise InputError(f"model {key!r} is a {model.type} model, not {article} {kind} model", param="model")
             return key
-        declared = project.embedding_model
         if declared is None:
+            hint = f"; name one as {origin.project}/<model>" if kind == "embedding" else ""
             raise InputError(
-                f"project {origin.project!r} declares no {kind} model (`{kind}_model` in the catalog); "
-                f"name one as {origin.project}/<model>",
+                f"project {origin.project!r} declares no {kind} model (`{setting}` in the catalog){hint}",
                 param="model",
             )
         return declared

@@ -15,10 +15,10 @@ for itself.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from promptd.types import ProviderCall, ProviderEvent
+from promptd.types import ProviderCall, ProviderEvent, Transcript
 
 __all__ = [
     "PARAM_DEFAULTS",
@@ -74,10 +74,26 @@ class RerankProvider(Protocol):
 
 @runtime_checkable
 class SpeechProvider(Protocol):
-    async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str: ...
+    async def transcribe(
+        self,
+        *,
+        model: str,
+        filename: str,
+        data: bytes,
+        mime_type: str,
+        params: Sequence[tuple[str, str]] = (),
+        translate: bool = False,
+    ) -> Transcript:
+        """The transcript of an audio file (`translate`: in English), in the `response_format` of `params` (json
+        when none); every other param goes upstream as it came. An answer not in the format asked is a
+        `ProviderBadRequest` naming `response_format`, never another format."""
+        ...
 
-    async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
-        """Return (audio bytes, MIME type)."""
+    async def speak(
+        self, *, model: str, text: str, voice: str | dict[str, Any], params: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, str]:
+        """Return (audio bytes, MIME type): in `params`' `response_format` when it names one (else a
+        `ProviderBadRequest` naming it); every other param goes upstream as it came."""
         ...
 
 

@@ -8,7 +8,7 @@ import contextlib
 import email.utils
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
 import msgspec
 
@@ -45,23 +45,28 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _upstream_message(body: bytes) -> tuple[str, str | None]:
-    """(message, code) of an error body: OpenAI's {"error": {"message", "code"}} or Anthropic's
+def _upstream_message(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, code, param) of an error body: OpenAI's {"error": {"message", "code", "param"}} or Anthropic's
     {"type": "error", "error": {"type", "message"}}."""
     try:
         data = _decode(body)
     except msgspec.DecodeError:
-        return body.decode("utf-8", "replace")[:500] or "no body", None
+        return body.decode("utf-8", "replace")[:500] or "no body", None, None
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
-        return str(err.get("message") or err), err.get("code") or err.get("type")
+        param = err.get("param")
+        return (
+            str(err.get("message") or err),
+            err.get("code") or err.get("type"),
+            param if isinstance(param, str) else None,
+        )
     if isinstance(err, str):
-        return err, None
-    return str(data)[:500], None
+        return err, None, None
+    return str(data)[:500], None, None
 
 
 def http_error(status: int, body: bytes, headers: Mapping[str, str], who: str) -> ProviderError:
-    message, code = _upstream_message(body)
+    message, code, param = _upstream_message(body)
     text = f"{who}: upstream answered {status}: {message}"
     if status == 429:
         return ProviderRateLimited(text, retry_after=parse_retry_after(headers.get("retry-after")))
@@ -72,7 +77,7 @@ def http_error(status: int, body: bytes, headers: Mapping[str, str], who: str) -
         return ProviderBadRequest(text, code="context_length_exceeded")
     if code == "content_filter" or "content_filter" in lowered or "content management policy" in lowered:
         return ProviderBadRequest(text, code="content_filter")
-    return ProviderBadRequest(text)
+    return ProviderBadRequest(text, param=param)
 
 
 @contextlib.contextmanager
@@ -134,8 +139,11 @@ async def sse_data(content: Response, who: str) -> AsyncIterator[bytes]:
             return
 
 
-def multipart(fields: Mapping[str, str], *, name: str, filename: str, data: bytes, mime_type: str) -> tuple[bytes, str]:
-    """A multipart/form-data body (text fields, then one file) and its Content-Type."""
+def multipart(
+    fields: Iterable[tuple[str, str]], *, name: str, filename: str, data: bytes, mime_type: str
+) -> tuple[bytes, str]:
+    """A multipart/form-data body (text fields in order, a name repeated as often as it comes, then one file) and
+    its Content-Type."""
     boundary = uuid.uuid4().hex
 
     def quoted(value: str) -> str:
@@ -143,7 +151,7 @@ def multipart(fields: Mapping[str, str], *, name: str, filename: str, data: byte
 
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted(key)}"\r\n\r\n{value}\r\n'.encode()
-        for key, value in fields.items()
+        for key, value in fields
     ]
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted(name)}"; filename="{quoted(filename)}"\r\n'

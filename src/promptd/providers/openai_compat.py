@@ -1,5 +1,6 @@
 """Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp's server, Ollama, LiteLLM, …): streamed
-`/chat/completions`, `/embeddings`, `/audio/transcriptions`, `/audio/speech` and `/moderations`.
+`/chat/completions`, `/embeddings`, `/rerank`, `/audio/transcriptions`, `/audio/translations`, `/audio/speech` and
+`/moderations` (the audio formats: providers/openai_audio.py).
 
 The pooled session and the translation of HTTP and network failures come from providers/http.py, the chunk
 format from providers/openai_wire.py. The SSE body is read here, on the gateway's hot path:
@@ -19,7 +20,7 @@ format from providers/openai_wire.py. The SSE body is read here, on the gateway'
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -35,8 +36,9 @@ from promptd.providers.http import (
     multipart,
     translate_errors,
 )  # fmt: skip
+from promptd.providers.openai_audio import speech_type, transcript
 from promptd.providers.openai_wire import ChunkReader, request_body
-from promptd.types import Finish, Malformed, ProviderCall, ProviderEvent
+from promptd.types import Finish, Malformed, ProviderCall, ProviderEvent, Transcript
 
 __all__ = ["DRAIN_S", "MAX_LINE", "OpenAICompatProvider"]
 
@@ -180,14 +182,22 @@ class OpenAICompatProvider(HTTPProvider):
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected rerank reply") from exc
 
-    async def transcribe(self, *, model: str, filename: str, data: bytes, mime_type: str) -> str:
-        form, content_type = multipart({"model": model}, name="file", filename=filename, data=data, mime_type=mime_type)
-        url = f"{self.config.base_url}/audio/transcriptions"
-        body, _ = await self._request("POST", url, data=form, headers={"Content-Type": content_type})
-        try:
-            return str(_decode(body)["text"])
-        except _SHAPE_ERRORS as exc:
-            raise ProviderError(f"{self.who}: unexpected transcription reply") from exc
+    async def transcribe(
+        self,
+        *,
+        model: str,
+        filename: str,
+        data: bytes,
+        mime_type: str,
+        params: Sequence[tuple[str, str]] = (),
+        translate: bool = False,
+    ) -> Transcript:
+        fields = [("model", model), *params]
+        form, content_type = multipart(fields, name="file", filename=filename, data=data, mime_type=mime_type)
+        url = f"{self.config.base_url}/audio/{'translations' if translate else 'transcriptions'}"
+        body, media_type = await self._request("POST", url, data=form, headers={"Content-Type": content_type})
+        asked = next((v for k, v in params if k == "response_format"), "") or "json"
+        return transcript(body, media_type, asked, self.who)
 
     async def moderate(self, *, model: str, text: str) -> tuple[bool, list[str]]:
         body, _ = await self._request(
@@ -203,11 +213,14 @@ class OpenAICompatProvider(HTTPProvider):
         except _SHAPE_ERRORS as exc:
             raise ProviderError(f"{self.who}: unexpected moderations reply") from exc
 
-    async def speak(self, *, model: str, text: str, voice: str) -> tuple[bytes, str]:
+    async def speak(
+        self, *, model: str, text: str, voice: str | dict[str, Any], params: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, str]:
+        params = params or {}
         body, media_type = await self._request(
             "POST",
             f"{self.config.base_url}/audio/speech",
-            data=_encode({"model": model, "input": text, "voice": voice}),
+            data=_encode({**params, "model": model, "input": text, "voice": voice}),
             headers=_JSON_HEADERS,
         )
-        return body, media_type or "audio/mpeg"
+        return body, speech_type(params.get("response_format"), media_type, self.who)

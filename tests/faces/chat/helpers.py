@@ -11,7 +11,7 @@ import httpx
 from tests.conftest import FAKE_CATALOG
 from tests.serving import RunningServer
 
-__all__ = ["CHAT_CATALOG", "assert_adaptive_error", "data_blocks", "post", "rows"]
+__all__ = ["CHAT_CATALOG", "assert_adaptive_error", "assert_openai_error", "data_blocks", "post", "rows"]
 
 CHAT_CATALOG: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
 CHAT_CATALOG["models"]["alt"] = {
@@ -60,3 +60,17 @@ def rows(server: RunningServer, project: str = "demo", expect: int | None = None
         if expect is None or len(found) >= expect or time.monotonic() > deadline:
             return sorted(found, key=lambda r: (r["created_at"], r["choice_index"]))
         time.sleep(0.02)
+
+
+def assert_openai_error(
+    resp: httpx.Response, status: int, param: str | None, code: str | None = None, kind: str = "invalid_request_error"
+) -> dict[str, Any]:
+    """OpenAI's error shape: exactly {"error": {message, type, param, code}}, with this status, type and param (and
+    code, when given)."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    error: dict[str, Any] = body["error"]
+    assert (error["type"], error["param"]) == (kind, param), error
+    assert code is None or error["code"] == code, error
+    return error

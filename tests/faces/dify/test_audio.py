@@ -1,96 +1,30 @@
 """Speech: /audio-to-text and /text-to-audio through an `openai`-kind speech provider, over real HTTP.
 
-`SpeechUpstream` below is a small Starlette app run on a real socket: it stands for OpenAI's audio API
-(`POST /v1/audio/transcriptions`, multipart; `POST /v1/audio/speech`, JSON in, audio bytes out) and keeps what
-it was sent, so the tests see exactly what promptd forwarded.
+`SpeechUpstream` (tests/speech_upstream.py) stands for OpenAI's audio API on a real socket and keeps what it
+was sent, so the tests see exactly what promptd forwarded.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.conftest import FAKE_CATALOG
 from tests.faces.dify.helpers import assert_dify_error, complete
-from tests.serving import RunningServer, serve_app, serve_in_thread
+from tests.serving import RunningServer, serve_app
+from tests.speech_upstream import WAV, SpeechUpstream, speech_catalog, speech_upstream
 
 KB = 1024
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "
-
-
-@dataclass
-class SpeechUpstream:
-    """OpenAI's audio endpoints, answering from what they receive. `fail` makes both answer that HTTP status
-    with OpenAI's error body."""
-
-    transcriptions: list[dict[str, Any]] = field(default_factory=list)
-    speeches: list[dict[str, Any]] = field(default_factory=list)
-    fail: int | None = None
-
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/v1/audio/transcriptions", self.transcribe, methods=["POST"]),
-                Route("/v1/audio/speech", self.speech, methods=["POST"]),
-            ]
-        )
-
-    def _error(self) -> Response:
-        assert self.fail is not None
-        body = {"error": {"message": f"upstream says {self.fail}", "type": "server_error", "code": None}}
-        return JSONResponse(body, status_code=self.fail)
-
-    async def transcribe(self, request: Request) -> Response:
-        async with request.form() as form:
-            upload: Any = form["file"]
-            data = await upload.read()
-            self.transcriptions.append(
-                {
-                    "authorization": request.headers.get("authorization"),
-                    "model": form["model"],
-                    "filename": upload.filename,
-                    "content_type": upload.content_type,
-                    "data": data,
-                }
-            )
-        if self.fail:
-            return self._error()
-        return JSONResponse({"text": f"heard {len(data)} bytes of {upload.filename}"})
-
-    async def speech(self, request: Request) -> Response:
-        body = await request.json()
-        self.speeches.append({"authorization": request.headers.get("authorization"), "body": body})
-        if self.fail:
-            return self._error()
-        if body["voice"] == "wav-voice":  # a voice this upstream renders as WAV
-            return Response(WAV + body["input"].encode(), media_type="audio/wav")
-        return Response(b"ID3" + body["input"].encode(), media_type="audio/mpeg")
-
-
-def speech_catalog(upstream_url: str) -> dict[str, Any]:
-    catalog: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
-    catalog["providers"]["openai"] = {"kind": "openai", "base_url": upstream_url, "api_key": "sk-audio"}
-    catalog["models"]["stt"] = {"provider": "openai", "model": "whisper-1", "type": "speech_to_text"}
-    catalog["models"]["tts"] = {"provider": "openai", "model": "tts-1", "type": "text_to_speech"}
-    catalog["projects"]["demo"]["audio"] = {"speech_to_text": "stt", "text_to_speech": "tts", "voice": "nova"}
-    return catalog
 
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[SpeechUpstream, str]]:
-    up = SpeechUpstream()
-    with serve_in_thread(up.app()) as url:
-        yield up, url + "/v1"
+    with speech_upstream() as running:
+        yield running
 
 
 @pytest.fixture

@@ -18,7 +18,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptd.errors import AuthError, ConflictError, Forbidden, InputError, NotFound, PromptdError, StoreUnavailable
+from promptd.errors import (
+    AuthError,
+    ConflictError,
+    Forbidden,
+    InputError,
+    NotFound,
+    PromptdError,
+    StoreUnavailable,
+    TooLarge,
+)
 from promptd.store.db import store_error
 
 __all__ = ["admin_error", "admin_http_error", "error_response"]
@@ -35,6 +44,8 @@ def error_response(status: int, code: str, message: str, param: str | None = Non
 def _status(exc: BaseException) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, InputError):
         return 400
     if isinstance(exc, AuthError):

@@ -28,12 +28,12 @@ class Caller:
             raise Forbidden(f"this API key is not valid for project {project!r}")
         return project
 
-    def model(self, model: str) -> tuple[str, str | None]:
+    def named(self, model: str) -> tuple[str, str | None]:
         """(project, model or None) that a request's `model` names: `{project}/{model}` or `{project}`, as
         Adaptive's API has it, or a bare model name of the key's project (`"echo"`, as OpenAI clients send
         one), which resolves there. A name that is both another project and a model of the key's is
         ambiguous (400, naming both); an unknown name is 404 `model_not_found`, as OpenAI says it, naming what
-        the key may call."""
+        the key may call. Whether the model is attached is for the caller to check (`model`)."""
         name, attached = split_model(model)
         own = self.key.project
         models = self.svc.catalog.projects[own].models if own in self.svc.catalog.projects else []
@@ -47,11 +47,15 @@ class Caller:
                 )
             return own, name
         try:
-            project = self.project(name)
+            return self.project(name), attached
         except NotFound:
             choices = ", ".join([own, *(f"{own}/{m}" for m in models)])
             message = f"model {model!r} does not exist; this key's project {own!r} has: {choices}"
             raise NotFound(message, code="model_not_found", param="model") from None
+
+    def model(self, model: str) -> tuple[str, str | None]:
+        """`named`, with the model checked to be attached to the project (else 404 `model_not_found`)."""
+        project, attached = self.named(model)
         self.svc.engine.model(project, attached)
         return project, attached
 

@@ -25,6 +25,7 @@ from promptd.errors import (
     ProviderRateLimited,
     ProviderTimeout,
     StoreUnavailable,
+    TooLarge,
     retry_after_header,
 )
 from promptd.store.db import store_error
@@ -37,6 +38,8 @@ log = logging.getLogger("promptd.chat")
 def chat_status(exc: BaseException) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, InputError | ConflictError):
         return 400
     if isinstance(exc, AuthError):
@@ -102,7 +105,7 @@ def openai_body(exc: BaseException, status: int) -> dict[str, Any]:
     """OpenAI's error object, `{"error": {message, type, param, code}}`: the body of an error answer, and the last
     event of a stream that failed after its first chunk (OpenAI's SDKs read a chunk with `error` as a failure)."""
     kind, code = openai_type(exc, status)
-    param = exc.param if isinstance(exc, InputError) else None
+    param = exc.param if isinstance(exc, InputError | ProviderBadRequest) else None
     return {"error": {"message": _message(exc), "type": kind, "param": param, "code": code}}
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_USER_LENGTH",
     "NESTED_TOO_DEEPLY",
     "OPENAI_ROLES",
+    "SPEECH_FIELDS",
     "ChatBody",
     "ChatMessageIn",
     "ComparisonBody",
@@ -24,11 +25,13 @@ __all__ = [
     "FeedbackBody",
     "InteractionBody",
     "OutcomeBody",
+    "SpeechBody",
     "chat_body",
     "decode",
     "free_user",
     "generation_params",
     "optional_uuid",
+    "other_fields",
     "to_messages",
 ]
 
@@ -84,6 +87,23 @@ class EmbeddingsBody(msgspec.Struct):
     dimensions: int | None = None
     user: str | None = None
     session_id: str | None = None
+
+
+class SpeechBody(msgspec.Struct):
+    """OpenAI's audio/speech body, checked to OpenAI's rules; every field but `model`, `input` and `voice` also goes
+    upstream as it came (`other_fields`)."""
+
+    model: str
+    input: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # OpenAI's limit, in characters
+    voice: str | dict[str, Any] | None = None  # a voice's name, or a custom voice {"id": "voice_1234"}
+    response_format: str | None = None
+    speed: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] | None = None
+    instructions: str | None = None
+    stream_format: str | None = None
+
+
+#: what the speech endpoint itself sends upstream in its own fields
+SPEECH_FIELDS = frozenset({"model", "input", "voice"})
 
 
 class FeedbackBody(msgspec.Struct):
@@ -255,17 +275,8 @@ _INT64 = (-(2**63), 2**63 - 1)  # OpenAI's `seed` is an int64: a larger one is a
 
 def generation_params(raw: bytes) -> dict[str, Any]:
     """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
-    …), decoded, to be sent on to the model: no field is dropped because the face does not know it, except a
-    null one, which in OpenAI's API means unset (the OpenAI SDK sends `"service_tier": null` for
-    `service_tier=None`). Only the top level is scanned; the values the face reads are not decoded twice."""
-    try:
-        fields = _raw_fields.decode(raw)
-        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
-    except RecursionError:
-        raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
-    except msgspec.DecodeError:
-        raise InputError("invalid request body: not a JSON object") from None
-    params = {k: v for k, v in decoded.items() if v is not None}
+    …), decoded, to be sent on to the model (`other_fields`)."""
+    params = other_fields(raw, CHAT_FIELDS)
     seed = params.get("seed")
     if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
         raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
@@ -290,3 +301,18 @@ def _check_logit_bias(bias: Any) -> None:
                 f"Invalid 'logit_bias[{key}]': expected a number from -100 to 100, but got {value!r} instead.",
                 param="logit_bias",
             )
+
+
+def other_fields(raw: bytes, read: frozenset[str]) -> dict[str, Any]:
+    """The body's fields outside `read` (those the face reads itself), decoded: no field is dropped because the
+    face does not know it, except a null one, which in OpenAI's API means unset (the OpenAI SDK sends
+    `"service_tier": null` for `service_tier=None`). Only the top level is scanned; the values the face reads are
+    not decoded twice."""
+    try:
+        fields = _raw_fields.decode(raw)
+        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in read}
+    except RecursionError:
+        raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
+    except msgspec.DecodeError:
+        raise InputError("invalid request body: not a JSON object") from None
+    return {k: v for k, v in decoded.items() if v is not None}

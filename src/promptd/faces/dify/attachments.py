@@ -198,7 +198,7 @@ async def _transcribe(app: App, name: str, data: bytes, mime_type: str, origin: 
     assert model_key is not None  # checked with the request (`_part`)
     call = TranscriptionCall(filename=name, data=data, mime_type=mime_type or "audio/mpeg")
     answer = await app.svc.engine.transcribe(call, origin, model_key)
-    return answer.value
+    return answer.value.text
 
 
 def takes_files(config: FileUploadConfig) -> bool:

@@ -23,6 +23,7 @@ from promptd.errors import (
     PromptdError,
     ProviderError,
     StoreUnavailable,
+    TooLarge,
     retry_after_header,
 )
 from promptd.store.db import store_error
@@ -51,6 +52,8 @@ def dify_error(exc: BaseException) -> tuple[int, str, str]:
         return exc.status, exc.code, exc.message
     if isinstance(exc, NotFound):
         return 404, exc.code, exc.message
+    if isinstance(exc, TooLarge):
+        return 413, exc.code, exc.message
     if isinstance(exc, InputError):
         return 400, exc.code, exc.message
     if isinstance(exc, AuthError):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import time
-from dataclasses import dataclass
 
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -17,11 +14,11 @@ from promptd.errors import InputError, NotFound
 from promptd.faces.dify.auth import App, authenticate
 from promptd.faces.dify.errors import DifyHTTPError
 from promptd.faces.dify.wire import TextToAudioBody, decode_body, require_user
+from promptd.faces.uploads import MB, mime_type, single_file
 from promptd.uuids import new_uuid
 
 __all__ = ["audio_to_text", "dify_origin", "file_kind", "preview_file", "text_to_audio", "upload_file"]
 
-MB = 1024 * 1024
 UPLOAD_KINDS = ("image", "audio", "video", "document")
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "webp", "gif", "svg"}
 AUDIO_EXTENSIONS = {"mp3", "m4a", "wav", "amr", "mpga", "ogg", "webm", "flac"}
@@ -38,12 +35,6 @@ SCRIPTABLE_EXTENSIONS = {"svg", "svgz", "xml"}
 INERT_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
-def mime_type(raw: str | None) -> str:
-    """A part's MIME type the way Dify reads it (werkzeug's `mimetype`): lower case, without parameters, so
-    a browser's `audio/webm;codecs=opus` is `audio/webm`."""
-    return (raw or "").split(";", 1)[0].strip().lower()
-
-
 def _mb(n_bytes: float) -> str:
     return f"{n_bytes / MB:.2f}".rstrip("0").rstrip(".") + " MB"
 
@@ -58,49 +49,11 @@ def file_kind(extension: str, mime_type: str) -> str:
     return "document"
 
 
-@dataclass(frozen=True, slots=True)
-class Upload:
-    filename: str | None
-    content_type: str | None
-    data: bytes
-    user: str | None
-
-
-async def _single_file(
-    request: Request, *, none: DifyHTTPError, many: DifyHTTPError, too_large: DifyHTTPError, max_bytes: int
-) -> Upload:
-    """The `file` part of a multipart request (the first, when several parts are named `file`, as Dify takes;
-    a file under another name too is `many`), read and the form closed, and its `user` field. A body
-    far over `max_bytes` (more than the 1 MB allowed for the form around the file) is refused unread."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_bytes + MB:
-        raise too_large
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise none
-    try:
-        async with request.form(max_files=10, max_fields=100) as form:
-            parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
-            uploads = [v for k, v in parts if k == "file"]
-            if not uploads:
-                raise none
-            if len({k for k, _ in parts}) > 1:  # Dify counts file fields, not parts: of two `file`s, the first
-                raise many
-            user = form.get("user")
-            part = uploads[0]
-            return Upload(
-                part.filename, part.content_type, await part.read(), user if isinstance(user, str) and user else None
-            )
-    except HTTPException as exc:  # Starlette's multipart parser refusing the body
-        if "Too many files" in str(exc.detail):
-            raise many from None
-        raise
-
-
 async def upload_file(request: Request) -> Response:
     app = await authenticate(request)
     settings = app.svc.settings
     largest = max(settings.upload_limit_mb(kind) for kind in UPLOAD_KINDS) * MB
-    upload = await _single_file(
+    upload = await single_file(
         request,
         none=DifyHTTPError(400, "no_file_uploaded", "Please upload your file."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
@@ -123,7 +76,8 @@ async def upload_file(request: Request) -> Response:
         raise DifyHTTPError(
             413, "file_too_large", f"File size exceeded. {_mb(len(data))} > {_mb(limit)} allowed for {kind} files."
         )
-    owner = require_user(upload.user) if upload.user else "DEFAULT-USER"  # length and NUL checked, as elsewhere
+    user = upload.field("user")
+    owner = require_user(user) if user else "DEFAULT-USER"  # length and NUL checked, as elsewhere
     end_user_id = app.end_user(owner)
     file_id = new_uuid()
     files_dir = app.svc.settings.files_dir
@@ -203,7 +157,7 @@ async def audio_to_text(request: Request) -> Response:
     app = await authenticate(request)
     too_large = DifyHTTPError(413, "audio_too_large", "Audio size exceeded.")
     limit = int(app.svc.settings.audio_limit_mb * MB)
-    upload = await _single_file(
+    upload = await single_file(
         request,
         none=DifyHTTPError(400, "no_audio_uploaded", "Please upload your audio."),
         many=DifyHTTPError(400, "too_many_files", "Only one file is allowed."),
@@ -221,8 +175,8 @@ async def audio_to_text(request: Request) -> Response:
     if len(data) > limit:
         raise too_large
     call = TranscriptionCall(filename=upload.filename or "audio", data=data, mime_type=mime)
-    answer = await app.svc.engine.transcribe(call, dify_origin(app, upload.user), model_key)
-    return JSONResponse({"text": answer.value})
+    answer = await app.svc.engine.transcribe(call, dify_origin(app, upload.field("user")), model_key)
+    return JSONResponse({"text": answer.value.text})
 
 
 async def text_to_audio(request: Request) -> Response:

@@ -195,7 +195,7 @@ def test_max_tokens_past_the_models_window_is_openais_400(
         ("POST", "/v1/completions"),
         ("GET", "/v1/assistants"),
         ("POST", "/v1/images/generations"),
-        ("POST", "/v1/audio/speech"),
+        ("GET", "/v1/audio/speech"),  # served for POST only
         ("GET", "/v1/files"),
         ("GET", "/v1/files/file-abc/content"),
         ("POST", "/v1/moderations"),

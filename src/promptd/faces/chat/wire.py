@@ -237,14 +237,15 @@ _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _INT64 = (-(2**63), 2**63 - 1)  # OpenAI's `seed` is an int64: a larger one is a 400, as there
 
 
-def generation_params(raw: bytes) -> dict[str, Any]:
-    """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
-    …), decoded, to be sent on to the model: no field is dropped because the face does not know it, except a
-    null one, which in OpenAI's API means unset (the OpenAI SDK sends `"service_tier": null` for
-    `service_tier=None`). Only the top level is scanned; the values the face reads are not decoded twice."""
+def generation_params(raw: bytes, read: frozenset[str] = CHAT_FIELDS) -> dict[str, Any]:
+    """The body's fields the face does not read itself (`read`; for chat completions: `seed`,
+    `response_format`, `logprobs`, vLLM's `top_k`, …), decoded, to be sent on to the model: no field is dropped
+    because the face does not know it, except a null one, which in OpenAI's API means unset (the OpenAI SDK sends
+    `"service_tier": null` for `service_tier=None`). Only the top level is scanned; the values the face reads are
+    not decoded twice."""
     try:
         fields = _raw_fields.decode(raw)
-        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in CHAT_FIELDS}
+        decoded = {k: msgspec.json.decode(v) for k, v in fields.items() if k not in read}
     except RecursionError:
         raise InputError(f"invalid request body: {NESTED_TOO_DEEPLY}") from None
     except msgspec.DecodeError:

@@ -10,7 +10,7 @@ from promptd.faces.dify.errors import error_body
 
 __all__ = ["OPENAI_PATHS", "refusal_body"]
 
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/models")
 
 
 def refusal_body(path: str, status: int, code: str, message: str) -> bytes:

@@ -9,7 +9,7 @@ from promptd.catalog.schema import FakeProviderConfig
 from promptd.providers.fake import FakeProvider
 from promptd.types import ProviderCall, ProviderEvent
 
-__all__ = ["RecordingProvider"]
+__all__ = ["RecordingProvider", "TextOnly"]
 
 
 class RecordingProvider(FakeProvider):
@@ -23,3 +23,9 @@ class RecordingProvider(FakeProvider):
         self.calls.append(call)
         async for event in super().stream(call):
             yield event
+
+
+class TextOnly(RecordingProvider):
+    """Stands for a model that reads text only (as the embedded model): it declares no `media`."""
+
+    media: frozenset[str] = frozenset()

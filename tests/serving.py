@@ -34,10 +34,16 @@ def free_port() -> int:
 
 @contextmanager
 def serve_in_thread(
-    app: Any, *, port: int | None = None, settings: Settings | None = None, host: str = "127.0.0.1"
+    app: Any,
+    *,
+    port: int | None = None,
+    settings: Settings | None = None,
+    host: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[str]:
     """Serve an ASGI app on `host` in a thread, with the connection limits and keep-alive of `settings` as
-    `promptd serve` applies them; yields its base URL; stops it gracefully afterwards."""
+    `promptd serve` applies them, over TLS with `tls` (certificate file, key file); yields its base URL; stops
+    it gracefully afterwards."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port or 0))
@@ -50,6 +56,8 @@ def serve_in_thread(
         lifespan="on",
         http=CoalescingProtocol,
         timeout_keep_alive=settings.keepalive_timeout,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -60,7 +68,7 @@ def serve_in_thread(
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(30)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAKE_CATALOG
+from tests.console.helpers import admin_key, get
 from tests.serving import RunningServer, serve_app
 
 HANG = 30
@@ -205,3 +206,52 @@ def test_connections_past_the_limit_get_a_503_and_real_requests_go_on(server: Ru
             break
         time.sleep(0.05)
     assert r.status_code == 200
+
+
+def test_refusals_are_counted_with_the_apps_own_in_metrics_and_the_rejections_table(server: RunningServer) -> None:
+    """Each refusal the server answers before the app sees the request (413, 431, 408, 503) is counted where the
+    app's refusals are (a wrong key's 401 here): `promptd_rejections_total` by face, status and code, and the
+    `rejections` table the management API lists (no key known; no face for a connection refused before its
+    request was read)."""
+    idle = [_connect(server) for _ in range(LIMITS["max_connections"])]
+    try:
+        with _connect(server) as extra:
+            extra.sendall(b"POST /v1/completion-messages HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(extra)[0] == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + HANG
+    while httpx.get(f"{server.url}/health", timeout=HANG).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the idle connections are gone
+    with _connect(server) as sock:
+        sock.sendall(b"POST /v1/completion-messages HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n")
+        assert _read_response(sock)[0] == 413
+    with _connect(server) as sock:
+        sock.sendall(b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 64 * 1024 + b"\r\n\r\n")
+        assert _read_response(sock)[0] == 431
+    with _connect(server) as sock:  # a body that never comes: the app has the request, the server answers 408
+        sock.sendall(
+            b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + server.key.encode() + b"\r\nContent-Length: 500\r\n\r\n{"
+        )
+        assert _read_response(sock)[0] == 408
+    wrong = httpx.post(
+        server.v1 + "/completion-messages", json={"inputs": {}, "user": "u"}, headers=server.headers("x")
+    )
+    assert wrong.status_code == 401
+    scrape = httpx.get(server.url + "/metrics", timeout=HANG).text
+    for face, status, code in [("", 503, "too_many_connections"), ("dify", 413, "request_too_large"),
+                               ("chat", 431, "header_too_large"), ("chat", 408, "request_timeout"),
+                               ("dify", 401, "unauthorized")]:  # fmt: skip
+        assert f'promptd_rejections_total{{code="{code}",face="{face}",status="{status}"}} 1.0' in scrape, scrape
+    admin = admin_key(server)
+    listed = get(server, admin, "/rejections").json()["data"]
+    assert sorted((g["face"] or "", g["status"], g["code"], g["requests"]) for g in listed) == [
+        ("", 503, "too_many_connections", 1),
+        ("chat", 408, "request_timeout", 1),
+        ("chat", 431, "header_too_large", 1),
+        ("dify", 401, "unauthorized", 1),
+        ("dify", 413, "request_too_large", 1),
+    ]
+    assert all(g["project"] is None and g["key_id"] is None for g in listed)

@@ -1,12 +1,18 @@
-"""URLs in requests: only http, https and data are accepted; the guarded fetch refuses loopback, private and
-link-local targets, and redirects to them. Real HTTP servers on two loopback addresses: 127.0.0.2 stands for
-a public host (the test allows it explicitly), 127.0.0.1 for the server's own network."""
+"""URLs in requests: only http, https and data are accepted; the guard refuses loopback, private and link-local
+targets, whether promptd fetches them (and redirects to them) or passes them on to the model; the fetch connects
+to the address the guard checked (a rebinding DNS answer cannot redirect it). Real HTTP servers on two loopback
+addresses: 127.0.0.2 stands for a public host (the test allows it explicitly), 127.0.0.1 for the server's own
+network."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import ipaddress
+import socket
+import subprocess
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from promptd.errors import InputError
-from promptd.urlguard import check_url, fetch, inline, public_address
+from promptd.urlguard import check_url, fetch, inline, public_address, vet
 from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, post
 from tests.faces.dify.helpers import assert_dify_error, complete
@@ -26,6 +32,7 @@ from tests.recording import RecordingProvider
 from tests.serving import RunningServer, serve_app, serve_in_thread
 
 PUBLIC = [ipaddress.ip_network("127.0.0.2/32")]  # stands for the internet in these tests
+HANG = 30  # seconds a test may wait for what should not happen
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a", "gopher://x/", "/relative", "http:///x"])
@@ -203,11 +210,196 @@ def test_remote_images_are_inlined_under_the_guard_when_the_operator_asks(
     assert len(model.calls) == answered
 
 
-def test_by_default_a_remote_image_url_is_passed_on_for_the_model_to_fetch(tmp_path: Path, public: str) -> None:
+PASSED: dict[str, Any] = copy.deepcopy(INLINE)
+PASSED["models"]["echo"]["video"] = True
+PASSED["projects"]["demo"]["file_upload"] = {
+    "enabled": True,
+    "allowed_file_types": ["image", "video"],
+    "allowed_file_upload_methods": ["remote_url"],
+    "number_limits": 2,
+}
+
+
+def _dify_files(*files: tuple[str, str]) -> dict[str, Any]:
+    refs = [{"type": kind, "transfer_method": "remote_url", "url": url} for kind, url in files]
+    return {"inputs": {"query": "what is this?"}, "user": "alice", "files": refs}
+
+
+def test_by_default_remote_urls_pass_the_guard_and_are_passed_on_for_the_model_to_fetch(
+    tmp_path: Path, public: str, internal: str
+) -> None:
+    """Without `inline_remote_images` the model's provider fetches a remote image (and a Dify video) itself: its URL
+    is passed on as it is, once the same guard has vetted it; one naming the server's own network is a 400 in each
+    face's shape and the model is never given it."""
     model = RecordingProvider(reply="I see it")
-    with serve_app(INLINE, tmp_path / "data", providers={"fake": model}) as server:
-        assert post(server, "/api/v1/chat/completions", _chat_image(public + "/image.png")).status_code == 200
+    with serve_app(PASSED, tmp_path / "data", providers={"fake": model}, fetch_allow_networks=("127.0.0.2/32",)) as s:
+        assert post(s, "/api/v1/chat/completions", _chat_image(public + "/image.png")).status_code == 200
         assert model.calls[-1].messages[-1].content[1] == {  # type: ignore[index]
             "type": "image_url",
             "image_url": {"url": public + "/image.png"},
         }
+        r = complete(s, _dify_files(("image", public + "/image.png"), ("video", public + "/clip.mp4")))
+        assert r.status_code == 200, r.text
+        assert model.calls[-1].messages[-1].content[1:] == [  # type: ignore[index]
+            {"type": "image_url", "image_url": {"url": public + "/image.png", "detail": "high"}},
+            {"type": "video_url", "video_url": {"url": public + "/clip.mp4"}},
+        ]
+        answered = len(model.calls)
+        port = internal.rsplit(":", 1)[1]
+        for url in (internal + "/secret", f"http://localhost:{port}/secret", "http://169.254.169.254/latest/"):
+            r = post(s, "/api/v1/chat/completions", _chat_image(url))
+            assert "not a public address" in assert_adaptive_error(r, 400, "cannot be used")
+            r = post(s, "/v1/chat/completions", _chat_image(url))
+            assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+            for kind in ("image", "video"):
+                body = assert_dify_error(complete(s, _dify_files((kind, url))), 400, "invalid_param")
+                assert "not a public address" in body["message"] and body["params"] == "files"
+        # the guard decides on the host: many images on one host are one check; more hosts than it checks, a 400
+        many = _chat_image(public + "/image.png")
+        many["messages"][0]["content"] += [{"type": "image_url", "image_url": {"url": public + "/image.png"}}] * 30
+        assert post(s, "/api/v1/chat/completions", many).status_code == 200
+        hosts = _chat_image(public + "/image.png")
+        hosts["messages"][0]["content"] += [
+            {"type": "image_url", "image_url": {"url": f"http://127.0.0.2:{1000 + i}/a.png"}} for i in range(20)
+        ]
+        assert_adaptive_error(post(s, "/api/v1/chat/completions", hosts), 400, "at most 20 hosts")
+        assert len(model.calls) == answered + 1
+
+
+REBOUND = "files.promptd.test"  # a name only the test's resolver knows
+
+
+class RebindingDNS:
+    """The resolver of the process (socket.getaddrinfo, which asyncio and anyio both call), answering REBOUND as a
+    rebinding DNS server would: 127.0.0.2 (public, in these tests) the first time, 127.0.0.1 (the server's own
+    network) every time after. Other names and addresses resolve as ever."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked = 0
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in (REBOUND, REBOUND.encode()):
+                self.asked += 1
+                host = "127.0.0.2" if self.asked == 1 else "127.0.0.1"
+            return real(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def twins() -> Iterator[tuple[int, Counter[str]]]:
+    """Two servers on one port: the 'public' one on 127.0.0.2, an 'internal' one on 127.0.0.1; each answers
+    /file with its own secret and counts its requests (by Host header)."""
+    hits: Counter[str] = Counter()
+
+    def app(answer: bytes, who: str) -> Starlette:
+        async def file(request: Request) -> Response:
+            hits[f"{who} {request.headers['host']}"] += 1
+            return Response(answer, media_type="image/png")
+
+        return Starlette(routes=[Route("/file", file)])
+
+    with serve_in_thread(app(b"internal secret", "internal")) as internal:
+        port = int(internal.rsplit(":", 1)[1])
+        with serve_in_thread(app(b"public image", "public"), host="127.0.0.2", port=port):
+            yield port, hits
+
+
+async def test_a_rebinding_dns_answer_cannot_send_the_fetch_to_an_address_the_guard_did_not_check(
+    twins: tuple[int, Counter[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard resolves the host once, checks the answer, and the fetch connects to that very address (the
+    URL's host kept in the Host header): the second answer, loopback, is never asked for."""
+    port, hits = twins
+    dns = RebindingDNS(monkeypatch)
+    url = f"http://{REBOUND}:{port}/file"
+    assert await fetch(url, time_limit=10, max_bytes=1000, allow=PUBLIC) == (b"public image", "image/png")
+    assert dns.asked == 1 and hits == {f"public {REBOUND}:{port}": 1}
+    # asked again now, the name is loopback: refused
+    with pytest.raises(InputError, match="not a public address"):
+        await fetch(url, time_limit=10, max_bytes=1000, allow=PUBLIC)
+    assert hits == {f"public {REBOUND}:{port}": 1}
+
+
+def _certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` (openssl), and its key."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_an_https_fetch_at_the_checked_address_keeps_the_host_name_for_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connected to the address the guard checked, an https fetch still sends the URL's host as its TLS server
+    name (SNI) and checks the certificate against it: a certificate for that name (trusted here through
+    SSL_CERT_FILE) is accepted, the same server under a name its certificate does not carry is refused."""
+    cert, key = _certificate(tmp_path, REBOUND)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    dns = RebindingDNS(monkeypatch)
+
+    async def image(request: Request) -> Response:
+        return Response(b"secure image", media_type="image/png")
+
+    with serve_in_thread(Starlette(routes=[Route("/file", image)]), host="127.0.0.2", tls=(cert, key)) as url:
+        port = url.rsplit(":", 1)[1]
+        got = await fetch(f"https://{REBOUND}:{port}/file", time_limit=10, max_bytes=1000, allow=PUBLIC)
+        assert got == (b"secure image", "image/png") and dns.asked == 1
+        with pytest.raises(InputError, match="cannot be fetched"):  # the certificate names REBOUND, not the address
+            await fetch(f"https://127.0.0.2:{port}/file", time_limit=10, max_bytes=1000, allow=PUBLIC)
+
+
+async def test_a_host_that_is_not_resolved_in_time_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers (here: one the test holds until the guard gave up) bounds nothing by itself:
+    the guard's own time limit does, as a 400."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (REBOUND, REBOUND.encode()):
+            released.wait(HANG)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with pytest.raises(InputError, match=r"not resolved within 0\.1 s"):
+            await vet(f"http://{REBOUND}/a.png", PUBLIC, time_limit=0.1)
+    finally:
+        released.set()
+
+
+async def test_a_passed_on_url_whose_host_promptd_cannot_resolve_is_left_to_the_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A URL the provider fetches is resolved by the provider: a host promptd cannot resolve (a machine without
+    public DNS), or not in time, names no address of this network, so it passes the guard with no addresses.
+    One promptd fetches itself still needs an answer, and a passed-on host naming an internal address is still
+    refused."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("nowhere.promptd.test", b"nowhere.promptd.test"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host in (REBOUND, REBOUND.encode()):
+            released.wait(HANG)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        passed = await vet("https://nowhere.promptd.test/a.png", PUBLIC, time_limit=5, passed_on=True)
+        assert passed.addresses == ()
+        slow = await vet(f"http://{REBOUND}/a.png", PUBLIC, time_limit=0.1, passed_on=True)
+        assert slow.addresses == ()
+        with pytest.raises(InputError, match="cannot be resolved"):
+            await vet("https://nowhere.promptd.test/a.png", PUBLIC, time_limit=5)
+        with pytest.raises(InputError, match="not a public address"):
+            await vet("http://localhost/a.png", (), time_limit=5, passed_on=True)
+    finally:
+        released.set()

@@ -170,6 +170,9 @@ class Metrics:
             "promptd_knowledge_retrieval_seconds", "Knowledge searched for one prompt, by project.", LATENCY_BUCKETS
         )
         self.limited = Counter("promptd_limited_total", "Requests refused by a rate limit or budget, by code.")
+        self.rejections = Counter(
+            "promptd_rejections_total", "Requests refused before any model call, by face, status and code."
+        )
         self.moderation = Counter(
             "promptd_moderation_total", "Moderation checks by project, stage, type and outcome (passed/flagged/error)."
         )
@@ -194,7 +197,7 @@ class Metrics:
 
     def _metrics(self) -> tuple[Counter | Histogram, ...]:
         return (self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                self.attempts, self.malformed, self.recorded, self.spilled, self.limited,
+                self.attempts, self.malformed, self.recorded, self.spilled, self.limited, self.rejections,
                 self.moderation, self.retrieval)  # fmt: skip
 
     def recorder_outcome(self, outcome: str, rows: int) -> None:

@@ -1,18 +1,24 @@
 """Requests refused before any model call: a bad key (401), a client mistake (400, 404), a rate limit or budget
-(429), limits or the store unavailable (503). They leave no record in `messages`, so the overview would not see
-them; each is counted instead, off the request path, as one increment of the `rejections` table (per UTC minute,
-project, key, face, status and error code: store/tables.py), written by the recorder in its batches like the
-records, so the counts survive restarts and add up across workers and replicas.
+(429), limits or the store unavailable (503), and those the server refuses before the app sees them (serving.py:
+a body too large, 413; a head or body too slow, 408; a head too large, 431; past `max_connections`, 503). They
+leave no record in `messages`, so the overview would not see them; each is counted instead, off the request path,
+as one increment of the `rejections` table (per UTC minute, project, key, face, status and error code:
+store/tables.py), written by the recorder in its batches like the records, so the counts survive restarts and add
+up across workers and replicas; and in `/metrics` as `promptd_rejections_total` (face, status, code: this
+worker's view since its start).
 
 Only the API faces count (the Dify API under /v1, the chat API under /api and the OpenAI aliases); the
-management API, the console, /metrics and the health endpoints do not. Connections the server refuses before
-the app sees them (too large, too slow: serving.py) are not counted here.
+management API, the console, /metrics and the health endpoints do not. A refusal by the server knows no key
+(project and key empty), and one made before a request's path was read (a connection past `max_connections`)
+no face either (empty).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.types import Scope
 
@@ -21,7 +27,7 @@ from promptd.faces.refusal import OPENAI_PATHS
 from promptd.store.recorder import Row
 from promptd.store.tables import rejections
 
-__all__ = ["count_rejection", "face_of"]
+__all__ = ["count_refusal", "count_rejection", "face_of"]
 
 log = logging.getLogger("promptd.rejections")
 
@@ -45,17 +51,30 @@ def count_rejection(info: RequestInfo, scope: Scope) -> None:
     if root and path.startswith(root + "/"):
         path = path[len(root) :]
     face = face_of(path)
-    state = scope.get("state")
-    svc = state.get("services") if isinstance(state, dict) else None
-    if face is None or svc is None:
+    if face is not None:
+        _count(scope.get("state"), face, info.status, code, info.project or "", info.key_id or "")
+
+
+def count_refusal(state: Mapping[str, Any] | None, path: str, status: int, code: str) -> None:
+    """Count a request (or a connection: `path` empty) the server refused before the app saw it (serving.py)."""
+    face = face_of(path) if path else ""
+    if face is not None:
+        _count(state, face, status, code, "", "")
+
+
+def _count(state: Mapping[str, Any] | None, face: str, status: int, code: str, project: str, key_id: str) -> None:
+    svc = state.get("services") if isinstance(state, Mapping) else None
+    if svc is None:  # not started, or stopping
         return
+    code = code[:64]
+    svc.engine.metrics.rejections.inc(face=face, status=str(status), code=code)
     values = {
         "minute": int(time.time() // 60) * 60,
-        "project": (info.project or "")[:128],
-        "key_id": (info.key_id or "")[:36],
+        "project": project[:128],
+        "key_id": key_id[:36],
         "face": face,
-        "status": info.status,
-        "code": code[:64],
+        "status": status,
+        "code": code,
         "requests": 1,
     }
     try:

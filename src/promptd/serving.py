@@ -17,7 +17,8 @@ for multipart uploads: 413, at once from Content-Length, or as a chunked body's 
 is read) and the number of open connections (`max_connections`: 503 and closed). Idle keep-alive connections
 are closed after uvicorn's `timeout_keep_alive` (`keepalive_timeout`). A refusal is answered in the error
 shape of the API the path belongs to (faces/refusal.py) and the connection is closed; a request already
-handed to the app sees its client disconnect.
+handed to the app sees its client disconnect. Each refusal answered is logged and counted with the app's own
+(promptd/rejections.py: the `rejections` table and `promptd_rejections_total`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from promptd.faces.refusal import refusal_body
+from promptd.rejections import count_refusal
 from promptd.settings import Settings
 
 __all__ = ["CoalescingProtocol", "ServerConfig", "ServingLimits", "run", "serving_limits"]
@@ -256,6 +258,7 @@ class CoalescingProtocol(HttpToolsProtocol):
         path = url.split(b"?", 1)[0].decode("latin-1")
         body = refusal_body(path, status, code, message)
         log.info("refused %s (%d %s)", path or "a connection", status, code)
+        count_refusal(self.app_state, path, status, code)
         if not self.transport.is_closing():
             head = (
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"

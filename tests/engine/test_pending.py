@@ -36,8 +36,8 @@ from tests.conftest import FAKE_CATALOG
 from tests.faces.chat.helpers import assert_adaptive_error, post
 from tests.faces.dify.helpers import assert_dify_error, complete, serve_with_files, stored_message, stream
 from tests.faces.dify.test_audio import SpeechUpstream
-from tests.recording import RecordingProvider
-from tests.serving import RunningServer, serve_in_thread
+from tests.recording import RecordingProvider, TextOnly
+from tests.serving import RunningServer, serve_app, serve_in_thread
 
 PNG = b"\x89PNG image"
 DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -234,6 +234,39 @@ def test_an_attached_audio_file_is_transcribed_only_for_an_admitted_call(setup: 
     assert len(setup.speech.transcriptions) == 1 and len(setup.model.calls) == 1
 
 
+def test_an_image_for_a_model_that_cannot_read_it_is_refused_before_it_is_fetched(tmp_path: Path) -> None:
+    """`blind` is declared `vision: true` but its provider reads text only (as an operator might declare the
+    embedded model): the engine's check of what the model reads comes before admission, so with
+    `inline_remote_images` the image is never fetched for it, through either face, and no model is asked."""
+    files = Files()
+    with serve_in_thread(files.app(), host="127.0.0.2") as files_url:
+        catalog: dict[str, Any] = copy.deepcopy(FAKE_CATALOG)
+        catalog["providers"]["textonly"] = {"kind": "fake"}
+        catalog["models"]["blind"] = {"provider": "textonly", "model": "blind", "vision": True}
+        catalog["projects"]["demo"]["models"] = ["echo", "blind"]
+        catalog["projects"]["blind"] = {**catalog["projects"]["demo"], "models": ["blind"]}
+        catalog["projects"]["blind"]["file_upload"] = {"image": {"enabled": True}}
+        text_only, anything = TextOnly(), RecordingProvider()
+        with serve_app(
+            catalog,
+            tmp_path / "data",
+            providers={"fake": anything, "textonly": text_only},
+            inline_remote_images=True,
+            fetch_allow_networks=("127.0.0.2/32",),
+        ) as server:
+            image = files_url + "/image.png"
+            r = post(server, "/api/v1/chat/completions", {**chat_body("what is this?", image), "model": "demo/blind"})
+            assert_adaptive_error(r, 400, "image_url content is not supported by model 'blind'")
+            r = post(server, "/v1/chat/completions", {**chat_body("what is this?", image), "model": "demo/blind"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_content", r.text
+            r = complete(server, completion_body("what is this?", remote("image", image)), server.new_key("blind"))
+            assert "not supported by model 'blind'" in assert_dify_error(r, 400, "unsupported_content")["message"]
+            assert files.hits == {} and text_only.calls == [] and anything.calls == []
+            # a model that reads it: fetched once, and answered
+            assert post(server, "/api/v1/chat/completions", chat_body("what is this?", image)).status_code == 200
+            assert files.hits == {"/image.png": 1} and len(anything.calls) == 1
+
+
 async def test_pending_parts_are_made_a_few_at_a_time_in_place_and_the_first_failure_cancels_the_rest() -> None:
     running, most, cancelled = 0, 0, 0
 
@@ -255,9 +288,16 @@ async def test_pending_parts_are_made_a_few_at_a_time_in_place_and_the_first_fai
         return {"type": "text", "text": part["text"].upper()}
 
     parts = [{"type": "text", "text": f"part {i}"} for i in range(10)]
-    await make_all([Pending(p, make) for p in parts], Origin(face="chat", project="demo"))
+    assert await make_all([Pending(p, make) for p in parts], Origin(face="chat", project="demo"))  # changed
     assert [p["text"] for p in parts] == [f"PART {i}" for i in range(10)] and most == CONCURRENCY
     failing = [{"type": "text", "text": "slow"}, {"type": "text", "text": "fails"}]
     with pytest.raises(InputError, match="cannot be fetched"):  # the face's own error, not an ExceptionGroup
         await make_all([Pending(p, make) for p in failing], Origin(face="chat", project="demo"))
     assert cancelled == 1 and failing[0] == {"type": "text", "text": "slow"}
+
+    async def keep(part: ContentPart, origin: Origin) -> ContentPart:  # a vetted URL: kept as it is
+        return part
+
+    kept = [{"type": "text", "text": "as is"}, {"type": "text", "text": "too"}]
+    assert not await make_all([Pending(p, keep) for p in kept], Origin(face="chat", project="demo"))  # unchanged
+    assert kept == [{"type": "text", "text": "as is"}, {"type": "text", "text": "too"}]

@@ -110,6 +110,15 @@ async def _nothing_spent(scope: str, ident: str, window: str, window_id: str) ->
     return 0
 
 
+def _unreadable(model_key: str, kinds: set[str]) -> InputError:
+    names = ", ".join(sorted(kinds))
+    return InputError(
+        f"messages: {names} content is not supported by model {model_key!r} (nor its fallbacks)",
+        code="unsupported_content",
+        param="messages",
+    )
+
+
 def _takes_tokens(provider: Any) -> bool:
     """Whether an embedding call of token ids may be tried on `provider`: one that sends them to its upstream, or
     one that embeds nothing (it fails as it would for text)."""
@@ -256,6 +265,7 @@ class Engine:
             )
             for i in range(call.n)
         ]
+        self._readable(model, requests[0])  # before admission, and before any file is fetched for the call
         await self.admit(requests, origin.key_limits)
         try:
             guard = await self._admitted(requests, model, origin, prompt)
@@ -279,7 +289,8 @@ class Engine:
     async def _admitted(
         self, requests: list[GenerationRequest], model: str, origin: Origin, prompt: Prompt
     ) -> Guard | None:
-        """Input moderation, then the call's pending parts (remote files fetched, transcripts: engine/pending.py),
+        """Input moderation, then the call's pending parts (remote files fetched, remote URLs passed on vetted by the
+        URL guard, transcripts: engine/pending.py),
         then the knowledge search, for an admitted call: a call a limit refuses calls neither the moderation
         service nor a search, and fetches nothing. Flagged input fetches and searches nothing (its preset answer
         is given). The model calls made for the call (a transcript, the search's embeddings) are governed as such
@@ -298,8 +309,7 @@ class Engine:
                 call = replace(call, form=replace(call.form, inputs=prompt.inputs or {}, query=query))
                 changed = True
         if call.pending and not preset:
-            await make_all(call.pending, for_call(origin))
-            changed = True
+            changed = await make_all(call.pending, for_call(origin)) or changed
         project = self.catalog.projects[origin.project]
         if project.knowledge and self.grounding is not None and not preset:
             call = await self.grounding.ground(call, origin, project)
@@ -472,13 +482,28 @@ class Engine:
                 param=names[0],
             )
         if not healthy and not cooling and unread:
-            raise InputError(
-                f"messages: {', '.join(sorted(unread))} content is not supported by model {model_key!r} "
-                "(nor its fallbacks)",
-                code="unsupported_content",
-                param="messages",
-            )
+            raise _unreadable(model_key, unread)
         return healthy + cooling
+
+    def _readable(self, model_key: str, request: GenerationRequest) -> None:
+        """A 400 (`unsupported_content`) when no deployment of model `model_key` or of its fallbacks can read the
+        kinds of content in the request's prompt (an image for a text-only model): `plan` would pass them all over.
+        Checked before the call is admitted, so a remote image is never fetched for a model that cannot read it."""
+        kinds = media_kinds(request.messages)
+        if not kinds:
+            return
+        unread: set[str] = set()
+        for key in (model_key, *self.catalog.models[model_key].fallbacks):
+            for deployment in self.catalog.models[key].all_deployments:
+                provider = self.providers.get(deployment.provider)
+                if provider is None:
+                    continue
+                blind = unreadable(provider, kinds)
+                if not blind:
+                    return
+                unread.update(blind)
+        if unread:
+            raise _unreadable(model_key, unread)
 
     def _start(
         self, request: GenerationRequest, *, keepalive: float | None = None, preset: str | None = None

@@ -1,9 +1,10 @@
 """Pending parts: content of a call's prompt that needs the network or a model to exist (a remote image inlined,
-a remote document's text, an audio file's transcript). A face checks what it can without them (the URL's
-scheme, the file's type, its upload) and hands the engine the part as a placeholder with a way to make it; the
-engine makes it only for a call it admitted and whose input moderation did not answer a preset
-(`Engine._admitted`), so a refused request fetches nothing and calls no model, and the grown prompt is then
-reserved for again.
+a remote document's text, an audio file's transcript), or to be vetted (a remote URL passed on to the provider,
+which the URL guard resolves: promptd/urlguard.py). A face checks what it can without them (the URL's scheme,
+the file's type, its upload) and hands the engine the part as a placeholder with a way to make it; the engine
+makes it only for a call it admitted, whose model can read it, and whose input moderation did not answer a
+preset (`Engine._admitted`), so a refused request fetches and resolves nothing and calls no model, and a prompt
+that grew is then reserved for again.
 """
 
 from __future__ import annotations
@@ -35,23 +36,28 @@ class Pending:
     part: ContentPart
     make: Make
 
-    async def fill(self, origin: Origin) -> None:
+    async def fill(self, origin: Origin) -> bool:
+        """Make the part; whether it changed (a vetted URL is kept as it was)."""
         made = await self.make(self.part, origin)
-        if made is not self.part:  # in place: the prompt's messages hold this very part
-            self.part.clear()
-            self.part.update(made)
+        if made is self.part:
+            return False
+        self.part.clear()  # in place: the prompt's messages hold this very part
+        self.part.update(made)
+        return True
 
 
-async def make_all(pending: Sequence[Pending], origin: Origin) -> None:
-    """Fill every pending part, CONCURRENCY at a time; the first to fail cancels the others and is raised."""
+async def make_all(pending: Sequence[Pending], origin: Origin) -> bool:
+    """Fill every pending part, CONCURRENCY at a time; the first to fail cancels the others and is raised.
+    Whether any part changed (the prompt is then rendered and reserved for again)."""
     if len(pending) == 1:
-        await pending[0].fill(origin)
-        return
+        return await pending[0].fill(origin)
     slots = asyncio.Semaphore(CONCURRENCY)
+    changed = False
 
     async def one(p: Pending) -> None:
+        nonlocal changed
         async with slots:
-            await p.fill(origin)
+            changed = await p.fill(origin) or changed
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -59,3 +65,4 @@ async def make_all(pending: Sequence[Pending], origin: Origin) -> None:
                 group.create_task(one(p))
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
+    return changed

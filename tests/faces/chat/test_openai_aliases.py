@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from promptd.faces.chat.wire import OPENAI_ROLES
 from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, data_blocks, post
-from tests.recording import RecordingProvider
+from tests.recording import RecordingProvider, TextOnly
 from tests.serving import RunningServer, serve_app
 from tests.upstream import fake_upstream
 
@@ -36,12 +36,6 @@ IMAGE: Any = [
         ],
     }
 ]
-
-
-class TextOnly(RecordingProvider):
-    """Stands for a model that reads text only: it declares no `media`."""
-
-    media: frozenset[str] = frozenset()
 
 
 @pytest.fixture

@@ -40,9 +40,11 @@ VISION["models"]["text"] = {"provider": "fake", "model": "text"}
 def vision(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingProvider]]:
     """A server whose `echo` model is `vision: true`. The recording provider stands for that vision model: it
     answers like the fake provider and keeps each ProviderCall, so a test sees the exact content parts the
-    model was given."""
+    model was given. 127.0.0.2 stands for the internet (the URL guard refuses loopback otherwise): a remote
+    image's URL there passes the guard and is passed on."""
     provider = RecordingProvider(reply="I see it")
-    with serve_app(VISION, tmp_path / "data", providers={"fake": provider}) as server:
+    allow = ("127.0.0.2/32",)
+    with serve_app(VISION, tmp_path / "data", providers={"fake": provider}, fetch_allow_networks=allow) as server:
         yield server, provider
 
 
@@ -234,7 +236,7 @@ def test_an_uploaded_image_reaches_the_vision_model_as_a_data_uri(
     fid = upload(server).json()["id"]
     files = [
         image(transfer_method="local_file", upload_file_id=fid),
-        image(transfer_method="remote_url", url="https://example.com/cat.png"),
+        image(transfer_method="remote_url", url="https://127.0.0.2/cat.png"),
     ]
     r = complete(server, {"inputs": {"query": "What is this?"}, "user": "alice", "files": files})
     assert r.status_code == 200, r.text
@@ -245,7 +247,7 @@ def test_an_uploaded_image_reaches_the_vision_model_as_a_data_uri(
             "type": "image_url",
             "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode(), "detail": "high"},
         },
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "https://127.0.0.2/cat.png", "detail": "high"}},
     ]
 
 

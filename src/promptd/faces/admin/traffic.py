@@ -51,7 +51,7 @@ async def overview(request: Request) -> Response:
 def _rejection_json(group: dict[str, Any]) -> dict[str, Any]:
     last = group.pop("last_minute")
     out = {**group, "last_at": float(last) if last is not None else None}
-    for name in ("project", "key_id"):
+    for name in ("project", "key_id", "face"):
         if name in out:
             out[name] = out[name] or None  # "" in the table: none was known
     return out

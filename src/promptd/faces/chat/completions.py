@@ -27,7 +27,7 @@ from promptd.faces.streaming import EventStream
 from promptd.settings import Settings
 from promptd.timing import UPSTREAM_KEY
 from promptd.types import ContentPart, Message, TextDelta, ToolCallDelta
-from promptd.urlguard import inline_image, remote_images
+from promptd.urlguard import inline_image, remote_images, vet_image
 from promptd.uuids import new_uuid
 
 __all__ = ["chat_call", "chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
@@ -52,18 +52,22 @@ def tool_switches(body: ChatBody) -> ToolSwitches:
 
 
 def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]:
-    """With `inline_remote_images`, the remote images of `messages`, fetched by promptd under the SSRF guard (not
-    by the model's provider) once the engine admits the call, and sent as data URLs."""
+    """The remote images of `messages`, each through the URL guard once the engine admits the call: with
+    `inline_remote_images` fetched by promptd and sent as data URLs, else their URLs vetted (one per host) and
+    passed on for the model's provider to fetch."""
+    allow = settings.fetch_allow
     if not settings.inline_remote_images:
-        return []
+
+        async def vet(part: ContentPart, origin: Origin) -> ContentPart:
+            return await vet_image(part, time_limit=settings.remote_fetch_timeout, allow=allow)
+
+        return [Pending(part, vet) for part in remote_images(messages, fetched=False)]
     limit = int(settings.upload_limit_mb("image") * 1024 * 1024)
 
     async def inline(part: ContentPart, origin: Origin) -> ContentPart:
-        return await inline_image(
-            part, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=settings.fetch_allow
-        )
+        return await inline_image(part, time_limit=settings.remote_fetch_timeout, max_bytes=limit, allow=allow)
 
-    return [Pending(part, inline) for part in remote_images(messages)]
+    return [Pending(part, inline) for part in remote_images(messages, fetched=True)]
 
 
 def usage_body(results: list[GenerationResult]) -> dict[str, Any]:

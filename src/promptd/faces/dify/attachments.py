@@ -5,7 +5,8 @@
   extracted by promptd/documents.py, as a text part;
 - audio: transcribed by the project's `audio.speech_to_text` model (the speech provider path of
   /audio-to-text), as a text part;
-- video: a `video_url` part for a model declared `video: true`; any other model is a clear 400.
+- video: a `video_url` part for a model declared `video: true` (a remote one's URL passed on); any other model
+  is a clear 400.
 
 Which files a request's `files` may hold is the app's `file_upload` config: the older `image` block, or Dify's
 newer keys (`enabled`, `allowed_file_types`, `allowed_file_extensions`, `allowed_file_upload_methods`,
@@ -13,11 +14,12 @@ newer keys (`enabled`, `allowed_file_types`, `allowed_file_extensions`, `allowed
 `file_upload` says, as Dify's `_prepare_user_inputs` builds them with the variable's own config. Both go one
 way (`_parts`) and end as content parts after the prompt's text: the request's `files` first, then the form's
 files in form order. Every refusal is a 400 saying why, its `params` the `files` or the input variable;
-nothing is dropped silently. Remote URLs must be http(s)
-(`check_remote_url`), and the files promptd fetches itself go through the SSRF guard (promptd/urlguard.py).
+nothing is dropped silently. Remote URLs must be http(s) (`check_remote_url`), and every one passes the URL
+guard (promptd/urlguard.py) before anything is done with it: the files promptd fetches at every hop, and the
+URLs passed on for the model's provider to fetch (images without `inline_remote_images`, videos) are vetted.
 
-What needs the network or a model (a remote file's bytes, an inlined image, a document's text, an audio
-transcript) is a pending part (engine/pending.py): a placeholder the engine fills once it has admitted the call
+What needs the network or a model (a remote file's bytes, an inlined image, a vetted URL, a document's text, an
+audio transcript) is a pending part (engine/pending.py): a placeholder the engine fills once it has admitted the call
 and moderated its input, so a refused request fetches, reads and transcribes nothing. Everything the request
 and its uploads say (types, methods, URLs, counts, extensions, whose upload it is) is checked before.
 """
@@ -51,9 +53,12 @@ MB = 1024 * 1024
 
 
 def check_remote_url(url: str, param: str = "files") -> None:
-    """Only http(s) URLs; what promptd fetches itself is then checked by the SSRF guard in `_fetch`."""
-    if not url.startswith(("http://", "https://")):
-        raise InputError("url must be an http(s) URL for remote_url", param=param)
+    """Only http(s) URLs naming a host (the guard's own syntax check, in Dify's words); the URL guard then vets
+    it once the call is admitted (`_fetch`, `_vet`)."""
+    try:
+        urlguard.check_url(url, "url", schemes=("http", "https"))
+    except InputError:
+        raise InputError("url must be an http(s) URL for remote_url", param=param) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +135,21 @@ def _inline_image(app: App, param: str) -> Make:
     return inline
 
 
+def _vet(app: App, url: str, param: str) -> Make:
+    """How a remote file passed on as its URL (an image without `inline_remote_images`, a video) is vetted by the
+    URL guard before the model's provider is given it: the part is kept as it is."""
+    settings = app.svc.settings
+
+    async def vet(part: ContentPart, origin: Origin) -> ContentPart:
+        with _fetch_errors(url, 0, param, "cannot be used"):
+            await urlguard.vet(url, settings.fetch_allow, time_limit=settings.remote_fetch_timeout, passed_on=True)
+        return part
+
+    return vet
+
+
 @contextlib.contextmanager
-def _fetch_errors(url: str, limit_mb: float, param: str) -> Iterator[None]:
+def _fetch_errors(url: str, limit_mb: float, param: str, failed: str = "could not be fetched") -> Iterator[None]:
     """The guard's refusals, in Dify's words."""
     try:
         yield
@@ -139,7 +157,7 @@ def _fetch_errors(url: str, limit_mb: float, param: str) -> Iterator[None]:
         reason = exc.message.removeprefix("url: ")
         if "larger than" in reason:
             raise InputError(f"The file at {url} is larger than the {limit_mb:g} MB allowed.", param=param) from None
-        raise InputError(f"The file at {url} could not be fetched ({reason}).", param=param) from None
+        raise InputError(f"The file at {url} {failed} ({reason}).", param=param) from None
 
 
 async def _load(app: App, f: FileRef, where: str, param: str, end_user: str, kind: str) -> _Loaded:
@@ -262,8 +280,9 @@ async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules, into:
         if f.type == "image":
             if f.transfer_method == "remote_url":  # the model fetches it (as Dify passes it on), or promptd does
                 part: ContentPart = {"type": "image_url", "image_url": {"url": f.url or "", "detail": detail}}
-                if app.svc.settings.inline_remote_images:
-                    into.pending.append(Pending(part, _inline_image(app, param)))
+                inlined = app.svc.settings.inline_remote_images
+                make = _inline_image(app, param) if inlined else _vet(app, f.url or "", param)
+                into.pending.append(Pending(part, make))
             else:
                 loaded = await _load(app, f, where, param, end_user, "image")
                 assert loaded.data is not None
@@ -272,15 +291,17 @@ async def _parts(app: App, files: list[FileRef], user: str, rules: _Rules, into:
             parts.append(part)
             continue
         if f.type == "video":
-            parts.append(await _video(app, f, where, param, end_user))
+            parts.append(await _video(app, f, where, param, end_user, into))
             continue
         loaded = await _load(app, f, where, param, end_user, "document" if f.type == "custom" else f.type)
         parts.append(_part(app, f, where, loaded, rules, into))
 
 
-async def _video(app: App, f: FileRef, where: str, param: str, end_user: str) -> ContentPart:
-    if f.transfer_method == "remote_url":
-        return {"type": "video_url", "video_url": {"url": f.url}}
+async def _video(app: App, f: FileRef, where: str, param: str, end_user: str, into: Attachments) -> ContentPart:
+    if f.transfer_method == "remote_url":  # passed on, vetted first
+        part: ContentPart = {"type": "video_url", "video_url": {"url": f.url}}
+        into.pending.append(Pending(part, _vet(app, f.url or "", param)))
+        return part
     loaded = await _load(app, f, where, param, end_user, "video")
     assert loaded.data is not None
     return {"type": "video_url", "video_url": {"url": _data_url(loaded.data, loaded.mime_type or "video/mp4")}}

@@ -101,6 +101,7 @@ CHAT_NAMES: Mapping[str, str] = {
     "response_format": "text.format",
     "verbosity": "text.verbosity",
     "reasoning_effort": "reasoning",
+    "max_completion_tokens": "max_output_tokens",
 }
 
 

@@ -258,3 +258,23 @@ def test_max_tokens_past_the_embedded_models_context_is_openais_400(server: Runn
         "param": "max_tokens",
         "code": "invalid_param",
     }
+
+
+def test_the_responses_api_on_the_real_model(server: RunningServer) -> None:
+    """POST /v1/responses (pydantic-ai's and the Vercel AI SDK's default path) answers from the embedded model in
+    OpenAI's shape, blocking and streamed; a reasoning effort, which it cannot honour, is a 400 naming `reasoning`."""
+    with OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0) as client:
+        r = client.responses.create(model="demo", input="Say hello.", max_output_tokens=16)
+        assert r.status in ("completed", "incomplete") and r.model == "demo/smol"
+        assert [item.type for item in r.output] == ["message"] and r.output_text.strip()
+        assert r.usage is not None and r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 16
+        with client.responses.stream(model="demo", input="Count to 5.", max_output_tokens=24) as stream:
+            events = list(stream)
+        kinds = [e.type for e in events]
+        assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+        assert kinds[-1] in ("response.completed", "response.incomplete")
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert text.strip() and events[-1].response.output_text == text  # type: ignore[union-attr]
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model="demo", input="Hi", max_output_tokens=16, reasoning={"effort": "low"})
+        assert refused.value.param == "reasoning"

@@ -116,6 +116,7 @@ PARAM_DEFAULTS: Mapping[str, Any] = {
     "modalities": ["text"],
     "response_format": {"type": "text"},
     "logit_bias": {},
+    "verbosity": "medium",
 }
 
 

@@ -18,7 +18,7 @@ from promptd.engine.generation import Generation
 from promptd.engine.pending import Pending
 from promptd.engine.request import Done, GenerationResult, KeepAlive
 from promptd.errors import InputError, PromptdError
-from promptd.faces.chat.auth import authenticate
+from promptd.faces.chat.auth import Caller, authenticate
 from promptd.faces.chat.errors import chat_status, openai_body
 from promptd.faces.chat.wire import ChatBody, chat_body, free_user, generation_params, optional_uuid, to_messages
 from promptd.faces.disconnect import unless_gone
@@ -30,7 +30,7 @@ from promptd.types import ContentPart, Message, TextDelta, ToolCallDelta
 from promptd.urlguard import inline_image, remote_images, vet_image
 from promptd.uuids import new_uuid
 
-__all__ = ["chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
+__all__ = ["chat_call", "chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
 
 _encode = msgspec.json.Encoder().encode
 MAX_N = 16
@@ -90,12 +90,11 @@ def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
     }
 
 
-async def chat_completions(request: Request, *, openai: bool = False) -> Response:
-    """The Adaptive face's endpoint, or (`openai`) the OpenAI alias's, which differs only where the two APIs do:
-    OpenAI's message roles only, and null `content` beside tool calls (Adaptive's SDK wants a string)."""
-    caller = await authenticate(request)
-    raw = await request.body()
-    body = chat_body(raw, openai=openai)
+def chat_call(caller: Caller, body: ChatBody, params: dict[str, Any]) -> tuple[ChatCall, Origin]:
+    """The engine call and its origin that a chat body asks for (`params`: its generation parameters). One
+    translation for every endpoint that reaches the engine's chat entry point (chat completions here, OpenAI's
+    Responses API in faces/chat/responses.py), so that limits, budgets, templates, sessions, campaigns, `store`
+    and records apply to each alike."""
     project, model_name = caller.model(body.model)
     user = free_user(body.user)
     given_session = optional_uuid(body.session_id, "session_id")
@@ -113,7 +112,7 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
         max_tokens=max_tokens,
         # sent on under the name the client used: OpenAI's reasoning models take only max_completion_tokens
         token_param="max_completion_tokens" if body.max_tokens is None and body.max_completion_tokens else "max_tokens",
-        params=generation_params(raw),
+        params=params,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
@@ -138,6 +137,17 @@ async def chat_completions(request: Request, *, openai: bool = False) -> Respons
         labels={**(body.metadata or {}), **(body.labels or {})} or None,
         tags=body.tags,
     )
+    return call, origin
+
+
+async def chat_completions(request: Request, *, openai: bool = False) -> Response:
+    """The Adaptive face's endpoint, or (`openai`) the OpenAI alias's, which differs only where the two APIs do:
+    OpenAI's message roles only, and null `content` beside tool calls (Adaptive's SDK wants a string)."""
+    caller = await authenticate(request)
+    raw = await request.body()
+    body = chat_body(raw, openai=openai)
+    call, origin = chat_call(caller, body, generation_params(raw))
+    project, session_id = origin.project, origin.session_id
     run = await caller.svc.engine.generate(
         call, origin, keepalive=caller.svc.settings.ping_interval if body.stream else None
     )

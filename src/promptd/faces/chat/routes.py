@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.chat import audio, campaigns, completions, embeddings, errors, feedback, records
+from promptd.faces.chat import audio, campaigns, completions, embeddings, errors, feedback, records, responses
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.mount import FaceMount, default_http_error
 from promptd.faces.refusal import UnknownURL
@@ -61,13 +61,14 @@ openai_chat_completions = functools.partial(completions.chat_completions, openai
 def openai_routes() -> list[BaseRoute]:
     return [
         Route("/v1/chat/completions", openai_chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses.responses, methods=["POST"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/audio/speech", audio.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", audio.transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", audio.translations, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
-        UnknownURL(),  # OpenAI's other paths (/v1/responses, …): OpenAI's 404, not Dify's
+        UnknownURL(),  # OpenAI's other paths (/v1/completions, …): OpenAI's 404, not Dify's
     ]
 
 
@@ -83,15 +84,15 @@ def mount() -> FaceMount:
 
 
 def openai_mount() -> FaceMount:
-    """The plain OpenAI aliases: /v1/chat/completions, /v1/embeddings, /v1/audio/{speech, transcriptions,
-    translations}, /v1/models[/{id}], in OpenAI's error shape. They share /v1 with the Dify face, so they are routes
-    of their own placed before its mount, and so is the answer to OpenAI's paths that are not served
-    (faces/refusal.py)."""
+    """The plain OpenAI aliases: /v1/chat/completions, /v1/responses (OpenAI's Responses API on the same engine call),
+    /v1/embeddings, /v1/audio/{speech, transcriptions, translations}, /v1/models[/{id}], in OpenAI's error shape.
+    They share /v1 with the Dify face, so they are routes of their own placed before its mount, and so is the answer
+    to OpenAI's paths that are not served (faces/refusal.py)."""
     return FaceMount(
         "/v1",
         openai_routes(),
         errors.openai_error,
         default_http_error,
-        hot={"/chat/completions": openai_chat_completions},
+        hot={"/chat/completions": openai_chat_completions, "/responses": responses.responses},
         loose=True,
     )

@@ -273,10 +273,10 @@ _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _INT64 = (-(2**63), 2**63 - 1)  # OpenAI's `seed` is an int64: a larger one is a 400, as there
 
 
-def generation_params(raw: bytes) -> dict[str, Any]:
-    """The body's fields the face does not read itself (`seed`, `response_format`, `logprobs`, vLLM's `top_k`,
-    …), decoded, to be sent on to the model (`other_fields`)."""
-    params = other_fields(raw, CHAT_FIELDS)
+def generation_params(raw: bytes, read: frozenset[str] = CHAT_FIELDS) -> dict[str, Any]:
+    """The body's fields the face does not read itself (`read`; for chat completions: `seed`, `response_format`,
+    `logprobs`, vLLM's `top_k`, …), decoded, to be sent on to the model (`other_fields`)."""
+    params = other_fields(raw, read)
     seed = params.get("seed")
     if seed is not None and (type(seed) is not int or not _INT64[0] <= seed <= _INT64[1]):  # not a bool either
         raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")

@@ -262,7 +262,8 @@ def test_max_tokens_past_the_embedded_models_context_is_openais_400(server: Runn
 
 def test_the_responses_api_on_the_real_model(server: RunningServer) -> None:
     """POST /v1/responses (pydantic-ai's and the Vercel AI SDK's default path) answers from the embedded model in
-    OpenAI's shape, blocking and streamed; a reasoning effort, which it cannot honour, is a 400 naming `reasoning`."""
+    OpenAI's shape, blocking and streamed; a reasoning effort, which it cannot honour, is a 400 naming `reasoning`,
+    and so is a token limit past its window, naming `max_output_tokens`."""
     with OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0) as client:
         r = client.responses.create(model="demo", input="Say hello.", max_output_tokens=16)
         assert r.status in ("completed", "incomplete") and r.model == "demo/smol"
@@ -278,3 +279,7 @@ def test_the_responses_api_on_the_real_model(server: RunningServer) -> None:
         with pytest.raises(openai.BadRequestError) as refused:
             client.responses.create(model="demo", input="Hi", max_output_tokens=16, reasoning={"effort": "low"})
         assert refused.value.param == "reasoning"
+        with pytest.raises(openai.BadRequestError) as too_many:  # past the model's window: named as sent
+            client.responses.create(model="demo", input="Hi", max_output_tokens=5000)
+        assert too_many.value.param == "max_output_tokens"
+        assert too_many.value.body["message"].startswith("max_output_tokens is too large: 5000.")  # type: ignore[index]

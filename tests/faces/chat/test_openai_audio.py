@@ -78,7 +78,9 @@ def test_the_sdk_speaks_on_the_projects_speech_model(audio: tuple[RunningServer,
             "authorization": "Bearer sk-audio",
             "body": {"model": "tts-1", "input": "hello", "voice": "alloy"},
         }
-        # `project/<its text-to-speech model>` names the same; the format and speed go upstream as sent
+        # `project/<its text-to-speech model>`, or its bare name, names the same; format and speed go upstream as sent
+        assert client.audio.speech.create(model="tts", voice="alloy", input="hello").content == b"ID3hello"
+        assert client.audio.transcriptions.create(model="stt", file=("hello.wav", WAV)).text == HEARD
         spoken = client.audio.speech.create(
             model="demo/tts", voice="echo", input="hi", response_format="wav", speed=1.5
         )

@@ -31,13 +31,15 @@ class Caller:
     def named(self, model: str) -> tuple[str, str | None]:
         """(project, model or None) that a request's `model` names: `{project}/{model}` or `{project}`, as
         Adaptive's API has it, or a bare model name of the key's project (`"echo"`, as OpenAI clients send
-        one), which resolves there. A name that is both another project and a model of the key's is
-        ambiguous (400, naming both); an unknown name is 404 `model_not_found`, as OpenAI says it, naming what
-        the key may call. Whether the model is attached is for the caller to check (`model`)."""
+        one; its audio models too, `"tts"`), which resolves there. A name that is both another project and a
+        model of the key's is ambiguous (400, naming both); an unknown name is 404 `model_not_found`, as OpenAI
+        says it, naming what the key may call. Whether the model is attached is for the caller to check (`model`)."""
         name, attached = split_model(model)
         own = self.key.project
-        models = self.svc.catalog.projects[own].models if own in self.svc.catalog.projects else []
-        if attached is None and name != own and name in models:
+        config = self.svc.catalog.projects.get(own)
+        models = config.models if config is not None else []
+        audio = [m for m in (config.audio.text_to_speech, config.audio.speech_to_text) if m] if config else []
+        if attached is None and name != own and (name in models or name in audio):  # audio: /v1/audio/*'s
             if name in self.svc.catalog.projects:
                 raise InputError(
                     f"model {name!r} is ambiguous: it names project {name!r} and model {own + '/' + name!r}; "

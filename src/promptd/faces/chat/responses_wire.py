@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from promptd.errors import InputError
-from promptd.faces.chat.wire import ChatMessageIn, generation_params
+from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, generation_params
 from promptd.urlguard import check_url
 
 __all__ = [
@@ -38,8 +38,8 @@ class ResponsesBody(msgspec.Struct):
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     max_output_tokens: int | None = None
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None  # OpenAI's ranges
-    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     text: TextConfig | None = None

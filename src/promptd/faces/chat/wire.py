@@ -26,6 +26,8 @@ __all__ = [
     "InteractionBody",
     "OutcomeBody",
     "SpeechBody",
+    "Temperature",
+    "TopP",
     "chat_body",
     "decode",
     "free_user",
@@ -39,6 +41,11 @@ T = TypeVar("T")
 
 #: what a body nested deeper than the decoder's recursion limit is told (any free-form JSON field may be)
 NESTED_TOO_DEEPLY = "JSON nested too deeply"
+
+
+#: OpenAI's ranges, on both faces and the Responses API
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+TopP = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 
 class StreamOptions(msgspec.Struct):
@@ -61,8 +68,8 @@ class ChatBody(msgspec.Struct):
     stop: str | list[str] | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None  # the OpenAI SDK's newer name
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None  # OpenAI's ranges, on both faces
-    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     max_ttft_ms: int | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None

@@ -57,7 +57,9 @@ DIRECT, DIFY, CHAT, PEER = "direct", "promptd (Dify face)", "promptd (chat face)
 RELAY = "byte relay (floor)"
 PG = "promptd, PostgreSQL (Dify face)"
 LIMITED = "promptd, PostgreSQL + Redis, limited key (Dify face)"
-SYSTEMS = (DIRECT, RELAY, DIFY, CHAT, PG, LIMITED, PEER)
+#: the same server as LIMITED, through a key without limits: what the limits themselves cost, all else equal
+SHARED = "promptd, PostgreSQL + Redis, unlimited key (Dify face)"
+SYSTEMS = (DIRECT, RELAY, DIFY, CHAT, PG, SHARED, LIMITED, PEER)
 #: a key's limits checked on every request but set too high to refuse: a rate limit and a daily budget
 LIMITED_KEY = ["--rpm", "100000000", "--cost-per-day", "1000000"]
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -313,6 +315,24 @@ def serve_supports_workers() -> bool:
     return "--workers" in helped.stdout
 
 
+def promptd_env(data: Path, env_extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a promptd whose catalog and data live in `data` (start_promptd)."""
+    return {**os.environ, "PROMPTD_CONFIG": str(data / "bench.yaml"), "PROMPTD_DATA_DIR": str(data / "d"),
+            **(env_extra or {})}  # fmt: skip
+
+
+def create_key(data: Path, env_extra: dict[str, str] | None = None, key_args: Sequence[str] = ()) -> str:
+    """A new API key of the demo project for the promptd in `data` (with `key_args`: its limits)."""
+    env = promptd_env(data, env_extra)
+    return subprocess.run(
+        [env.get("BENCH_PYTHON") or sys.executable, "-m", "promptd", "keys", "create", "--project", "demo", *key_args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def start_promptd(
     mock_port: int,
     data: Path,
@@ -331,15 +351,9 @@ def start_promptd(
         "projects:\n"
         "  demo: {models: [m], prompt: 'Answer briefly: {{query}}', inputs: [{type: paragraph, variable: query}]}\n"
     )
-    env = {**os.environ, "PROMPTD_CONFIG": str(catalog), "PROMPTD_DATA_DIR": str(data / "d"), **(env_extra or {})}
+    env = promptd_env(data, env_extra)
     promptd = [env.get("BENCH_PYTHON") or sys.executable, "-m", "promptd"]  # ab.py compares interpreters too
-    key = subprocess.run(
-        [*promptd, "keys", "create", "--project", "demo", *key_args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    key = create_key(data, env_extra, key_args)
     port = free_port()
     extra = ["--workers", str(workers)] if workers > 1 else []
     began = time.monotonic()
@@ -521,6 +535,9 @@ class Systems:
                 self.procs.append(proc)
                 self.pids[name] = proc.pid
                 self.more[name] = (port, key)
+            self.pids[SHARED] = self.pids[LIMITED]
+            self.more = {PG: self.more[PG], SHARED: (self.more[LIMITED][0], create_key(data / "limited", shared)),
+                         LIMITED: self.more[LIMITED]}  # fmt: skip
         self.peer_port: int | None = None
         if self.litellm:
             peer = start_litellm(self.mock_port, data, self.workers)
@@ -770,6 +787,13 @@ def table(summary: dict[str, Any], raw: dict[str, Any]) -> str:
         f"promptd ({p['workers']} worker(s)) RSS MB: idle {rss(p['rss_idle_mb'])}; after the load "
         f"{rss(p['rss_after_load_mb'])}; start-up {p['startup_s']:.2f} s.",
     ]
+    if "cpu_ms_per_request_c64" in summary.get(SHARED, {}) and "cpu_ms_per_request_c64" in summary.get(LIMITED, {}):
+        free, held = summary[SHARED], summary[LIMITED]
+        lines.append(
+            f"The limited key against an unlimited key on the same server (PostgreSQL + Redis), c=64: "
+            f"{held['rps_c64'] / free['rps_c64']:.0%} of its requests/s, "
+            f"{held['cpu_ms_per_request_c64'] / free['cpu_ms_per_request_c64'] - 1:+.0%} CPU per request."
+        )
     if "promptd_over_litellm_c64" in summary:
         times = summary["promptd_over_litellm_c64"]
         lines.append(f"promptd (chat face) / LiteLLM at c=64: {times:.1f}x the requests/s.")

@@ -13,6 +13,7 @@ from promptd.types import ContentPart, Message
 from promptd.urlguard import check_url
 
 __all__ = [
+    "IMAGE_DETAILS",
     "MAX_USER_ID_LENGTH",
     "MAX_USER_LENGTH",
     "NESTED_TOO_DEEPLY",
@@ -32,6 +33,7 @@ __all__ = [
     "decode",
     "free_user",
     "generation_params",
+    "image_detail",
     "optional_uuid",
     "other_fields",
     "to_messages",
@@ -244,6 +246,21 @@ def free_user(value: str | None, field: str = "user", *, limit: int = MAX_USER_L
     return value
 
 
+#: OpenAI's `image_url.detail`: how closely the model looks at an image (`auto` leaves it to the model)
+IMAGE_DETAILS = ("auto", "low", "high")
+
+
+def image_detail(value: Any, param: str) -> str:
+    """An image part's `detail`, if it is one of OpenAI's; else OpenAI's 400 naming it (`param`)."""
+    if value not in IMAGE_DETAILS:
+        raise InputError(
+            f"Invalid value: {value!r}. Supported values are: 'auto', 'low', and 'high'.",
+            code="invalid_value",
+            param=param,
+        )
+    return str(value)
+
+
 def _part(part: dict[str, Any], where: str) -> ContentPart:
     kind = part.get("type")
     if kind == "text" and isinstance(part.get("text"), str):
@@ -252,7 +269,11 @@ def _part(part: dict[str, Any], where: str) -> ContentPart:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image  # Adaptive's flat string, or OpenAI's {url}
         if isinstance(url, str) and url:  # http, https or data only: never file:///etc/passwd upstream
-            return {"type": "image_url", "image_url": {"url": check_url(url, f"{where}.image_url.url")}}
+            out: dict[str, Any] = {"url": check_url(url, f"{where}.image_url.url")}
+            detail = image.get("detail") if isinstance(image, dict) else None
+            if detail is not None:  # null is unset, as in OpenAI's API
+                out["detail"] = image_detail(detail, f"{where}.image_url.detail")
+            return {"type": "image_url", "image_url": out}
     raise InputError(f"{where}: a content part is {{type: text, text}} or {{type: image_url, image_url}}")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from promptd.errors import InputError
-from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, generation_params, image_detail
+from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, at_least, generation_params, image_detail
 from promptd.urlguard import check_url
 
 __all__ = [
@@ -132,13 +132,7 @@ def responses_params(raw: bytes, body: ResponsesBody) -> dict[str, Any]:
             "promptd chains no responses by id: send the earlier turns in input; an earlier answer may be an "
             "item_reference to its message id",
         )
-    if body.max_output_tokens is not None and body.max_output_tokens < MIN_OUTPUT_TOKENS:
-        raise InputError(
-            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
-            f"but got {body.max_output_tokens} instead.",
-            code="integer_below_min_value",
-            param="max_output_tokens",
-        )
+    at_least(body.max_output_tokens, MIN_OUTPUT_TOKENS, "max_output_tokens")
     text = body.text or TextConfig()
     if text.format is not None:
         fmt = _response_format(text.format)

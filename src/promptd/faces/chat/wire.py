@@ -27,8 +27,10 @@ __all__ = [
     "InteractionBody",
     "OutcomeBody",
     "SpeechBody",
+    "StreamOptions",
     "Temperature",
     "TopP",
+    "at_least",
     "chat_body",
     "decode",
     "free_user",
@@ -36,6 +38,7 @@ __all__ = [
     "image_detail",
     "optional_uuid",
     "other_fields",
+    "stream_options_with_stream",
     "to_messages",
 ]
 
@@ -198,19 +201,9 @@ def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
     body = decode(raw, ChatBody)
     least = 1 if openai else 0
     for field in ("max_tokens", "max_completion_tokens"):
-        value = getattr(body, field)
-        if value is not None and value < least:
-            raise InputError(
-                f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} "
-                "instead.",
-                code="integer_below_min_value",
-                param=field,
-            )
-    if openai and body.stream_options is not None and not body.stream:
-        raise InputError(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
-        )
+        at_least(getattr(body, field), least, field)
     if openai:
+        stream_options_with_stream(body.stream_options, body.stream)
         for i, m in enumerate(body.messages):
             if m.role not in OPENAI_ROLES:
                 where = f"messages[{i}].role"
@@ -218,6 +211,24 @@ def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
                     f"{where} must be one of {', '.join(sorted(OPENAI_ROLES))}, got {m.role!r}", param=where
                 )
     return body
+
+
+def at_least(value: int | None, least: int, field: str) -> None:
+    """OpenAI's 400 for an integer `field` below its minimum."""
+    if value is not None and value < least:
+        raise InputError(
+            f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} instead.",
+            code="integer_below_min_value",
+            param=field,
+        )
+
+
+def stream_options_with_stream(options: StreamOptions | None, stream: bool | None) -> None:
+    """OpenAI's 400 for `stream_options` without `stream`."""
+    if options is not None and not stream:
+        raise InputError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
 
 
 def optional_uuid(value: str | None, field: str) -> str | None:

@@ -53,7 +53,7 @@ from promptd.providers.base import (
     RerankProvider,
     SpeechProvider,
     TokenEmbeddingProvider,
-    image_detail,
+    low_detail_asked,
     output_cap,
     supported,
     unreadable,
@@ -485,7 +485,7 @@ class Engine:
         params = dict(call.params)
         if call.tool_choice is not None and request.tools:
             params["tool_choice"] = call.tool_choice
-        asked = {**params, **image_detail(request.messages)}  # what a deployment must honour (or the operator drop)
+        asked = {**params, **low_detail_asked(request.messages)}  # what a deployment must honour (or the operator drop)
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
             ttft_ms = call.max_ttft_ms if call.max_ttft_ms is not None else model.max_ttft_ms

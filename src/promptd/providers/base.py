@@ -10,7 +10,7 @@ over a deployment that cannot honour a request): `accepts`, the generation param
 `media`, the kinds of content part beside text it reads (`unreadable`), and `max_output_tokens`, the most
 completion tokens it can give (`output_cap`). `None` means any: an OpenAI-compatible server's upstream judges
 for itself. An image part's `detail` asking for a low-detail view is checked as one more parameter
-(`IMAGE_DETAIL`, `image_detail`).
+(`IMAGE_DETAIL`, `low_detail_asked`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ __all__ = [
     "RerankProvider",
     "SpeechProvider",
     "TokenEmbeddingProvider",
-    "image_detail",
     "load_provider_class",
+    "low_detail_asked",
     "output_cap",
     "supported",
     "unreadable",
@@ -151,7 +151,7 @@ def unsupported(provider: Any, params: Mapping[str, Any]) -> list[str]:
 IMAGE_DETAIL = "image_url.detail"
 
 
-def image_detail(messages: Sequence[Message]) -> dict[str, Any]:
+def low_detail_asked(messages: Sequence[Message]) -> dict[str, Any]:
     """`{IMAGE_DETAIL: "low"}` when an image part of `messages` asks for a low-detail view, else nothing: checked
     with the call's generation parameters (`unsupported`: refused, or dropped by the operator, like them), never
     sent as one (the parts carry it)."""

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -18,6 +19,7 @@ from promptd.catalog.schema import AnthropicProviderConfig
 from promptd.errors import ProviderBadRequest, ProviderRateLimited, ProviderUnavailable
 from promptd.providers.anthropic import AnthropicProvider, to_anthropic
 from promptd.types import Finish, Message, ProviderCall, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from tests.faces.chat.helpers import rows
 from tests.serving import serve_app, serve_in_thread
 
 
@@ -295,3 +297,68 @@ def test_unset_and_default_parameters_are_no_reason_to_refuse_anthropic(
             with pytest.raises(openai.BadRequestError) as refused:
                 client.chat.completions.create(model="demo", messages=hi, extra_body=asked)
             assert f"{next(iter(asked))}: not supported by model 'sonnet'" in refused.value.response.text
+
+
+def _image(detail: str | None) -> Any:
+    image = {"url": "data:image/png;base64,AAAA", **({"detail": detail} if detail else {})}
+    return [{"role": "user", "content": [{"type": "text", "text": "What?"}, {"type": "image_url", "image_url": image}]}]
+
+
+ANTHROPIC_IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+
+
+def test_an_images_detail_anthropic_cannot_give_is_a_400_naming_it(
+    upstream: tuple[FakeAnthropic, str], tmp_path: Any
+) -> None:
+    """Anthropic has no `detail`: it sees every image at its full resolution, what `high` asks and `auto` leaves to
+    it (served, the image block as ever); the cheap view `low` asks for it cannot give: a 400 naming
+    `image_url.detail` on each API, in its shape, before any call."""
+    fake, url = upstream
+    with (
+        serve_app(claude_catalog(url, "text"), tmp_path) as server,
+        OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
+    ):
+        for detail in (None, "auto", "high"):
+            r = client.chat.completions.create(model="demo", messages=_image(detail))
+            assert r.choices[0].message.content == "Bonjour !"
+            assert fake.requests[-1]["body"]["messages"][-1]["content"][-1] == ANTHROPIC_IMAGE
+        served = len(fake.requests)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="demo", messages=_image("low"))
+        assert refused.value.body == {  # type: ignore[comparison-overlap]
+            "message": "image_url.detail: not supported by model 'sonnet' (nor its fallbacks); an operator may drop "
+            "such parameters with drop_params in the catalog",
+            "type": "invalid_request_error",
+            "param": "image_url.detail",
+            "code": "invalid_param",
+        }
+        adaptive = httpx.post(
+            server.url + "/api/v1/chat/completions",
+            json={"model": "demo", "messages": _image("low")},
+            headers=server.headers(),
+        )
+        assert adaptive.status_code == 400 and adaptive.json() == {"error": refused.value.body["message"]}  # type: ignore[index]
+        parts = [{"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}]
+        with pytest.raises(openai.BadRequestError) as responses:
+            client.responses.create(model="demo", input=[{"role": "user", "content": parts}])  # type: ignore[list-item]
+        assert responses.value.body["param"] == "input_image.detail"  # type: ignore[index]
+        assert len(fake.requests) == served  # no call was made
+
+
+def test_an_operator_may_drop_an_images_detail_for_anthropic(
+    upstream: tuple[FakeAnthropic, str], tmp_path: Any
+) -> None:
+    """With `image_url.detail` in the provider's `drop_params`, a `low` image goes to Anthropic as any image, and
+    the record's attempt says it was dropped."""
+    fake, url = upstream
+    catalog = claude_catalog(url, "text")
+    catalog["providers"]["claude"]["drop_params"] = ["image_url.detail"]
+    with (
+        serve_app(catalog, tmp_path) as server,
+        OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
+    ):
+        r = client.chat.completions.create(model="demo", messages=_image("low"))
+        assert r.choices[0].message.content == "Bonjour !"
+        assert fake.requests[-1]["body"]["messages"][-1]["content"][-1] == ANTHROPIC_IMAGE
+        [row] = rows(server, expect=1)
+        assert row["attempts"][0]["dropped_params"] == ["image_url.detail"]

@@ -53,6 +53,7 @@ from promptd.providers.base import (
     RerankProvider,
     SpeechProvider,
     TokenEmbeddingProvider,
+    low_detail_asked,
     output_cap,
     supported,
     unreadable,
@@ -484,6 +485,7 @@ class Engine:
         params = dict(call.params)
         if call.tool_choice is not None and request.tools:
             params["tool_choice"] = call.tool_choice
+        asked = {**params, **low_detail_asked(request.messages)}  # what a deployment must honour (or the operator drop)
         for key in (model_key, *self.catalog.models[model_key].fallbacks):
             model = self.catalog.models[key]
             ttft_ms = call.max_ttft_ms if call.max_ttft_ms is not None else model.max_ttft_ms
@@ -500,7 +502,7 @@ class Engine:
                 if output_cap(provider, call.max_tokens) is not None:  # too small a window (`_check_window`)
                     continue
                 dropped = no_drops
-                missing = unsupported(provider, params)
+                missing = unsupported(provider, asked)
                 if missing:
                     droppable = {*model.drop_params, *self.catalog.providers[deployment.provider].drop_params}
                     if not droppable.issuperset(missing):  # this deployment cannot honour the call

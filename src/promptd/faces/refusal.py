@@ -5,7 +5,7 @@ the request (too large, too slow, too many connections: serving.py), a CORS pref
 serves (`UnknownURL`), and the count of rejections per face (rejections.py).
 
 /v1 is shared by Dify's service API and the OpenAI aliases. OpenAI's paths are told apart by their first
-segment (`/v1/completions`, `/v1/images/...`: none is Dify's), and `/v1/files` by what follows it: Dify has
+segment (`/v1/images/...`, `/v1/moderations`: none is Dify's), and `/v1/files` by what follows it: Dify has
 `/v1/files/upload` and `/v1/files/{id}/preview`, OpenAI `/v1/files`, `/v1/files/{id}` and its `/content`.
 """
 
@@ -70,9 +70,10 @@ def refusal_body(path: str, status: int, code: str | None, message: str) -> byte
 
 
 class UnknownURL(BaseRoute):
-    """Every OpenAI path under /v1 that no alias serves (`POST /v1/completions`, `GET /v1/files`, a wrong method on
-    an alias): 404 `Invalid URL (POST /v1/completions)` in OpenAI's shape, with a null `code`, as OpenAI answers a
-    URL it does not know. Placed after the aliases' routes and before the Dify face's /v1 mount."""
+    """Every OpenAI path under /v1 that no alias serves (`POST /v1/moderations`, `GET /v1/files`, a wrong method on
+    an alias: `GET /v1/completions`): 404 `Invalid URL (POST /v1/moderations)` in OpenAI's shape, with a null
+    `code`, as OpenAI answers a URL it does not know. Placed after the aliases' routes and before the Dify face's
+    /v1 mount."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] == "http" and api_of(_path(scope)) == "openai":

@@ -39,6 +39,9 @@ STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "leng
 
 
 def _image(part: ContentPart) -> dict[str, Any]:
+    """An image block. Anthropic has no `detail`: it sees every image at its full resolution (scaled to its limits),
+    which `high` and `auto` ask for; a `low` never reaches here unless the operator drops it (providers/base.py,
+    `IMAGE_DETAIL`)."""
     url = str(part["image_url"]["url"])
     if url.startswith("data:"):
         header, _, data = url.partition(",")

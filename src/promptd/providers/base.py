@@ -9,7 +9,8 @@ What a provider can honour is declared on its class, and checked before any call
 over a deployment that cannot honour a request): `accepts`, the generation parameters it takes (`unsupported`),
 `media`, the kinds of content part beside text it reads (`unreadable`), and `max_output_tokens`, the most
 completion tokens it can give (`output_cap`). `None` means any: an OpenAI-compatible server's upstream judges
-for itself.
+for itself. An image part's `detail` asking for a low-detail view is checked as one more parameter
+(`IMAGE_DETAIL`, `low_detail_asked`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import importlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from promptd.types import ProviderCall, ProviderEvent, Transcript
+from promptd.types import Message, ProviderCall, ProviderEvent, Transcript
 
 __all__ = [
+    "IMAGE_DETAIL",
     "PARAM_DEFAULTS",
     "PROVIDER_KINDS",
     "EmbeddingProvider",
@@ -30,6 +32,7 @@ __all__ = [
     "SpeechProvider",
     "TokenEmbeddingProvider",
     "load_provider_class",
+    "low_detail_asked",
     "output_cap",
     "supported",
     "unreadable",
@@ -139,6 +142,26 @@ def unsupported(provider: Any, params: Mapping[str, Any]) -> list[str]:
     if accepts is None:
         return []
     return sorted(name for name, value in params.items() if name not in accepts and not _is_default(name, value))
+
+
+#: OpenAI's `image_url.detail` as a parameter a provider honours or not. Every image part keeps its `detail`, and an
+#: OpenAI-compatible upstream (`accepts = None`) reads it there. A provider without the control (Anthropic) sees
+#: each image at its own full resolution, scaled to its limits: what `high` asks, and `auto` leaves to it; `low`, a
+#: cheap 512-pixel view, it cannot give, unless it lists this name in `accepts`.
+IMAGE_DETAIL = "image_url.detail"
+
+
+def low_detail_asked(messages: Sequence[Message]) -> dict[str, Any]:
+    """`{IMAGE_DETAIL: "low"}` when an image part of `messages` asks for a low-detail view, else nothing: checked
+    with the call's generation parameters (`unsupported`: refused, or dropped by the operator, like them), never
+    sent as one (the parts carry it)."""
+    for m in messages:
+        if not isinstance(m.content, str):
+            for part in m.content:
+                image = part.get("image_url") if part.get("type") == "image_url" else None
+                if isinstance(image, dict) and image.get("detail") == "low":
+                    return {IMAGE_DETAIL: "low"}
+    return {}
 
 
 def supported(provider: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -19,10 +19,10 @@ import pytest
 from openai import OpenAI
 
 from promptd.faces.chat.wire import OPENAI_ROLES
-from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, data_blocks, post
+from tests.faces.chat.helpers import CHAT_CATALOG, assert_adaptive_error, assert_openai_error, data_blocks, post
 from tests.recording import RecordingProvider, TextOnly
 from tests.serving import RunningServer, serve_app
-from tests.upstream import fake_upstream
+from tests.upstream import FakeUpstream, fake_upstream
 
 USER: Any = [{"role": "user", "content": "hello there"}]
 ARGS = {"system_prompt_args": {"name": "Ann"}}
@@ -90,6 +90,71 @@ def upstream_server(tmp_path: Path) -> Iterator[RunningServer]:
         catalog["projects"]["demo"].update(models=["echo", "vectors", "lp"], system_prompt_template=None)
         with serve_app(catalog, tmp_path) as server:
             yield server
+
+
+# --- image_url.detail: kept, checked, and sent on to an OpenAI-compatible upstream ---------------------------------
+
+
+@pytest.fixture
+def upstream_and_server(tmp_path: Path) -> Iterator[tuple[FakeUpstream, RunningServer]]:
+    """promptd with `demo/up` on the OpenAI-compatible fake upstream's normal answer (tests/upstream.py), which
+    keeps every body it was sent."""
+    with fake_upstream() as up:
+        catalog = copy.deepcopy(CHAT_CATALOG)
+        catalog["providers"]["up"] = {"kind": "openai", "base_url": up.url, "api_key": "sk-test"}
+        catalog["models"]["up"] = {"provider": "up", "model": "ok"}
+        catalog["projects"]["demo"].update(models=["echo", "vectors", "up"], system_prompt_template=None)
+        with serve_app(catalog, tmp_path) as server:
+            yield up, server
+
+
+@pytest.mark.parametrize("detail", ["low", "high", "auto"])
+def test_an_images_detail_reaches_an_openai_compatible_upstream(
+    upstream_and_server: tuple[FakeUpstream, RunningServer], detail: str
+) -> None:
+    up, server = upstream_and_server
+    image = {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": detail}
+    sent: Any = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": image}],
+        }
+    ]
+    for path in PATHS:
+        with OpenAI(base_url=server.url + path, api_key=server.key, max_retries=0) as client:
+            r = client.chat.completions.create(model="demo/up", messages=sent)
+        assert r.choices[0].message.content == "Hello from upstream"
+        assert up.requests[-1]["body"]["messages"][-1]["content"][1] == {"type": "image_url", "image_url": image}
+    # OpenAI's Responses API: an input_image's detail, the same way
+    with OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client:
+        parts: Any = [{"type": "input_image", "image_url": image["url"], "detail": detail}]
+        client.responses.create(model="demo/up", input=[{"role": "user", "content": parts}])
+    assert up.requests[-1]["body"]["messages"][-1]["content"] == [{"type": "image_url", "image_url": image}]
+    # without one, none is sent: the upstream's default applies
+    bare: Any = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image["url"]}}]}]
+    post(server, "/v1/chat/completions", {"model": "demo/up", "messages": bare})
+    assert up.requests[-1]["body"]["messages"][-1]["content"][0]["image_url"] == {"url": image["url"]}
+
+
+@pytest.mark.parametrize("detail", ["medium", "HIGH", 1, ""])
+def test_an_images_detail_other_than_openais_is_a_400_naming_it(
+    chat: tuple[RunningServer, RecordingProvider], detail: object
+) -> None:
+    server, provider = chat
+    image = {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": detail}
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": image}]}
+    ]
+    body = {"model": "demo", "messages": messages, **ARGS}
+    error = assert_openai_error(
+        post(server, "/v1/chat/completions", body), 400, "messages[0].content[1].image_url.detail", "invalid_value"
+    )
+    assert error["message"] == f"Invalid value: {detail!r}. Supported values are: 'auto', 'low', and 'high'."
+    assert_adaptive_error(post(server, "/api/v1/chat/completions", body), 400, "Supported values are: 'auto'")
+    parts = [{"type": "input_image", "image_url": image["url"], "detail": detail}]
+    refused = post(server, "/v1/responses", {"model": "demo", "input": [{"role": "user", "content": parts}]})
+    assert_openai_error(refused, 400, "input[0].content[0].detail", "invalid_value")
+    assert provider.calls == []
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -192,7 +192,7 @@ def test_max_tokens_past_the_models_window_is_openais_400(
     ("method", "path"),
     [
         ("GET", "/v1/responses/resp_abc"),  # retrieving a stored response: not served
-        ("POST", "/v1/completions"),
+        ("GET", "/v1/completions"),  # served for POST only
         ("GET", "/v1/assistants"),
         ("POST", "/v1/images/generations"),
         ("GET", "/v1/audio/speech"),  # served for POST only
@@ -231,9 +231,9 @@ def test_difys_and_unknown_paths_keep_difys_404_and_the_sdk_reads_openais(
         OpenAI(base_url=server.v1, api_key=server.key, max_retries=0) as client,
         pytest.raises(openai.NotFoundError) as missing,
     ):
-        client.completions.create(model="demo", prompt="hi")  # what the SDK makes of OpenAI's 404
+        client.moderations.create(model="demo", input="hi")  # what the SDK makes of OpenAI's 404
     assert missing.value.body == {  # type: ignore[comparison-overlap]
-        "message": "Invalid URL (POST /v1/completions)",
+        "message": "Invalid URL (POST /v1/moderations)",
         "type": "invalid_request_error",
         "param": None,
         "code": None,

@@ -30,7 +30,16 @@ from promptd.types import ContentPart, Message, TextDelta, ToolCallDelta
 from promptd.urlguard import inline_image, remote_images, vet_image
 from promptd.uuids import new_uuid
 
-__all__ = ["chat_call", "chat_completions", "tool_switches", "usage_body", "with_fingerprint"]
+__all__ = [
+    "MAX_N",
+    "chat_call",
+    "chat_completions",
+    "finish_reason",
+    "merge_events",
+    "tool_switches",
+    "usage_body",
+    "with_fingerprint",
+]
 
 _encode = msgspec.json.Encoder().encode
 MAX_N = 16
@@ -70,12 +79,14 @@ def _remote_images(messages: list[Message], settings: Settings) -> list[Pending]
     return [Pending(part, inline) for part in remote_images(messages, fetched=True)]
 
 
-def usage_body(results: list[GenerationResult]) -> dict[str, Any]:
+def usage_body(results: list[GenerationResult], n: int | None = None) -> dict[str, Any]:
     """Token counts as OpenAI counts them for `n` choices: the prompt once (the largest count, should a choice
     have fallen back to a model that counts otherwise), the completions summed. The cost, in the Dify face's
     fields, is what was spent: each choice is its own upstream call, so the prompt is paid `n` times, and that
-    is what budgets, metering and each choice's record hold."""
-    prompt = max(r.usage.prompt_tokens for r in results)
+    is what budgets, metering and each choice's record hold. `results` may hold several prompts' choices, `n`
+    each in a row (OpenAI's legacy completions): each prompt is counted once."""
+    per = n or len(results)
+    prompt = sum(max(r.usage.prompt_tokens for r in results[k : k + per]) for k in range(0, len(results), per))
     completion = sum(r.usage.completion_tokens for r in results)
     prompt_price = sum((r.cost.prompt_price for r in results), Decimal(0))
     completion_price = sum((r.cost.completion_price for r in results), Decimal(0))
@@ -240,7 +251,7 @@ def _content_frame(head: dict[str, Any], index: int, completion_id: str) -> tupl
     return empty[:cut], empty[cut + 2 :]
 
 
-async def _merge(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]]:
+async def merge_events(generations: list[Generation]) -> AsyncIterator[tuple[int, Any]]:
     """The events of several generations as they come, tagged with the choice index."""
     if len(generations) == 1:
         only = generations[0]
@@ -288,7 +299,7 @@ async def _stream(
     # held and sent once checked (as it was, or the operator's replacement with finish_reason content_filter)
     held: dict[int, list[TextDelta]] = {i: [] for i, g in enumerate(generations) if g.request.output_check}
     try:
-        async for i, event in _merge(generations):
+        async for i, event in merge_events(generations):
             cid = generations[i].request.message_id
             if isinstance(event, TextDelta) and i in held:
                 held[i].append(event)

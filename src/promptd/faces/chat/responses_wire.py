@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from promptd.errors import InputError
-from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, generation_params
+from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, at_least, generation_params, image_detail
 from promptd.urlguard import check_url
 
 __all__ = [
@@ -102,6 +102,7 @@ CHAT_NAMES: Mapping[str, str] = {
     "verbosity": "text.verbosity",
     "reasoning_effort": "reasoning",
     "max_completion_tokens": "max_output_tokens",
+    "image_url.detail": "input_image.detail",
 }
 
 
@@ -131,13 +132,7 @@ def responses_params(raw: bytes, body: ResponsesBody) -> dict[str, Any]:
             "promptd chains no responses by id: send the earlier turns in input; an earlier answer may be an "
             "item_reference to its message id",
         )
-    if body.max_output_tokens is not None and body.max_output_tokens < MIN_OUTPUT_TOKENS:
-        raise InputError(
-            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
-            f"but got {body.max_output_tokens} instead.",
-            code="integer_below_min_value",
-            param="max_output_tokens",
-        )
+    at_least(body.max_output_tokens, MIN_OUTPUT_TOKENS, "max_output_tokens")
     text = body.text or TextConfig()
     if text.format is not None:
         fmt = _response_format(text.format)
@@ -324,8 +319,8 @@ def _part(part: Any, role: str, where: str) -> dict[str, Any]:
             image: dict[str, Any] = {"url": check_url(url, f"{where}.image_url")}
         except InputError as exc:
             raise InputError(exc.message, param=f"{where}.image_url") from None
-        if part.get("detail") is not None:
-            image["detail"] = part["detail"]
+        if part.get("detail") is not None:  # null is unset, as in OpenAI's API
+            image["detail"] = image_detail(part["detail"], f"{where}.detail")
         return {"type": "image_url", "image_url": image}
     allowed = " or ".join(texts) + ("" if role == "assistant" else " or input_image")
     raise InputError(

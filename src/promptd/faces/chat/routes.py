@@ -9,7 +9,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from promptd.faces.chat import audio, campaigns, completions, embeddings, errors, feedback, records, responses
+from promptd.faces.chat import (
+    audio,
+    campaigns,
+    completions,
+    embeddings,
+    errors,
+    feedback,
+    records,
+    responses,
+    text_completions,
+)
 from promptd.faces.chat.auth import authenticate
 from promptd.faces.mount import FaceMount, default_http_error
 from promptd.faces.refusal import UnknownURL
@@ -62,13 +72,14 @@ def openai_routes() -> list[BaseRoute]:
     return [
         Route("/v1/chat/completions", openai_chat_completions, methods=["POST"]),
         Route("/v1/responses", responses.responses, methods=["POST"]),
+        Route("/v1/completions", text_completions.text_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/audio/speech", audio.speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", audio.transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", audio.translations, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
-        UnknownURL(),  # OpenAI's other paths (/v1/completions, …): OpenAI's 404, not Dify's
+        UnknownURL(),  # OpenAI's other paths (/v1/images/…, …): OpenAI's 404, not Dify's
     ]
 
 
@@ -85,6 +96,7 @@ def mount() -> FaceMount:
 
 def openai_mount() -> FaceMount:
     """The plain OpenAI aliases: /v1/chat/completions, /v1/responses (OpenAI's Responses API on the same engine call),
+    /v1/completions (OpenAI's legacy completions: each prompt a user message, on the same engine call),
     /v1/embeddings, /v1/audio/{speech, transcriptions, translations}, /v1/models[/{id}], in OpenAI's error shape.
     They share /v1 with the Dify face, so they are routes of their own placed before its mount, and so is the answer
     to OpenAI's paths that are not served (faces/refusal.py)."""

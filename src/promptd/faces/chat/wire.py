@@ -13,6 +13,7 @@ from promptd.types import ContentPart, Message
 from promptd.urlguard import check_url
 
 __all__ = [
+    "IMAGE_DETAILS",
     "MAX_USER_ID_LENGTH",
     "MAX_USER_LENGTH",
     "NESTED_TOO_DEEPLY",
@@ -26,14 +27,18 @@ __all__ = [
     "InteractionBody",
     "OutcomeBody",
     "SpeechBody",
+    "StreamOptions",
     "Temperature",
     "TopP",
+    "at_least",
     "chat_body",
     "decode",
     "free_user",
     "generation_params",
+    "image_detail",
     "optional_uuid",
     "other_fields",
+    "stream_options_with_stream",
     "to_messages",
 ]
 
@@ -196,19 +201,9 @@ def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
     body = decode(raw, ChatBody)
     least = 1 if openai else 0
     for field in ("max_tokens", "max_completion_tokens"):
-        value = getattr(body, field)
-        if value is not None and value < least:
-            raise InputError(
-                f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} "
-                "instead.",
-                code="integer_below_min_value",
-                param=field,
-            )
-    if openai and body.stream_options is not None and not body.stream:
-        raise InputError(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
-        )
+        at_least(getattr(body, field), least, field)
     if openai:
+        stream_options_with_stream(body.stream_options, body.stream)
         for i, m in enumerate(body.messages):
             if m.role not in OPENAI_ROLES:
                 where = f"messages[{i}].role"
@@ -216,6 +211,24 @@ def chat_body(raw: bytes, *, openai: bool) -> ChatBody:
                     f"{where} must be one of {', '.join(sorted(OPENAI_ROLES))}, got {m.role!r}", param=where
                 )
     return body
+
+
+def at_least(value: int | None, least: int, field: str) -> None:
+    """OpenAI's 400 for an integer `field` below its minimum."""
+    if value is not None and value < least:
+        raise InputError(
+            f"Invalid '{field}': integer below minimum value. Expected a value >= {least}, but got {value} instead.",
+            code="integer_below_min_value",
+            param=field,
+        )
+
+
+def stream_options_with_stream(options: StreamOptions | None, stream: bool | None) -> None:
+    """OpenAI's 400 for `stream_options` without `stream`."""
+    if options is not None and not stream:
+        raise InputError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
 
 
 def optional_uuid(value: str | None, field: str) -> str | None:
@@ -244,6 +257,21 @@ def free_user(value: str | None, field: str = "user", *, limit: int = MAX_USER_L
     return value
 
 
+#: OpenAI's `image_url.detail`: how closely the model looks at an image (`auto` leaves it to the model)
+IMAGE_DETAILS = ("auto", "low", "high")
+
+
+def image_detail(value: Any, param: str) -> str:
+    """An image part's `detail`, if it is one of OpenAI's; else OpenAI's 400 naming it (`param`)."""
+    if value not in IMAGE_DETAILS:
+        raise InputError(
+            f"Invalid value: {value!r}. Supported values are: 'auto', 'low', and 'high'.",
+            code="invalid_value",
+            param=param,
+        )
+    return str(value)
+
+
 def _part(part: dict[str, Any], where: str) -> ContentPart:
     kind = part.get("type")
     if kind == "text" and isinstance(part.get("text"), str):
@@ -252,7 +280,11 @@ def _part(part: dict[str, Any], where: str) -> ContentPart:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image  # Adaptive's flat string, or OpenAI's {url}
         if isinstance(url, str) and url:  # http, https or data only: never file:///etc/passwd upstream
-            return {"type": "image_url", "image_url": {"url": check_url(url, f"{where}.image_url.url")}}
+            out: dict[str, Any] = {"url": check_url(url, f"{where}.image_url.url")}
+            detail = image.get("detail") if isinstance(image, dict) else None
+            if detail is not None:  # null is unset, as in OpenAI's API
+                out["detail"] = image_detail(detail, f"{where}.image_url.detail")
+            return {"type": "image_url", "image_url": out}
     raise InputError(f"{where}: a content part is {{type: text, text}} or {{type: image_url, image_url}}")
 
 

@@ -167,6 +167,19 @@ def test_speech_takes_the_projects_speech_model_only(
     assert up.speeches == []
 
 
+def test_the_projects_speech_models_are_listed_and_retrieved(audio: tuple[RunningServer, SpeechUpstream]) -> None:
+    server, _ = audio
+    with sdk(server) as client:
+        listed = [m.id for m in client.models.list()]
+        assert listed[-2:] == ["demo/tts", "demo/stt"]  # after the models attached: what /v1/audio/* may name
+        for model_id in ("demo/tts", "demo/stt", "tts", "stt"):
+            assert client.models.retrieve(model_id).id == model_id
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("demo/mini-tts")  # another project's speech model
+    with sdk(server, server.new_key("plain")) as client:
+        assert [m.id for m in client.models.list()] == ["plain", "plain/echo"]
+
+
 def test_a_project_without_audio_models_says_so(audio: tuple[RunningServer, SpeechUpstream]) -> None:
     server, up = audio
     key = server.new_key("plain")

@@ -20,7 +20,7 @@ from promptd.faces.chat import (
     responses,
     text_completions,
 )
-from promptd.faces.chat.auth import authenticate
+from promptd.faces.chat.auth import Caller, authenticate
 from promptd.faces.mount import FaceMount, default_http_error
 from promptd.faces.refusal import UnknownURL
 
@@ -32,20 +32,30 @@ def _model(model_id: str, created: int) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": "promptd"}
 
 
+def _served(caller: Caller, project: str) -> list[str]:
+    """The models a key of `project` may name: each one attached, then its speech models (`/v1/audio/*`'s)."""
+    config = caller.svc.catalog.projects[project]
+    audio = (config.audio.text_to_speech, config.audio.speech_to_text)
+    return list(dict.fromkeys([*config.models, *(m for m in audio if m)]))
+
+
 async def list_models(request: Request) -> Response:
-    """The key's project (its default model, or its A/B campaign) and each model attached, as `{project}/{model}`."""
+    """The key's project (its default model, or its A/B campaign) and each model it serves, as `{project}/{model}`:
+    those attached, and its speech models."""
     caller = await authenticate(request)
     project = caller.project(None)
     created = int(caller.svc.started_at)
-    ids = [project, *(f"{project}/{m}" for m in caller.svc.catalog.projects[project].models)]
+    ids = [project, *(f"{project}/{m}" for m in _served(caller, project))]
     return JSONResponse({"object": "list", "data": [_model(i, created) for i in ids]})
 
 
 async def get_model(request: Request) -> Response:
-    """One of the ids `list_models` lists (a `/` in it is part of the path)."""
+    """One of the ids `list_models` lists (a `/` in it is part of the path), or a bare name of one of its models."""
     caller = await authenticate(request)
     model_id = request.path_params["model_id"]
-    caller.model(model_id)
+    project, model = caller.named(model_id)
+    if model is None or model not in _served(caller, project):
+        caller.model(model_id)  # not a model of the project's: its 404 (model_not_found)
     return JSONResponse(_model(model_id, int(caller.svc.started_at)))
 
 

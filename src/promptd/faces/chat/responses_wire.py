@@ -12,7 +12,15 @@ from typing import Any
 import msgspec
 
 from promptd.errors import InputError
-from promptd.faces.chat.wire import ChatMessageIn, Temperature, TopP, at_least, generation_params, image_detail
+from promptd.faces.chat.wire import (
+    ChatMessageIn,
+    Temperature,
+    TopP,
+    at_least,
+    endpoint_params,
+    image_detail,
+    unsupported_here,
+)
 from promptd.urlguard import check_url
 
 __all__ = [
@@ -107,7 +115,7 @@ CHAT_NAMES: Mapping[str, str] = {
 
 
 def _refuse(name: str, why: str) -> InputError:
-    return InputError(f"{name}: not supported on /v1/responses ({why})", code="unsupported_parameter", param=name)
+    return unsupported_here(name, why, "/v1/responses")
 
 
 def responses_params(raw: bytes, body: ResponsesBody) -> dict[str, Any]:
@@ -115,17 +123,10 @@ def responses_params(raw: bytes, body: ResponsesBody) -> dict[str, Any]:
     `service_tier`, `prompt_cache_key`, `safety_identifier`, vLLM's `top_k`, …) as the chat face sends them on,
     plus `text.format` as `response_format`, `text.verbosity` as `verbosity` and `reasoning.effort` as
     `reasoning_effort`. A parameter promptd cannot honour (at any value but its default) is a 400."""
-    params = generation_params(raw, RESPONSES_FIELDS)
-    for name, (default, why) in _REFUSED.items():
-        if name in params and params.pop(name) != default:
-            raise _refuse(name, why)
-    for name, instead in _CHAT_ONLY.items():
-        if name in params:
-            raise InputError(
-                f"{name} is a chat completions parameter; the Responses API's is {instead}",
-                code="unknown_parameter",
-                param=name,
-            )
+    params = endpoint_params(
+        raw, RESPONSES_FIELDS, path="/v1/responses", refused=_REFUSED, misnamed=_CHAT_ONLY,
+        use="the Responses API's is {}",
+    )  # fmt: skip
     if body.previous_response_id is not None:
         raise _refuse(
             "previous_response_id",

@@ -17,8 +17,9 @@ from promptd.faces.chat.wire import (
     Temperature,
     TopP,
     at_least,
-    generation_params,
+    endpoint_params,
     stream_options_with_stream,
+    unsupported_here,
 )
 
 __all__ = ["DEFAULT_MAX_TOKENS", "TEXT_FIELDS", "TextCompletionBody", "prompts", "text_params"]
@@ -76,7 +77,7 @@ _CHAT_ONLY: Mapping[str, str] = {
 
 
 def _refuse(name: str, why: str) -> InputError:
-    return InputError(f"{name}: not supported on /v1/completions ({why})", code="unsupported_parameter", param=name)
+    return unsupported_here(name, why, "/v1/completions")
 
 
 def prompts(prompt: str | list[Any]) -> list[str]:
@@ -100,17 +101,9 @@ def text_params(raw: bytes, body: TextCompletionBody) -> dict[str, Any]:
     `frequency_penalty`, `seed`, `logit_bias`, vLLM's `top_k`, …) as the chat face sends them on. A legacy
     parameter a chat model cannot honour (at any value but the one that asks nothing) is a 400, and so is a chat
     completions parameter; `best_of` is served when it equals `n` (the same call), as OpenAI's is."""
-    params = generation_params(raw, TEXT_FIELDS)
-    for name, (default, why) in _REFUSED.items():
-        if name in params and params.pop(name) != default:
-            raise _refuse(name, why)
-    for name, instead in _CHAT_ONLY.items():
-        if name in params:
-            raise InputError(
-                f"{name} is a chat completions parameter; on /v1/completions use {instead}",
-                code="unknown_parameter",
-                param=name,
-            )
+    params = endpoint_params(
+        raw, TEXT_FIELDS, path="/v1/completions", refused=_REFUSED, misnamed=_CHAT_ONLY, use="on /v1/completions use {}"
+    )
     n = body.n or 1
     if body.best_of is not None and body.best_of < n:
         raise InputError("best_of must be greater than or equal to n", param="best_of")

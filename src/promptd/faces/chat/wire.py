@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -33,6 +34,7 @@ __all__ = [
     "at_least",
     "chat_body",
     "decode",
+    "endpoint_params",
     "free_user",
     "generation_params",
     "image_detail",
@@ -40,6 +42,7 @@ __all__ = [
     "other_fields",
     "stream_options_with_stream",
     "to_messages",
+    "unsupported_here",
 ]
 
 T = TypeVar("T")
@@ -321,6 +324,36 @@ def generation_params(raw: bytes, read: frozenset[str] = CHAT_FIELDS) -> dict[st
         raise InputError("seed must be an integer between -2**63 and 2**63 - 1", param="seed")
     if "logit_bias" in params:
         _check_logit_bias(params["logit_bias"])
+    return params
+
+
+def unsupported_here(name: str, why: str, path: str) -> InputError:
+    """The 400 for a parameter the endpoint at `path` cannot honour, and why."""
+    return InputError(f"{name}: not supported on {path} ({why})", code="unsupported_parameter", param=name)
+
+
+def endpoint_params(
+    raw: bytes,
+    read: frozenset[str],
+    *,
+    path: str,
+    refused: Mapping[str, tuple[Any, str]],
+    misnamed: Mapping[str, str],
+    use: str,
+) -> dict[str, Any]:
+    """`generation_params` for an endpoint served on the chat call (/v1/responses, /v1/completions): a parameter
+    of `refused` (name → the value that asks for nothing, and why) at any other value is a 400, and so is one of
+    chat completions' that the endpoint names otherwise or has not (`misnamed`: name → what to send instead,
+    said as `use` formats it)."""
+    params = generation_params(raw, read)
+    for name, (default, why) in refused.items():
+        if name in params and params.pop(name) != default:
+            raise unsupported_here(name, why, path)
+    for name, instead in misnamed.items():
+        if name in params:
+            raise InputError(
+                f"{name} is a chat completions parameter; {use.format(instead)}", code="unknown_parameter", param=name
+            )
     return params
 
 

@@ -180,3 +180,74 @@ async def test_the_flusher_gives_idle_slices_back_by_itself_and_then_stops(coord
     assert leases._flusher is None and not leases._leases and not leases._owed
     assert await counted(coordinator, "rpm", 100) == 1
     await leases.aclose()
+
+
+async def refilled(leases: Leases, round_trips: int) -> None:
+    """Until the background refill has made its coordinator call (it runs when the test's task yields)."""
+    for _ in range(1000):
+        if leases.round_trips > round_trips:
+            break
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)  # and applied what it got
+
+
+async def test_a_slice_running_low_is_refilled_ahead_while_requests_draw_on_the_rest(
+    coordinator: Coordinator,
+) -> None:
+    clock = Clock()
+    leases = Leases(coordinator, clock=clock, horizon=0.1, share=16, idle=0.5)
+    take = Take("rpm", limit=1600, amount=1, ttl=60)
+    assert await leases.take([take]) is None
+    clock.now += 0.01
+    assert await leases.take([take]) is None  # a slice of 10 more, refilled ahead under 5
+    assert await counted(coordinator, "rpm", 1600) == 12
+    round_trips = leases.round_trips
+    for _ in range(6):  # 100/s again; the sixth leaves 4 of the 10: the next slice is leased in the background
+        clock.now += 0.01
+        assert leases.draw([("rpm", 1)])  # every request served from what is held, none waiting
+    await refilled(leases, round_trips)
+    assert leases.round_trips == round_trips + 1
+    # the draw since the last slice (its own request and these 6, in 60 ms) over the next 100 ms: 11
+    assert await counted(coordinator, "rpm", 1600) == 12 + 11
+    for _ in range(9):  # 4 + 11 held: these never reach the coordinator, and leave more than half of the refill
+        assert leases.draw([("rpm", 1)])
+    await asyncio.sleep(0.01)
+    assert leases.round_trips == round_trips + 1
+    await leases.aclose()
+    assert await counted(coordinator, "rpm", 1600) == 2 + 6 + 9  # what was admitted, the rest given back
+
+
+async def test_a_refill_the_coordinator_refuses_leaves_the_limit_exact(coordinator: Coordinator) -> None:
+    clock = Clock()
+    leases = Leases(coordinator, clock=clock, horizon=0.1, share=2, idle=0.5)
+    take = Take("rpm", limit=24, amount=1, ttl=60)
+    assert await leases.take([take]) is None
+    clock.now += 0.01
+    assert await leases.take([take]) is None  # 12 counted: 2 admitted, 10 held
+    assert await coordinator.reserve([Take("rpm", 24, 12, 60)]) is None  # another process takes the rest
+    round_trips = leases.round_trips
+    for _ in range(6):  # the refill asked for is refused: the limit is reached
+        clock.now += 0.01
+        assert leases.draw([("rpm", 1)])
+    await refilled(leases, round_trips)
+    assert await counted(coordinator, "rpm", 24) == 24
+    for _ in range(4):  # what is still held
+        assert await leases.take([take]) is None
+    refusal = await leases.take([take])
+    assert refusal is not None and refusal.index == 0  # the 25th request: refused where it leases
+    await leases.aclose()
+    assert await counted(coordinator, "rpm", 24) == 24
+
+
+async def test_shutdown_waits_for_a_refill_in_flight_and_gives_it_back(coordinator: Coordinator) -> None:
+    clock = Clock()
+    leases = Leases(coordinator, clock=clock, horizon=0.1, share=16, idle=0.5)
+    take = Take("rpm", limit=1600, amount=1, ttl=60)
+    assert await leases.take([take]) is None
+    clock.now += 0.01
+    assert await leases.take([take]) is None
+    for _ in range(6):
+        clock.now += 0.01
+        assert leases.draw([("rpm", 1)])  # the refill is scheduled, not yet run
+    await leases.aclose()
+    assert await counted(coordinator, "rpm", 1600) == 8  # every slice back, the refill's included
